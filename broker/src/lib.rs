@@ -1,7 +1,33 @@
-//! Sluice broker library.
+//! Sluice: an MQTT 3.1 / 3.1.1 / 5.0 broker.
+//!
+//! # Layout
+//!
+//! - [`codec`]: bytes ⇄ packets, no IO.
+//! - [`topic`]: validated topic names, filters, client and packet ids.
+//! - [`subscriptions`], [`retain`]: tries that find subscriptions and
+//!   retained messages for a topic or filter.
+//! - [`session`]: per-client state that outlives connections (queue, QoS
+//!   state); [`registry`] creates, takes over and ends sessions.
+//! - [`router`]: publish → matching sessions.
+//! - `connection`: the task that owns one socket.
+//! - [`server`]: listeners, accept loops, shutdown.
+//! - [`config`], [`metrics`], `sys` (`$SYS` topics).
 
 pub mod codec;
+pub mod config;
+mod connection;
+pub mod context;
+pub mod message;
+pub mod metrics;
 pub mod reason;
+pub mod registry;
 pub mod retain;
+pub mod router;
+pub mod server;
+pub mod session;
 pub mod subscriptions;
+mod sys;
 pub mod topic;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,323 @@
+//! Packets from an established client: PUBLISH and its QoS flows,
+//! acknowledgements of what the broker sent, SUBSCRIBE, UNSUBSCRIBE,
+//! PINGREQ, DISCONNECT and AUTH.
+
+use std::sync::Arc;
+
+use super::{Close, Connection};
+use crate::codec::{
+    self, Ack, AckKind, Packet, Publish, QoS, RetainHandling, SubAck, Subscribe, Unsubscribe,
+};
+use crate::message::{Delivery, Message};
+use crate::reason::ReasonCode;
+use crate::session::{HeldSubscription, OutState};
+use crate::topic::{Subscription, TopicName};
+
+impl Connection {
+    /// Handles one decoded packet.
+    pub(super) fn handle(&mut self, packet: Packet) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p),
+            Packet::PubAck(a) => {
+                self.on_completed(&a, OutState::AwaitingPubAck);
+                Ok(())
+            }
+            Packet::PubRec(a) => {
+                self.on_pubrec(&a);
+                Ok(())
+            }
+            Packet::PubRel(a) => {
+                self.on_pubrel(&a);
+                Ok(())
+            }
+            Packet::PubComp(a) => {
+                self.on_completed(&a, OutState::AwaitingPubComp);
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s),
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                codec::encode_pingresp(&mut self.out);
+                Ok(())
+            }
+            Packet::Disconnect(d) => {
+                if let Some(expiry) = d.session_expiry_interval {
+                    if self.neg.session_expiry == 0 && expiry != 0 {
+                        return Err(Close::server(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "DISCONNECT sets a session expiry after CONNECT set none",
+                        ));
+                    }
+                    self.neg.session_expiry =
+                        expiry.min(self.ctx.config.session.max_session_expiry_secs);
+                }
+                Err(Close::ClientDisconnect {
+                    publish_will: d.reason == ReasonCode::DISCONNECT_WITH_WILL,
+                })
+            }
+            Packet::Connect(_) => Err(Close::server(
+                ReasonCode::PROTOCOL_ERROR,
+                "second CONNECT on a connection",
+            )),
+            Packet::Auth(_) => Err(Close::server(
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH without enhanced authentication",
+            )),
+        }
+    }
+
+    fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
+        self.stats.messages_in += 1;
+        let topic = self.resolve_topic(&p)?;
+        let packet_id = p.packet_id;
+        if p.qos == QoS::ExactlyOnce {
+            let Some(id) = packet_id else {
+                return Err(Close::server(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "QoS 2 without packet id",
+                ));
+            };
+            if self.inflight.incoming_qos2_len()
+                >= usize::from(self.ctx.config.mqtt.receive_maximum)
+                && !self.inflight.incoming_qos2_contains(id)
+            {
+                return Err(Close::server(
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "more unacknowledged QoS 2 messages than the receive maximum",
+                ));
+            }
+            if !self.inflight.incoming_qos2_arrived(id) {
+                // A resend of a message already routed: acknowledge again.
+                codec::encode_ack(
+                    &mut self.out,
+                    self.neg.version,
+                    AckKind::PubRec,
+                    &Ack::new(id),
+                );
+                return Ok(());
+            }
+        }
+        let message = Arc::new(Message {
+            topic,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties: p.properties,
+            expires_at: Message::expiry_from_interval(p.message_expiry_interval),
+        });
+        if message.retain {
+            // A retained message outlives the read buffer its payload
+            // points into: give it its own allocation.
+            let stored = Arc::new(Message {
+                topic: message.topic.clone(),
+                payload: bytes::Bytes::copy_from_slice(&message.payload),
+                qos: message.qos,
+                retain: true,
+                properties: message.properties.clone(),
+                expires_at: message.expires_at,
+            });
+            self.ctx.router.retain(&self.mountpoint, &stored);
+        }
+        let matched = self
+            .ctx
+            .router
+            .publish(&self.mountpoint, Some(self.session.key()), &message);
+        let reason = if matched == 0 && self.neg.version.is_v5() {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        let kind = match p.qos {
+            QoS::AtMostOnce => return Ok(()),
+            QoS::AtLeastOnce => AckKind::PubAck,
+            QoS::ExactlyOnce => AckKind::PubRec,
+        };
+        if let Some(id) = packet_id {
+            let ack = Ack {
+                reason,
+                ..Ack::new(id)
+            };
+            codec::encode_ack(&mut self.out, self.neg.version, kind, &ack);
+        }
+        Ok(())
+    }
+
+    /// The topic of an incoming PUBLISH, resolving MQTT 5 topic aliases.
+    fn resolve_topic(&mut self, p: &Publish) -> Result<TopicName, Close> {
+        let Some(alias) = p.topic_alias else {
+            return TopicName::new(&p.topic)
+                .map_err(|e| Close::server(ReasonCode::TOPIC_NAME_INVALID, e.to_string()));
+        };
+        if alias == 0 || alias > self.ctx.config.mqtt.topic_alias_maximum {
+            return Err(Close::server(
+                ReasonCode::TOPIC_ALIAS_INVALID,
+                format!(
+                    "topic alias {alias} outside 1..={}",
+                    self.ctx.config.mqtt.topic_alias_maximum
+                ),
+            ));
+        }
+        if p.topic.is_empty() {
+            return self.inbound_aliases.get(&alias).cloned().ok_or_else(|| {
+                Close::server(
+                    ReasonCode::PROTOCOL_ERROR,
+                    format!("topic alias {alias} used before it was set"),
+                )
+            });
+        }
+        let topic = TopicName::new(&p.topic)
+            .map_err(|e| Close::server(ReasonCode::TOPIC_NAME_INVALID, e.to_string()))?;
+        self.inbound_aliases.insert(alias, topic.clone());
+        Ok(topic)
+    }
+
+    /// PUBACK, or PUBCOMP: the message is done.
+    fn on_completed(&mut self, ack: &Ack, state: OutState) {
+        if self.inflight.complete(ack.packet_id, state).is_none() {
+            tracing::debug!(
+                client = %self.session.id(), packet_id = %ack.packet_id,
+                "acknowledgement for an unknown packet id ignored"
+            );
+        }
+    }
+
+    fn on_pubrec(&mut self, ack: &Ack) {
+        let version = self.neg.version;
+        if ack.reason.is_error() {
+            // The client refused the message: QoS 2 flow ends here.
+            self.inflight
+                .complete(ack.packet_id, OutState::AwaitingPubRec);
+            return;
+        }
+        let reason = if self.inflight.received(ack.packet_id) {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        };
+        let rel = Ack {
+            reason,
+            ..Ack::new(ack.packet_id)
+        };
+        codec::encode_ack(&mut self.out, version, AckKind::PubRel, &rel);
+    }
+
+    fn on_pubrel(&mut self, ack: &Ack) {
+        let reason = if self.inflight.incoming_qos2_released(ack.packet_id) {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        };
+        let comp = Ack {
+            reason,
+            ..Ack::new(ack.packet_id)
+        };
+        codec::encode_ack(&mut self.out, self.neg.version, AckKind::PubComp, &comp);
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
+        let v5 = self.neg.version.is_v5();
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        for (raw, options) in &s.filters {
+            let subscription = match Subscription::parse(raw) {
+                Ok(sub) => sub,
+                Err(e) => {
+                    tracing::debug!(client = %self.session.id(), filter = %raw, "subscription refused: {e}");
+                    reasons.push(if v5 {
+                        ReasonCode::TOPIC_FILTER_INVALID
+                    } else {
+                        ReasonCode::UNSPECIFIED_ERROR
+                    });
+                    continue;
+                }
+            };
+            if subscription.group().is_some() && options.no_local {
+                return Err(Close::server(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "No Local set on a shared subscription",
+                ));
+            }
+            let existed = self.ctx.router.subscribe(
+                &self.session,
+                &subscription,
+                *options,
+                s.subscription_identifier,
+            );
+            self.session.lock().subscriptions.insert(
+                subscription.clone(),
+                HeldSubscription {
+                    options: *options,
+                    identifier: s.subscription_identifier,
+                },
+            );
+            reasons.push(ReasonCode(options.qos as u8));
+            let send_retained = match options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => !existed,
+                RetainHandling::Never => false,
+            };
+            if let (true, Subscription::Plain(filter)) = (send_retained, &subscription) {
+                for message in self.ctx.router.retained_matching(&self.mountpoint, filter) {
+                    retained.push(Delivery {
+                        qos: message.qos.min(options.qos),
+                        message,
+                        retain: true,
+                        subscription_ids: s.subscription_identifier.into_iter().collect(),
+                        shared: None,
+                    });
+                }
+            }
+        }
+        codec::encode_suback(
+            &mut self.out,
+            self.neg.version,
+            &SubAck {
+                packet_id: s.packet_id,
+                reasons,
+                reason_string: None,
+                user_properties: Vec::new(),
+            },
+        );
+        // Queued behind the SUBACK already in the output buffer.
+        let limits = *self.ctx.router.limits();
+        for d in retained {
+            let dropped = self.session.enqueue(d, &limits);
+            self.stats.dropped += dropped.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let v5 = self.neg.version.is_v5();
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        for raw in &u.filters {
+            let reason = match Subscription::parse(raw) {
+                Ok(subscription) => {
+                    let existed = self.ctx.router.unsubscribe(&self.session, &subscription);
+                    self.session.lock().subscriptions.remove(&subscription);
+                    if existed {
+                        ReasonCode::SUCCESS
+                    } else {
+                        ReasonCode::NO_SUBSCRIPTION_EXISTED
+                    }
+                }
+                Err(_) if v5 => ReasonCode::TOPIC_FILTER_INVALID,
+                Err(_) => ReasonCode::SUCCESS,
+            };
+            reasons.push(reason);
+        }
+        codec::encode_unsuback(
+            &mut self.out,
+            self.neg.version,
+            &SubAck {
+                packet_id: u.packet_id,
+                reasons,
+                reason_string: None,
+                user_properties: Vec::new(),
+            },
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! The connection task: owns one client's socket from accept to close.
+//!
+//! It reads CONNECT ([`handshake`]), attaches the session, then runs one
+//! `select!` loop over: bytes from the client (decoded and handled in
+//! [`inbound`]), deliveries queued in the session (encoded in [`outbound`]),
+//! writes of the output buffer, keep-alive, takeover and shutdown. Nothing
+//! it does can affect another connection except through the router and the
+//! registry.
+
+mod handshake;
+mod inbound;
+mod outbound;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
+use crate::context::Context;
+use crate::message::{Delivery, Message};
+use crate::metrics::Metrics;
+use crate::reason::ReasonCode;
+use crate::registry::Departure;
+use crate::session::{Inflight, Kick, Session};
+use crate::topic::TopicName;
+
+/// Stop moving queued deliveries into the output buffer above this size;
+/// also stop reading from the client, so a client that does not read
+/// cannot make the broker buffer without bound.
+const OUT_HIGH_WATER: usize = 64 * 1024;
+/// Deliveries taken from the session queue per lock.
+const BATCH: usize = 64;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+/// How long a closing connection may take to flush its last bytes.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a connection ends.
+#[derive(Debug)]
+pub(crate) enum Close {
+    /// The client sent DISCONNECT; reason 0x04 asks for the Will anyway.
+    ClientDisconnect { publish_will: bool },
+    /// The broker ends the connection; MQTT 5 clients get a DISCONNECT
+    /// with `reason`.
+    Server { reason: ReasonCode, detail: String },
+    /// Another connection took the session over.
+    TakenOver,
+    /// The broker is shutting down.
+    Shutdown,
+    /// The socket closed or failed.
+    Io(String),
+}
+
+impl Close {
+    fn server(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        Close::Server {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn publishes_will(&self) -> bool {
+        match self {
+            Close::ClientDisconnect { publish_will } => *publish_will,
+            Close::Shutdown => false,
+            Close::Server { .. } | Close::TakenOver | Close::Io(_) => true,
+        }
+    }
+}
+
+/// What CONNECT negotiated for the rest of the connection.
+#[derive(Debug)]
+pub(crate) struct Negotiated {
+    pub version: ProtocolVersion,
+    /// Zero when keep alive is off.
+    pub keep_alive: Duration,
+    /// How many QoS 1/2 messages may be in flight towards the client.
+    pub send_window: usize,
+    /// The client's Maximum Packet Size.
+    pub client_max_packet: u32,
+    /// Topic aliases the client accepts from the broker.
+    pub client_alias_max: u16,
+    pub session_expiry: u32,
+    pub will: Option<Arc<Message>>,
+    pub will_delay: u32,
+}
+
+/// The running state of an established connection.
+pub(crate) struct Connection {
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    session: Arc<Session>,
+    mountpoint: Arc<str>,
+    decoder: Decoder,
+    neg: Negotiated,
+    inflight: Inflight,
+    rbuf: BytesMut,
+    out: BytesMut,
+    batch: Vec<Delivery>,
+    inbound_aliases: HashMap<u16, TopicName>,
+    outbound_aliases: HashMap<TopicName, u16>,
+    last_packet: Instant,
+    stats: Stats,
+}
+
+/// Per-connection counters, added to the broker's in batches.
+#[derive(Debug, Default)]
+struct Stats {
+    messages_in: u64,
+    messages_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    dropped: u64,
+}
+
+/// Serves one client connection until it closes.
+pub(crate) async fn run<R, W>(
+    ctx: Arc<Context>,
+    mut reader: R,
+    mut writer: W,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (kick_tx, kick_rx) = mpsc::channel(1);
+    let (released_tx, released_rx) = watch::channel(());
+    let control = crate::session::ConnectionControl {
+        kick: kick_tx,
+        released: released_rx,
+    };
+    let accepted = tokio::select! {
+        r = handshake::accept(&ctx, &mut reader, &mut writer, peer, control) => r,
+        _ = shutdown.wait_for(|s| *s) => None,
+    };
+    let Some(mut conn) = accepted else {
+        return;
+    };
+    Metrics::add(&ctx.metrics.clients_connected, 1);
+    Metrics::add(&ctx.metrics.connections_total, 1);
+    tracing::debug!(
+        client = %conn.session.id(), peer = %peer, version = ?conn.neg.version,
+        "client connected"
+    );
+
+    let close = conn
+        .serve(&mut reader, &mut writer, kick_rx, &mut shutdown)
+        .await;
+    conn.finish(&mut writer, close).await;
+    ctx.metrics
+        .clients_connected
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    // Dropping the sender tells a waiting takeover that the session is free.
+    drop(released_tx);
+}
+
+impl Connection {
+    async fn serve<R, W>(
+        &mut self,
+        reader: &mut R,
+        writer: &mut W,
+        mut kick: mpsc::Receiver<Kick>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Close
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let keep_alive = self.neg.keep_alive;
+        let timeout = keep_alive + keep_alive / 2;
+        let sleep = tokio::time::sleep(timeout);
+        tokio::pin!(sleep);
+        loop {
+            self.fill_outgoing();
+            self.flush_stats();
+            let has_output = !self.out.is_empty();
+            let can_read = self.out.len() < OUT_HIGH_WATER;
+            let can_take = self.out.len() < OUT_HIGH_WATER;
+            if can_read && self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|s| *s) => return Close::Shutdown,
+                k = kick.recv() => {
+                    if let Some(Kick::TakenOver) = k {
+                        return Close::TakenOver;
+                    }
+                }
+                res = writer.write_buf(&mut self.out), if has_output => {
+                    match res {
+                        Ok(0) => return Close::Io("connection closed while writing".into()),
+                        Ok(n) => self.stats.bytes_out += n as u64,
+                        Err(e) => return Close::Io(e.to_string()),
+                    }
+                }
+                res = reader.read_buf(&mut self.rbuf), if can_read => {
+                    match res {
+                        Ok(0) => return Close::Io("connection closed by client".into()),
+                        Ok(n) => {
+                            self.stats.bytes_in += n as u64;
+                            if let Err(close) = self.process_input() {
+                                return close;
+                            }
+                        }
+                        Err(e) => return Close::Io(e.to_string()),
+                    }
+                }
+                _ = self.session.notified(), if can_take => {}
+                _ = &mut sleep, if !keep_alive.is_zero() => {
+                    let deadline = self.last_packet + timeout;
+                    if Instant::now() >= deadline {
+                        return Close::server(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+                    }
+                    sleep.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every whole packet in the read buffer.
+    fn process_input(&mut self) -> Result<(), Close> {
+        let mut any = false;
+        loop {
+            match self.decoder.decode(&mut self.rbuf) {
+                Ok(Some(packet)) => {
+                    any = true;
+                    self.handle(packet)?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Close::server(e.reason_code(), e.to_string()));
+                }
+            }
+        }
+        if any {
+            self.last_packet = Instant::now();
+        }
+        // Give a large, now empty read buffer back rather than keep it for
+        // an idle connection.
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+            self.rbuf = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    fn flush_stats(&mut self) {
+        let s = std::mem::take(&mut self.stats);
+        let m = &self.ctx.metrics;
+        Metrics::add(&m.messages_received, s.messages_in);
+        Metrics::add(&m.messages_sent, s.messages_out);
+        Metrics::add(&m.bytes_received, s.bytes_in);
+        Metrics::add(&m.bytes_sent, s.bytes_out);
+        Metrics::add(&m.messages_dropped, s.dropped);
+    }
+
+    /// Says goodbye (DISCONNECT for MQTT 5 where the broker closes), flushes,
+    /// and hands the session back to the registry.
+    async fn finish<W: AsyncWrite + Unpin>(mut self, writer: &mut W, close: Close) {
+        let client = self.session.id().clone();
+        let reason = match &close {
+            Close::Server { reason, detail } => {
+                tracing::info!(client = %client, peer = %self.peer, reason = %reason, "closing connection: {detail}");
+                Some(*reason)
+            }
+            Close::TakenOver => {
+                tracing::info!(client = %client, peer = %self.peer, "session taken over by a new connection");
+                Some(ReasonCode::SESSION_TAKEN_OVER)
+            }
+            Close::Shutdown => {
+                // Send what is queued before saying goodbye.
+                self.fill_outgoing();
+                Some(ReasonCode::SERVER_SHUTTING_DOWN)
+            }
+            Close::ClientDisconnect { .. } => {
+                tracing::debug!(client = %client, "client disconnected");
+                None
+            }
+            Close::Io(e) => {
+                tracing::debug!(client = %client, "connection lost: {e}");
+                None
+            }
+        };
+        if let (Some(reason), ProtocolVersion::V5) = (reason, self.neg.version) {
+            codec::encode_disconnect(
+                &mut self.out,
+                &Disconnect {
+                    reason,
+                    ..Disconnect::default()
+                },
+            );
+        }
+        if !self.out.is_empty() && !matches!(close, Close::Io(_)) {
+            let n = self.out.len() as u64;
+            let flushed = tokio::time::timeout(FLUSH_TIMEOUT, async {
+                writer.write_all_buf(&mut self.out).await?;
+                writer.flush().await
+            })
+            .await;
+            if matches!(flushed, Ok(Ok(()))) {
+                self.stats.bytes_out += n;
+            }
+        }
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer.shutdown()).await;
+        self.flush_stats();
+
+        let will = if close.publishes_will() {
+            self.neg.will.take()
+        } else {
+            None
+        };
+        let departure = Departure {
+            inflight: std::mem::take(&mut self.inflight),
+            will,
+            will_delay: self.neg.will_delay,
+            expiry_interval: self.neg.session_expiry,
+        };
+        self.ctx.registry.detach(&self.session, departure);
+    }
+}

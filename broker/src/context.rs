@@ -1,0 +1,58 @@
+//! The broker-wide state every connection task shares: configuration,
+//! router, session registry, counters.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::router::Router;
+use crate::session::QueueLimits;
+use crate::topic::ClientId;
+
+/// Shared broker state.
+#[derive(Debug)]
+pub struct Context {
+    pub config: Config,
+    pub router: Arc<Router>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    id_seed: u64,
+    id_counter: AtomicU64,
+}
+
+impl Context {
+    /// Fresh state for `config` (already validated).
+    pub fn new(config: Config) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let router = Arc::new(Router::new(
+            QueueLimits::from_config(&config.session),
+            metrics.clone(),
+        ));
+        let registry = Arc::new(Registry::new(router.clone(), metrics.clone()));
+        Context {
+            config,
+            router,
+            registry,
+            metrics,
+            started: Instant::now(),
+            // Random per process, so assigned ids differ between runs.
+            id_seed: RandomState::new().hash_one(std::process::id()),
+            id_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A client id for a client that sent an empty one: unique within this
+    /// run and unlikely to repeat across runs.
+    pub fn assign_client_id(&self) -> ClientId {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        let id = format!("sluice-{:016x}-{n}", self.id_seed);
+        // Non-empty, no NUL: always valid.
+        ClientId::new(&id).unwrap_or_else(|_| unreachable!("assigned ids are valid"))
+    }
+}

@@ -1,0 +1,312 @@
+//! The session registry: finds or creates the session of a connecting client,
+//! takes sessions over from older connections, and ends sessions (on clean
+//! disconnect or expiry), publishing delayed Will messages on the way.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::session::{ConnectionControl, Inflight, Kick, PendingWill, Session, SubscriberId};
+use crate::subscriptions::ClientKey;
+
+/// How long a new connection waits for the connection it takes a session
+/// over from to let go.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a session could not be attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("the connection holding session {0} did not release it within {TAKEOVER_TIMEOUT:?}")]
+    TakeoverTimedOut(SubscriberId),
+}
+
+/// A session attached to a new connection.
+#[derive(Debug)]
+pub struct Attached {
+    pub session: Arc<Session>,
+    /// Whether an existing session was resumed (CONNACK Session Present).
+    pub session_present: bool,
+    /// The session's QoS state, now owned by the connection.
+    pub inflight: Inflight,
+}
+
+/// What a connection leaves behind when it ends.
+#[derive(Debug)]
+pub struct Departure {
+    pub inflight: Inflight,
+    /// The Will message to publish, if the connection ended without a
+    /// normal DISCONNECT.
+    pub will: Option<Arc<Message>>,
+    /// Will Delay Interval, seconds.
+    pub will_delay: u32,
+    /// Session Expiry Interval, seconds (`u32::MAX` = never).
+    pub expiry_interval: u32,
+}
+
+/// All sessions of the broker, by identity.
+#[derive(Debug)]
+pub struct Registry {
+    sessions: Mutex<HashMap<SubscriberId, Arc<Session>>>,
+    next_key: AtomicU64,
+    router: Arc<Router>,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    /// An empty registry routing through `router`.
+    pub fn new(router: Arc<Router>, metrics: Arc<Metrics>) -> Self {
+        Registry {
+            sessions: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(1),
+            router,
+            metrics,
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<SubscriberId, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of sessions, online and offline.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The session of `id`, if any.
+    pub fn get(&self, id: &SubscriberId) -> Option<Arc<Session>> {
+        self.map().get(id).cloned()
+    }
+
+    /// Attaches the session `id` to a new connection reachable through
+    /// `control`: resumes the existing session unless `clean_start`, after
+    /// taking it over from the connection that holds it (which is told to
+    /// close and waited for).
+    pub async fn attach(
+        self: &Arc<Self>,
+        id: SubscriberId,
+        clean_start: bool,
+        control: ConnectionControl,
+    ) -> Result<Attached, AttachError> {
+        let deadline = Instant::now() + TAKEOVER_TIMEOUT;
+        loop {
+            let existing = {
+                let mut map = self.map();
+                match map.get(&id) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+                        let session = Arc::new(Session::new(key, id.clone()));
+                        {
+                            let mut state = session.lock();
+                            state.connection = Some(control);
+                            state.generation = 1;
+                        }
+                        session.set_online(true);
+                        map.insert(id, session.clone());
+                        return Ok(Attached {
+                            session,
+                            session_present: false,
+                            inflight: Inflight::default(),
+                        });
+                    }
+                }
+            };
+            enum Next {
+                Forget,
+                WaitFor(ConnectionControl),
+                EndIt,
+                Resume(Inflight),
+            }
+            let next = {
+                let mut state = existing.lock();
+                if state.ended {
+                    Next::Forget
+                } else if let Some(holder) = state.connection.clone() {
+                    Next::WaitFor(holder)
+                } else if clean_start {
+                    Next::EndIt
+                } else {
+                    state.connection = Some(control.clone());
+                    state.generation += 1;
+                    state.pending_will = None;
+                    state.expires_at = None;
+                    Next::Resume(state.inflight.take().unwrap_or_default())
+                }
+            };
+            let inflight = match next {
+                Next::Forget => {
+                    self.forget(&existing);
+                    continue;
+                }
+                Next::WaitFor(holder) => {
+                    // A full channel means it was already asked to go.
+                    let _ = holder.kick.try_send(Kick::TakenOver);
+                    let mut released = holder.released;
+                    // `changed` fails once the holder drops its sender,
+                    // which it does after parking the session.
+                    match tokio::time::timeout_at(deadline, released.changed()).await {
+                        Ok(_) => continue,
+                        Err(_) => return Err(AttachError::TakeoverTimedOut(id)),
+                    }
+                }
+                Next::EndIt => {
+                    self.end(&existing);
+                    continue;
+                }
+                Next::Resume(inflight) => inflight,
+            };
+            existing.set_online(true);
+            return Ok(Attached {
+                session: existing,
+                session_present: true,
+                inflight,
+            });
+        }
+    }
+
+    /// A connection ends: parks its state in the session, publishes or
+    /// schedules its Will, and ends the session now or schedules its expiry.
+    pub fn detach(self: &Arc<Self>, session: &Arc<Session>, departure: Departure) {
+        let Departure {
+            inflight,
+            will,
+            will_delay,
+            expiry_interval,
+        } = departure;
+        let (generation, dropped_qos0) = {
+            let mut state = session.lock();
+            state.connection = None;
+            session.set_online(false);
+            state.inflight = Some(inflight);
+            state.expiry_interval = expiry_interval;
+            let dropped = if self.router.limits().qos0_offline {
+                0
+            } else {
+                state.queue.drop_qos0()
+            };
+            (state.generation, dropped)
+        };
+        Metrics::add(&self.metrics.messages_dropped, dropped_qos0 as u64);
+
+        if expiry_interval == 0 {
+            if let Some(will) = will {
+                self.publish_will(session, &will);
+            }
+            self.end(session);
+            return;
+        }
+        if let Some(will) = will {
+            if will_delay == 0 {
+                self.publish_will(session, &will);
+            } else {
+                session.lock().pending_will = Some(PendingWill {
+                    message: will,
+                    generation,
+                });
+                let delay = will_delay.min(expiry_interval);
+                let registry = self.clone();
+                let session = session.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                    let will = {
+                        let mut state = session.lock();
+                        match &state.pending_will {
+                            Some(p) if p.generation == generation => state.pending_will.take(),
+                            _ => None,
+                        }
+                    };
+                    if let Some(will) = will {
+                        registry.publish_will(&session, &will.message);
+                    }
+                });
+            }
+        }
+        if expiry_interval != u32::MAX {
+            let after = Duration::from_secs(u64::from(expiry_interval));
+            session.lock().expires_at = Some(Instant::now() + after);
+            let registry = self.clone();
+            let session = session.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let expired = {
+                    let state = session.lock();
+                    state.generation == generation && state.connection.is_none() && !state.ended
+                };
+                if expired {
+                    tracing::debug!(session = %session.id(), "session expired");
+                    registry.end(&session);
+                }
+            });
+        }
+    }
+
+    fn publish_will(&self, session: &Session, will: &Arc<Message>) {
+        tracing::debug!(session = %session.id(), topic = %will.topic, "publishing will");
+        let mountpoint = &session.id().mountpoint;
+        if will.retain {
+            self.router.retain(mountpoint, will);
+        }
+        self.router.publish(mountpoint, Some(session.key()), will);
+    }
+
+    /// Ends a session: removes its subscriptions, publishes a pending Will,
+    /// and hands its undelivered shared-subscription messages to other
+    /// members of their groups.
+    pub fn end(&self, session: &Arc<Session>) {
+        let (subscriptions, queued, inflight, will) = {
+            let mut state = session.lock();
+            if state.ended {
+                return;
+            }
+            state.ended = true;
+            let subscriptions: Vec<_> = state.subscriptions.drain().map(|(s, _)| s).collect();
+            let queued: Vec<_> = state.queue.drain().collect();
+            let inflight: Vec<_> = state
+                .inflight
+                .as_mut()
+                .map(|f| f.drain_outgoing().map(|e| e.delivery).collect())
+                .unwrap_or_default();
+            (subscriptions, queued, inflight, state.pending_will.take())
+        };
+        self.forget(session);
+        for s in &subscriptions {
+            self.router.unsubscribe(session, s);
+        }
+        if let Some(will) = will {
+            self.publish_will(session, &will.message);
+        }
+        for d in queued.into_iter().chain(inflight) {
+            if let Some(origin) = d.shared.clone() {
+                self.router.reroute_shared(&origin, d, session.key());
+            }
+        }
+    }
+
+    /// Removes `session` from the map if it is still the one registered.
+    fn forget(&self, session: &Arc<Session>) {
+        let mut map = self.map();
+        if map
+            .get(session.id())
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            map.remove(session.id());
+        }
+    }
+
+    /// A fresh key for something that is not a session but publishes
+    /// (`$SYS`), so No Local never matches it.
+    pub fn next_key(&self) -> ClientKey {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+}

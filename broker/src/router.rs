@@ -1,0 +1,332 @@
+//! The router: takes a published message to every session whose
+//! subscriptions match it, and keeps the retained messages.
+//!
+//! Publishing takes the subscription tree's read lock once, walks the
+//! matching nodes and queues one delivery per session (overlapping
+//! subscriptions merge into one copy at the highest QoS, carrying every
+//! subscription identifier). Shared subscriptions deliver to one member per
+//! group, preferring connected members.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::time::Instant;
+
+use crate::codec::{QoS, SubscriptionOptions};
+use crate::message::{Delivery, Message, SharedOrigin};
+use crate::metrics::Metrics;
+use crate::retain::RetainTree;
+use crate::session::{QueueLimits, Session};
+use crate::subscriptions::{ClientKey, NodeMatch, SubscriptionTree};
+use crate::topic::{Subscription, TopicFilter};
+
+/// A subscription as the tree stores it.
+#[derive(Debug)]
+pub struct Subscriber {
+    pub session: Arc<Session>,
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+    /// For members of a shared subscription: the group, so that a delivery
+    /// can move to another member if this one's session ends.
+    pub shared: Option<Arc<SharedOrigin>>,
+}
+
+type Trees = HashMap<Arc<str>, SubscriptionTree<Subscriber>>;
+type Retained = HashMap<Arc<str>, RetainTree<Arc<Message>>>;
+
+/// Routes messages between sessions; one per broker.
+#[derive(Debug)]
+pub struct Router {
+    trees: RwLock<Trees>,
+    retained: RwLock<Retained>,
+    limits: QueueLimits,
+    metrics: Arc<Metrics>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // The trees stay structurally valid if a panic interrupted a writer.
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one session receives from one publish, merged over its matching
+/// subscriptions.
+struct Merged<'a> {
+    session: &'a Arc<Session>,
+    qos: QoS,
+    retain: bool,
+    ids: Vec<u32>,
+}
+
+impl Router {
+    /// A router with no subscriptions and no retained messages.
+    pub fn new(limits: QueueLimits, metrics: Arc<Metrics>) -> Self {
+        Router {
+            trees: RwLock::new(HashMap::new()),
+            retained: RwLock::new(HashMap::new()),
+            limits,
+            metrics,
+        }
+    }
+
+    /// Queue limits applied to every session.
+    pub fn limits(&self) -> &QueueLimits {
+        &self.limits
+    }
+
+    /// Routes `message` published in `mountpoint` by the session `publisher`
+    /// (for No Local). Returns how many sessions it was queued for.
+    /// Retained-message storage is separate: see [`Router::retain`].
+    pub fn publish(
+        &self,
+        mountpoint: &Arc<str>,
+        publisher: Option<ClientKey>,
+        message: &Arc<Message>,
+    ) -> usize {
+        let trees = read(&self.trees);
+        let Some(tree) = trees.get(mountpoint) else {
+            return 0;
+        };
+        let mut first: Option<NodeMatch<'_, Subscriber>> = None;
+        let mut more: Vec<NodeMatch<'_, Subscriber>> = Vec::new();
+        let mut delivered = 0;
+        tree.for_each_match(&message.topic, |m| {
+            for group in m.shared {
+                if let Some((_, sub)) = group.pick(|s| s.session.is_online()) {
+                    let d = Delivery {
+                        message: message.clone(),
+                        qos: message.qos.min(sub.options.qos),
+                        retain: message.retain && sub.options.retain_as_published,
+                        subscription_ids: sub.identifier.into_iter().collect(),
+                        shared: sub.shared.clone(),
+                    };
+                    delivered += usize::from(self.enqueue(&sub.session, d));
+                }
+            }
+            if m.plain.is_empty() {
+                return;
+            }
+            if first.is_none() {
+                first = Some(m);
+            } else {
+                more.push(m);
+            }
+        });
+        let Some(first) = first else {
+            return delivered;
+        };
+        if more.is_empty() {
+            // One filter matched: a session has at most one subscription
+            // per filter, so there is nothing to merge.
+            for (_, sub) in first.plain {
+                if let Some(d) = Self::delivery_for(sub, message, publisher) {
+                    delivered += usize::from(self.enqueue(&sub.session, d));
+                }
+            }
+            return delivered;
+        }
+        let mut merged: HashMap<ClientKey, Merged<'_>> = HashMap::new();
+        for m in std::iter::once(&first).chain(more.iter()) {
+            for (key, sub) in m.plain {
+                if sub.options.no_local && publisher == Some(*key) {
+                    continue;
+                }
+                let qos = message.qos.min(sub.options.qos);
+                let retain = message.retain && sub.options.retain_as_published;
+                let entry = merged.entry(*key).or_insert(Merged {
+                    session: &sub.session,
+                    qos,
+                    retain,
+                    ids: Vec::new(),
+                });
+                entry.qos = entry.qos.max(qos);
+                entry.retain |= retain;
+                entry.ids.extend(sub.identifier);
+            }
+        }
+        for (_, m) in merged {
+            let mut ids = m.ids;
+            ids.sort_unstable();
+            let d = Delivery {
+                message: message.clone(),
+                qos: m.qos,
+                retain: m.retain,
+                subscription_ids: ids,
+                shared: None,
+            };
+            delivered += usize::from(self.enqueue(m.session, d));
+        }
+        delivered
+    }
+
+    fn delivery_for(
+        sub: &Subscriber,
+        message: &Arc<Message>,
+        publisher: Option<ClientKey>,
+    ) -> Option<Delivery> {
+        if sub.options.no_local && publisher == Some(sub.session.key()) {
+            return None;
+        }
+        Some(Delivery {
+            message: message.clone(),
+            qos: message.qos.min(sub.options.qos),
+            retain: message.retain && sub.options.retain_as_published,
+            subscription_ids: sub.identifier.into_iter().collect(),
+            shared: None,
+        })
+    }
+
+    /// Queues `d` for `session`, counting what the queue drops. Dropped
+    /// shared deliveries are not re-routed: the group member was chosen and
+    /// its queue is full, which is the overload the limit exists for.
+    fn enqueue(&self, session: &Arc<Session>, d: Delivery) -> bool {
+        let dropped = session.enqueue(d, &self.limits);
+        let n = dropped.len() as u64;
+        Metrics::add(&self.metrics.messages_dropped, n);
+        n == 0
+    }
+
+    /// Stores `message` as the retained message of its topic, or clears it
+    /// when the payload is empty.
+    pub fn retain(&self, mountpoint: &Arc<str>, message: &Arc<Message>) {
+        let mut retained = write(&self.retained);
+        if message.payload.is_empty() {
+            if let Some(tree) = retained.get_mut(mountpoint) {
+                tree.remove(&message.topic);
+                if tree.is_empty() {
+                    retained.remove(mountpoint);
+                }
+            }
+        } else {
+            retained
+                .entry(mountpoint.clone())
+                .or_default()
+                .insert(&message.topic, message.clone());
+        }
+    }
+
+    /// The unexpired retained messages matching `filter`.
+    pub fn retained_matching(&self, mountpoint: &str, filter: &TopicFilter) -> Vec<Arc<Message>> {
+        let now = Instant::now();
+        let retained = read(&self.retained);
+        let mut out = Vec::new();
+        if let Some(tree) = retained.get(mountpoint) {
+            tree.for_each_match(filter, |m| {
+                if !m.is_expired(now) {
+                    out.push(m.clone());
+                }
+            });
+        }
+        out
+    }
+
+    /// Drops expired retained messages.
+    pub fn purge_expired_retained(&self) {
+        let now = Instant::now();
+        let mut retained = write(&self.retained);
+        for tree in retained.values_mut() {
+            tree.retain(|m| !m.is_expired(now));
+        }
+        retained.retain(|_, t| !t.is_empty());
+    }
+
+    /// Adds or replaces `session`'s subscription. Returns whether it
+    /// already existed (for Retain Handling 1).
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        subscription: &Subscription,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> bool {
+        let mountpoint = &session.id().mountpoint;
+        let sub = Subscriber {
+            session: session.clone(),
+            options,
+            identifier,
+            shared: match subscription {
+                Subscription::Plain(_) => None,
+                Subscription::Shared { group, filter } => Some(Arc::new(SharedOrigin {
+                    mountpoint: mountpoint.clone(),
+                    group: group.clone(),
+                    filter: filter.clone(),
+                })),
+            },
+        };
+        let mut trees = write(&self.trees);
+        let tree = trees.entry(mountpoint.clone()).or_default();
+        let previous = match subscription {
+            Subscription::Plain(filter) => tree.insert(filter, session.key(), sub),
+            Subscription::Shared { group, filter } => {
+                tree.insert_shared(group, filter, session.key(), sub)
+            }
+        };
+        previous.is_some()
+    }
+
+    /// Removes `session`'s subscription. Returns whether it existed.
+    pub fn unsubscribe(&self, session: &Session, subscription: &Subscription) -> bool {
+        let mountpoint = &session.id().mountpoint;
+        let mut trees = write(&self.trees);
+        let Some(tree) = trees.get_mut(mountpoint) else {
+            return false;
+        };
+        let previous = match subscription {
+            Subscription::Plain(filter) => tree.remove(filter, session.key()),
+            Subscription::Shared { group, filter } => {
+                tree.remove_shared(group, filter, session.key())
+            }
+        };
+        if tree.is_empty() {
+            trees.remove(mountpoint);
+        }
+        previous.is_some()
+    }
+
+    /// Gives a delivery that its chosen member could not take (the member's
+    /// session ended) to another member of the same shared subscription.
+    /// Returns false when the group has no other member (the message is
+    /// then dropped and counted).
+    pub fn reroute_shared(
+        &self,
+        origin: &Arc<SharedOrigin>,
+        delivery: Delivery,
+        except: ClientKey,
+    ) -> bool {
+        let trees = read(&self.trees);
+        let target = trees
+            .get(&origin.mountpoint)
+            .and_then(|t| t.shared_group(&origin.group, &origin.filter))
+            .and_then(|g| g.pick(|s| s.session.key() != except && s.session.is_online()))
+            .filter(|(key, _)| *key != except)
+            .map(|(_, s)| s);
+        match target {
+            Some(sub) => {
+                let d = Delivery {
+                    qos: delivery.message.qos.min(sub.options.qos),
+                    subscription_ids: sub.identifier.into_iter().collect(),
+                    shared: sub.shared.clone(),
+                    ..delivery
+                };
+                self.enqueue(&sub.session, d)
+            }
+            None => {
+                Metrics::add(&self.metrics.messages_dropped, 1);
+                false
+            }
+        }
+    }
+
+    /// Number of subscriptions across all mountpoints.
+    pub fn subscription_count(&self) -> usize {
+        read(&self.trees).values().map(|t| t.len()).sum()
+    }
+
+    /// Number of retained messages across all mountpoints.
+    pub fn retained_count(&self) -> usize {
+        read(&self.retained).values().map(|t| t.len()).sum()
+    }
+}

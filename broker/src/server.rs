@@ -1,0 +1,147 @@
+//! Listeners, the accept loops, and graceful shutdown.
+//!
+//! [`Server::bind`] opens the listeners (so tests can bind port 0 and read
+//! the real port); [`Server::run`] serves until the shutdown future
+//! completes, then stops accepting, tells every connection to close
+//! (MQTT 5 clients get DISCONNECT 0x8B), and waits for them to flush.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::connection;
+use crate::context::Context;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A broker with its listeners bound.
+#[derive(Debug)]
+pub struct Server {
+    ctx: Arc<Context>,
+    listeners: Vec<TcpListener>,
+}
+
+impl Server {
+    /// Binds every address in `config.server.bind`.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let mut listeners = Vec::new();
+        for addr in &config.server.bind {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
+            listeners.push(listener);
+        }
+        Ok(Server {
+            ctx: Arc::new(Context::new(config)),
+            listeners,
+        })
+    }
+
+    /// The addresses actually bound (with real ports for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The broker state, for inspection.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every connection task holds a clone; `recv` returns `None` once
+        // they have all finished.
+        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+        let mut accept_loops = Vec::new();
+        for listener in self.listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("listening on {addr} (mqtt over tcp)");
+            }
+            accept_loops.push(tokio::spawn(accept_loop(
+                listener,
+                self.ctx.clone(),
+                stop_rx.clone(),
+                alive_tx.clone(),
+            )));
+        }
+        let sys = tokio::spawn(crate::sys::run(self.ctx.clone()));
+        drop(alive_tx);
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        for l in accept_loops {
+            l.abort();
+            let _ = l.await;
+        }
+        sys.abort();
+        let grace = Duration::from_secs(u64::from(self.ctx.config.server.shutdown_timeout_secs));
+        if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+            tracing::warn!("connections still open after {grace:?}; exiting anyway");
+        }
+        tracing::info!("shutdown complete");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                spawn_connection(stream, peer, &ctx, &stop, &alive);
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of
+                // spinning; the listener itself stays up.
+                tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn spawn_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Arc<Context>,
+    stop: &watch::Receiver<bool>,
+    alive: &mpsc::Sender<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let ctx = ctx.clone();
+    let stop = stop.clone();
+    let alive = alive.clone();
+    tokio::spawn(async move {
+        let (reader, writer) = stream.into_split();
+        connection::run(ctx, reader, writer, peer, stop).await;
+        drop(alive);
+    });
+}

@@ -1,0 +1,218 @@
+//! Sessions: the state MQTT keeps for a client identity across connections.
+//!
+//! A [`Session`] is shared (`Arc`) between the router, which queues
+//! deliveries into it, and the connection task that currently owns it, which
+//! sends them. The queue sits behind a short-lived mutex; everything else a
+//! connection needs per packet (QoS state, aliases) is owned by the
+//! connection and parked here only while the session is offline.
+
+pub mod inflight;
+pub mod queue;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::codec::{QoS, SubscriptionOptions};
+use crate::message::{Delivery, Message};
+use crate::subscriptions::ClientKey;
+use crate::topic::{ClientId, Subscription};
+
+pub use inflight::{Inflight, OutEntry, OutState};
+pub use queue::{MessageQueue, QueueLimits};
+
+/// A session's identity: the mountpoint (topic tree) and the client id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SubscriberId {
+    pub mountpoint: Arc<str>,
+    pub client_id: ClientId,
+}
+
+impl fmt::Debug for SubscriberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SubscriberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mountpoint.is_empty() {
+            write!(f, "{}", self.client_id)
+        } else {
+            write!(f, "{}@{}", self.client_id, self.mountpoint)
+        }
+    }
+}
+
+/// Why the broker tells a connection to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// Another connection took the session over (0x8E).
+    TakenOver,
+}
+
+/// How the registry reaches the connection that owns a session.
+#[derive(Debug, Clone)]
+pub struct ConnectionControl {
+    /// Asks the connection to close.
+    pub kick: mpsc::Sender<Kick>,
+    /// Completes (with an error) once the connection task has released the
+    /// session.
+    pub released: watch::Receiver<()>,
+}
+
+/// A Will message waiting for its delay to run out.
+#[derive(Debug)]
+pub struct PendingWill {
+    pub message: Arc<Message>,
+    /// The session generation it belongs to: a reconnect bumps the
+    /// generation, which cancels the will.
+    pub generation: u64,
+}
+
+/// A subscription as the session remembers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldSubscription {
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+}
+
+/// The mutable part of a session.
+#[derive(Debug)]
+pub struct SessionState {
+    /// Deliveries waiting to be sent.
+    pub queue: MessageQueue,
+    /// Subscriptions held, to remove them when the session ends.
+    pub subscriptions: HashMap<Subscription, HeldSubscription>,
+    /// QoS state, parked here while no connection owns the session.
+    pub inflight: Option<Inflight>,
+    /// The owning connection, if online.
+    pub connection: Option<ConnectionControl>,
+    /// Bumped by every connection that attaches.
+    pub generation: u64,
+    /// Seconds the session outlives its connection; `u32::MAX` = forever.
+    pub expiry_interval: u32,
+    /// When an offline session expires.
+    pub expires_at: Option<Instant>,
+    pub pending_will: Option<PendingWill>,
+    /// Set once the session has ended; a connection holding a stale `Arc`
+    /// must then start a new one.
+    pub ended: bool,
+}
+
+/// A session.
+pub struct Session {
+    key: ClientKey,
+    id: SubscriberId,
+    online: AtomicBool,
+    state: Mutex<SessionState>,
+    notify: Notify,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("key", &self.key)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A new, empty, offline session.
+    pub fn new(key: ClientKey, id: SubscriberId) -> Self {
+        Session {
+            key,
+            id,
+            online: AtomicBool::new(false),
+            state: Mutex::new(SessionState {
+                queue: MessageQueue::default(),
+                subscriptions: HashMap::new(),
+                inflight: Some(Inflight::default()),
+                connection: None,
+                generation: 0,
+                expiry_interval: 0,
+                expires_at: None,
+                pending_will: None,
+                ended: false,
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    /// The session's unique key (never reused within a broker run).
+    pub fn key(&self) -> ClientKey {
+        self.key
+    }
+
+    /// The session's identity.
+    pub fn id(&self) -> &SubscriberId {
+        &self.id
+    }
+
+    /// Whether a connection currently owns the session.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+
+    /// Locks the session state. Never held across an await, and never
+    /// while taking the router's locks (the router takes this lock inside
+    /// its own).
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        // A panic while holding the lock cannot leave the queue in a state
+        // worse than losing a message, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a delivery and wakes the owning connection. Returns the
+    /// deliveries the queue dropped to make room (or the new one).
+    pub fn enqueue(&self, delivery: Delivery, limits: &QueueLimits) -> Vec<Delivery> {
+        let dropped = {
+            let mut state = self.lock();
+            if state.ended {
+                return vec![delivery];
+            }
+            state.queue.push(delivery, self.is_online(), limits)
+        };
+        self.notify.notify_one();
+        dropped
+    }
+
+    /// Moves up to `max` deliveries from the front of the queue into `out`,
+    /// at most `room` of them QoS 1/2 (the send window), stopping at the
+    /// first that does not fit so that order is kept.
+    pub fn take_batch(&self, out: &mut Vec<Delivery>, max: usize, mut room: usize) {
+        let mut state = self.lock();
+        while out.len() < max {
+            match state.queue.front() {
+                Some(d) if d.qos == QoS::AtMostOnce || room > 0 => {
+                    if d.qos != QoS::AtMostOnce {
+                        room -= 1;
+                    }
+                }
+                _ => break,
+            }
+            if let Some(d) = state.queue.pop_front() {
+                out.push(d);
+            }
+        }
+    }
+
+    /// Wakes the owning connection (something was queued).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Completes when something was queued since the last call.
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}

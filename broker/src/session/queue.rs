@@ -1,0 +1,263 @@
+//! A session's queue of deliveries waiting to be sent, with its limits and
+//! drop policy.
+
+use std::collections::VecDeque;
+
+use crate::codec::QoS;
+use crate::config::{OverflowPolicy, SessionConfig};
+use crate::message::Delivery;
+
+/// Limits on one session's queue, from `[session]` in the config.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    pub max_online: usize,
+    pub max_offline: usize,
+    pub max_bytes: u64,
+    pub qos0_offline: bool,
+    pub overflow: OverflowPolicy,
+}
+
+impl QueueLimits {
+    /// The limits configured in `[session]`.
+    pub fn from_config(c: &SessionConfig) -> Self {
+        QueueLimits {
+            max_online: c.max_queued_messages as usize,
+            max_offline: c.max_offline_messages as usize,
+            max_bytes: c.max_queued_bytes,
+            qos0_offline: c.queue_qos0_offline,
+            overflow: c.overflow,
+        }
+    }
+}
+
+/// Deliveries in the order they are to be sent.
+#[derive(Debug, Default)]
+pub struct MessageQueue {
+    items: VecDeque<Delivery>,
+    bytes: u64,
+    qos0: usize,
+}
+
+impl MessageQueue {
+    /// Number of queued deliveries.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Queues `delivery` within `limits`, dropping what the policy says
+    /// when full. Returns the deliveries dropped (possibly `delivery`
+    /// itself), so the caller can count them and re-route shared ones.
+    pub fn push(
+        &mut self,
+        delivery: Delivery,
+        online: bool,
+        limits: &QueueLimits,
+    ) -> Vec<Delivery> {
+        let mut dropped = Vec::new();
+        if !online && delivery.qos == QoS::AtMostOnce && !limits.qos0_offline {
+            dropped.push(delivery);
+            return dropped;
+        }
+        let max = if online {
+            limits.max_online
+        } else {
+            limits.max_offline
+        };
+        let size = delivery.message.size() as u64;
+        let full = |q: &Self| {
+            q.items.len() >= max || (limits.max_bytes > 0 && q.bytes + size > limits.max_bytes)
+        };
+        while full(self) && !self.items.is_empty() {
+            if delivery.qos == QoS::AtMostOnce {
+                dropped.push(delivery);
+                return dropped;
+            }
+            if self.qos0 > 0 {
+                if let Some(i) = self.items.iter().position(|d| d.qos == QoS::AtMostOnce) {
+                    if let Some(d) = self.remove_at(i) {
+                        dropped.push(d);
+                    }
+                    continue;
+                }
+            }
+            match limits.overflow {
+                OverflowPolicy::DropNewest => {
+                    dropped.push(delivery);
+                    return dropped;
+                }
+                OverflowPolicy::DropOldest => {
+                    if let Some(d) = self.pop_front() {
+                        dropped.push(d);
+                    }
+                }
+            }
+        }
+        if max == 0 {
+            dropped.push(delivery);
+            return dropped;
+        }
+        self.bytes += size;
+        if delivery.qos == QoS::AtMostOnce {
+            self.qos0 += 1;
+        }
+        self.items.push_back(delivery);
+        dropped
+    }
+
+    /// The delivery at the front, if any.
+    pub fn front(&self) -> Option<&Delivery> {
+        self.items.front()
+    }
+
+    /// Takes the delivery at the front.
+    pub fn pop_front(&mut self) -> Option<Delivery> {
+        let d = self.items.pop_front()?;
+        self.account_removed(&d);
+        Some(d)
+    }
+
+    /// Puts a delivery back at the front (it could not be sent yet).
+    pub fn push_front(&mut self, d: Delivery) {
+        self.bytes += d.message.size() as u64;
+        if d.qos == QoS::AtMostOnce {
+            self.qos0 += 1;
+        }
+        self.items.push_front(d);
+    }
+
+    /// Takes everything, e.g. when the session ends.
+    pub fn drain(&mut self) -> impl Iterator<Item = Delivery> + '_ {
+        self.bytes = 0;
+        self.qos0 = 0;
+        self.items.drain(..)
+    }
+
+    /// Drops QoS 0 deliveries, as a session going offline does when QoS 0
+    /// is not queued for offline clients. Returns how many.
+    pub fn drop_qos0(&mut self) -> usize {
+        let before = self.items.len();
+        self.items.retain(|d| d.qos != QoS::AtMostOnce);
+        self.qos0 = 0;
+        self.bytes = self.items.iter().map(|d| d.message.size() as u64).sum();
+        before - self.items.len()
+    }
+
+    fn remove_at(&mut self, i: usize) -> Option<Delivery> {
+        let d = self.items.remove(i)?;
+        self.account_removed(&d);
+        Some(d)
+    }
+
+    fn account_removed(&mut self, d: &Delivery) {
+        self.bytes = self.bytes.saturating_sub(d.message.size() as u64);
+        if d.qos == QoS::AtMostOnce {
+            self.qos0 = self.qos0.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::codec::MessageProperties;
+    use crate::message::Message;
+    use crate::topic::TopicName;
+
+    fn delivery(qos: QoS, tag: &str) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: TopicName::new("t").unwrap(),
+                payload: bytes::Bytes::copy_from_slice(tag.as_bytes()),
+                qos,
+                retain: false,
+                properties: MessageProperties::default(),
+                expires_at: None,
+            }),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+            shared: None,
+        }
+    }
+
+    fn limits(max: usize, overflow: OverflowPolicy) -> QueueLimits {
+        QueueLimits {
+            max_online: max,
+            max_offline: max,
+            max_bytes: 0,
+            qos0_offline: false,
+            overflow,
+        }
+    }
+
+    fn tags(q: &MessageQueue) -> Vec<String> {
+        q.items
+            .iter()
+            .map(|d| String::from_utf8_lossy(&d.message.payload).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn qos0_is_dropped_first() {
+        let l = limits(2, OverflowPolicy::DropNewest);
+        let mut q = MessageQueue::default();
+        assert!(q.push(delivery(QoS::AtMostOnce, "a"), true, &l).is_empty());
+        assert!(q.push(delivery(QoS::AtLeastOnce, "b"), true, &l).is_empty());
+        // Full: a QoS 1 arrival evicts the queued QoS 0.
+        let dropped = q.push(delivery(QoS::AtLeastOnce, "c"), true, &l);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(tags(&q), ["b", "c"]);
+        // Full of QoS 1: a QoS 0 arrival is dropped.
+        assert_eq!(q.push(delivery(QoS::AtMostOnce, "d"), true, &l).len(), 1);
+        // Drop newest.
+        let dropped = q.push(delivery(QoS::AtLeastOnce, "e"), true, &l);
+        assert_eq!(&dropped[0].message.payload[..], b"e");
+        assert_eq!(tags(&q), ["b", "c"]);
+    }
+
+    #[test]
+    fn drop_oldest() {
+        let l = limits(2, OverflowPolicy::DropOldest);
+        let mut q = MessageQueue::default();
+        for t in ["a", "b", "c"] {
+            q.push(delivery(QoS::AtLeastOnce, t), true, &l);
+        }
+        assert_eq!(tags(&q), ["b", "c"]);
+    }
+
+    #[test]
+    fn offline_qos0_not_queued_by_default() {
+        let l = limits(10, OverflowPolicy::DropNewest);
+        let mut q = MessageQueue::default();
+        assert_eq!(q.push(delivery(QoS::AtMostOnce, "a"), false, &l).len(), 1);
+        assert!(q.is_empty());
+        let l = QueueLimits {
+            qos0_offline: true,
+            ..l
+        };
+        assert!(q.push(delivery(QoS::AtMostOnce, "a"), false, &l).is_empty());
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn byte_limit() {
+        let l = QueueLimits {
+            max_bytes: 5,
+            ..limits(100, OverflowPolicy::DropOldest)
+        };
+        let mut q = MessageQueue::default();
+        // Each delivery counts topic (1) + payload (1) = 2 bytes.
+        for t in ["a", "b", "c"] {
+            q.push(delivery(QoS::AtLeastOnce, t), true, &l);
+        }
+        assert_eq!(tags(&q), ["b", "c"]);
+        assert_eq!(q.bytes, 4);
+    }
+}
