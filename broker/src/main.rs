@@ -1,5 +1,6 @@
 //! The `sluice` executable: command line, logging, signals.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -59,7 +60,11 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("invalid log filter {filter:?}"))?;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(targets)
         .try_init()
         .context("cannot install the logger")?;

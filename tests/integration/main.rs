@@ -1,1 +1,22 @@
-//! Integration tests.
+//! Sluice's integration tests: one binary, each module a concern. Every test
+//! starts a real broker on 127.0.0.1 with an ephemeral port (or runs the real
+//! `sluice` executable) and talks to it over real sockets.
+
+mod support;
+
+/// The `sluice` executable: flags, config errors, signals.
+mod cli;
+/// CONNECT rules.
+mod connect;
+/// MQTT 5 features.
+mod mqtt5;
+/// QoS flows.
+mod publish;
+/// mosquitto-clients and Paho Python against the broker.
+mod real_clients;
+/// Hostile and broken clients.
+mod robustness;
+/// Persistent sessions, wills, expiry.
+mod sessions;
+/// Wildcards, retained messages, unsubscribe.
+mod subscribe;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use sluice_broker::context::Context;
 use sluice_broker::{Config, Server};
 
-pub use raw::{Frame, Raw};
+pub use raw::Raw;
 
 /// Upper bound for anything a test waits for.
 pub const PATIENCE: Duration = Duration::from_secs(10);
