@@ -277,6 +277,12 @@ mod tests {
     }
 
     #[test]
+    fn the_repository_config_is_valid() {
+        let c = Config::parse(include_str!("../../config/sluice.toml")).unwrap();
+        assert!(c.server.allow_anonymous);
+    }
+
+    #[test]
     fn values_are_read() {
         let c = Config::parse(
             r#"

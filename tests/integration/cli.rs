@@ -36,7 +36,9 @@ impl Process {
             }
         });
         let addr = loop {
-            let line = rx.recv_timeout(PATIENCE).expect("sluice reported its address");
+            let line = rx
+                .recv_timeout(PATIENCE)
+                .expect("sluice reported its address");
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let addr = rest.split_whitespace().next().expect("address");
                 break addr.parse().expect("socket address");

@@ -23,10 +23,7 @@ async fn all_three_protocol_levels_connect() {
     assert!(!v4.session_present);
     let v5 = V5::connect(broker.addr, "c5").await;
     assert!(!v5.connack.session_present);
-    eventually("three clients connected", || {
-        broker.ctx.registry.len() == 3
-    })
-    .await;
+    eventually("three clients connected", || broker.ctx.registry.len() == 3).await;
 }
 
 #[tokio::test]
@@ -114,7 +111,10 @@ async fn keep_alive_is_enforced_at_one_and_a_half_times() {
     let frames = raw.expect_closed().await;
     let waited = started.elapsed();
     assert_eq!(frames.last().map(|f| f.disconnect_reason()), Some(0x8D));
-    assert!(waited >= Duration::from_millis(1400), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "closed after {waited:?}"
+    );
 
     // Traffic keeps the connection alive past 1.5 s.
     let mut raw = Raw::handshake(broker.addr, &connect_v4("chatty", true, 1)).await;
@@ -155,11 +155,16 @@ async fn server_keep_alive_cap() {
 #[tokio::test]
 async fn takeover_disconnects_the_older_connection() {
     let broker = TestBroker::start();
-    let mut first = Raw::handshake(broker.addr, &connect_v5("same-id", false, 60, |p| {
-        p.session_expiry_interval = Some(60);
-    }))
+    let mut first = Raw::handshake(
+        broker.addr,
+        &connect_v5("same-id", false, 60, |p| {
+            p.session_expiry_interval = Some(60);
+        }),
+    )
     .await;
-    first.send(&subscribe_v5(1, vec![filter_v5("take/over", 1)], None)).await;
+    first
+        .send(&subscribe_v5(1, vec![filter_v5("take/over", 1)], None))
+        .await;
     assert_eq!(first.recv().await.kind(), 9);
 
     let mut second = Raw::connect(broker.addr).await;

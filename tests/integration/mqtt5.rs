@@ -10,7 +10,12 @@ use crate::support::packets::*;
 use crate::support::rumqtt::V5;
 use crate::support::{Raw, TestBroker, eventually};
 
-async fn subscriber(broker: &TestBroker, id: &str, filters: Vec<mqttbytes::v5::SubscribeFilter>, sub_id: Option<usize>) -> Raw {
+async fn subscriber(
+    broker: &TestBroker,
+    id: &str,
+    filters: Vec<mqttbytes::v5::SubscribeFilter>,
+    sub_id: Option<usize>,
+) -> Raw {
     let mut raw = Raw::handshake(broker.addr, &connect_v5(id, true, 60, |_| {})).await;
     let n = filters.len();
     raw.send(&subscribe_v5(1, filters, sub_id)).await;
@@ -45,9 +50,12 @@ async fn message_properties_pass_through() {
 #[tokio::test]
 async fn message_expiry_counts_down_and_expired_messages_are_not_delivered() {
     let broker = TestBroker::start();
-    let connect = connect_v5("offline", false, 60, |p| p.session_expiry_interval = Some(60));
+    let connect = connect_v5("offline", false, 60, |p| {
+        p.session_expiry_interval = Some(60)
+    });
     let mut sub = Raw::handshake(broker.addr, &connect).await;
-    sub.send(&subscribe_v5(1, vec![filter_v5("exp", 1)], None)).await;
+    sub.send(&subscribe_v5(1, vec![filter_v5("exp", 1)], None))
+        .await;
     sub.recv_kind(9).await;
     sub.send(&disconnect_v5(0, None)).await;
     sub.expect_closed().await;
@@ -55,10 +63,14 @@ async fn message_expiry_counts_down_and_expired_messages_are_not_delivered() {
     let mut publisher = Raw::handshake(broker.addr, &connect_v5("pub", true, 60, |_| {})).await;
     let mut short = publish_props();
     short.message_expiry_interval = Some(1);
-    publisher.send(&publish_v5("exp", 1, 1, b"short", Some(short))).await;
+    publisher
+        .send(&publish_v5("exp", 1, 1, b"short", Some(short)))
+        .await;
     let mut long = publish_props();
     long.message_expiry_interval = Some(100);
-    publisher.send(&publish_v5("exp", 1, 2, b"long", Some(long))).await;
+    publisher
+        .send(&publish_v5("exp", 1, 2, b"long", Some(long)))
+        .await;
     publisher.recv_kind(4).await;
     publisher.recv_kind(4).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -82,8 +94,12 @@ async fn inbound_topic_aliases() {
     let mut publisher = Raw::handshake(broker.addr, &connect_v5("pub", true, 60, |_| {})).await;
     let mut set = publish_props();
     set.topic_alias = Some(2);
-    publisher.send(&publish_v5("alias/one", 0, 0, b"a", Some(set.clone()))).await;
-    publisher.send(&publish_v5("", 0, 0, b"b", Some(set.clone()))).await;
+    publisher
+        .send(&publish_v5("alias/one", 0, 0, b"a", Some(set.clone())))
+        .await;
+    publisher
+        .send(&publish_v5("", 0, 0, b"b", Some(set.clone())))
+        .await;
     for payload in [b"a", b"b"] {
         let p = sub.recv_kind(3).await.publish_v5();
         assert_eq!((&p.topic[..], &p.payload[..]), ("alias/one", &payload[..]));
@@ -93,7 +109,8 @@ async fn inbound_topic_aliases() {
         let mut raw = Raw::handshake(broker.addr, &connect_v5("bad", true, 60, |_| {})).await;
         let mut props = publish_props();
         props.topic_alias = Some(bad);
-        raw.send(&publish_v5("alias/x", 0, 0, b"x", Some(props))).await;
+        raw.send(&publish_v5("alias/x", 0, 0, b"x", Some(props)))
+            .await;
         let frames = raw.expect_closed().await;
         let reason = frames.last().map(|f| f.disconnect_reason());
         // Alias 0 is rejected by the codec already (protocol error) or by
@@ -114,7 +131,8 @@ async fn outbound_topic_aliases_when_the_client_allows_them() {
         &connect_v5("aliased", true, 60, |p| p.topic_alias_max = Some(1)),
     )
     .await;
-    sub.send(&subscribe_v5(1, vec![filter_v5("t/#", 0)], None)).await;
+    sub.send(&subscribe_v5(1, vec![filter_v5("t/#", 0)], None))
+        .await;
     sub.recv_kind(9).await;
     let publisher = V5::connect(broker.addr, "pub").await;
     for topic in ["t/long/topic/name", "t/long/topic/name", "t/other"] {
@@ -128,18 +146,25 @@ async fn outbound_topic_aliases_when_the_client_allows_them() {
     assert_eq!(second.properties.and_then(|p| p.topic_alias), Some(1));
     let third = sub.recv_kind(3).await.publish_v5();
     assert_eq!(third.topic, "t/other");
-    assert_eq!(third.properties.and_then(|p| p.topic_alias), None, "only one alias allowed");
+    assert_eq!(
+        third.properties.and_then(|p| p.topic_alias),
+        None,
+        "only one alias allowed"
+    );
 }
 
 #[tokio::test]
 async fn subscription_identifiers_one_copy_with_every_id() {
     let broker = TestBroker::start();
     let mut raw = Raw::handshake(broker.addr, &connect_v5("ids", true, 60, |_| {})).await;
-    raw.send(&subscribe_v5(1, vec![filter_v5("s/+", 1)], Some(7))).await;
+    raw.send(&subscribe_v5(1, vec![filter_v5("s/+", 1)], Some(7)))
+        .await;
     raw.recv_kind(9).await;
-    raw.send(&subscribe_v5(2, vec![filter_v5("s/#", 0)], Some(300))).await;
+    raw.send(&subscribe_v5(2, vec![filter_v5("s/#", 0)], Some(300)))
+        .await;
     raw.recv_kind(9).await;
-    raw.send(&subscribe_v5(3, vec![filter_v5("s/x", 0)], None)).await;
+    raw.send(&subscribe_v5(3, vec![filter_v5("s/x", 0)], None))
+        .await;
     raw.recv_kind(9).await;
     let publisher = V5::connect(broker.addr, "pub").await;
     publisher.publish("s/x", 1, false, b"x").await;
@@ -160,8 +185,12 @@ async fn no_local_and_retain_as_published() {
     no_local.nolocal = true;
     let mut rap = filter_v5("rap", 0);
     rap.preserve_retain = true;
-    me.send(&subscribe_v5(1, vec![no_local, rap, filter_v5("plain", 0)], None))
-        .await;
+    me.send(&subscribe_v5(
+        1,
+        vec![no_local, rap, filter_v5("plain", 0)],
+        None,
+    ))
+    .await;
     me.recv_kind(9).await;
     me.send(&publish_v5("nl", 0, 0, b"mine", None)).await;
     me.expect_silence(Duration::from_millis(300)).await;
@@ -182,14 +211,20 @@ async fn retain_handling_options() {
     let broker = TestBroker::start();
     let publisher = V5::connect(broker.addr, "pub").await;
     publisher.publish("rh", 0, true, b"retained").await;
-    eventually("retained stored", || broker.ctx.router.retained_count() == 1).await;
+    eventually("retained stored", || {
+        broker.ctx.router.retained_count() == 1
+    })
+    .await;
 
     let mut raw = Raw::handshake(broker.addr, &connect_v5("rh", true, 60, |_| {})).await;
     let mut f = filter_v5("rh", 0);
     f.retain_forward_rule = mqttbytes::v5::RetainForwardRule::OnNewSubscribe;
     raw.send(&subscribe_v5(1, vec![f.clone()], None)).await;
     raw.recv_kind(9).await;
-    assert!(raw.recv_kind(3).await.byte1 & 1 == 1, "1: sent on a new subscription");
+    assert!(
+        raw.recv_kind(3).await.byte1 & 1 == 1,
+        "1: sent on a new subscription"
+    );
     raw.send(&subscribe_v5(2, vec![f], None)).await;
     raw.recv_kind(9).await;
     raw.expect_silence(Duration::from_millis(300)).await;
@@ -204,9 +239,13 @@ async fn retain_handling_options() {
     // 0: sent on every subscribe, even a repeated one.
     let mut raw = Raw::handshake(broker.addr, &connect_v5("rh0", true, 60, |_| {})).await;
     for pkid in 1..=2 {
-        raw.send(&subscribe_v5(pkid, vec![filter_v5("rh", 0)], None)).await;
+        raw.send(&subscribe_v5(pkid, vec![filter_v5("rh", 0)], None))
+            .await;
         raw.recv_kind(9).await;
-        assert_eq!(&raw.recv_kind(3).await.publish_v5().payload[..], b"retained");
+        assert_eq!(
+            &raw.recv_kind(3).await.publish_v5().payload[..],
+            b"retained"
+        );
     }
 }
 
@@ -241,8 +280,15 @@ async fn shared_subscriptions_deliver_each_message_to_one_member() {
         }
     }
     seen.sort_unstable();
-    assert_eq!(seen, (0..10).collect::<Vec<u8>>(), "each message exactly once");
-    assert!(from_a > 0 && from_a < 10, "spread over members: a got {from_a}");
+    assert_eq!(
+        seen,
+        (0..10).collect::<Vec<u8>>(),
+        "each message exactly once"
+    );
+    assert!(
+        from_a > 0 && from_a < 10,
+        "spread over members: a got {from_a}"
+    );
 }
 
 #[tokio::test]
@@ -254,7 +300,8 @@ async fn a_shared_member_leaving_loses_no_messages() {
         &connect_v5("slow", true, 60, |p| p.receive_maximum = Some(1)),
     )
     .await;
-    slow.send(&subscribe_v5(1, vec![filter_v5("$share/g/work", 1)], None)).await;
+    slow.send(&subscribe_v5(1, vec![filter_v5("$share/g/work", 1)], None))
+        .await;
     slow.recv_kind(9).await;
     let mut steady = subscriber(&broker, "steady", vec![filter_v5("$share/g/work", 1)], None).await;
     let publisher = V5::connect(broker.addr, "pub").await;
@@ -294,7 +341,11 @@ async fn client_exceeding_receive_maximum_is_disconnected() {
         raw.send(&publish_v5("rm", 2, id, b"x", None)).await;
     }
     let frames = raw.expect_closed().await;
-    assert_eq!(frames.iter().filter(|f| f.kind() == 5).count(), 2, "two PUBRECs");
+    assert_eq!(
+        frames.iter().filter(|f| f.kind() == 5).count(),
+        2,
+        "two PUBRECs"
+    );
     assert_eq!(frames.last().map(|f| f.disconnect_reason()), Some(0x93));
 }
 
@@ -306,7 +357,9 @@ async fn client_maximum_packet_size_is_respected() {
         &connect_v5("small", true, 60, |p| p.max_packet_size = Some(100)),
     )
     .await;
-    small.send(&subscribe_v5(1, vec![filter_v5("big/#", 0)], None)).await;
+    small
+        .send(&subscribe_v5(1, vec![filter_v5("big/#", 0)], None))
+        .await;
     small.recv_kind(9).await;
     let publisher = V5::connect(broker.addr, "pub").await;
     publisher.publish("big/one", 0, false, &[0u8; 200]).await;

@@ -103,8 +103,12 @@ async fn qos1_ack_and_no_matching_subscribers_in_v5() {
     let mut raw = Raw::handshake(broker.addr, &connect_v5("acker", true, 60, |_| {})).await;
     raw.send(&publish_v5("nobody/here", 1, 3, b"x", None)).await;
     let ack = raw.recv().await;
-    assert_eq!((ack.kind(), ack.packet_id(), ack.ack_reason()), (4, 3, 0x10));
-    raw.send(&subscribe_v5(1, vec![filter_v5("some/one", 1)], None)).await;
+    assert_eq!(
+        (ack.kind(), ack.packet_id(), ack.ack_reason()),
+        (4, 3, 0x10)
+    );
+    raw.send(&subscribe_v5(1, vec![filter_v5("some/one", 1)], None))
+        .await;
     raw.recv_kind(9).await;
     raw.send(&publish_v5("some/one", 1, 4, b"x", None)).await;
     let ack = raw.recv_kind(4).await;
@@ -119,7 +123,8 @@ async fn inflight_window_follows_client_receive_maximum() {
         &connect_v5("narrow", true, 60, |p| p.receive_maximum = Some(2)),
     )
     .await;
-    raw.send(&subscribe_v5(1, vec![filter_v5("w", 1)], None)).await;
+    raw.send(&subscribe_v5(1, vec![filter_v5("w", 1)], None))
+        .await;
     raw.recv_kind(9).await;
     let publisher = V4::connect(broker.addr, "pub").await;
     for i in 0..5u8 {
@@ -171,5 +176,9 @@ async fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
     let r2 = f2.publish_v4();
     assert!(r2.dup);
     assert_eq!((r2.pkid, &r2.payload[..]), (two.pkid, &b"two"[..]));
-    assert_eq!((f3.byte1, f3.packet_id()), (0x62, three.pkid), "PUBREL resent");
+    assert_eq!(
+        (f3.byte1, f3.packet_id()),
+        (0x62, three.pkid),
+        "PUBREL resent"
+    );
 }

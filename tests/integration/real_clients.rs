@@ -59,19 +59,33 @@ fn version_flag(v5: bool) -> &'static str {
 /// `mosquitto_sub` in the background, waiting for `count` messages.
 fn mosquitto_sub(port: u16, v5: bool, args: &[&str], count: usize) -> tokio::process::Child {
     let mut cmd = tokio::process::Command::new(tool("mosquitto_sub"));
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version_flag(v5)])
-        .args(["-C", &count.to_string(), "-W", "20"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-V",
+        version_flag(v5),
+    ])
+    .args(["-C", &count.to_string(), "-W", "20"])
+    .args(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     cmd.spawn().expect("start mosquitto_sub")
 }
 
 async fn mosquitto_pub(port: u16, v5: bool, args: &[&str]) {
     let mut cmd = Command::new(tool("mosquitto_pub"));
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version_flag(v5)])
-        .args(args);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-V",
+        version_flag(v5),
+    ])
+    .args(args);
     let out = run(cmd).await;
     assert!(
         out.status.success(),
@@ -116,9 +130,23 @@ async fn mosquitto_clients_retained_message() {
     let broker = TestBroker::start();
     for v5 in [false, true] {
         let topic = format!("mosq/retained/{v5}");
-        mosquitto_pub(broker.port(), v5, &["-t", &topic, "-r", "-q", "1", "-m", "kept"]).await;
-        let sub = mosquitto_sub(broker.port(), v5, &["-t", &topic, "-q", "1", "-F", "%r %p"], 1);
-        assert_eq!(finish(sub).await.trim(), "1 kept", "retained flag and payload");
+        mosquitto_pub(
+            broker.port(),
+            v5,
+            &["-t", &topic, "-r", "-q", "1", "-m", "kept"],
+        )
+        .await;
+        let sub = mosquitto_sub(
+            broker.port(),
+            v5,
+            &["-t", &topic, "-q", "1", "-F", "%r %p"],
+            1,
+        );
+        assert_eq!(
+            finish(sub).await.trim(),
+            "1 kept",
+            "retained flag and payload"
+        );
     }
 }
 
@@ -133,7 +161,16 @@ async fn mosquitto_clients_will_on_abrupt_disconnect() {
         let mut victim = mosquitto_sub(
             broker.port(),
             v5,
-            &["-t", "mosq/nothing", "--will-topic", &topic, "--will-payload", "bye", "--will-qos", "1"],
+            &[
+                "-t",
+                "mosq/nothing",
+                "--will-topic",
+                &topic,
+                "--will-payload",
+                "bye",
+                "--will-qos",
+                "1",
+            ],
             1,
         );
         eventually("victim subscribed", || {
@@ -143,7 +180,10 @@ async fn mosquitto_clients_will_on_abrupt_disconnect() {
         victim.start_kill().expect("kill mosquitto_sub");
         let _ = victim.wait().await;
         let p = watcher.next_publish().await;
-        assert_eq!((p.topic.as_str(), &p.payload[..]), (topic.as_str(), &b"bye"[..]));
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..]),
+            (topic.as_str(), &b"bye"[..])
+        );
     }
 }
 

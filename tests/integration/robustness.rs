@@ -44,11 +44,23 @@ async fn garbage_bytes_close_only_that_connection() {
 async fn malformed_packets_get_the_right_reason_code() {
     let broker = TestBroker::start();
     let cases: Vec<(&str, Vec<u8>, u8)> = vec![
-        ("wildcard in topic", publish_v5("a/+", 0, 0, b"x", None), 0x81),
-        ("reserved flags on SUBSCRIBE", frame(0x80, &[0, 1, 0, 0, 1, b'a', 0]), 0x81),
+        (
+            "wildcard in topic",
+            publish_v5("a/+", 0, 0, b"x", None),
+            0x81,
+        ),
+        (
+            "reserved flags on SUBSCRIBE",
+            frame(0x80, &[0, 1, 0, 0, 1, b'a', 0]),
+            0x81,
+        ),
         ("SUBSCRIBE without filters", frame(0x82, &[0, 1, 0]), 0x82),
         ("packet id 0", frame(0x82, &[0, 0, 0, 0, 1, b'a', 0]), 0x82),
-        ("PUBLISH missing its property length", frame(0x30, &[0, 1, b'a']), 0x81),
+        (
+            "PUBLISH missing its property length",
+            frame(0x30, &[0, 1, b'a']),
+            0x81,
+        ),
         ("QoS 3", frame(0x36, &[0, 1, b'a', 0, 1, 0]), 0x81),
     ];
     for (what, bytes, reason) in cases {
@@ -114,7 +126,9 @@ async fn a_client_that_stops_reading_cannot_hurt_others() {
     for _ in 0..(20_000 / 64) {
         flooder.send(&burst).await;
     }
-    flooder.send(&publish_v4("flood", 0, 0, b"last", false)).await;
+    flooder
+        .send(&publish_v4("flood", 0, 0, b"last", false))
+        .await;
     within("healthy subscriber gets everything up to the last", async {
         loop {
             let p = healthy.next_publish().await;
@@ -166,8 +180,14 @@ async fn a_thousand_clients_at_once() {
             // Each client publishes to its neighbour and receives from
             // the other side.
             let to = (i + 1) % N;
-            raw.send(&publish_v4(&format!("fleet/{to}"), 1, 2, id.as_bytes(), false))
-                .await;
+            raw.send(&publish_v4(
+                &format!("fleet/{to}"),
+                1,
+                2,
+                id.as_bytes(),
+                false,
+            ))
+            .await;
             let mut got_ack = false;
             let mut got_msg = None;
             while !got_ack || got_msg.is_none() {
@@ -189,7 +209,10 @@ async fn a_thousand_clients_at_once() {
     drop(ready_tx);
     within("all clients connected and subscribed", async {
         for _ in 0..N {
-            ready_rx.recv().await.expect("a client failed before subscribing");
+            ready_rx
+                .recv()
+                .await
+                .expect("a client failed before subscribing");
         }
     })
     .await;
@@ -213,11 +236,20 @@ async fn sys_topics_are_published() {
     // read until a round reflects it.
     let mut topics = std::collections::BTreeMap::new();
     while topics.len() < 11
-        || topics.get("$SYS/broker/clients/connected").map(String::as_str) != Some("1")
-        || topics.get("$SYS/broker/subscriptions/count").map(String::as_str) != Some("1")
+        || topics
+            .get("$SYS/broker/clients/connected")
+            .map(String::as_str)
+            != Some("1")
+        || topics
+            .get("$SYS/broker/subscriptions/count")
+            .map(String::as_str)
+            != Some("1")
     {
         let p = sub.next_publish().await;
-        topics.insert(p.topic.clone(), String::from_utf8_lossy(&p.payload).into_owned());
+        topics.insert(
+            p.topic.clone(),
+            String::from_utf8_lossy(&p.payload).into_owned(),
+        );
     }
     assert!(topics["$SYS/broker/version"].starts_with("sluice "));
     assert!(topics["$SYS/broker/uptime"].ends_with(" seconds"));

@@ -22,7 +22,9 @@ async fn persistent_session_queues_while_offline() {
     for i in 0..3u8 {
         publisher.publish("news", 1, false, &[i]).await;
     }
-    publisher.publish("news", 0, false, b"qos0 is not queued offline").await;
+    publisher
+        .publish("news", 0, false, b"qos0 is not queued offline")
+        .await;
     publisher.disconnect().await;
 
     let mut sub = V4::connect_with(broker.addr, "durable", |o| {
@@ -44,8 +46,14 @@ async fn persistent_session_queues_while_offline() {
 #[tokio::test]
 async fn offline_queue_is_bounded_by_policy() {
     for (policy, expected) in [
-        (sluice_broker::config::OverflowPolicy::DropNewest, [0u8, 1, 2]),
-        (sluice_broker::config::OverflowPolicy::DropOldest, [3u8, 4, 5]),
+        (
+            sluice_broker::config::OverflowPolicy::DropNewest,
+            [0u8, 1, 2],
+        ),
+        (
+            sluice_broker::config::OverflowPolicy::DropOldest,
+            [3u8, 4, 5],
+        ),
     ] {
         let broker = TestBroker::with(|c| {
             c.session.max_offline_messages = 3;
@@ -107,7 +115,10 @@ async fn will_is_published_on_abrupt_disconnect_only() {
     .await;
     drop(raw);
     let p = watcher.next_publish().await;
-    assert_eq!((p.topic.as_str(), &p.payload[..]), ("wills/dies", &b"gone"[..]));
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("wills/dies", &b"gone"[..])
+    );
 
     let mut raw = Raw::handshake(
         broker.addr,
@@ -141,7 +152,13 @@ async fn v5_disconnect_with_will_publishes_it() {
     watcher.subscribe("w5", 1).await;
     let mut raw = Raw::handshake(
         broker.addr,
-        &connect_v5_full("leaver", true, 60, |_| {}, Some(will_v5("w5", b"asked", None))),
+        &connect_v5_full(
+            "leaver",
+            true,
+            60,
+            |_| {},
+            Some(will_v5("w5", b"asked", None)),
+        ),
     )
     .await;
     raw.send(&disconnect_v5(0x04, None)).await;
@@ -175,7 +192,10 @@ async fn will_delay_is_cancelled_by_a_timely_reconnect() {
     drop(raw);
     let p = watcher.next_publish().await;
     assert_eq!(&p.topic[..], b"delayed/away");
-    assert!(started.elapsed() >= Duration::from_millis(900), "waited the delay");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited the delay"
+    );
     watcher.no_publish_within(Duration::from_millis(1500)).await;
 }
 
@@ -187,14 +207,20 @@ async fn session_expiry_ends_offline_sessions() {
         &connect_v5("short", false, 60, |p| p.session_expiry_interval = Some(1)),
     )
     .await;
-    raw.send(&subscribe_v5(1, vec![filter_v5("e", 1)], None)).await;
+    raw.send(&subscribe_v5(1, vec![filter_v5("e", 1)], None))
+        .await;
     raw.recv_kind(9).await;
     drop(raw);
-    eventually("session expired", || broker.ctx.registry.get(&id("short")).is_none()).await;
+    eventually("session expired", || {
+        broker.ctx.registry.get(&id("short")).is_none()
+    })
+    .await;
     assert_eq!(broker.ctx.router.subscription_count(), 0);
     let mut raw = Raw::connect(broker.addr).await;
-    raw.send(&connect_v5("short", false, 60, |p| p.session_expiry_interval = Some(1)))
-        .await;
+    raw.send(&connect_v5("short", false, 60, |p| {
+        p.session_expiry_interval = Some(1)
+    }))
+    .await;
     assert_eq!(raw.recv().await.connack(), (false, 0));
 }
 
@@ -204,12 +230,17 @@ async fn disconnect_can_change_session_expiry() {
     // Connected with a long expiry, leaves with 0: the session ends now.
     let mut raw = Raw::handshake(
         broker.addr,
-        &connect_v5("changer", false, 60, |p| p.session_expiry_interval = Some(3600)),
+        &connect_v5("changer", false, 60, |p| {
+            p.session_expiry_interval = Some(3600)
+        }),
     )
     .await;
     raw.send(&disconnect_v5(0, Some(0))).await;
     raw.expect_closed().await;
-    eventually("session ended", || broker.ctx.registry.get(&id("changer")).is_none()).await;
+    eventually("session ended", || {
+        broker.ctx.registry.get(&id("changer")).is_none()
+    })
+    .await;
 
     // Connected with 0, asks for more at DISCONNECT: a protocol error.
     let mut raw = Raw::handshake(broker.addr, &connect_v5("zero", true, 60, |_| {})).await;

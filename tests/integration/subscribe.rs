@@ -17,11 +17,17 @@ async fn wildcards_match_by_level() {
     let publisher = V4::connect(broker.addr, "pub").await;
 
     publisher.publish("home/kitchen/temp", 0, false, b"1").await;
-    publisher.publish("home/kitchen/light", 0, false, b"2").await;
+    publisher
+        .publish("home/kitchen/light", 0, false, b"2")
+        .await;
     publisher.publish("home", 0, false, b"3").await;
-    publisher.publish("office/kitchen/temp", 0, false, b"4").await;
+    publisher
+        .publish("office/kitchen/temp", 0, false, b"4")
+        .await;
     publisher.publish("home/a/b/temp", 0, false, b"5").await;
-    publisher.publish("home/kitchen/temp", 0, false, b"end").await;
+    publisher
+        .publish("home/kitchen/temp", 0, false, b"end")
+        .await;
 
     let mut got_plus = Vec::new();
     loop {
@@ -82,10 +88,7 @@ async fn retained_messages_set_replace_clear() {
     publisher.publish("r/a", 1, true, b"second").await;
     publisher.publish("r/b", 0, true, b"b").await;
     publisher.publish("r/c", 0, false, b"not retained").await;
-    crate::support::eventually("two retained", || {
-        broker.ctx.router.retained_count() == 2
-    })
-    .await;
+    crate::support::eventually("two retained", || broker.ctx.router.retained_count() == 2).await;
 
     let mut sub = V4::connect(broker.addr, "sub").await;
     sub.subscribe("r/+", 1).await;
@@ -104,10 +107,7 @@ async fn retained_messages_set_replace_clear() {
     // Clear with an empty payload.
     publisher.publish("r/a", 0, true, b"").await;
     assert!(sub.next_publish().await.payload.is_empty());
-    crate::support::eventually("one retained", || {
-        broker.ctx.router.retained_count() == 1
-    })
-    .await;
+    crate::support::eventually("one retained", || broker.ctx.router.retained_count() == 1).await;
     let mut late = V4::connect(broker.addr, "late").await;
     late.subscribe("r/#", 0).await;
     assert_eq!(late.next_publish().await.topic, "r/b");
@@ -120,7 +120,11 @@ async fn bad_filters_fail_alone() {
     let mut raw = Raw::handshake(broker.addr, &connect_v5("filters", true, 60, |_| {})).await;
     raw.send(&subscribe_v5(
         5,
-        vec![filter_v5("ok/+", 1), filter_v5("bad/#/x", 1), filter_v5("a+", 0)],
+        vec![
+            filter_v5("ok/+", 1),
+            filter_v5("bad/#/x", 1),
+            filter_v5("a+", 0),
+        ],
         None,
     ))
     .await;
@@ -140,14 +144,19 @@ async fn bad_filters_fail_alone() {
 async fn unsubscribe_stops_delivery_and_reports_in_v5() {
     let broker = TestBroker::start();
     let mut raw = Raw::handshake(broker.addr, &connect_v5("unsub", true, 60, |_| {})).await;
-    raw.send(&subscribe_v5(1, vec![filter_v5("u", 0)], None)).await;
+    raw.send(&subscribe_v5(1, vec![filter_v5("u", 0)], None))
+        .await;
     raw.recv_kind(9).await;
     raw.send(&unsubscribe(2, "u", true)).await;
     let ack = raw.recv().await;
     assert_eq!((ack.kind(), ack.packet_id()), (11, 2));
     assert_eq!(ack.ack_codes(true), [0x00]);
     raw.send(&unsubscribe(3, "u", true)).await;
-    assert_eq!(raw.recv().await.ack_codes(true), [0x11], "no subscription existed");
+    assert_eq!(
+        raw.recv().await.ack_codes(true),
+        [0x11],
+        "no subscription existed"
+    );
     let publisher = V5::connect(broker.addr, "pub").await;
     publisher.publish("u", 0, false, b"x").await;
     raw.expect_silence(Duration::from_millis(300)).await;

@@ -26,7 +26,14 @@ pub fn connect_v4(id: &str, clean: bool, keep_alive: u16) -> Vec<u8> {
 }
 
 /// MQTT 3.1.1 CONNECT with a will.
-pub fn connect_v4_will(id: &str, clean: bool, topic: &str, payload: &[u8], q: u8, retain: bool) -> Vec<u8> {
+pub fn connect_v4_will(
+    id: &str,
+    clean: bool,
+    topic: &str,
+    payload: &[u8],
+    q: u8,
+    retain: bool,
+) -> Vec<u8> {
     let mut c = v4::Connect::new(id);
     c.clean_session = clean;
     c.keep_alive = 60;
@@ -37,7 +44,12 @@ pub fn connect_v4_will(id: &str, clean: bool, topic: &str, payload: &[u8], q: u8
 }
 
 /// MQTT 5 CONNECT; `props` tweak the properties.
-pub fn connect_v5(id: &str, clean: bool, keep_alive: u16, props: impl FnOnce(&mut v5::ConnectProperties)) -> Vec<u8> {
+pub fn connect_v5(
+    id: &str,
+    clean: bool,
+    keep_alive: u16,
+    props: impl FnOnce(&mut v5::ConnectProperties),
+) -> Vec<u8> {
     connect_v5_full(id, clean, keep_alive, props, None)
 }
 
@@ -154,7 +166,13 @@ pub fn publish_v4(topic: &str, q: u8, pkid: u16, payload: &[u8], retain: bool) -
 }
 
 /// MQTT 5 PUBLISH; `props` are its properties (None for none).
-pub fn publish_v5(topic: &str, q: u8, pkid: u16, payload: &[u8], props: Option<v5::PublishProperties>) -> Vec<u8> {
+pub fn publish_v5(
+    topic: &str,
+    q: u8,
+    pkid: u16,
+    payload: &[u8],
+    props: Option<v5::PublishProperties>,
+) -> Vec<u8> {
     let mut p = v5::Publish::new(topic, qos(q), payload.to_vec());
     p.pkid = pkid;
     p.properties = props;

@@ -24,7 +24,11 @@ impl V4 {
     }
 
     /// Connects with options changed by `tweak` and waits for CONNACK.
-    pub async fn connect_with(addr: SocketAddr, id: &str, tweak: impl FnOnce(&mut rumqttc::MqttOptions)) -> V4 {
+    pub async fn connect_with(
+        addr: SocketAddr,
+        id: &str,
+        tweak: impl FnOnce(&mut rumqttc::MqttOptions),
+    ) -> V4 {
         let mut opts = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
         opts.set_keep_alive(Duration::from_secs(30));
         tweak(&mut opts);
@@ -52,7 +56,11 @@ impl V4 {
             .expect("event loop alive");
         let session_present = match first {
             Ok(rumqttc::Packet::ConnAck(ack)) => {
-                assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "CONNACK refused");
+                assert_eq!(
+                    ack.code,
+                    rumqttc::ConnectReturnCode::Success,
+                    "CONNACK refused"
+                );
                 ack.session_present
             }
             other => panic!("expected CONNACK, got {other:?}"),
@@ -100,7 +108,12 @@ impl V4 {
     /// Publishes (the event loop handles the acks).
     pub async fn publish(&self, topic: &str, qos: u8, retain: bool, payload: &[u8]) {
         self.client
-            .publish(topic, rumqttc::qos(qos).expect("qos"), retain, payload.to_vec())
+            .publish(
+                topic,
+                rumqttc::qos(qos).expect("qos"),
+                retain,
+                payload.to_vec(),
+            )
             .await
             .expect("publish");
     }
@@ -150,7 +163,11 @@ impl V5 {
         Self::connect_with(addr, id, |_| {}).await
     }
 
-    pub async fn connect_with(addr: SocketAddr, id: &str, tweak: impl FnOnce(&mut r5::MqttOptions)) -> V5 {
+    pub async fn connect_with(
+        addr: SocketAddr,
+        id: &str,
+        tweak: impl FnOnce(&mut r5::MqttOptions),
+    ) -> V5 {
         let mut opts = r5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
         opts.set_keep_alive(Duration::from_secs(30));
         tweak(&mut opts);
@@ -178,7 +195,11 @@ impl V5 {
             .expect("event loop alive");
         let connack = match first {
             Ok(r5::mqttbytes::v5::Packet::ConnAck(ack)) => {
-                assert_eq!(ack.code, r5::mqttbytes::v5::ConnectReturnCode::Success, "CONNACK refused");
+                assert_eq!(
+                    ack.code,
+                    r5::mqttbytes::v5::ConnectReturnCode::Success,
+                    "CONNACK refused"
+                );
                 ack
             }
             other => panic!("expected CONNACK, got {other:?}"),
@@ -220,7 +241,11 @@ impl V5 {
         }
     }
 
-    pub async fn subscribe(&mut self, filter: &str, qos: u8) -> Vec<r5::mqttbytes::v5::SubscribeReasonCode> {
+    pub async fn subscribe(
+        &mut self,
+        filter: &str,
+        qos: u8,
+    ) -> Vec<r5::mqttbytes::v5::SubscribeReasonCode> {
         self.client
             .subscribe(filter, r5::mqttbytes::qos(qos).expect("qos"))
             .await
@@ -234,7 +259,12 @@ impl V5 {
 
     pub async fn publish(&self, topic: &str, qos: u8, retain: bool, payload: &[u8]) {
         self.client
-            .publish(topic, r5::mqttbytes::qos(qos).expect("qos"), retain, payload.to_vec())
+            .publish(
+                topic,
+                r5::mqttbytes::qos(qos).expect("qos"),
+                retain,
+                payload.to_vec(),
+            )
             .await
             .expect("publish");
     }
@@ -244,7 +274,9 @@ impl V5 {
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Err(_) => return,
-                Ok(Some(Ok(r5::mqttbytes::v5::Packet::Publish(p)))) => panic!("unexpected PUBLISH {p:?}"),
+                Ok(Some(Ok(r5::mqttbytes::v5::Packet::Publish(p)))) => {
+                    panic!("unexpected PUBLISH {p:?}")
+                }
                 Ok(Some(Ok(_))) => {}
                 Ok(Some(Err(e))) => panic!("connection failed: {e}"),
                 Ok(None) => panic!("event loop ended"),
