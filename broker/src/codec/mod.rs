@@ -6,8 +6,36 @@
 //! module frames packets itself, validates strictly, and has its own code for
 //! what mqttbytes lacks or gets wrong (MQTT 3.1, AUTH, the short v5
 //! DISCONNECT, malformed-vs-incomplete, v5 UNSUBSCRIBE, binary passwords).
+//!
+//! # Layout
+//!
+//! - `packet.rs`: the packet model shared by decoder and encoders.
+//! - `framing.rs`: fixed header, size limit, which packet types and flags a
+//!   client may send, and when.
+//! - `reader.rs`: bounds-checked reads of MQTT data types from one frame.
+//! - `properties.rs`: MQTT 5 property identifiers and the one property
+//!   reader every packet uses.
+//! - `connect.rs`: CONNECT (all versions); `subscribe.rs`: SUBSCRIBE and
+//!   UNSUBSCRIBE; `decode.rs`: dispatch and the other client packets.
+//! - `writer.rs`: writing data types to a counter or a buffer, so sizes
+//!   always match; `encode.rs`: the server packets.
+//!
+//! **Invariant:** a decoder error never means "need more bytes": `decode`
+//! returns `Ok(None)` only before a whole frame is buffered, and parses a
+//! frame only once it is whole.
 
+mod connect;
+mod decode;
+mod encode;
+mod framing;
 mod packet;
+mod properties;
+mod reader;
+mod subscribe;
+mod writer;
+
+#[cfg(test)]
+mod tests;
 
 pub use packet::*;
 
@@ -76,28 +104,28 @@ impl Decoder {
     /// removed). An oversized packet is refused as soon as its fixed header
     /// is complete, before its body arrives.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        let _ = (buf, self.max_packet_size);
-        unimplemented!()
+        let Some(header) = framing::frame(buf, self.version, self.max_packet_size)? else {
+            return Ok(None);
+        };
+        let frame = buf.split_to(header.frame_len()).freeze();
+        decode::packet(&mut self.version, header, &frame).map(Some)
     }
 }
 
 /// Appends CONNACK.
 pub fn encode_connack(buf: &mut BytesMut, version: ProtocolVersion, ack: &ConnAck) {
-    let _ = (buf, version, ack);
-    unimplemented!()
+    encode::connack(buf, version, ack);
 }
 
 /// The size in bytes of the encoded PUBLISH, fixed header included, to check
 /// a client's Maximum Packet Size before encoding.
 pub fn publish_size(version: ProtocolVersion, publish: &OutgoingPublish<'_>) -> usize {
-    let _ = (version, publish);
-    unimplemented!()
+    encode::publish_size(version, publish)
 }
 
 /// Appends PUBLISH.
 pub fn encode_publish(buf: &mut BytesMut, version: ProtocolVersion, publish: &OutgoingPublish<'_>) {
-    let _ = (buf, version, publish);
-    unimplemented!()
+    encode::publish(buf, version, publish);
 }
 
 /// Which acknowledgement [`encode_ack`] writes.
@@ -111,20 +139,17 @@ pub enum AckKind {
 
 /// Appends PUBACK, PUBREC, PUBREL or PUBCOMP.
 pub fn encode_ack(buf: &mut BytesMut, version: ProtocolVersion, kind: AckKind, ack: &Ack) {
-    let _ = (buf, version, kind, ack);
-    unimplemented!()
+    encode::ack(buf, version, kind, ack);
 }
 
 /// Appends SUBACK.
 pub fn encode_suback(buf: &mut BytesMut, version: ProtocolVersion, ack: &SubAck) {
-    let _ = (buf, version, ack);
-    unimplemented!()
+    encode::suback(buf, version, ack);
 }
 
 /// Appends UNSUBACK.
 pub fn encode_unsuback(buf: &mut BytesMut, version: ProtocolVersion, ack: &SubAck) {
-    let _ = (buf, version, ack);
-    unimplemented!()
+    encode::unsuback(buf, version, ack);
 }
 
 /// Appends PINGRESP.
@@ -134,12 +159,10 @@ pub fn encode_pingresp(buf: &mut BytesMut) {
 
 /// Appends an MQTT 5 DISCONNECT (3.x has no server DISCONNECT).
 pub fn encode_disconnect(buf: &mut BytesMut, disconnect: &Disconnect) {
-    let _ = (buf, disconnect);
-    unimplemented!()
+    encode::disconnect(buf, disconnect);
 }
 
 /// Appends an MQTT 5 AUTH.
 pub fn encode_auth(buf: &mut BytesMut, auth: &Auth) {
-    let _ = (buf, auth);
-    unimplemented!()
+    encode::auth(buf, auth);
 }
