@@ -29,7 +29,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -179,17 +179,6 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".to_owned(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            mqtt: MqttConfig::default(),
-            session: SessionConfig::default(),
-            log: LogConfig::default(),
         }
     }
 }

@@ -52,6 +52,22 @@ async fn run(mut cmd: Command) -> Output {
         .expect("client ran")
 }
 
+/// Waits until the client `id` holds a subscription.
+async fn subscribed(broker: &TestBroker, id: &str) {
+    let id = sluice_broker::session::SubscriberId {
+        mountpoint: "".into(),
+        client_id: sluice_broker::topic::ClientId::new(id).expect("valid id"),
+    };
+    eventually("client subscribed", || {
+        broker
+            .ctx
+            .registry
+            .get(&id)
+            .is_some_and(|s| !s.lock().subscriptions.is_empty())
+    })
+    .await;
+}
+
 fn version_flag(v5: bool) -> &'static str {
     if v5 { "mqttv5" } else { "mqttv311" }
 }
@@ -113,12 +129,9 @@ async fn mosquitto_clients_round_trip_at_each_qos() {
     for v5 in [false, true] {
         for qos in ["0", "1", "2"] {
             let topic = format!("mosq/{v5}/{qos}");
-            let before = broker.ctx.router.subscription_count();
-            let sub = mosquitto_sub(broker.port(), v5, &["-t", &topic, "-q", qos], 1);
-            eventually("mosquitto_sub subscribed", || {
-                broker.ctx.router.subscription_count() > before
-            })
-            .await;
+            let id = format!("mosq-sub-{v5}-{qos}");
+            let sub = mosquitto_sub(broker.port(), v5, &["-i", &id, "-t", &topic, "-q", qos], 1);
+            subscribed(&broker, &id).await;
             mosquitto_pub(broker.port(), v5, &["-t", &topic, "-q", qos, "-m", "hello"]).await;
             assert_eq!(finish(sub).await.trim(), "hello", "v5={v5} qos={qos}");
         }

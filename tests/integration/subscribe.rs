@@ -92,7 +92,7 @@ async fn retained_messages_set_replace_clear() {
 
     let mut sub = V4::connect(broker.addr, "sub").await;
     sub.subscribe("r/+", 1).await;
-    let mut got = vec![sub.next_publish().await, sub.next_publish().await];
+    let mut got = [sub.next_publish().await, sub.next_publish().await];
     got.sort_by(|a, b| a.topic.cmp(&b.topic));
     assert_eq!(got[0].topic, "r/a");
     assert_eq!(&got[0].payload[..], b"second");
