@@ -15,7 +15,7 @@ use crate::codec::{MessageProperties, QoS};
 use crate::topic::TopicName;
 
 /// A published message.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Message {
     pub topic: TopicName,
     pub payload: Bytes,
@@ -51,6 +51,27 @@ impl Message {
     /// Payload bytes counted against queue byte limits.
     pub fn size(&self) -> usize {
         self.payload.len() + self.topic.as_str().len()
+    }
+}
+
+/// A Will message, held until its connection ends abnormally.
+#[derive(Clone, Debug)]
+pub struct Will {
+    /// The message; its `expires_at` is unset until publication.
+    pub message: Message,
+    /// Will Delay Interval, seconds.
+    pub delay_interval: u32,
+    /// Message Expiry Interval, counted from publication.
+    pub expiry_interval: Option<u32>,
+}
+
+impl Will {
+    /// The message to route now.
+    pub fn publication(&self) -> Arc<Message> {
+        Arc::new(Message {
+            expires_at: Message::expiry_from_interval(self.expiry_interval),
+            ..self.message.clone()
+        })
     }
 }
 

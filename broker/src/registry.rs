@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::message::Message;
+use crate::message::Will;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::session::{ConnectionControl, Inflight, Kick, PendingWill, Session, SubscriberId};
@@ -42,9 +42,7 @@ pub struct Departure {
     pub inflight: Inflight,
     /// The Will message to publish, if the connection ended without a
     /// normal DISCONNECT.
-    pub will: Option<Arc<Message>>,
-    /// Will Delay Interval, seconds.
-    pub will_delay: u32,
+    pub will: Option<Will>,
     /// Session Expiry Interval, seconds (`u32::MAX` = never).
     pub expiry_interval: u32,
 }
@@ -181,7 +179,6 @@ impl Registry {
         let Departure {
             inflight,
             will,
-            will_delay,
             expiry_interval,
         } = departure;
         let (generation, dropped_qos0) = {
@@ -207,14 +204,11 @@ impl Registry {
             return;
         }
         if let Some(will) = will {
-            if will_delay == 0 {
+            if will.delay_interval == 0 {
                 self.publish_will(session, &will);
             } else {
-                session.lock().pending_will = Some(PendingWill {
-                    message: will,
-                    generation,
-                });
-                let delay = will_delay.min(expiry_interval);
+                let delay = will.delay_interval.min(expiry_interval);
+                session.lock().pending_will = Some(PendingWill { will, generation });
                 let registry = self.clone();
                 let session = session.clone();
                 tokio::spawn(async move {
@@ -227,7 +221,7 @@ impl Registry {
                         }
                     };
                     if let Some(will) = will {
-                        registry.publish_will(&session, &will.message);
+                        registry.publish_will(&session, &will.will);
                     }
                 });
             }
@@ -251,13 +245,15 @@ impl Registry {
         }
     }
 
-    fn publish_will(&self, session: &Session, will: &Arc<Message>) {
-        tracing::debug!(session = %session.id(), topic = %will.topic, "publishing will");
+    fn publish_will(&self, session: &Session, will: &Will) {
+        let message = will.publication();
+        tracing::debug!(session = %session.id(), topic = %message.topic, "publishing will");
         let mountpoint = &session.id().mountpoint;
-        if will.retain {
-            self.router.retain(mountpoint, will);
+        if message.retain {
+            self.router.retain(mountpoint, &message);
         }
-        self.router.publish(mountpoint, Some(session.key()), will);
+        self.router
+            .publish(mountpoint, Some(session.key()), &message);
     }
 
     /// Ends a session: removes its subscriptions, publishes a pending Will,
@@ -284,7 +280,7 @@ impl Registry {
             self.router.unsubscribe(session, s);
         }
         if let Some(will) = will {
-            self.publish_will(session, &will.message);
+            self.publish_will(session, &will.will);
         }
         for d in queued.into_iter().chain(inflight) {
             if let Some(origin) = d.shared.clone() {

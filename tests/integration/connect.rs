@@ -193,7 +193,23 @@ async fn anonymous_clients_need_allow_anonymous() {
     assert_eq!(raw.expect_closed().await[0].connack(), (false, 0x05));
     let mut raw = Raw::connect(broker.addr).await;
     raw.send(&connect_v5("anon5", true, 60, |_| {})).await;
-    assert_eq!(raw.expect_closed().await[0].connack(), (false, 0x87));
+    let refusal = &raw.expect_closed().await[0];
+    assert_eq!(refusal.connack(), (false, 0x87));
+    let why = refusal
+        .connack_v5()
+        .properties
+        .and_then(|p| p.reason_string)
+        .expect("reason string");
+    assert!(why.contains("allow_anonymous"), "{why}");
+    // With no authentication plugin nothing can check credentials, so
+    // clients presenting them are refused too (as mosquitto 2 does).
+    let mut with_credentials = mqttbytes::v4::Connect::new("creds");
+    with_credentials.set_login("user", "secret");
+    let mut bytes = bytes::BytesMut::new();
+    with_credentials.write(&mut bytes).expect("encode");
+    let mut raw = Raw::connect(broker.addr).await;
+    raw.send(&bytes).await;
+    assert_eq!(raw.expect_closed().await[0].connack(), (false, 0x05));
     assert!(broker.ctx.registry.is_empty());
 }
 

@@ -119,6 +119,8 @@ async fn inbound_topic_aliases() {
             assert!(matches!(reason, Some(0x94) | Some(0x82)), "{reason:?}");
         } else {
             assert_eq!(reason, Some(0x94));
+            let text = String::from_utf8_lossy(&frames.last().expect("DISCONNECT").body);
+            assert!(text.contains("topic alias 5"), "reason string: {text}");
         }
     }
 }

@@ -24,7 +24,16 @@ fn tool(name: &str) -> String {
 }
 
 fn python() -> String {
-    let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    // `cargo xtask test` sets SLUICE_PYTHON; after one such run, the
+    // virtualenv it made also serves plain `cargo test`.
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/python");
+    let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| {
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".to_owned()
+        }
+    });
     let ok = Command::new(&python)
         .args(["-c", "import paho.mqtt.client"])
         .status()

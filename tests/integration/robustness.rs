@@ -106,38 +106,59 @@ async fn a_packet_trickled_one_byte_at_a_time_is_decoded() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_cannot_hurt_others() {
+    const FLOOD: usize = 8_000;
     let broker = TestBroker::with(|c| c.session.max_queued_messages = 100);
-    // Subscribes, then never reads again.
-    let mut stuck = Raw::handshake(broker.addr, &connect_v4("stuck", true, 0)).await;
+    // Subscribes, then never reads again; a small receive buffer makes the
+    // backlog reach the broker sooner.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(broker.addr).await.expect("connect");
+    let mut stuck = Raw::from_stream(stream);
+    stuck.send(&connect_v4("stuck", true, 0)).await;
+    assert_eq!(stuck.recv().await.connack(), (false, 0));
     stuck.send(&subscribe_v4(1, "flood", 0)).await;
     stuck.recv_kind(9).await;
-    let mut healthy = V4::connect(broker.addr, "healthy").await;
-    healthy.subscribe("flood", 0).await;
+    // The healthy subscriber reads everything; the final QoS 1 message
+    // always gets through even if its queue overflowed, since QoS 0
+    // messages are dropped first.
+    let mut healthy = Raw::handshake(broker.addr, &connect_v4("healthy", true, 0)).await;
+    healthy.send(&subscribe_v4(1, "flood", 1)).await;
+    healthy.recv_kind(9).await;
 
     let mut flooder = Raw::handshake(broker.addr, &connect_v4("flooder", true, 0)).await;
-    let payload = vec![b'x'; 1024];
-    let message = publish_v4("flood", 0, 0, &payload, false);
-    let mut burst = Vec::new();
-    for _ in 0..64 {
-        burst.extend_from_slice(&message);
-    }
-    // 20k messages of 1 KiB: far more than the stuck client's socket and
-    // queue can hold.
-    for _ in 0..(20_000 / 64) {
-        flooder.send(&burst).await;
-    }
-    flooder
-        .send(&publish_v4("flood", 0, 0, b"last", false))
-        .await;
-    within("healthy subscriber gets everything up to the last", async {
+    let message = publish_v4("flood", 0, 0, &[b'x'; 1024], false);
+    let burst: Vec<u8> = message
+        .iter()
+        .copied()
+        .cycle()
+        .take(message.len() * 100)
+        .collect();
+    let flood = async {
+        for _ in 0..FLOOD / 100 {
+            flooder.send(&burst).await;
+        }
+        flooder
+            .send(&publish_v4("flood", 1, 1, b"last", false))
+            .await;
+    };
+    let mut received = 0usize;
+    let drain = async {
         loop {
-            let p = healthy.next_publish().await;
-            if &p.payload[..] == b"last" {
+            let f = healthy.recv_kind(3).await;
+            received += 1;
+            if f.byte1 & 0x06 != 0 {
+                let p = f.publish_v4();
+                assert_eq!(&p.payload[..], b"last");
+                healthy.send(&puback(p.pkid)).await;
                 break;
             }
         }
+    };
+    within("flood delivered to the healthy subscriber", async {
+        tokio::join!(flood, drain)
     })
     .await;
+    assert!(received <= FLOOD + 1);
     eventually("drops are counted", || {
         Metrics::get(&broker.ctx.metrics.messages_dropped) > 0
     })

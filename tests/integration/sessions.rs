@@ -270,3 +270,33 @@ async fn clean_start_discards_the_old_session() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn will_message_expiry_counts_from_publication() {
+    let broker = TestBroker::start();
+    let mut will = will_v5("wexp", b"late", Some(1));
+    if let Some(p) = will.properties.as_mut() {
+        p.message_expiry_interval = Some(30);
+    }
+    let raw = Raw::handshake(
+        broker.addr,
+        &connect_v5_full(
+            "wexp",
+            false,
+            60,
+            |p| p.session_expiry_interval = Some(60),
+            Some(will),
+        ),
+    )
+    .await;
+    let mut watcher = Raw::handshake(broker.addr, &connect_v5("watch", true, 60, |_| {})).await;
+    watcher
+        .send(&subscribe_v5(1, vec![filter_v5("wexp", 1)], None))
+        .await;
+    watcher.recv_kind(9).await;
+    drop(raw);
+    let p = watcher.recv_kind(3).await.publish_v5();
+    let left = p.properties.and_then(|p| p.message_expiry_interval);
+    // Published after the 1 s delay, with its full 30 s ahead of it.
+    assert!(matches!(left, Some(29..=30)), "{left:?}");
+}

@@ -17,7 +17,7 @@ use crate::codec::{
     Packet, ProtocolVersion,
 };
 use crate::context::Context;
-use crate::message::Message;
+use crate::message::{Message, Will};
 use crate::reason::ReasonCode;
 use crate::session::{ConnectionControl, OutState, SubscriberId};
 use crate::topic::{ClientId, TopicName};
@@ -77,7 +77,10 @@ async fn refuse<W: AsyncWrite + Unpin>(
         &ConnAck {
             session_present: false,
             reason,
-            properties: ConnAckProperties::default(),
+            properties: ConnAckProperties {
+                reason_string: Some(why.to_owned()),
+                ..ConnAckProperties::default()
+            },
         },
     );
     let _ = tokio::time::timeout(super::FLUSH_TIMEOUT, async {
@@ -226,7 +229,7 @@ where
     };
 
     // Will.
-    let (will, will_delay) = match &connect.will {
+    let will = match &connect.will {
         Some(w) => {
             let Ok(topic) = TopicName::new(&w.topic) else {
                 refuse(
@@ -239,17 +242,20 @@ where
                 .await;
                 return None;
             };
-            let message = Arc::new(Message {
-                topic,
-                payload: bytes::Bytes::copy_from_slice(&w.payload),
-                qos: w.qos,
-                retain: w.retain,
-                properties: w.properties.clone(),
-                expires_at: None,
-            });
-            (Some(message), w.delay_interval.unwrap_or(0))
+            Some(Will {
+                message: Message {
+                    topic,
+                    payload: bytes::Bytes::copy_from_slice(&w.payload),
+                    qos: w.qos,
+                    retain: w.retain,
+                    properties: w.properties.clone(),
+                    expires_at: None,
+                },
+                delay_interval: w.delay_interval.unwrap_or(0),
+                expiry_interval: w.message_expiry_interval,
+            })
         }
-        None => (None, 0),
+        None => None,
     };
 
     let id = SubscriberId {
@@ -288,7 +294,6 @@ where
         client_alias_max: cp.topic_alias_maximum.unwrap_or(0),
         session_expiry,
         will,
-        will_delay,
     };
     let mountpoint = attached.session.id().mountpoint.clone();
     let mut conn = Connection {

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
 use crate::context::Context;
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Will};
 use crate::metrics::Metrics;
 use crate::reason::ReasonCode;
 use crate::registry::Departure;
@@ -87,8 +87,7 @@ pub(crate) struct Negotiated {
     /// Topic aliases the client accepts from the broker.
     pub client_alias_max: u16,
     pub session_expiry: u32,
-    pub will: Option<Arc<Message>>,
-    pub will_delay: u32,
+    pub will: Option<Will>,
 }
 
 /// The running state of an established connection.
@@ -265,9 +264,11 @@ impl Connection {
     /// and hands the session back to the registry.
     async fn finish<W: AsyncWrite + Unpin>(mut self, writer: &mut W, close: Close) {
         let client = self.session.id().clone();
+        let mut reason_string = None;
         let reason = match &close {
             Close::Server { reason, detail } => {
                 tracing::info!(client = %client, peer = %self.peer, reason = %reason, "closing connection: {detail}");
+                reason_string = Some(detail.clone());
                 Some(*reason)
             }
             Close::TakenOver => {
@@ -293,6 +294,7 @@ impl Connection {
                 &mut self.out,
                 &Disconnect {
                     reason,
+                    reason_string,
                     ..Disconnect::default()
                 },
             );
@@ -319,7 +321,6 @@ impl Connection {
         let departure = Departure {
             inflight: std::mem::take(&mut self.inflight),
             will,
-            will_delay: self.neg.will_delay,
             expiry_interval: self.neg.session_expiry,
         };
         self.ctx.registry.detach(&self.session, departure);

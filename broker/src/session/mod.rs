@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::codec::{QoS, SubscriptionOptions};
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Will};
 use crate::subscriptions::ClientKey;
 use crate::topic::{ClientId, Subscription};
 
@@ -68,7 +68,7 @@ pub struct ConnectionControl {
 /// A Will message waiting for its delay to run out.
 #[derive(Debug)]
 pub struct PendingWill {
-    pub message: Arc<Message>,
+    pub will: Will,
     /// The session generation it belongs to: a reconnect bumps the
     /// generation, which cancels the will.
     pub generation: u64,

@@ -136,6 +136,14 @@ impl Raw {
         }
     }
 
+    /// Wraps an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
     /// Connects and sends `connect`, expecting a successful CONNACK.
     pub async fn handshake(addr: SocketAddr, connect: &[u8]) -> Raw {
         let mut raw = Raw::connect(addr).await;
