@@ -144,119 +144,20 @@ where
         Ok(FirstPacket::Connect(c)) => c,
     };
     let version = connect.version;
-    let v5 = version.is_v5();
-    let mut props = ConnAckProperties::default();
-
-    // Client identifier.
-    let (client_id, assigned) = match client_id(ctx, &connect) {
-        Ok(id) => id,
-        Err(why) => {
-            refuse(
-                writer,
-                Some(version),
-                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                peer,
-                &why,
-            )
-            .await;
+    let admitted = match admit(ctx, &connect) {
+        Ok(a) => a,
+        Err(r) => {
+            refuse(writer, Some(version), r.reason, peer, &r.why).await;
             return None;
         }
     };
-    if assigned && v5 {
-        props.assigned_client_identifier = Some(client_id.as_str().to_owned());
-    }
-
-    // Keep alive.
-    let mut keep_alive = connect.keep_alive;
-    let cap = config.mqtt.max_keepalive;
-    if cap > 0 && (keep_alive == 0 || keep_alive > cap) {
-        if v5 {
-            keep_alive = cap;
-            props.server_keep_alive = Some(cap);
-        } else {
-            let why = format!(
-                "keep alive {} exceeds the server's maximum of {cap} s",
-                connect.keep_alive
-            );
-            refuse(
-                writer,
-                Some(version),
-                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                peer,
-                &why,
-            )
-            .await;
-            return None;
-        }
-    }
-
-    // Authentication. Until plugins exist, `allow_anonymous` decides.
-    if connect.properties.authentication_method.is_some() {
-        refuse(
-            writer,
-            Some(version),
-            ReasonCode::BAD_AUTHENTICATION_METHOD,
-            peer,
-            "enhanced authentication requested but no plugin provides it",
-        )
-        .await;
-        return None;
-    }
-    if !config.server.allow_anonymous {
-        refuse(
-            writer,
-            Some(version),
-            ReasonCode::NOT_AUTHORIZED,
-            peer,
-            "no authentication plugin is loaded and allow_anonymous is false",
-        )
-        .await;
-        return None;
-    }
-
-    // Session expiry.
-    let max_expiry = config.session.max_session_expiry_secs;
-    let session_expiry = if v5 {
-        let asked = connect.properties.session_expiry_interval.unwrap_or(0);
-        if asked > max_expiry {
-            props.session_expiry_interval = Some(max_expiry);
-        }
-        asked.min(max_expiry)
-    } else if connect.clean_start {
-        0
-    } else {
-        max_expiry
-    };
-
-    // Will.
-    let will = match &connect.will {
-        Some(w) => {
-            let Ok(topic) = TopicName::new(&w.topic) else {
-                refuse(
-                    writer,
-                    Some(version),
-                    ReasonCode::TOPIC_NAME_INVALID,
-                    peer,
-                    "invalid will topic",
-                )
-                .await;
-                return None;
-            };
-            Some(Will {
-                message: Message {
-                    topic,
-                    payload: bytes::Bytes::copy_from_slice(&w.payload),
-                    qos: w.qos,
-                    retain: w.retain,
-                    properties: w.properties.clone(),
-                    expires_at: None,
-                },
-                delay_interval: w.delay_interval.unwrap_or(0),
-                expiry_interval: w.message_expiry_interval,
-            })
-        }
-        None => None,
-    };
+    let Admitted {
+        client_id,
+        mut props,
+        keep_alive,
+        session_expiry,
+        will,
+    } = admitted;
 
     let id = SubscriberId {
         mountpoint: Arc::from(""),
@@ -277,7 +178,7 @@ where
         }
     };
 
-    if v5 {
+    if version.is_v5() {
         props.receive_maximum = Some(config.mqtt.receive_maximum);
         props.maximum_packet_size = Some(config.mqtt.max_packet_size);
         if config.mqtt.topic_alias_maximum > 0 {
@@ -331,6 +232,118 @@ where
         return None;
     }
     Some(conn)
+}
+
+/// A CONNECT the broker refuses, and why.
+struct Refusal {
+    reason: ReasonCode,
+    why: String,
+}
+
+impl Refusal {
+    fn new(reason: ReasonCode, why: impl Into<String>) -> Self {
+        Refusal {
+            reason,
+            why: why.into(),
+        }
+    }
+}
+
+/// What a CONNECT gets once the CONNECT rules have been applied.
+struct Admitted {
+    client_id: ClientId,
+    /// CONNACK properties decided so far (MQTT 5).
+    props: ConnAckProperties,
+    keep_alive: u16,
+    session_expiry: u32,
+    will: Option<Will>,
+}
+
+/// Applies the CONNECT rules: client id, keep alive, authentication,
+/// session expiry, Will. No IO.
+fn admit(ctx: &Context, connect: &Connect) -> Result<Admitted, Refusal> {
+    let config = &ctx.config;
+    let v5 = connect.version.is_v5();
+    let mut props = ConnAckProperties::default();
+
+    let (client_id, assigned) = client_id(ctx, connect)
+        .map_err(|why| Refusal::new(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why))?;
+    if assigned && v5 {
+        props.assigned_client_identifier = Some(client_id.as_str().to_owned());
+    }
+
+    let mut keep_alive = connect.keep_alive;
+    let cap = config.mqtt.max_keepalive;
+    if cap > 0 && (keep_alive == 0 || keep_alive > cap) {
+        if !v5 {
+            // MQTT 3.x has no way to tell the client; refuse as mosquitto
+            // does.
+            return Err(Refusal::new(
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                format!(
+                    "keep alive {} exceeds the server's maximum of {cap} s",
+                    connect.keep_alive
+                ),
+            ));
+        }
+        keep_alive = cap;
+        props.server_keep_alive = Some(cap);
+    }
+
+    // Authentication. Until plugins exist, `allow_anonymous` decides.
+    if connect.properties.authentication_method.is_some() {
+        return Err(Refusal::new(
+            ReasonCode::BAD_AUTHENTICATION_METHOD,
+            "enhanced authentication requested but no plugin provides it",
+        ));
+    }
+    if !config.server.allow_anonymous {
+        return Err(Refusal::new(
+            ReasonCode::NOT_AUTHORIZED,
+            "no authentication plugin is loaded and allow_anonymous is false",
+        ));
+    }
+
+    let max_expiry = config.session.max_session_expiry_secs;
+    let session_expiry = if v5 {
+        let asked = connect.properties.session_expiry_interval.unwrap_or(0);
+        if asked > max_expiry {
+            props.session_expiry_interval = Some(max_expiry);
+        }
+        asked.min(max_expiry)
+    } else if connect.clean_start {
+        0
+    } else {
+        max_expiry
+    };
+
+    let will = match &connect.will {
+        None => None,
+        Some(w) => {
+            let topic = TopicName::new(&w.topic).map_err(|e| {
+                Refusal::new(ReasonCode::TOPIC_NAME_INVALID, format!("will topic: {e}"))
+            })?;
+            Some(Will {
+                message: Message {
+                    topic,
+                    payload: bytes::Bytes::copy_from_slice(&w.payload),
+                    qos: w.qos,
+                    retain: w.retain,
+                    properties: w.properties.clone(),
+                    expires_at: None,
+                },
+                delay_interval: w.delay_interval.unwrap_or(0),
+                expiry_interval: w.message_expiry_interval,
+            })
+        }
+    };
+    Ok(Admitted {
+        client_id,
+        props,
+        keep_alive,
+        session_expiry,
+        will,
+    })
 }
 
 /// Applies the client-id rules of the client's version. Returns the id and
