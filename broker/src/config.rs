@@ -5,10 +5,14 @@
 //! Unknown keys and values of the wrong type are errors that name the key
 //! (and the line); values out of range are errors that name the key.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use crate::plugins::FailurePolicy;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,9 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub session: SessionConfig,
     pub log: LogConfig,
+    pub plugins: PluginsConfig,
+    /// `[plugin.NAME]`: settings of the plugin in `NAME.wasm`.
+    pub plugin: BTreeMap<String, PluginConfig>,
 }
 
 /// `[server]`: listeners and access.
@@ -45,10 +52,10 @@ pub struct ServerConfig {
     /// `bind`: TCP listener addresses. Default `["127.0.0.1:1883"]`.
     pub bind: Vec<SocketAddr>,
     /// `allow_anonymous`: with no authentication plugin loaded, whether
-    /// clients may connect at all. Default `false`.
+    /// clients may connect at all. Ignored (with a warning) when an
+    /// authentication plugin is loaded: then the plugin chain decides.
+    /// Default `false`.
     pub allow_anonymous: bool,
-    /// `plugins_dir`: directory of `.wasm` plugins. Default: none.
-    pub plugins_dir: Option<PathBuf>,
     /// `connect_timeout_secs`: how long a new connection may take to send
     /// CONNECT before it is closed. Default 10.
     pub connect_timeout_secs: u32,
@@ -118,6 +125,101 @@ pub struct SessionConfig {
     pub overflow: OverflowPolicy,
 }
 
+/// `[plugins]`: where plugins come from, and the limits every plugin gets
+/// unless its own `[plugin.NAME]` section says otherwise.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// `dir`: directory of `.wasm` plugins (`--plugins`). Default: none.
+    pub dir: Option<PathBuf>,
+    /// `cache_dir`: where compiled plugins are cached. Default:
+    /// `.cache` inside `dir`.
+    pub cache_dir: Option<PathBuf>,
+    /// `fuel`: fuel per hook call (about one unit per wasm instruction).
+    /// Default 50000000.
+    pub fuel: u64,
+    /// `memory_mb`: linear memory per plugin instance. Default 64.
+    pub memory_mb: u32,
+    /// `deadline_ms`: wall-clock limit per hook call. Default 100.
+    pub deadline_ms: u32,
+    /// `instances`: instances kept per plugin; 0 = one per CPU. Default 0.
+    pub instances: u32,
+    /// `on_failure`: what a failed call (trap, fuel, memory, deadline) of an
+    /// authentication hook means: `"deny"` (refuse the client) or `"next"`
+    /// (ask the next plugin). Default `"deny"`.
+    pub on_failure: FailurePolicy,
+    /// `breaker_failures`: consecutive failures that disable a plugin for a
+    /// while; 0 = never. Default 5.
+    pub breaker_failures: u32,
+    /// `breaker_backoff_secs`: how long a plugin is first disabled for
+    /// (doubling on repeats, up to 300). Default 10.
+    pub breaker_backoff_secs: u32,
+    /// `kv_max_bytes`: size of each plugin's key-value store. Default
+    /// 1048576.
+    pub kv_max_bytes: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            cache_dir: None,
+            fuel: 50_000_000,
+            memory_mb: 64,
+            deadline_ms: 100,
+            instances: 0,
+            on_failure: FailurePolicy::Deny,
+            breaker_failures: 5,
+            breaker_backoff_secs: 10,
+            kv_max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// `[plugin.NAME]`: one plugin's settings; unset limits come from
+/// `[plugins]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// `enabled`: false skips the file. Default true.
+    pub enabled: Option<bool>,
+    /// `priority`: plugins with a priority run first, lowest first; the
+    /// others follow in file-name order.
+    pub priority: Option<i64>,
+    pub fuel: Option<u64>,
+    pub memory_mb: Option<u32>,
+    pub deadline_ms: Option<u32>,
+    pub instances: Option<u32>,
+    pub on_failure: Option<FailurePolicy>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_backoff_secs: Option<u32>,
+    pub kv_max_bytes: Option<u64>,
+    /// `config`: key/values the plugin reads with `host.config()`.
+    pub config: BTreeMap<String, ConfigValue>,
+}
+
+/// A plugin setting: written as a TOML string, number or boolean, handed to
+/// the plugin as text.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigValue::Text(s) => f.write_str(s),
+            ConfigValue::Integer(i) => write!(f, "{i}"),
+            ConfigValue::Float(x) => write!(f, "{x}"),
+            ConfigValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
 /// What a full queue drops.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -141,7 +243,6 @@ impl Default for ServerConfig {
         ServerConfig {
             bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
             allow_anonymous: false,
-            plugins_dir: None,
             connect_timeout_secs: 10,
             sys_interval_secs: 10,
             shutdown_timeout_secs: 5,
@@ -252,6 +353,26 @@ impl Config {
         if self.log.level.trim().is_empty() {
             return invalid("log.level", "must not be empty");
         }
+        if self.plugins.memory_mb == 0 {
+            return invalid("plugins.memory_mb", "must be at least 1");
+        }
+        if self.plugins.deadline_ms == 0 {
+            return invalid("plugins.deadline_ms", "must be at least 1");
+        }
+        if self.plugins.fuel == 0 {
+            return invalid("plugins.fuel", "must be at least 1");
+        }
+        for p in self.plugin.values() {
+            if p.memory_mb == Some(0) {
+                return invalid("plugin.<name>.memory_mb", "must be at least 1");
+            }
+            if p.deadline_ms == Some(0) {
+                return invalid("plugin.<name>.deadline_ms", "must be at least 1");
+            }
+            if p.fuel == Some(0) {
+                return invalid("plugin.<name>.fuel", "must be at least 1");
+            }
+        }
         Ok(())
     }
 }
@@ -282,6 +403,16 @@ mod tests {
             max_keepalive = 60
             [session]
             overflow = "drop_oldest"
+            [plugins]
+            dir = "plugins"
+            on_failure = "next"
+            [plugin.acl]
+            priority = 10
+            deadline_ms = 20
+            [plugin.acl.config]
+            users = "alice bob"
+            max = 3
+            strict = true
             "#,
         )
         .unwrap();
@@ -289,6 +420,11 @@ mod tests {
         assert!(c.server.allow_anonymous);
         assert_eq!(c.mqtt.max_keepalive, 60);
         assert_eq!(c.session.overflow, OverflowPolicy::DropOldest);
+        assert_eq!(c.plugins.on_failure, FailurePolicy::Next);
+        let acl = &c.plugin["acl"];
+        assert_eq!((acl.priority, acl.deadline_ms), (Some(10), Some(20)));
+        let config: Vec<String> = acl.config.values().map(|v| v.to_string()).collect();
+        assert_eq!(config, ["3", "true", "alice bob"]);
     }
 
     fn error_of(text: &str) -> String {
@@ -316,5 +452,9 @@ mod tests {
         assert!(e.contains("overflow"), "{e}");
         let e = error_of("[mqtt]\nmax_packet_size = 10\n");
         assert!(e.contains("mqtt.max_packet_size"), "{e}");
+        let e = error_of("[plugins]\non_failure = \"maybe\"\n");
+        assert!(e.contains("on_failure"), "{e}");
+        let e = error_of("[plugin.x]\nfule = 3\n");
+        assert!(e.contains("fule"), "{e}");
     }
 }

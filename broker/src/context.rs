@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::plugins::Plugins;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::session::QueueLimits;
@@ -21,25 +22,31 @@ pub struct Context {
     pub router: Arc<Router>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    pub plugins: Arc<Plugins>,
+    /// Queue limits of sessions no plugin changed.
+    pub default_limits: QueueLimits,
     pub started: Instant,
     id_seed: u64,
     id_counter: AtomicU64,
 }
 
 impl Context {
-    /// Fresh state for `config` (already validated).
-    pub fn new(config: Config) -> Self {
+    /// Fresh state for `config` (already validated) and loaded `plugins`.
+    pub fn new(config: Config, plugins: Arc<Plugins>) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let router = Arc::new(Router::new(
-            QueueLimits::from_config(&config.session),
+        let router = Arc::new(Router::new(metrics.clone()));
+        let registry = Arc::new(Registry::new(
+            router.clone(),
             metrics.clone(),
+            plugins.clone(),
         ));
-        let registry = Arc::new(Registry::new(router.clone(), metrics.clone()));
         Context {
+            default_limits: QueueLimits::from_config(&config.session),
             config,
             router,
             registry,
             metrics,
+            plugins,
             started: Instant::now(),
             // Random per process, so assigned ids differ between runs.
             id_seed: RandomState::new().hash_one(std::process::id()),

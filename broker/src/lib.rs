@@ -10,6 +10,8 @@
 //!   state); [`registry`] creates, takes over and ends sessions.
 //! - [`router`]: publish → matching sessions.
 //! - `connection`: the task that owns one socket.
+//! - [`plugins`]: the wasm plugin host (the only module that touches
+//!   wasmtime).
 //! - [`server`]: listeners, accept loops, shutdown.
 //! - [`config`], [`metrics`], `sys` (`$SYS` topics).
 
@@ -19,6 +21,7 @@ mod connection;
 pub mod context;
 pub mod message;
 pub mod metrics;
+pub mod plugins;
 pub mod reason;
 pub mod registry;
 pub mod retain;

@@ -46,7 +46,7 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
         config.server.allow_anonymous = true;
     }
     if let Some(dir) = &args.plugins {
-        config.server.plugins_dir = Some(dir.clone());
+        config.plugins.dir = Some(dir.clone());
     }
     if let Some(level) = &args.log_level {
         config.log.level = level.clone();
@@ -95,13 +95,6 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        if !config.server.allow_anonymous {
-            tracing::warn!(
-                "allow_anonymous is false and no authentication plugin is loaded: \
-                 every client will be refused (set server.allow_anonymous = true \
-                 or pass --allow-anonymous)"
-            );
-        }
         let server = Server::bind(config).await?;
         server.run(shutdown_signal()).await;
         anyhow::Ok(())

@@ -11,8 +11,11 @@ use tokio::time::Instant;
 
 use crate::message::Will;
 use crate::metrics::Metrics;
+use crate::plugins::{Event, Plugins};
 use crate::router::Router;
-use crate::session::{ConnectionControl, Inflight, Kick, PendingWill, Session, SubscriberId};
+use crate::session::{
+    ConnectionControl, Inflight, Kick, PendingWill, QueueLimits, Session, SubscriberId,
+};
 use crate::subscriptions::ClientKey;
 
 /// How long a new connection waits for the connection it takes a session
@@ -36,6 +39,14 @@ pub struct Attached {
     pub inflight: Inflight,
 }
 
+/// Per-session settings a connection brings (from the config, or a
+/// plugin's modifiers); they replace those of a resumed session.
+#[derive(Clone, Copy, Debug)]
+pub struct Profile {
+    pub limits: QueueLimits,
+    pub upgrade_qos: bool,
+}
+
 /// What a connection leaves behind when it ends.
 #[derive(Debug)]
 pub struct Departure {
@@ -54,16 +65,18 @@ pub struct Registry {
     next_key: AtomicU64,
     router: Arc<Router>,
     metrics: Arc<Metrics>,
+    plugins: Arc<Plugins>,
 }
 
 impl Registry {
     /// An empty registry routing through `router`.
-    pub fn new(router: Arc<Router>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(router: Arc<Router>, metrics: Arc<Metrics>, plugins: Arc<Plugins>) -> Self {
         Registry {
             sessions: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             router,
             metrics,
+            plugins,
         }
     }
 
@@ -95,6 +108,7 @@ impl Registry {
         id: SubscriberId,
         clean_start: bool,
         control: ConnectionControl,
+        profile: Profile,
     ) -> Result<Attached, AttachError> {
         let deadline = Instant::now() + TAKEOVER_TIMEOUT;
         loop {
@@ -104,12 +118,13 @@ impl Registry {
                     Some(s) => s.clone(),
                     None => {
                         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-                        let session = Arc::new(Session::new(key, id.clone()));
+                        let session = Arc::new(Session::new(key, id.clone(), profile.limits));
                         {
                             let mut state = session.lock();
                             state.connection = Some(control);
                             state.generation = 1;
                         }
+                        session.set_upgrade_qos(profile.upgrade_qos);
                         session.set_online(true);
                         map.insert(id, session.clone());
                         return Ok(Attached {
@@ -136,6 +151,7 @@ impl Registry {
                     Next::EndIt
                 } else {
                     state.connection = Some(control.clone());
+                    state.limits = profile.limits;
                     state.generation += 1;
                     state.pending_will = None;
                     state.expires_at = None;
@@ -164,6 +180,7 @@ impl Registry {
                 }
                 Next::Resume(inflight) => inflight,
             };
+            existing.set_upgrade_qos(profile.upgrade_qos);
             existing.set_online(true);
             return Ok(Attached {
                 session: existing,
@@ -187,7 +204,7 @@ impl Registry {
             session.set_online(false);
             state.inflight = Some(inflight);
             state.expiry_interval = expiry_interval;
-            let dropped = if self.router.limits().qos0_offline {
+            let dropped = if state.limits.qos0_offline {
                 0
             } else {
                 state.queue.drop_qos0()
@@ -195,6 +212,11 @@ impl Registry {
             (state.generation, dropped)
         };
         Metrics::add(&self.metrics.messages_dropped, dropped_qos0 as u64);
+        self.plugins.notify(if expiry_interval == 0 {
+            Event::Gone(session.id().clone())
+        } else {
+            Event::Offline(session.id().clone())
+        });
 
         if expiry_interval == 0 {
             if let Some(will) = will {
@@ -240,6 +262,9 @@ impl Registry {
                 if expired {
                     tracing::debug!(session = %session.id(), "session expired");
                     registry.end(&session);
+                    registry
+                        .plugins
+                        .notify(Event::Expired(session.id().clone()));
                 }
             });
         }

@@ -16,7 +16,7 @@ use crate::codec::{QoS, SubscriptionOptions};
 use crate::message::{Delivery, Message, SharedOrigin};
 use crate::metrics::Metrics;
 use crate::retain::RetainTree;
-use crate::session::{QueueLimits, Session};
+use crate::session::Session;
 use crate::subscriptions::{ClientKey, NodeMatch, SubscriptionTree};
 use crate::topic::{Subscription, TopicFilter};
 
@@ -39,7 +39,6 @@ type Retained = HashMap<Arc<str>, RetainTree<Arc<Message>>>;
 pub struct Router {
     trees: RwLock<Trees>,
     retained: RwLock<Retained>,
-    limits: QueueLimits,
     metrics: Arc<Metrics>,
 }
 
@@ -50,6 +49,16 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The QoS a subscription receives a message with: the lower of the two,
+/// or the subscription's when its session upgrades QoS.
+fn delivered_qos(message: &Message, sub: &Subscriber) -> QoS {
+    if sub.session.upgrade_qos() {
+        sub.options.qos
+    } else {
+        message.qos.min(sub.options.qos)
+    }
 }
 
 /// What one session receives from one publish, merged over its matching
@@ -63,18 +72,12 @@ struct Merged<'a> {
 
 impl Router {
     /// A router with no subscriptions and no retained messages.
-    pub fn new(limits: QueueLimits, metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         Router {
             trees: RwLock::new(HashMap::new()),
             retained: RwLock::new(HashMap::new()),
-            limits,
             metrics,
         }
-    }
-
-    /// Queue limits applied to every session.
-    pub fn limits(&self) -> &QueueLimits {
-        &self.limits
     }
 
     /// Routes `message` published in `mountpoint` by the session `publisher`
@@ -98,7 +101,7 @@ impl Router {
                 if let Some((_, sub)) = group.pick(|s| s.session.is_online()) {
                     let d = Delivery {
                         message: message.clone(),
-                        qos: message.qos.min(sub.options.qos),
+                        qos: delivered_qos(message, sub),
                         retain: message.retain && sub.options.retain_as_published,
                         subscription_ids: sub.identifier.into_iter().collect(),
                         shared: sub.shared.clone(),
@@ -134,7 +137,7 @@ impl Router {
                 if sub.options.no_local && publisher == Some(*key) {
                     continue;
                 }
-                let qos = message.qos.min(sub.options.qos);
+                let qos = delivered_qos(message, sub);
                 let retain = message.retain && sub.options.retain_as_published;
                 let entry = merged.entry(*key).or_insert(Merged {
                     session: &sub.session,
@@ -172,7 +175,7 @@ impl Router {
         }
         Some(Delivery {
             message: message.clone(),
-            qos: message.qos.min(sub.options.qos),
+            qos: delivered_qos(message, sub),
             retain: message.retain && sub.options.retain_as_published,
             subscription_ids: sub.identifier.into_iter().collect(),
             shared: None,
@@ -183,7 +186,7 @@ impl Router {
     /// shared deliveries are not re-routed: the group member was chosen and
     /// its queue is full, which is the overload the limit exists for.
     fn enqueue(&self, session: &Arc<Session>, d: Delivery) -> bool {
-        let dropped = session.enqueue(d, &self.limits);
+        let dropped = session.enqueue(d);
         let n = dropped.len() as u64;
         Metrics::add(&self.metrics.messages_dropped, n);
         n == 0
@@ -306,7 +309,7 @@ impl Router {
         match target {
             Some(sub) => {
                 let d = Delivery {
-                    qos: delivery.message.qos.min(sub.options.qos),
+                    qos: delivered_qos(&delivery.message, sub),
                     subscription_ids: sub.identifier.into_iter().collect(),
                     shared: sub.shared.clone(),
                     ..delivery

@@ -16,10 +16,13 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::connection;
 use crate::context::Context;
+use crate::plugins::Plugins;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("cannot load plugins: {0}")]
+    Plugins(#[from] crate::plugins::PluginsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -36,8 +39,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every address in `config.server.bind`.
+    /// Loads the plugins and binds every address in `config.server.bind`.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let plugins = Arc::new(Plugins::load(&config).await?);
+        if plugins.authenticates() && config.server.allow_anonymous {
+            tracing::warn!(
+                "allow_anonymous is ignored: authentication plugins are loaded, and they decide"
+            );
+        } else if !plugins.authenticates() && !config.server.allow_anonymous {
+            tracing::warn!(
+                "allow_anonymous is false and no authentication plugin is loaded: \
+                 every client will be refused (set server.allow_anonymous = true, \
+                 pass --allow-anonymous, or add an authentication plugin)"
+            );
+        } else if !plugins.authenticates() {
+            tracing::info!("no authentication plugin loaded; anonymous clients are allowed");
+        }
         let mut listeners = Vec::new();
         for addr in &config.server.bind {
             let listener = TcpListener::bind(addr)
@@ -49,7 +66,7 @@ impl Server {
             listeners.push(listener);
         }
         Ok(Server {
-            ctx: Arc::new(Context::new(config)),
+            ctx: Arc::new(Context::new(config, plugins)),
             listeners,
         })
     }
@@ -140,8 +157,9 @@ fn spawn_connection(
     let stop = stop.clone();
     let alive = alive.clone();
     tokio::spawn(async move {
+        let local = stream.local_addr().unwrap_or(peer);
         let (reader, writer) = stream.into_split();
-        connection::run(ctx, reader, writer, peer, stop).await;
+        connection::run(ctx, reader, writer, peer, local, stop).await;
         drop(alive);
     });
 }

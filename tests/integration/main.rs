@@ -10,6 +10,8 @@ mod cli;
 mod connect;
 /// MQTT 5 features.
 mod mqtt5;
+/// The wasm plugin host.
+mod plugins;
 /// QoS flows.
 mod publish;
 /// mosquitto-clients and Paho Python against the broker.

@@ -2,9 +2,13 @@
 //!
 //! - `cargo xtask run [-- ARGS]`: build the broker in release mode and run it
 //!   with `config/sluice.toml` (extra arguments go to `sluice`).
-//! - `cargo xtask test`: install what the tests need (Debian's
-//!   mosquitto-clients, paho-mqtt in a project-local virtualenv), then check
-//!   formatting and lints and run the whole test suite.
+//! - `cargo xtask build-plugins`: build the wasm plugins (test fixtures in
+//!   `tests/plugins`) for wasm32-wasip2 into `target/plugins/`, installing
+//!   the target if missing. Incremental: unchanged plugins are not rebuilt.
+//! - `cargo xtask test`: install what the tests need (the wasm target,
+//!   Debian's mosquitto-clients, paho-mqtt in a project-local virtualenv),
+//!   build the plugins, then check formatting and lints and run the whole
+//!   test suite.
 //!
 //! Both work on a fresh machine: every tool they need is installed here,
 //! nowhere else.
@@ -15,7 +19,10 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | build-plugins>";
+
+/// Cargo workspaces of wasm plugins, built for wasm32-wasip2.
+const PLUGIN_WORKSPACES: &[&str] = &["tests/plugins"];
 
 /// paho-mqtt version the Python client tests use.
 const PAHO: &str = "paho-mqtt==2.1.0";
@@ -40,6 +47,7 @@ fn try_main() -> Result<()> {
             run(&root, &rest)
         }
         Some("test") => test(&root),
+        Some("build-plugins") => build_plugins(&root),
         _ => bail!("{USAGE}"),
     }
 }
@@ -93,6 +101,7 @@ fn run(root: &Path, args: &[String]) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     install_mosquitto_clients()?;
     let python = python_with_paho(root)?;
+    build_plugins(root)?;
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     sh(cargo().args([
         "clippy",
@@ -106,6 +115,69 @@ fn test(root: &Path) -> Result<()> {
         .args(["test", "--workspace"])
         .env("SLUICE_PYTHON", &python))?;
     Ok(())
+}
+
+/// Builds every plugin workspace and copies the components to
+/// `target/plugins/NAME.wasm` (crate name, `_` as `-`).
+fn build_plugins(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    let wasm_target = root.join("target/wasm");
+    let out = root.join("target/plugins");
+    std::fs::create_dir_all(&out).context("cannot create target/plugins")?;
+    for ws in PLUGIN_WORKSPACES {
+        sh(cargo()
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join(ws).join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &wasm_target))
+        .with_context(|| format!("cannot build the plugins in {ws}"))?;
+    }
+    let built = wasm_target.join("wasm32-wasip2/release");
+    let mut count = 0;
+    for entry in
+        std::fs::read_dir(&built).with_context(|| format!("cannot read {}", built.display()))?
+    {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(".wasm") {
+            let dest = out.join(format!("{}.wasm", stem.replace('_', "-")));
+            copy_if_changed(&path, &dest)?;
+            count += 1;
+        }
+    }
+    eprintln!("xtask: {count} plugins in {}", out.display());
+    Ok(())
+}
+
+fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let new = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    if std::fs::read(to).is_ok_and(|old| old == new) {
+        return Ok(());
+    }
+    std::fs::write(to, new).with_context(|| format!("cannot write {}", to.display()))
+}
+
+/// The wasm32-wasip2 standard library, through rustup.
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to add the wasm32-wasip2 target")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the wasm32-wasip2 target");
+    sh(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
 }
 
 /// Debian's mosquitto-clients (`mosquitto_pub`, `mosquitto_sub`).

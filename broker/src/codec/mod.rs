@@ -93,6 +93,12 @@ impl Decoder {
         }
     }
 
+    /// Changes the largest packet accepted from now on (a plugin's
+    /// `max-packet-size`).
+    pub fn set_max_packet_size(&mut self, max_packet_size: u32) {
+        self.max_packet_size = max_packet_size;
+    }
+
     /// The version fixed by CONNECT (set as soon as CONNECT's protocol name
     /// and level have been read, even if the rest of it is then refused).
     pub fn version(&self) -> Option<ProtocolVersion> {

@@ -1,72 +1,95 @@
 //! The start of a connection: read CONNECT within the connect timeout, apply
-//! the CONNECT rules (protocol, client id, keep alive, authentication),
-//! attach the session and answer CONNACK.
+//! the CONNECT rules (protocol, client id, keep alive), run enhanced
+//! authentication and the authentication chain, apply the plugins'
+//! modifiers, attach the session and answer CONNACK.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::throttle::RateLimit;
 use super::{Connection, Negotiated, Stats};
 use crate::codec::{
-    self, AckKind, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder, OutgoingPublish,
-    Packet, ProtocolVersion,
+    self, AckKind, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder,
+    OutgoingPublish, Packet, ProtocolVersion,
 };
 use crate::context::Context;
 use crate::message::{Message, Will};
+use crate::plugins::{
+    AuthOutcome, AuthRequest, AuthStep, ConnectionInfo, Event, ListenerKind, Modifiers,
+    RegisterOutcome, RegisterRequest,
+};
 use crate::reason::ReasonCode;
+use crate::registry::Profile;
 use crate::session::{ConnectionControl, OutState, SubscriberId};
 use crate::topic::{ClientId, TopicName};
 
 /// MQTT 3.1 limits client ids to 23 characters.
 const V3_1_MAX_CLIENT_ID: usize = 23;
 
-/// Why the first packet could not be read.
-enum FirstPacket {
-    Connect(Box<Connect>),
+/// The next packet during the handshake.
+enum Incoming {
+    Packet(Packet),
     Refused(DecodeError),
     Gone,
 }
 
-async fn read_first<R: AsyncRead + Unpin>(
+async fn read_packet<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     decoder: &mut Decoder,
-) -> FirstPacket {
+) -> Incoming {
     loop {
         match decoder.decode(buf) {
-            Ok(Some(Packet::Connect(c))) => return FirstPacket::Connect(c),
-            Ok(Some(other)) => {
-                return FirstPacket::Refused(DecodeError::Protocol(format!(
-                    "first packet must be CONNECT, got {}",
-                    other.name()
-                )));
-            }
+            Ok(Some(p)) => return Incoming::Packet(p),
             Ok(None) => {}
-            Err(e) => return FirstPacket::Refused(e),
+            Err(e) => return Incoming::Refused(e),
         }
         buf.reserve(512);
         match reader.read_buf(buf).await {
-            Ok(0) | Err(_) => return FirstPacket::Gone,
+            Ok(0) | Err(_) => return Incoming::Gone,
             Ok(_) => {}
         }
     }
 }
 
-/// A refusal: the CONNACK code to send (in the client's version's format),
-/// or nothing when the client cannot be answered.
+/// A CONNECT the broker refuses, and why.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    reason: ReasonCode,
+    /// Logged, and sent as the MQTT 5 reason string unless `reason_string`
+    /// says otherwise.
+    why: String,
+    reason_string: Option<String>,
+    server_reference: Option<String>,
+}
+
+impl Refusal {
+    fn new(reason: ReasonCode, why: impl Into<String>) -> Self {
+        let why = why.into();
+        Refusal {
+            reason,
+            reason_string: Some(why.clone()),
+            why,
+            server_reference: None,
+        }
+    }
+}
+
+/// Answers a refused CONNECT (CONNACK in the client's version's format, if
+/// it can be answered) and closes.
 async fn refuse<W: AsyncWrite + Unpin>(
     writer: &mut W,
     version: Option<ProtocolVersion>,
-    reason: ReasonCode,
+    refusal: Refusal,
     peer: SocketAddr,
-    why: &str,
 ) {
-    tracing::info!(peer = %peer, reason = %reason, "connection refused: {why}");
+    tracing::info!(peer = %peer, reason = %refusal.reason, "connection refused: {}", refusal.why);
     let Some(version) = version else {
         return;
     };
@@ -76,9 +99,10 @@ async fn refuse<W: AsyncWrite + Unpin>(
         version,
         &ConnAck {
             session_present: false,
-            reason,
+            reason: refusal.reason,
             properties: ConnAckProperties {
-                reason_string: Some(why.to_owned()),
+                reason_string: refusal.reason_string,
+                server_reference: refusal.server_reference,
                 ..ConnAckProperties::default()
             },
         },
@@ -97,6 +121,7 @@ pub(super) async fn accept<R, W>(
     reader: &mut R,
     writer: &mut W,
     peer: SocketAddr,
+    local: SocketAddr,
     control: ConnectionControl,
 ) -> Option<Connection>
 where
@@ -107,15 +132,24 @@ where
     let mut decoder = Decoder::new(config.mqtt.max_packet_size);
     let mut rbuf = BytesMut::with_capacity(512);
     let connect_timeout = Duration::from_secs(u64::from(config.server.connect_timeout_secs));
-    let first =
-        tokio::time::timeout(connect_timeout, read_first(reader, &mut rbuf, &mut decoder)).await;
+    let first = tokio::time::timeout(
+        connect_timeout,
+        read_packet(reader, &mut rbuf, &mut decoder),
+    )
+    .await;
     let connect = match first {
         Err(_) => {
             tracing::info!(peer = %peer, "no CONNECT within {connect_timeout:?}; closing");
             return None;
         }
-        Ok(FirstPacket::Gone) => return None,
-        Ok(FirstPacket::Refused(DecodeError::UnsupportedProtocol { name, level })) => {
+        Ok(Incoming::Gone) => return None,
+        Ok(Incoming::Packet(Packet::Connect(c))) => c,
+        Ok(Incoming::Packet(other)) => {
+            let why = format!("first packet must be CONNECT, got {}", other.name());
+            tracing::info!(peer = %peer, "connection refused: {why}");
+            return None;
+        }
+        Ok(Incoming::Refused(DecodeError::UnsupportedProtocol { name, level })) => {
             // A client asking for MQTT 5 understands a v5 CONNACK; anything
             // else gets the 3.x "unacceptable protocol version".
             let version = if level == 5 {
@@ -124,82 +158,402 @@ where
                 ProtocolVersion::V3_1_1
             };
             let why = format!("unsupported protocol {name:?} level {level}");
+            let refusal = Refusal::new(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, why);
+            refuse(writer, Some(version), refusal, peer).await;
+            return None;
+        }
+        Ok(Incoming::Refused(e)) => {
+            // MQTT 3.x says to just close on a bad CONNECT; MQTT 5 clients
+            // are told why.
+            let version = decoder.version().filter(|v| v.is_v5());
             refuse(
                 writer,
-                Some(version),
-                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                version,
+                Refusal::new(e.reason_code(), e.to_string()),
                 peer,
-                &why,
             )
             .await;
             return None;
         }
-        Ok(FirstPacket::Refused(e)) => {
-            // MQTT 3.x says to just close on a bad CONNECT; MQTT 5 clients
-            // are told why.
-            let version = decoder.version().filter(|v| v.is_v5());
-            refuse(writer, version, e.reason_code(), peer, &e.to_string()).await;
-            return None;
-        }
-        Ok(FirstPacket::Connect(c)) => c,
     };
     let version = connect.version;
-    let admitted = match admit(ctx, &connect) {
+    let conn_info = ConnectionInfo {
+        peer,
+        listener: local,
+        kind: ListenerKind::Tcp,
+    };
+    let mut handshake = Handshake {
+        ctx,
+        connect: &connect,
+        conn_info: &conn_info,
+        decoder: &mut decoder,
+        rbuf: &mut rbuf,
+    };
+    let admitted = match handshake.admit(reader, writer).await {
         Ok(a) => a,
         Err(r) => {
-            refuse(writer, Some(version), r.reason, peer, &r.why).await;
+            refuse(writer, Some(version), r, peer).await;
             return None;
         }
     };
+    establish(
+        ctx, writer, connect, conn_info, admitted, decoder, rbuf, control,
+    )
+    .await
+}
+
+/// The state of the CONNECT exchange before the session is attached.
+struct Handshake<'a> {
+    ctx: &'a Arc<Context>,
+    connect: &'a Connect,
+    conn_info: &'a ConnectionInfo,
+    decoder: &'a mut Decoder,
+    rbuf: &'a mut BytesMut,
+}
+
+/// What a CONNECT gets once every rule and plugin has had its say.
+struct Admitted {
+    id: SubscriberId,
+    /// CONNACK properties decided so far (MQTT 5).
+    props: ConnAckProperties,
+    keep_alive: u16,
+    clean_start: bool,
+    session_expiry: u32,
+    will: Option<Will>,
+    modifiers: Modifiers,
+}
+
+impl Handshake<'_> {
+    /// Applies the CONNECT rules, enhanced authentication and the
+    /// authentication chain.
+    async fn admit<R, W>(&mut self, reader: &mut R, writer: &mut W) -> Result<Admitted, Refusal>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let ctx = self.ctx;
+        let connect = self.connect;
+        let config = &ctx.config;
+        let v5 = connect.version.is_v5();
+        let mut props = ConnAckProperties::default();
+
+        let (client_id, assigned) = client_id(ctx, connect)
+            .map_err(|why| Refusal::new(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why))?;
+        if assigned && v5 {
+            props.assigned_client_identifier = Some(client_id.as_str().to_owned());
+        }
+        let id = SubscriberId {
+            mountpoint: Arc::from(""),
+            client_id,
+        };
+
+        let mut keep_alive = connect.keep_alive;
+        let cap = config.mqtt.max_keepalive;
+        if cap > 0 && (keep_alive == 0 || keep_alive > cap) {
+            if !v5 {
+                // MQTT 3.x has no way to tell the client; refuse as
+                // mosquitto does.
+                return Err(Refusal::new(
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    format!(
+                        "keep alive {} exceeds the server's maximum of {cap} s",
+                        connect.keep_alive
+                    ),
+                ));
+            }
+            keep_alive = cap;
+            props.server_keep_alive = Some(cap);
+        }
+
+        let will = match &connect.will {
+            None => None,
+            Some(w) => {
+                let topic = TopicName::new(&w.topic).map_err(|e| {
+                    Refusal::new(ReasonCode::TOPIC_NAME_INVALID, format!("will topic: {e}"))
+                })?;
+                Some(Will {
+                    message: Message {
+                        topic,
+                        payload: Bytes::copy_from_slice(&w.payload),
+                        qos: w.qos,
+                        retain: w.retain,
+                        properties: w.properties.clone(),
+                        expires_at: None,
+                    },
+                    delay_interval: w.delay_interval.unwrap_or(0),
+                    expiry_interval: w.message_expiry_interval,
+                })
+            }
+        };
+
+        if let Some(method) = &connect.properties.authentication_method {
+            let data = self.enhanced_auth(reader, writer, &id, method).await?;
+            props.authentication_method = Some(method.clone());
+            props.authentication_data = data.map(Bytes::from);
+        }
+
+        let request = RegisterRequest {
+            conn: self.conn_info,
+            id: &id,
+            version: connect.version,
+            username: connect.username.as_deref(),
+            password: connect.password.as_deref(),
+            clean_start: connect.clean_start,
+            properties: &connect.properties,
+        };
+        let modifiers = match ctx.plugins.authenticate(&request, config).await {
+            RegisterOutcome::NoPlugins if config.server.allow_anonymous => Modifiers::default(),
+            RegisterOutcome::NoPlugins => {
+                return Err(Refusal::new(
+                    ReasonCode::NOT_AUTHORIZED,
+                    "no authentication plugin is loaded and allow_anonymous is false",
+                ));
+            }
+            RegisterOutcome::Accepted { plugin, modifiers } => {
+                tracing::debug!(client = %id, plugin = %plugin, "authenticated");
+                modifiers
+            }
+            RegisterOutcome::Refused(r) => {
+                return Err(Refusal {
+                    reason: r.code,
+                    why: r.cause,
+                    reason_string: r.reason_string,
+                    server_reference: r.server_reference,
+                });
+            }
+        };
+
+        let max_expiry = config.session.max_session_expiry_secs;
+        let clean_start = modifiers.clean_start.unwrap_or(connect.clean_start);
+        let session_expiry = if v5 {
+            let asked = connect.properties.session_expiry_interval.unwrap_or(0);
+            let granted = modifiers
+                .session_expiry_interval
+                .unwrap_or(asked.min(max_expiry));
+            if granted != asked {
+                props.session_expiry_interval = Some(granted);
+            }
+            granted
+        } else {
+            match modifiers.session_expiry_interval {
+                Some(e) => e,
+                None if clean_start => 0,
+                None => max_expiry,
+            }
+        };
+        Ok(Admitted {
+            id: modifiers.subscriber_id.clone().unwrap_or(id),
+            props,
+            keep_alive,
+            clean_start,
+            session_expiry,
+            will,
+            modifiers,
+        })
+    }
+
+    /// Runs an enhanced-authentication exchange (AUTH packets) to its end;
+    /// returns the data for CONNACK.
+    async fn enhanced_auth<R, W>(
+        &mut self,
+        reader: &mut R,
+        writer: &mut W,
+        id: &SubscriberId,
+        method: &str,
+    ) -> Result<Option<Vec<u8>>, Refusal>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let timeout = Duration::from_secs(u64::from(self.ctx.config.server.connect_timeout_secs));
+        let mut step = AuthStep::Connect;
+        let mut data = self.connect.properties.authentication_data.clone();
+        loop {
+            let request = AuthRequest {
+                conn: self.conn_info,
+                id,
+                username: self.connect.username.as_deref(),
+                step,
+                method,
+                data: data.as_deref(),
+            };
+            match self.ctx.plugins.enhanced_auth(&request, false).await {
+                AuthOutcome::Success(d) => return Ok(d),
+                AuthOutcome::Continue(d) => {
+                    let mut buf = BytesMut::new();
+                    codec::encode_auth(
+                        &mut buf,
+                        &Auth {
+                            reason: ReasonCode::CONTINUE_AUTHENTICATION,
+                            method: Some(method.to_owned()),
+                            data: d.map(Bytes::from),
+                            ..Auth::default()
+                        },
+                    );
+                    writer
+                        .write_all(&buf)
+                        .await
+                        .map_err(|e| Refusal::new(ReasonCode::UNSPECIFIED_ERROR, e.to_string()))?;
+                    let next =
+                        tokio::time::timeout(timeout, read_packet(reader, self.rbuf, self.decoder))
+                            .await;
+                    let auth = match next {
+                        Ok(Incoming::Packet(Packet::Auth(a))) => a,
+                        Ok(Incoming::Packet(Packet::Disconnect(_))) | Ok(Incoming::Gone) => {
+                            return Err(Refusal::new(
+                                ReasonCode::UNSPECIFIED_ERROR,
+                                "client left during enhanced authentication",
+                            ));
+                        }
+                        Ok(Incoming::Packet(other)) => {
+                            return Err(Refusal::new(
+                                ReasonCode::PROTOCOL_ERROR,
+                                format!("{} during enhanced authentication", other.name()),
+                            ));
+                        }
+                        Ok(Incoming::Refused(e)) => {
+                            return Err(Refusal::new(e.reason_code(), e.to_string()));
+                        }
+                        Err(_) => {
+                            return Err(Refusal::new(
+                                ReasonCode::NOT_AUTHORIZED,
+                                "enhanced authentication timed out",
+                            ));
+                        }
+                    };
+                    if auth.reason != ReasonCode::CONTINUE_AUTHENTICATION
+                        || auth.method.as_deref() != Some(method)
+                    {
+                        return Err(Refusal::new(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "AUTH must continue authentication with the same method",
+                        ));
+                    }
+                    step = AuthStep::Continue;
+                    data = auth.data;
+                }
+                AuthOutcome::Refused(r) => {
+                    return Err(Refusal {
+                        reason: r.code,
+                        why: r.cause,
+                        reason_string: r.reason_string,
+                        server_reference: r.server_reference,
+                    });
+                }
+                AuthOutcome::Unhandled => {
+                    return Err(Refusal::new(
+                        ReasonCode::BAD_AUTHENTICATION_METHOD,
+                        format!("no plugin handles authentication method {method:?}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Attaches the session, answers CONNACK and builds the connection.
+#[allow(clippy::too_many_arguments, reason = "the pieces of one handshake")]
+async fn establish<W>(
+    ctx: &Arc<Context>,
+    writer: &mut W,
+    connect: Box<Connect>,
+    conn_info: ConnectionInfo,
+    admitted: Admitted,
+    mut decoder: Decoder,
+    rbuf: BytesMut,
+    control: ConnectionControl,
+) -> Option<Connection>
+where
+    W: AsyncWrite + Unpin,
+{
+    let config = &ctx.config;
+    let version = connect.version;
+    let v5 = version.is_v5();
+    let peer = conn_info.peer;
     let Admitted {
-        client_id,
+        id,
         mut props,
         keep_alive,
+        clean_start,
         session_expiry,
         will,
+        modifiers: m,
     } = admitted;
 
-    let id = SubscriberId {
-        mountpoint: Arc::from(""),
-        client_id,
+    let mut limits = ctx.default_limits;
+    if let Some(n) = m.max_online_messages {
+        limits.max_online = n.get() as usize;
+    }
+    if let Some(n) = m.max_offline_messages {
+        limits.max_offline = n as usize;
+    }
+    let profile = Profile {
+        limits,
+        upgrade_qos: m.upgrade_qos.unwrap_or(false),
     };
-    let attached = match ctx.registry.attach(id, connect.clean_start, control).await {
+    let attached = match ctx
+        .registry
+        .attach(id.clone(), clean_start, control, profile)
+        .await
+    {
         Ok(a) => a,
         Err(e) => {
             refuse(
                 writer,
                 Some(version),
-                ReasonCode::SERVER_BUSY,
+                Refusal::new(ReasonCode::SERVER_BUSY, e.to_string()),
                 peer,
-                &e.to_string(),
             )
             .await;
             return None;
         }
     };
 
-    if version.is_v5() {
-        props.receive_maximum = Some(config.mqtt.receive_maximum);
-        props.maximum_packet_size = Some(config.mqtt.max_packet_size);
-        if config.mqtt.topic_alias_maximum > 0 {
-            props.topic_alias_maximum = Some(config.mqtt.topic_alias_maximum);
+    let max_packet_size = m.max_packet_size.unwrap_or(config.mqtt.max_packet_size);
+    decoder.set_max_packet_size(max_packet_size);
+    let receive_maximum = m
+        .receive_maximum
+        .map_or(config.mqtt.receive_maximum, |n| n.get());
+    let topic_alias_maximum = m
+        .topic_alias_maximum
+        .unwrap_or(config.mqtt.topic_alias_maximum);
+    if v5 {
+        props.receive_maximum = Some(receive_maximum);
+        props.maximum_packet_size = Some(max_packet_size);
+        if topic_alias_maximum > 0 {
+            props.topic_alias_maximum = Some(topic_alias_maximum);
         }
     }
     let cp = &connect.properties;
+    let mut send_window = usize::from(cp.receive_maximum.unwrap_or(u16::MAX))
+        .min(usize::from(config.mqtt.max_inflight));
+    if let Some(n) = m.max_inflight_messages {
+        send_window = send_window.min(usize::from(n.get()));
+    }
     let neg = Negotiated {
         version,
         keep_alive: Duration::from_secs(u64::from(keep_alive)),
-        send_window: usize::from(cp.receive_maximum.unwrap_or(u16::MAX))
-            .min(usize::from(config.mqtt.max_inflight)),
+        send_window,
         client_max_packet: cp.maximum_packet_size.unwrap_or(u32::MAX),
         client_alias_max: cp.topic_alias_maximum.unwrap_or(0),
+        receive_maximum,
+        topic_alias_maximum,
         session_expiry,
         will,
+        allow_publish: m.allow_publish.unwrap_or(true),
+        allow_subscribe: m.allow_subscribe.unwrap_or(true),
+        allow_unsubscribe: m.allow_unsubscribe.unwrap_or(true),
+        username: m.username.clone().or_else(|| connect.username.clone()),
+        auth_method: cp.authentication_method.clone(),
+        lifetime_end: m
+            .max_connection_lifetime
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
     };
     let mountpoint = attached.session.id().mountpoint.clone();
     let mut conn = Connection {
         ctx: ctx.clone(),
         peer,
+        conn_info,
         session: attached.session,
         mountpoint,
         decoder,
@@ -211,6 +565,9 @@ where
         inbound_aliases: HashMap::new(),
         outbound_aliases: HashMap::new(),
         last_packet: Instant::now(),
+        rate: m.max_message_rate.map(RateLimit::new),
+        paused_until: None,
+        reauth: None,
         stats: Stats::default(),
     };
     codec::encode_connack(
@@ -222,128 +579,24 @@ where
             properties: props,
         },
     );
+    let sid = conn.session.id().clone();
+    ctx.plugins.notify(Event::Wakeup(sid.clone()));
+    ctx.plugins.notify(Event::Register {
+        peer,
+        id: sid,
+        username: conn.neg.username.clone(),
+        properties: v5.then(|| connect.properties.clone()),
+    });
     if attached.session_present {
         conn.resend_inflight();
     }
     // Packets that arrived right behind CONNECT wait in the read buffer for
     // the main loop; process them now so nothing waits for more input.
-    if let Err(close) = conn.process_input() {
+    if let Err(close) = conn.process_input().await {
         conn.finish(writer, close).await;
         return None;
     }
     Some(conn)
-}
-
-/// A CONNECT the broker refuses, and why.
-struct Refusal {
-    reason: ReasonCode,
-    why: String,
-}
-
-impl Refusal {
-    fn new(reason: ReasonCode, why: impl Into<String>) -> Self {
-        Refusal {
-            reason,
-            why: why.into(),
-        }
-    }
-}
-
-/// What a CONNECT gets once the CONNECT rules have been applied.
-struct Admitted {
-    client_id: ClientId,
-    /// CONNACK properties decided so far (MQTT 5).
-    props: ConnAckProperties,
-    keep_alive: u16,
-    session_expiry: u32,
-    will: Option<Will>,
-}
-
-/// Applies the CONNECT rules: client id, keep alive, authentication,
-/// session expiry, Will. No IO.
-fn admit(ctx: &Context, connect: &Connect) -> Result<Admitted, Refusal> {
-    let config = &ctx.config;
-    let v5 = connect.version.is_v5();
-    let mut props = ConnAckProperties::default();
-
-    let (client_id, assigned) = client_id(ctx, connect)
-        .map_err(|why| Refusal::new(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, why))?;
-    if assigned && v5 {
-        props.assigned_client_identifier = Some(client_id.as_str().to_owned());
-    }
-
-    let mut keep_alive = connect.keep_alive;
-    let cap = config.mqtt.max_keepalive;
-    if cap > 0 && (keep_alive == 0 || keep_alive > cap) {
-        if !v5 {
-            // MQTT 3.x has no way to tell the client; refuse as mosquitto
-            // does.
-            return Err(Refusal::new(
-                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                format!(
-                    "keep alive {} exceeds the server's maximum of {cap} s",
-                    connect.keep_alive
-                ),
-            ));
-        }
-        keep_alive = cap;
-        props.server_keep_alive = Some(cap);
-    }
-
-    // Authentication. Until plugins exist, `allow_anonymous` decides.
-    if connect.properties.authentication_method.is_some() {
-        return Err(Refusal::new(
-            ReasonCode::BAD_AUTHENTICATION_METHOD,
-            "enhanced authentication requested but no plugin provides it",
-        ));
-    }
-    if !config.server.allow_anonymous {
-        return Err(Refusal::new(
-            ReasonCode::NOT_AUTHORIZED,
-            "no authentication plugin is loaded and allow_anonymous is false",
-        ));
-    }
-
-    let max_expiry = config.session.max_session_expiry_secs;
-    let session_expiry = if v5 {
-        let asked = connect.properties.session_expiry_interval.unwrap_or(0);
-        if asked > max_expiry {
-            props.session_expiry_interval = Some(max_expiry);
-        }
-        asked.min(max_expiry)
-    } else if connect.clean_start {
-        0
-    } else {
-        max_expiry
-    };
-
-    let will = match &connect.will {
-        None => None,
-        Some(w) => {
-            let topic = TopicName::new(&w.topic).map_err(|e| {
-                Refusal::new(ReasonCode::TOPIC_NAME_INVALID, format!("will topic: {e}"))
-            })?;
-            Some(Will {
-                message: Message {
-                    topic,
-                    payload: bytes::Bytes::copy_from_slice(&w.payload),
-                    qos: w.qos,
-                    retain: w.retain,
-                    properties: w.properties.clone(),
-                    expires_at: None,
-                },
-                delay_interval: w.delay_interval.unwrap_or(0),
-                expiry_interval: w.message_expiry_interval,
-            })
-        }
-    };
-    Ok(Admitted {
-        client_id,
-        props,
-        keep_alive,
-        session_expiry,
-        will,
-    })
 }
 
 /// Applies the client-id rules of the client's version. Returns the id and

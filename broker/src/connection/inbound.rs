@@ -4,20 +4,33 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use tokio::time::Instant;
+
 use super::{Close, Connection};
 use crate::codec::{
-    self, Ack, AckKind, Packet, Publish, QoS, RetainHandling, SubAck, Subscribe, Unsubscribe,
+    self, Ack, AckKind, Auth, Packet, Publish, QoS, RetainHandling, SubAck, Subscribe, Unsubscribe,
 };
 use crate::message::{Delivery, Message};
+use crate::plugins::{AuthOutcome, AuthRequest, AuthStep};
 use crate::reason::ReasonCode;
 use crate::session::{HeldSubscription, OutState};
 use crate::topic::{Subscription, TopicName};
 
 impl Connection {
     /// Handles one decoded packet.
-    pub(super) fn handle(&mut self, packet: Packet) -> Result<(), Close> {
+    pub(super) async fn handle(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
-            Packet::Publish(p) => self.on_publish(p),
+            Packet::Publish(p) => {
+                self.on_publish(p)?;
+                if let Some(rate) = &mut self.rate {
+                    let now = Instant::now();
+                    if let Some(wait) = rate.take(now) {
+                        self.paused_until = Some(now + wait);
+                    }
+                }
+                Ok(())
+            }
             Packet::PubAck(a) => {
                 self.on_completed(&a, OutState::AwaitingPubAck);
                 Ok(())
@@ -35,10 +48,7 @@ impl Connection {
                 Ok(())
             }
             Packet::Subscribe(s) => self.on_subscribe(s),
-            Packet::Unsubscribe(u) => {
-                self.on_unsubscribe(u);
-                Ok(())
-            }
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
             Packet::PingReq => {
                 codec::encode_pingresp(&mut self.out);
                 Ok(())
@@ -62,17 +72,84 @@ impl Connection {
                 ReasonCode::PROTOCOL_ERROR,
                 "second CONNECT on a connection",
             )),
-            Packet::Auth(_) => Err(Close::server(
-                ReasonCode::PROTOCOL_ERROR,
-                "AUTH without enhanced authentication",
-            )),
+            Packet::Auth(a) => self.on_auth(a).await,
         }
+    }
+
+    /// Re-authentication (MQTT 5 AUTH 0x19, then 0x18 exchanges).
+    async fn on_auth(&mut self, auth: Auth) -> Result<(), Close> {
+        let Some(method) = self.neg.auth_method.clone() else {
+            return Err(Close::server(
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH on a connection that did not use enhanced authentication",
+            ));
+        };
+        if auth.method.as_deref() != Some(method.as_str()) {
+            return Err(Close::server(
+                ReasonCode::PROTOCOL_ERROR,
+                "the authentication method cannot change",
+            ));
+        }
+        let step = match (auth.reason, self.reauth) {
+            (ReasonCode::REAUTHENTICATE, None) => AuthStep::Reauthenticate,
+            (ReasonCode::CONTINUE_AUTHENTICATION, Some(())) => AuthStep::Continue,
+            (reason, _) => {
+                return Err(Close::server(
+                    ReasonCode::PROTOCOL_ERROR,
+                    format!("unexpected AUTH {reason}"),
+                ));
+            }
+        };
+        let request = AuthRequest {
+            conn: &self.conn_info,
+            id: self.session.id(),
+            username: self.neg.username.as_deref(),
+            step,
+            method: &method,
+            data: auth.data.as_deref(),
+        };
+        let (reason, data) = match self.ctx.plugins.enhanced_auth(&request, true).await {
+            AuthOutcome::Continue(d) => {
+                self.reauth = Some(());
+                (ReasonCode::CONTINUE_AUTHENTICATION, d)
+            }
+            AuthOutcome::Success(d) => {
+                self.reauth = None;
+                (ReasonCode::SUCCESS, d)
+            }
+            AuthOutcome::Refused(r) => {
+                return Err(Close::Server {
+                    reason: r.code,
+                    detail: format!("re-authentication refused: {}", r.cause),
+                    reason_string: r.reason_string,
+                });
+            }
+            AuthOutcome::Unhandled => {
+                return Err(Close::server(
+                    ReasonCode::NOT_AUTHORIZED,
+                    format!("no plugin handles authentication method {method:?}"),
+                ));
+            }
+        };
+        codec::encode_auth(
+            &mut self.out,
+            &Auth {
+                reason,
+                method: Some(method),
+                data: data.map(Bytes::from),
+                ..Auth::default()
+            },
+        );
+        Ok(())
     }
 
     fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
         self.stats.messages_in += 1;
         let topic = self.resolve_topic(&p)?;
         let packet_id = p.packet_id;
+        if !self.neg.allow_publish {
+            return self.refuse_publish(&p, &topic);
+        }
         if p.qos == QoS::ExactlyOnce {
             let Some(id) = packet_id else {
                 return Err(Close::server(
@@ -80,8 +157,7 @@ impl Connection {
                     "QoS 2 without packet id",
                 ));
             };
-            if self.inflight.incoming_qos2_len()
-                >= usize::from(self.ctx.config.mqtt.receive_maximum)
+            if self.inflight.incoming_qos2_len() >= usize::from(self.neg.receive_maximum)
                 && !self.inflight.incoming_qos2_contains(id)
             {
                 return Err(Close::server(
@@ -113,7 +189,7 @@ impl Connection {
             // points into: give it its own allocation.
             let stored = Arc::new(Message {
                 topic: message.topic.clone(),
-                payload: bytes::Bytes::copy_from_slice(&message.payload),
+                payload: Bytes::copy_from_slice(&message.payload),
                 qos: message.qos,
                 retain: true,
                 properties: message.properties.clone(),
@@ -145,18 +221,44 @@ impl Connection {
         Ok(())
     }
 
+    /// A PUBLISH the client may not send: MQTT 3.x clients are
+    /// disconnected (3.1.1 has no way to refuse one message); MQTT 5 clients
+    /// get PUBACK/PUBREC 0x87, and QoS 0 is dropped silently.
+    fn refuse_publish(&mut self, p: &Publish, topic: &TopicName) -> Result<(), Close> {
+        if !self.neg.version.is_v5() {
+            return Err(Close::server(
+                ReasonCode::NOT_AUTHORIZED,
+                format!("publish to {topic} not allowed"),
+            ));
+        }
+        tracing::debug!(client = %self.session.id(), topic = %topic, "publish refused");
+        let kind = match p.qos {
+            QoS::AtMostOnce => return Ok(()),
+            QoS::AtLeastOnce => AckKind::PubAck,
+            QoS::ExactlyOnce => AckKind::PubRec,
+        };
+        if let Some(id) = p.packet_id {
+            let ack = Ack {
+                reason: ReasonCode::NOT_AUTHORIZED,
+                ..Ack::new(id)
+            };
+            codec::encode_ack(&mut self.out, self.neg.version, kind, &ack);
+        }
+        Ok(())
+    }
+
     /// The topic of an incoming PUBLISH, resolving MQTT 5 topic aliases.
     fn resolve_topic(&mut self, p: &Publish) -> Result<TopicName, Close> {
         let Some(alias) = p.topic_alias else {
             return TopicName::new(&p.topic)
                 .map_err(|e| Close::server(ReasonCode::TOPIC_NAME_INVALID, e.to_string()));
         };
-        if alias == 0 || alias > self.ctx.config.mqtt.topic_alias_maximum {
+        if alias == 0 || alias > self.neg.topic_alias_maximum {
             return Err(Close::server(
                 ReasonCode::TOPIC_ALIAS_INVALID,
                 format!(
                     "topic alias {alias} outside 1..={}",
-                    self.ctx.config.mqtt.topic_alias_maximum
+                    self.neg.topic_alias_maximum
                 ),
             ));
         }
@@ -221,7 +323,16 @@ impl Connection {
         let v5 = self.neg.version.is_v5();
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
-        for (raw, options) in &s.filters {
+        if !self.neg.allow_subscribe {
+            tracing::debug!(client = %self.session.id(), "subscribe refused");
+            let refused = if v5 {
+                ReasonCode::NOT_AUTHORIZED
+            } else {
+                ReasonCode::UNSPECIFIED_ERROR
+            };
+            reasons.resize(s.filters.len(), refused);
+        }
+        for (raw, options) in s.filters.iter().filter(|_| self.neg.allow_subscribe) {
             let subscription = match Subscription::parse(raw) {
                 Ok(sub) => sub,
                 Err(e) => {
@@ -282,18 +393,27 @@ impl Connection {
             },
         );
         // Queued behind the SUBACK already in the output buffer.
-        let limits = *self.ctx.router.limits();
         for d in retained {
-            let dropped = self.session.enqueue(d, &limits);
+            let dropped = self.session.enqueue(d);
             self.stats.dropped += dropped.len() as u64;
         }
         Ok(())
     }
 
-    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+    fn on_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), Close> {
         let v5 = self.neg.version.is_v5();
         let mut reasons = Vec::with_capacity(u.filters.len());
-        for raw in &u.filters {
+        if !self.neg.allow_unsubscribe {
+            if !v5 {
+                // MQTT 3.x UNSUBACK cannot carry a refusal.
+                return Err(Close::server(
+                    ReasonCode::NOT_AUTHORIZED,
+                    "unsubscribe not allowed",
+                ));
+            }
+            reasons.resize(u.filters.len(), ReasonCode::NOT_AUTHORIZED);
+        }
+        for raw in u.filters.iter().filter(|_| self.neg.allow_unsubscribe) {
             let reason = match Subscription::parse(raw) {
                 Ok(subscription) => {
                     let existed = self.ctx.router.unsubscribe(&self.session, &subscription);
@@ -319,5 +439,6 @@ impl Connection {
                 user_properties: Vec::new(),
             },
         );
+        Ok(())
     }
 }

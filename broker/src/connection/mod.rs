@@ -10,6 +10,7 @@
 mod handshake;
 mod inbound;
 mod outbound;
+mod throttle;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
 use crate::context::Context;
 use crate::message::{Delivery, Will};
 use crate::metrics::Metrics;
+use crate::plugins::ConnectionInfo;
 use crate::reason::ReasonCode;
 use crate::registry::Departure;
 use crate::session::{Inflight, Kick, Session};
@@ -47,8 +49,12 @@ pub(crate) enum Close {
     /// The client sent DISCONNECT; reason 0x04 asks for the Will anyway.
     ClientDisconnect { publish_will: bool },
     /// The broker ends the connection; MQTT 5 clients get a DISCONNECT
-    /// with `reason`.
-    Server { reason: ReasonCode, detail: String },
+    /// with `reason` and `reason_string`; `detail` is logged.
+    Server {
+        reason: ReasonCode,
+        detail: String,
+        reason_string: Option<String>,
+    },
     /// Another connection took the session over.
     TakenOver,
     /// The broker is shutting down.
@@ -59,9 +65,11 @@ pub(crate) enum Close {
 
 impl Close {
     fn server(reason: ReasonCode, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
         Close::Server {
             reason,
-            detail: detail.into(),
+            reason_string: Some(detail.clone()),
+            detail,
         }
     }
 
@@ -86,14 +94,29 @@ pub(crate) struct Negotiated {
     pub client_max_packet: u32,
     /// Topic aliases the client accepts from the broker.
     pub client_alias_max: u16,
+    /// Unacknowledged QoS 1/2 messages the client may send.
+    pub receive_maximum: u16,
+    /// Topic aliases the client may use towards the broker.
+    pub topic_alias_maximum: u16,
     pub session_expiry: u32,
     pub will: Option<Will>,
+    pub allow_publish: bool,
+    pub allow_subscribe: bool,
+    pub allow_unsubscribe: bool,
+    /// The username later hooks see (a plugin may have replaced it).
+    pub username: Option<String>,
+    /// The MQTT 5 Authentication Method of CONNECT, for re-authentication.
+    pub auth_method: Option<String>,
+    /// When the connection must end (a plugin's
+    /// `max-connection-lifetime`).
+    pub lifetime_end: Option<Instant>,
 }
 
 /// The running state of an established connection.
 pub(crate) struct Connection {
     ctx: Arc<Context>,
     peer: SocketAddr,
+    conn_info: ConnectionInfo,
     session: Arc<Session>,
     mountpoint: Arc<str>,
     decoder: Decoder,
@@ -105,6 +128,12 @@ pub(crate) struct Connection {
     inbound_aliases: HashMap<u16, TopicName>,
     outbound_aliases: HashMap<TopicName, u16>,
     last_packet: Instant,
+    /// The client's PUBLISH rate limit, if a plugin set one.
+    rate: Option<throttle::RateLimit>,
+    /// Reading is paused until then (rate limit).
+    paused_until: Option<Instant>,
+    /// A re-authentication in progress: waiting for the client's AUTH.
+    reauth: Option<()>,
     stats: Stats,
 }
 
@@ -118,12 +147,19 @@ struct Stats {
     dropped: u64,
 }
 
+/// Completes once the broker is shutting down. (The guard `wait_for`
+/// returns must not live in the connection's future: it is not `Send`.)
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
 /// Serves one client connection until it closes.
 pub(crate) async fn run<R, W>(
     ctx: Arc<Context>,
     mut reader: R,
     mut writer: W,
     peer: SocketAddr,
+    local: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin,
@@ -136,8 +172,8 @@ pub(crate) async fn run<R, W>(
         released: released_rx,
     };
     let accepted = tokio::select! {
-        r = handshake::accept(&ctx, &mut reader, &mut writer, peer, control) => r,
-        _ = shutdown.wait_for(|s| *s) => None,
+        r = handshake::accept(&ctx, &mut reader, &mut writer, peer, local, control) => r,
+        () = stopping(&mut shutdown) => None,
     };
     let Some(mut conn) = accepted else {
         return;
@@ -176,18 +212,21 @@ impl Connection {
         let timeout = keep_alive + keep_alive / 2;
         let sleep = tokio::time::sleep(timeout);
         tokio::pin!(sleep);
+        let lifetime = tokio::time::sleep_until(self.neg.lifetime_end.unwrap_or_else(Instant::now));
+        tokio::pin!(lifetime);
         loop {
             self.fill_outgoing();
             self.flush_stats();
             let has_output = !self.out.is_empty();
-            let can_read = self.out.len() < OUT_HIGH_WATER;
+            let paused = self.paused_until;
+            let can_read = self.out.len() < OUT_HIGH_WATER && paused.is_none();
             let can_take = self.out.len() < OUT_HIGH_WATER;
             if can_read && self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                 self.rbuf.reserve(READ_CHUNK);
             }
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|s| *s) => return Close::Shutdown,
+                () = stopping(shutdown) => return Close::Shutdown,
                 k = kick.recv() => {
                     if let Some(Kick::TakenOver) = k {
                         return Close::TakenOver;
@@ -205,7 +244,7 @@ impl Connection {
                         Ok(0) => return Close::Io("connection closed by client".into()),
                         Ok(n) => {
                             self.stats.bytes_in += n as u64;
-                            if let Err(close) = self.process_input() {
+                            if let Err(close) = self.process_input().await {
                                 return close;
                             }
                         }
@@ -213,6 +252,15 @@ impl Connection {
                     }
                 }
                 _ = self.session.notified(), if can_take => {}
+                () = tokio::time::sleep_until(paused.unwrap_or_else(Instant::now)), if paused.is_some() => {
+                    self.paused_until = None;
+                    if let Err(close) = self.process_input().await {
+                        return close;
+                    }
+                }
+                () = &mut lifetime, if self.neg.lifetime_end.is_some() => {
+                    return Close::server(ReasonCode::MAXIMUM_CONNECT_TIME, "maximum connection lifetime reached");
+                }
                 _ = &mut sleep, if !keep_alive.is_zero() => {
                     let deadline = self.last_packet + timeout;
                     if Instant::now() >= deadline {
@@ -224,14 +272,15 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles every whole packet in the read buffer.
-    fn process_input(&mut self) -> Result<(), Close> {
+    /// Decodes and handles every whole packet in the read buffer (up to a
+    /// rate-limit pause).
+    async fn process_input(&mut self) -> Result<(), Close> {
         let mut any = false;
-        loop {
+        while self.paused_until.is_none() {
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(packet)) => {
                     any = true;
-                    self.handle(packet)?;
+                    self.handle(packet).await?;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -266,9 +315,13 @@ impl Connection {
         let client = self.session.id().clone();
         let mut reason_string = None;
         let reason = match &close {
-            Close::Server { reason, detail } => {
+            Close::Server {
+                reason,
+                detail,
+                reason_string: text,
+            } => {
                 tracing::info!(client = %client, peer = %self.peer, reason = %reason, "closing connection: {detail}");
-                reason_string = Some(detail.clone());
+                reason_string = text.clone();
                 Some(*reason)
             }
             Close::TakenOver => {

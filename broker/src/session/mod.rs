@@ -86,6 +86,8 @@ pub struct HeldSubscription {
 pub struct SessionState {
     /// Deliveries waiting to be sent.
     pub queue: MessageQueue,
+    /// Limits of `queue` (from the config, or a plugin's modifiers).
+    pub limits: QueueLimits,
     /// Subscriptions held, to remove them when the session ends.
     pub subscriptions: HashMap<Subscription, HeldSubscription>,
     /// QoS state, parked here while no connection owns the session.
@@ -109,6 +111,7 @@ pub struct Session {
     key: ClientKey,
     id: SubscriberId,
     online: AtomicBool,
+    upgrade_qos: AtomicBool,
     state: Mutex<SessionState>,
     notify: Notify,
 }
@@ -124,13 +127,15 @@ impl fmt::Debug for Session {
 
 impl Session {
     /// A new, empty, offline session.
-    pub fn new(key: ClientKey, id: SubscriberId) -> Self {
+    pub fn new(key: ClientKey, id: SubscriberId, limits: QueueLimits) -> Self {
         Session {
             key,
             id,
             online: AtomicBool::new(false),
+            upgrade_qos: AtomicBool::new(false),
             state: Mutex::new(SessionState {
                 queue: MessageQueue::default(),
+                limits,
                 subscriptions: HashMap::new(),
                 inflight: Some(Inflight::default()),
                 connection: None,
@@ -163,6 +168,16 @@ impl Session {
         self.online.store(online, Ordering::Relaxed);
     }
 
+    /// Whether messages are delivered at the subscription's QoS even when
+    /// published lower (a plugin's `upgrade-qos`).
+    pub fn upgrade_qos(&self) -> bool {
+        self.upgrade_qos.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_upgrade_qos(&self, upgrade: bool) {
+        self.upgrade_qos.store(upgrade, Ordering::Relaxed);
+    }
+
     /// Locks the session state. Never held across an await, and never
     /// while taking the router's locks (the router takes this lock inside
     /// its own).
@@ -174,13 +189,14 @@ impl Session {
 
     /// Queues a delivery and wakes the owning connection. Returns the
     /// deliveries the queue dropped to make room (or the new one).
-    pub fn enqueue(&self, delivery: Delivery, limits: &QueueLimits) -> Vec<Delivery> {
+    pub fn enqueue(&self, delivery: Delivery) -> Vec<Delivery> {
         let dropped = {
             let mut state = self.lock();
             if state.ended {
                 return vec![delivery];
             }
-            state.queue.push(delivery, self.is_online(), limits)
+            let limits = state.limits;
+            state.queue.push(delivery, self.is_online(), &limits)
         };
         self.notify.notify_one();
         dropped

@@ -9,6 +9,7 @@ pub mod rumqtt;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,15 @@ impl TestBroker {
 
     /// A broker with [`test_config`] changed by `tweak`.
     pub fn with(tweak: impl FnOnce(&mut Config)) -> Self {
+        match Self::try_with(tweak) {
+            Ok(b) => b,
+            Err(e) => panic!("broker failed to start: {e}"),
+        }
+    }
+
+    /// Like [`TestBroker::with`], returning the startup error instead of
+    /// panicking (for plugins that must be refused).
+    pub fn try_with(tweak: impl FnOnce(&mut Config)) -> Result<Self, String> {
         let mut config = test_config();
         tweak(&mut config);
         config.validate().expect("test config is valid");
@@ -62,10 +72,16 @@ impl TestBroker {
                     .build()
                     .expect("runtime");
                 rt.block_on(async move {
-                    let server = Server::bind(config).await.expect("bind");
+                    let server = match Server::bind(config).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
                     let addr = server.local_addrs()[0];
                     ready_tx
-                        .send((addr, server.context().clone()))
+                        .send(Ok((addr, server.context().clone())))
                         .expect("test alive");
                     server
                         .run(async {
@@ -75,13 +91,19 @@ impl TestBroker {
                 });
             })
             .expect("spawn broker thread");
-        let (addr, ctx) = ready_rx.recv().expect("broker started");
-        TestBroker {
+        let (addr, ctx) = match ready_rx.recv().expect("broker thread answered") {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+        };
+        Ok(TestBroker {
             addr,
             ctx,
             stop: Some(stop_tx),
             thread: Some(thread),
-        }
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -123,5 +145,77 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(PATIENCE, fut).await {
         Ok(v) => v,
         Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+/// The workspace's `target/` directory.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+/// A plugin built by `cargo xtask build-plugins`.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    let path = std::env::var_os("SLUICE_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("plugins"))
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+/// A temporary plugin directory, removed when dropped.
+pub struct PluginDir {
+    pub path: PathBuf,
+}
+
+impl PluginDir {
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("sluice-plugins-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create plugin dir");
+        PluginDir { path }
+    }
+
+    /// Copies the built plugin `plugin` in as `file.wasm`.
+    pub fn add(&self, file: &str, plugin: &str) -> &Self {
+        std::fs::copy(plugin_wasm(plugin), self.path.join(format!("{file}.wasm")))
+            .expect("copy plugin");
+        self
+    }
+
+    /// Writes arbitrary bytes as `file.wasm`.
+    pub fn write(&self, file: &str, bytes: &[u8]) -> &Self {
+        std::fs::write(self.path.join(format!("{file}.wasm")), bytes).expect("write plugin");
+        self
+    }
+
+    /// Points `config` at this directory (with a compile cache shared by
+    /// all tests).
+    pub fn configure(&self, config: &mut Config) {
+        config.plugins.dir = Some(self.path.clone());
+        config.plugins.cache_dir = Some(target_dir().join("test-plugin-cache"));
+    }
+}
+
+impl Drop for PluginDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Sets `[plugin.NAME.config]` entries.
+pub fn plugin_config(config: &mut Config, name: &str, pairs: &[(&str, &str)]) {
+    let section = config.plugin.entry(name.to_owned()).or_default();
+    for (k, v) in pairs {
+        section.config.insert(
+            (*k).to_owned(),
+            sluice_broker::config::ConfigValue::Text((*v).to_owned()),
+        );
     }
 }

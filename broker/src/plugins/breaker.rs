@@ -1,0 +1,121 @@
+//! The circuit breaker that disables a plugin which keeps failing.
+//!
+//! After `threshold` consecutive failed calls (traps, fuel or memory
+//! exhaustion, deadlines) the plugin is disabled for a back-off period; the
+//! first call after it is a trial: success closes the breaker, failure
+//! disables the plugin again for twice as long (up to a maximum). Pure logic:
+//! the caller passes the time.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Upper bound of the back-off.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Breaker state for one plugin.
+#[derive(Debug)]
+pub struct Breaker {
+    threshold: u32,
+    base_backoff: Duration,
+    consecutive_failures: u32,
+    backoff: Duration,
+    open_until: Option<Instant>,
+}
+
+/// What a failure did to the breaker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tripped {
+    /// Still closed.
+    No,
+    /// Now open for this long.
+    For(Duration),
+}
+
+impl Breaker {
+    /// A closed breaker that opens after `threshold` consecutive failures
+    /// (0 = never) for `backoff`, doubling on repeated trips.
+    pub fn new(threshold: u32, backoff: Duration) -> Self {
+        Breaker {
+            threshold,
+            base_backoff: backoff,
+            consecutive_failures: 0,
+            backoff,
+            open_until: None,
+        }
+    }
+
+    /// Whether calls are allowed at `now`. Once the back-off has passed,
+    /// calls are allowed again (the next result decides).
+    pub fn allows(&self, now: Instant) -> bool {
+        self.open_until.is_none_or(|until| now >= until)
+    }
+
+    /// A call succeeded.
+    pub fn success(&mut self) {
+        self.consecutive_failures = 0;
+        self.backoff = self.base_backoff;
+        self.open_until = None;
+    }
+
+    /// A call failed at `now`.
+    pub fn failure(&mut self, now: Instant) -> Tripped {
+        self.consecutive_failures += 1;
+        let trial_failed = self.open_until.is_some();
+        if self.threshold == 0 || (!trial_failed && self.consecutive_failures < self.threshold) {
+            return Tripped::No;
+        }
+        if trial_failed {
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        }
+        self.open_until = Some(now + self.backoff);
+        Tripped::For(self.backoff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_and_backs_off() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(3, Duration::from_secs(10));
+        assert_eq!(b.failure(t0), Tripped::No);
+        assert_eq!(b.failure(t0), Tripped::No);
+        assert!(b.allows(t0));
+        assert_eq!(b.failure(t0), Tripped::For(Duration::from_secs(10)));
+        assert!(!b.allows(t0 + Duration::from_secs(9)));
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(b.allows(t1), "a trial call after the back-off");
+        assert_eq!(b.failure(t1), Tripped::For(Duration::from_secs(20)));
+        assert!(!b.allows(t1 + Duration::from_secs(19)));
+        let t2 = t1 + Duration::from_secs(20);
+        b.success();
+        assert!(b.allows(t2));
+        assert_eq!(b.failure(t2), Tripped::No, "counting starts again");
+    }
+
+    #[test]
+    fn success_resets_the_count() {
+        let t = Instant::now();
+        let mut b = Breaker::new(2, Duration::from_secs(1));
+        b.failure(t);
+        b.success();
+        assert_eq!(b.failure(t), Tripped::No);
+    }
+
+    #[test]
+    fn backoff_is_capped_and_zero_threshold_never_opens() {
+        let mut t = Instant::now();
+        let mut b = Breaker::new(1, Duration::from_secs(200));
+        b.failure(t);
+        t += Duration::from_secs(200);
+        assert_eq!(b.failure(t), Tripped::For(MAX_BACKOFF));
+        let mut never = Breaker::new(0, Duration::from_secs(1));
+        for _ in 0..100 {
+            assert_eq!(never.failure(t), Tripped::No);
+        }
+        assert!(never.allows(t));
+    }
+}

@@ -1,0 +1,125 @@
+//! The wasmtime engine every plugin runs on: one configuration for the
+//! process (fuel, epoch interruption, no component-model concurrency), the
+//! epoch ticker, the linker with what plugins may import, and compilation
+//! (off the async threads, through the artifact cache).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::Plugin;
+use super::cache::{ArtifactCache, sha256_hex};
+use super::host::PluginState;
+
+/// How often the epoch advances: the granularity at which a running plugin
+/// yields to the async runtime (so a plugin's deadline can fire).
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Why the plugin runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure wasmtime: {0}")]
+    Engine(String),
+    #[error("cannot use the plugin cache directory: {0}")]
+    Cache(#[from] std::io::Error),
+}
+
+/// A compiled plugin.
+#[derive(Debug)]
+pub struct Compiled {
+    pub component: Component,
+    /// Hex SHA-256 of the `.wasm`.
+    pub hash: String,
+    /// Whether it came from the artifact cache.
+    pub cached: bool,
+}
+
+/// Engine, linker and cache, shared by all plugins.
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<PluginState>,
+    cache: ArtifactCache,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// The engine, its epoch ticker, and a linker offering WASI (sandboxed)
+    /// and the `host` interface.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .concurrency_support(false);
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let cache = ArtifactCache::new(&engine, cache_dir)?;
+        start_ticker(&engine);
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache,
+        }))
+    }
+
+    /// Compiles `wasm` (or loads it from the cache) on a blocking thread.
+    pub async fn compile(self: &Arc<Self>, wasm: Vec<u8>) -> Result<Compiled, String> {
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let hash = sha256_hex(&wasm);
+            if let Some(component) = runtime.cache.load(&runtime.engine, &hash) {
+                return Ok(Compiled {
+                    component,
+                    hash,
+                    cached: true,
+                });
+            }
+            let component = Component::new(&runtime.engine, &wasm).map_err(|e| {
+                // wasmtime's message chain says what is wrong with the bytes.
+                format!("{e:#}")
+            })?;
+            runtime.cache.store(&hash, &component);
+            Ok(Compiled {
+                component,
+                hash,
+                cached: false,
+            })
+        })
+        .await
+        .map_err(|e| format!("compilation task failed: {e}"))?
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is
+/// dropped.
+fn start_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(
+            "cannot start the plugin epoch ticker ({e}); plugin deadlines rely on fuel only"
+        );
+    }
+}
