@@ -379,7 +379,15 @@ impl Plugins {
         match outcome {
             Outcome::Accepted { value, .. } => value,
             Outcome::Refused { index, error } => {
-                AuthOutcome::Refused(error.by(&chain[index].name, valid))
+                let mut refusal = error.by(&chain[index].name, |code| {
+                    valid(code) || (reauth && convert::is_connack_refusal(code))
+                });
+                // A CONNACK-only code (0x86 bad credentials, 0x8C bad
+                // method...) cannot end an established connection.
+                if reauth && !convert::is_disconnect_reason(refusal.code) {
+                    refusal.code = ReasonCode::NOT_AUTHORIZED;
+                }
+                AuthOutcome::Refused(refusal)
             }
             Outcome::Failed { index, failure } => AuthOutcome::Refused(Refusal {
                 code: ReasonCode::NOT_AUTHORIZED,
@@ -419,7 +427,7 @@ enum Denied {
 impl Denied {
     /// The refusal to send, checking that a plugin-supplied code is one
     /// `valid` allows.
-    fn by(self, plugin: &str, valid: fn(ReasonCode) -> bool) -> Refusal {
+    fn by(self, plugin: &str, valid: impl Fn(ReasonCode) -> bool) -> Refusal {
         match self {
             Denied::V3(wit::Denial::InvalidCredentials(why)) => Refusal {
                 code: ReasonCode::BAD_USER_NAME_OR_PASSWORD,

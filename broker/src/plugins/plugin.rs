@@ -275,6 +275,8 @@ pub struct Plugin {
     pub file: PathBuf,
     /// Hex SHA-256 of the `.wasm`.
     pub hash: String,
+    /// Whether the compiled form came from the artifact cache.
+    pub cached: bool,
     pub settings: Settings,
     pub stats: Stats,
     pub shared: Arc<PluginShared>,
@@ -351,6 +353,7 @@ impl Plugin {
             name,
             file: path.to_owned(),
             hash: compiled.hash,
+            cached: compiled.cached,
             stats: Stats::default(),
             runtime: runtime.clone(),
             pre,

@@ -85,8 +85,8 @@ fn behave(username: Option<&str>) -> Outcome {
             Outcome::Refuse(format!("recursion ended at {n}?"))
         }
         "panic" => panic!("hostile plugin panics on purpose"),
-        "huge-id" => Outcome::Accept(Some(modifiers_with_client_id("x".repeat(16 << 20)))),
-        "huge-reason" => Outcome::Refuse("y".repeat(16 << 20)),
+        "huge-id" => Outcome::Accept(Some(modifiers_with_client_id("x".repeat(4 << 20)))),
+        "huge-reason" => Outcome::Refuse("y".repeat(4 << 20)),
         "file" => match std::fs::read_to_string("/etc/hostname") {
             Ok(_) => Outcome::Accept(None),
             Err(e) => Outcome::Refuse(format!("file access failed: {e}")),
@@ -101,6 +101,11 @@ fn behave(username: Option<&str>) -> Outcome {
                 Ok(_) => Outcome::Accept(None),
                 Err(e) => Outcome::Refuse(format!("network access failed: {e}")),
             }
+        }
+        "print" => {
+            println!("hello from the sandbox");
+            eprintln!("complaint from the sandbox");
+            Outcome::Accept(None)
         }
         "env" => {
             let seen: Vec<(String, String)> = std::env::vars().collect();

@@ -54,8 +54,9 @@ impl auth_on_register_m5::Guest for Policy {
 }
 
 impl on_register::Guest for Policy {
-    fn on_register(_peer: Peer, subscriber_id: SubscriberId, _username: Option<String>) {
-        record("on-register", &subscriber_id);
+    fn on_register(_peer: Peer, subscriber_id: SubscriberId, username: Option<String>) {
+        let hook = format!("on-register[{}]", username.unwrap_or_default());
+        record(&hook, &subscriber_id);
     }
 }
 
@@ -63,10 +64,11 @@ impl on_register_m5::Guest for Policy {
     fn on_register_m5(
         _peer: Peer,
         subscriber_id: SubscriberId,
-        _username: Option<String>,
+        username: Option<String>,
         _properties: ConnectProperties,
     ) {
-        record("on-register-m5", &subscriber_id);
+        let hook = format!("on-register-m5[{}]", username.unwrap_or_default());
+        record(&hook, &subscriber_id);
     }
 }
 
