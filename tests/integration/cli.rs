@@ -152,3 +152,44 @@ async fn flags_override_the_config_file() {
     Raw::handshake(sluice.addr, &connect_v4("flagged", true, 60)).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn plugin_output_goes_to_the_broker_log() {
+    let dir = crate::support::PluginDir::new();
+    dir.add("noisy", "hostile");
+    let plugins = dir.path.to_str().expect("utf-8 path");
+    let sluice = Process::start(&["--bind", "127.0.0.1:0", "--plugins", plugins]);
+    let mut connect = mqttbytes::v4::Connect::new("talker");
+    connect.set_login("print", "");
+    let mut bytes = bytes::BytesMut::new();
+    connect.write(&mut bytes).expect("encode");
+    Raw::handshake(sluice.addr, &bytes).await;
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !(seen
+        .iter()
+        .any(|l: &String| l.contains("hello from the sandbox"))
+        && seen
+            .iter()
+            .any(|l| l.contains("complaint from the sandbox")))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match sluice.log.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("plugin output not logged: {seen:#?}"),
+        }
+    }
+    let line = seen
+        .iter()
+        .find(|l| l.contains("hello from the sandbox"))
+        .expect("stdout line");
+    assert!(
+        line.contains("INFO") && line.contains("plugin=\"noisy\""),
+        "{line}"
+    );
+    let line = seen
+        .iter()
+        .find(|l| l.contains("complaint from the sandbox"))
+        .expect("stderr line");
+    assert!(line.contains("WARN"), "{line}");
+}

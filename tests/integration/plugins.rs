@@ -253,7 +253,8 @@ async fn failures_fail_closed_or_open_by_policy() {
     });
     let (_, ack) = connack(&broker, &connect_v4_login("p2", true, "panic", "")).await;
     assert_eq!(ack.connack().1, 0, "fail open: the next plugin decided");
-    assert_eq!(calls(&broker, "20-auth", "p2"), ["auth-on-register"]);
+    // (Notifications may follow the authentication call.)
+    assert_eq!(calls(&broker, "20-auth", "p2")[0], "auth-on-register");
 }
 
 #[tokio::test]
@@ -600,6 +601,40 @@ async fn queue_limits_apply_per_session() {
     let a = raw.recv_kind(3).await.publish_v4();
     let b = raw.recv_kind(3).await.publish_v4();
     assert_eq!((a.payload[0], b.payload[0]), (0, 1));
+    drop(raw);
+
+    // Online: with one message in flight (receive maximum 1, never
+    // acknowledged), one more waits in the queue and the rest is dropped.
+    let (mut raw, _) = connack(
+        &broker,
+        &connect_v5("online", true, 60, |p| p.receive_maximum = Some(1)),
+    )
+    .await;
+    raw.send(&subscribe_v5(1, vec![filter_v5("o", 1)], None))
+        .await;
+    raw.recv_kind(9).await;
+    let dropped_before = sluice_broker::metrics::Metrics::get(&broker.ctx.metrics.messages_dropped);
+    for i in 0..4u8 {
+        publisher.publish("o", 1, false, &[i]).await;
+    }
+    let first = raw.recv_kind(3).await.publish_v5();
+    assert_eq!(first.payload[0], 0);
+    eventually("online queue capped at one", || {
+        sluice_broker::metrics::Metrics::get(&broker.ctx.metrics.messages_dropped)
+            == dropped_before + 2
+    })
+    .await;
+    assert_eq!(
+        broker
+            .ctx
+            .registry
+            .get(&id("", "online"))
+            .map(|s| s.lock().queue.len()),
+        Some(1)
+    );
+    raw.send(&puback(first.pkid)).await;
+    assert_eq!(raw.recv_kind(3).await.publish_v5().payload[0], 1);
+    raw.expect_silence(Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
@@ -738,6 +773,15 @@ async fn enhanced_authentication_challenge_response_and_reauth() {
     let props = ack.properties.expect("properties");
     assert_eq!(props.authentication_method.as_deref(), Some(METHOD));
     assert_eq!(props.authentication_data.as_deref(), Some(&b"welcome"[..]));
+    assert_eq!(
+        broker
+            .ctx
+            .plugins
+            .kv_get("challenge", "registered/hmac")
+            .as_deref(),
+        Some(&b"yes"[..]),
+        "auth-on-register-m5 ran after the exchange"
+    );
 
     // Re-authentication on the live connection.
     raw.send(&auth_packet(0x19, METHOD, None)).await;

@@ -10,8 +10,14 @@
 //!   build the plugins, then check formatting and lints and run the whole
 //!   test suite.
 //!
-//! Both work on a fresh machine: every tool they need is installed here,
+//! - `cargo xtask bench`: the criterion benchmarks (plugin hook cost,
+//!   connect rate with and without a plugin chain, plugin start-up), then a
+//!   summary of the figures the project's goals refer to.
+//!
+//! All of them work on a fresh machine: every tool they need is installed here,
 //! nowhere else.
+
+#![allow(clippy::print_stdout, reason = "xtask reports its results on the terminal")]
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -19,7 +25,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | build-plugins>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | build-plugins | bench>";
 
 /// Cargo workspaces of wasm plugins, built for wasm32-wasip2.
 const PLUGIN_WORKSPACES: &[&str] = &["tests/plugins"];
@@ -48,6 +54,7 @@ fn try_main() -> Result<()> {
         }
         Some("test") => test(&root),
         Some("build-plugins") => build_plugins(&root),
+        Some("bench") => bench(&root),
         _ => bail!("{USAGE}"),
     }
 }
@@ -114,6 +121,54 @@ fn test(root: &Path) -> Result<()> {
     sh(cargo()
         .args(["test", "--workspace"])
         .env("SLUICE_PYTHON", &python))?;
+    Ok(())
+}
+
+fn bench(root: &Path) -> Result<()> {
+    build_plugins(root)?;
+    sh(cargo().args(["bench", "-p", "sluice-broker", "--bench", "hooks"]))?;
+    let median = |name: &str| -> Result<f64> {
+        let path = root.join(format!("target/criterion/{name}/new/estimates.json"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        // {"mean":{...},"median":{"confidence_interval":{...},"point_estimate":N,...
+        let at = text.find("\"median\"").context("no median in estimates")?;
+        let rest = &text[at..];
+        let p = rest
+            .find("\"point_estimate\":")
+            .context("no point estimate")?;
+        let num: String = rest[p + 17..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '-')
+            .collect();
+        Ok(num.parse::<f64>()? / 1000.0)
+    };
+    let trivial = median("hook/trivial")?;
+    let chain5 = median("hook/chain-5")?;
+    let none = median("connect/no-plugins")?;
+    let chain3 = median("connect/chain-3")?;
+    let load = median("load/20-cached")?;
+    println!();
+    println!("| measurement | median | goal |");
+    println!("|---|---|---|");
+    println!("| trivial hook through the chain | {trivial:.2} µs | ≤ 1 µs |");
+    println!("| 5-plugin chain (4 × next, ok) | {chain5:.2} µs | — |");
+    println!(
+        "| CONNECT→CONNACK, no plugins | {none:.1} µs ({:.0}/s) | — |",
+        1e6 / none
+    );
+    println!(
+        "| CONNECT→CONNACK, 3-plugin chain | {chain3:.1} µs ({:.0}/s) | — |",
+        1e6 / chain3
+    );
+    println!(
+        "| connect rate, chain / none | {:.2} | ≥ 0.9 |",
+        none / chain3
+    );
+    println!(
+        "| start-up, 20 cached plugins | {:.1} ms | milliseconds |",
+        load / 1000.0
+    );
     Ok(())
 }
 

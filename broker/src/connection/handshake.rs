@@ -177,11 +177,7 @@ where
         }
     };
     let version = connect.version;
-    let conn_info = ConnectionInfo {
-        peer,
-        listener: local,
-        kind: ListenerKind::Tcp,
-    };
+    let conn_info = ConnectionInfo::new(peer, local, ListenerKind::Tcp);
     let mut handshake = Handshake {
         ctx,
         connect: &connect,

@@ -45,10 +45,16 @@ impl Breaker {
         }
     }
 
-    /// Whether calls are allowed at `now`. Once the back-off has passed,
-    /// calls are allowed again (the next result decides).
-    pub fn allows(&self, now: Instant) -> bool {
-        self.open_until.is_none_or(|until| now >= until)
+    /// Whether calls are allowed at `now` (read only when the breaker has
+    /// been open). Once the back-off has passed, calls are allowed again
+    /// (the next result decides).
+    pub fn allows(&self, now: impl FnOnce() -> Instant) -> bool {
+        self.open_until.is_none_or(|until| now() >= until)
+    }
+
+    /// Whether anything has failed since the last success.
+    pub fn is_clean(&self) -> bool {
+        self.consecutive_failures == 0
     }
 
     /// A call succeeded.
@@ -83,16 +89,16 @@ mod tests {
         let mut b = Breaker::new(3, Duration::from_secs(10));
         assert_eq!(b.failure(t0), Tripped::No);
         assert_eq!(b.failure(t0), Tripped::No);
-        assert!(b.allows(t0));
+        assert!(b.allows(|| t0));
         assert_eq!(b.failure(t0), Tripped::For(Duration::from_secs(10)));
-        assert!(!b.allows(t0 + Duration::from_secs(9)));
+        assert!(!b.allows(|| t0 + Duration::from_secs(9)));
         let t1 = t0 + Duration::from_secs(10);
-        assert!(b.allows(t1), "a trial call after the back-off");
+        assert!(b.allows(|| t1), "a trial call after the back-off");
         assert_eq!(b.failure(t1), Tripped::For(Duration::from_secs(20)));
-        assert!(!b.allows(t1 + Duration::from_secs(19)));
+        assert!(!b.allows(|| t1 + Duration::from_secs(19)));
         let t2 = t1 + Duration::from_secs(20);
         b.success();
-        assert!(b.allows(t2));
+        assert!(b.allows(|| t2));
         assert_eq!(b.failure(t2), Tripped::No, "counting starts again");
     }
 
@@ -116,6 +122,6 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(never.failure(t), Tripped::No);
         }
-        assert!(never.allows(t));
+        assert!(never.allows(|| t));
     }
 }

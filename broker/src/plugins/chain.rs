@@ -39,9 +39,9 @@ pub enum Outcome<T, E, F> {
 
 /// Walks `plugins` in order with `call` until one decides. `on_failed_open`
 /// is told of failures that the policy turned into `next`, for logging.
-pub async fn walk<P, T, E, F, Fut>(
-    plugins: &[P],
-    mut call: impl FnMut(&P) -> Fut,
+pub async fn walk<'a, P, T, E, F, Fut>(
+    plugins: &'a [P],
+    mut call: impl FnMut(&'a P) -> Fut,
     policy: impl Fn(&P) -> FailurePolicy,
     mut on_failed_open: impl FnMut(&P, &F),
 ) -> Outcome<T, E, F>

@@ -27,12 +27,31 @@ pub enum ListenerKind {
     Wss,
 }
 
-/// Connection facts passed to authentication hooks.
+/// Connection facts passed to authentication hooks, converted for the
+/// plugins once per connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub listener: SocketAddr,
     pub kind: ListenerKind,
+    wit: wit::Connection,
+}
+
+impl ConnectionInfo {
+    /// The facts of one connection.
+    pub fn new(peer: SocketAddr, listener: SocketAddr, kind: ListenerKind) -> Self {
+        ConnectionInfo {
+            wit: connection(peer, listener, kind),
+            peer,
+            listener,
+            kind,
+        }
+    }
+
+    /// As the hooks see it.
+    pub(super) fn wit(&self) -> &wit::Connection {
+        &self.wit
+    }
 }
 
 pub fn peer(addr: SocketAddr) -> wit::Peer {
@@ -42,13 +61,13 @@ pub fn peer(addr: SocketAddr) -> wit::Peer {
     }
 }
 
-pub fn connection(info: &ConnectionInfo) -> wit::Connection {
+fn connection(peer_addr: SocketAddr, listener: SocketAddr, kind: ListenerKind) -> wit::Connection {
     wit::Connection {
-        peer: peer(info.peer),
+        peer: peer(peer_addr),
         listener: wit::Listener {
-            addr: info.listener.ip().to_string(),
-            port: info.listener.port(),
-            kind: match info.kind {
+            addr: listener.ip().to_string(),
+            port: listener.port(),
+            kind: match kind {
                 ListenerKind::Tcp => wit::ListenerKind::Tcp,
                 ListenerKind::Tls => wit::ListenerKind::Tls,
                 ListenerKind::Ws => wit::ListenerKind::Ws,

@@ -272,6 +272,10 @@ mod tests {
         assert_eq!(kv.get("ab"), Some(vec![1; 7]));
         assert!(kv.delete("ab"));
         assert!(!kv.delete("ab"));
-        assert_eq!(kv.set("d".into(), vec![0; 8]), Ok(()), "the space was given back");
+        assert_eq!(
+            kv.set("d".into(), vec![0; 8]),
+            Ok(()),
+            "the space was given back"
+        );
     }
 }

@@ -16,6 +16,7 @@ mod convert;
 mod engine;
 mod host;
 mod plugin;
+mod pool;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ use crate::session::SubscriberId;
 /// the instance's store inside `$call`.
 macro_rules! hook_call {
     ($plugin:expr, $hook:expr, $field:ident, |$g:ident, $store:ident| $call:expr) => {
-        $plugin.call($hook, move |mut i: plugin::Instance| {
+        $plugin.call($hook, move |mut i: Box<plugin::Instance>| {
             Box::pin(async move {
                 let result = match &i.guests.$field {
                     Some($g) => {
@@ -163,6 +164,14 @@ pub enum Event {
 pub struct Plugins {
     list: Vec<Arc<Plugin>>,
     events: Option<mpsc::Sender<Event>>,
+    /// Notification hooks some plugin implements: events for the others
+    /// are not even queued.
+    wanted: Vec<Hook>,
+    /// The authentication chains, precomputed: MQTT 3.x clients, MQTT 5
+    /// clients, enhanced authentication.
+    auth_v3: Vec<Arc<Plugin>>,
+    auth_v5: Vec<Arc<Plugin>>,
+    auth_enhanced: Vec<Arc<Plugin>>,
     dropped_events: AtomicU64,
 }
 
@@ -211,11 +220,26 @@ impl Plugins {
         list.sort_by_key(|p| (p.settings.priority.is_none(), p.settings.priority));
         let order: Vec<&str> = list.iter().map(|p| &*p.name).collect();
         tracing::info!("plugin chain: [{}]", order.join(", "));
+        let wanted: Vec<Hook> = Hook::ALL
+            .into_iter()
+            .filter(|h| list.iter().any(|p| p.implements(*h)))
+            .collect();
+        let chain = |keep: &dyn Fn(&Plugin) -> bool| -> Vec<Arc<Plugin>> {
+            list.iter().filter(|p| keep(p)).cloned().collect()
+        };
+        let auth_v3 = chain(&|p| p.implements(Hook::AuthOnRegister));
+        let auth_v5 =
+            chain(&|p| p.implements(Hook::AuthOnRegister) || p.implements(Hook::AuthOnRegisterM5));
+        let auth_enhanced = chain(&|p| p.implements(Hook::OnAuthM5));
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         tokio::spawn(dispatch(list.clone(), rx));
         Ok(Plugins {
             list,
             events: Some(tx),
+            wanted,
+            auth_v3,
+            auth_v5,
+            auth_enhanced,
             dropped_events: AtomicU64::new(0),
         })
     }
@@ -262,25 +286,20 @@ impl Plugins {
             return RegisterOutcome::NoPlugins;
         }
         let v5 = req.version.is_v5();
-        let chain: Vec<&Arc<Plugin>> = self
-            .list
-            .iter()
-            .filter(|p| {
-                p.implements(Hook::AuthOnRegister) || (v5 && p.implements(Hook::AuthOnRegisterM5))
-            })
-            .collect();
-        let conn = convert::connection(req.conn);
+        let chain = if v5 { &self.auth_v5 } else { &self.auth_v3 };
+        let conn = req.conn.wit();
         let id = convert::subscriber_id(req.id);
-        let props = convert::connect_properties(req.properties);
+        let props = v5.then(|| convert::connect_properties(req.properties));
         let outcome = chain::walk(
-            &chain,
+            chain,
             |p| {
-                let (p, conn, id, props) = (Arc::clone(p), &conn, &id, &props);
+                let (id, props) = (&id, &props);
                 async move {
-                    if v5 && p.implements(Hook::AuthOnRegisterM5) {
-                        call_register_m5(&p, conn, id, req, props).await
-                    } else {
-                        call_register(&p, conn, id, req).await
+                    match props {
+                        Some(props) if p.implements(Hook::AuthOnRegisterM5) => {
+                            call_register_m5(p, conn, id, req, props).await
+                        }
+                        _ => call_register(p, conn, id, req).await,
                     }
                 }
             },
@@ -329,12 +348,8 @@ impl Plugins {
     /// selects which reason codes a refusal may use (DISCONNECT instead of
     /// CONNACK).
     pub async fn enhanced_auth(&self, req: &AuthRequest<'_>, reauth: bool) -> AuthOutcome {
-        let chain: Vec<&Arc<Plugin>> = self
-            .list
-            .iter()
-            .filter(|p| p.implements(Hook::OnAuthM5))
-            .collect();
-        let conn = convert::connection(req.conn);
+        let chain = &self.auth_enhanced;
+        let conn = req.conn.wit();
         let id = convert::subscriber_id(req.id);
         let request = on_auth_m5::AuthRequest {
             step: match req.step {
@@ -347,9 +362,9 @@ impl Plugins {
             username: req.username.map(str::to_owned),
         };
         let outcome = chain::walk(
-            &chain,
+            chain,
             |p| {
-                let (p, conn, id, request) = (Arc::clone(p), &conn, &id, &request);
+                let (id, request) = (&id, &request);
                 async move {
                     let verdict = hook_call!(p, Hook::OnAuthM5, on_auth_m5, |g, store| {
                         g.call_on_auth_m5(store, conn, id, request)
@@ -406,6 +421,16 @@ impl Plugins {
         let Some(tx) = &self.events else {
             return;
         };
+        let hooks: &[Hook] = match event {
+            Event::Wakeup(_) => &[Hook::OnClientWakeup],
+            Event::Register { .. } => &[Hook::OnRegister, Hook::OnRegisterM5],
+            Event::Offline(_) => &[Hook::OnClientOffline],
+            Event::Gone(_) => &[Hook::OnClientGone],
+            Event::Expired(_) => &[Hook::OnSessionExpired],
+        };
+        if !hooks.iter().any(|h| self.wanted.contains(h)) {
+            return;
+        }
         if tx.try_send(event).is_err() {
             let n = self.dropped_events.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {

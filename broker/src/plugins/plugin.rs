@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
@@ -30,6 +29,7 @@ use super::breaker::{Breaker, Tripped};
 use super::chain::FailurePolicy;
 use super::engine::Runtime;
 use super::host::{KvStore, PluginShared, PluginState};
+use super::pool::{Checkout, Pool};
 
 /// The hooks a plugin may implement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -245,7 +245,42 @@ pub struct Instance {
 /// A hook call in progress: it owns the instance while it runs and hands it
 /// back with the result (a call cut off by its deadline drops it).
 pub type CallFuture<'c, R> =
-    Pin<Box<dyn Future<Output = (Instance, wasmtime::Result<R>)> + Send + 'c>>;
+    Pin<Box<dyn Future<Output = (Box<Instance>, wasmtime::Result<R>)> + Send + 'c>>;
+
+/// A hook call bounded by a wall-clock deadline. Most calls finish in
+/// their first poll, so the timer is only set up when a call has to wait
+/// (an epoch yield, or a host call that waits): the common case costs no
+/// timer registration.
+struct WithDeadline<'c, R> {
+    call: CallFuture<'c, R>,
+    ends: Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The deadline passed.
+struct Elapsed;
+
+impl<R> Future for WithDeadline<'_, R> {
+    type Output = Result<(Box<Instance>, wasmtime::Result<R>), Elapsed>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        if let Poll::Ready(v) = self.call.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        let ends = self.ends;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(ends)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -283,8 +318,7 @@ pub struct Plugin {
     runtime: Arc<Runtime>,
     pre: InstancePre<PluginState>,
     hooks: Hooks,
-    idle: Mutex<Vec<Instance>>,
-    permits: Semaphore,
+    pool: Pool<Box<Instance>>,
     breaker: Mutex<Breaker>,
 }
 
@@ -358,8 +392,7 @@ impl Plugin {
             runtime: runtime.clone(),
             pre,
             hooks,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(settings.instances.max(1)),
+            pool: Pool::new(settings.instances),
             breaker: Mutex::new(Breaker::new(
                 settings.breaker_failures,
                 settings.breaker_backoff,
@@ -373,7 +406,7 @@ impl Plugin {
                 path: path.to_owned(),
                 failure,
             })?;
-        plugin.put_back(canary);
+        plugin.pool.seed(canary);
         tracing::info!(
             plugin = %plugin.name,
             file = %path.display(),
@@ -385,6 +418,11 @@ impl Plugin {
         Ok(plugin)
     }
 
+    /// Instances in existence (idle or in use).
+    pub fn instances(&self) -> usize {
+        self.pool.live()
+    }
+
     /// Whether the plugin exports `hook`.
     pub fn implements(&self, hook: Hook) -> bool {
         self.hooks.has(hook)
@@ -393,14 +431,6 @@ impl Plugin {
     /// The hooks the plugin exports.
     pub fn hooks(&self) -> impl Iterator<Item = Hook> + '_ {
         Hook::ALL.into_iter().filter(|h| self.hooks.has(*h))
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn put_back(&self, instance: Instance) {
-        self.idle().push(instance);
     }
 
     fn new_store(&self) -> Store<PluginState> {
@@ -422,7 +452,7 @@ impl Plugin {
 
     /// A new instance, its `init` run. Counts against fuel and the
     /// deadline like a call.
-    async fn instantiate(&self) -> Result<Instance, CallFailure> {
+    async fn instantiate(&self) -> Result<Box<Instance>, CallFailure> {
         let mut store = self.new_store();
         let deadline = self.settings.deadline;
         self.arm(&mut store);
@@ -446,7 +476,7 @@ impl Plugin {
                 .map_err(|e| CallFailure::from_wasmtime(&e))?;
             init.map_err(CallFailure::Init)?;
         }
-        Ok(Instance { store, guests })
+        Ok(Box::new(Instance { store, guests }))
     }
 
     /// Resets the per-call budgets.
@@ -462,12 +492,17 @@ impl Plugin {
     pub async fn call<'c, R>(
         &self,
         hook: Hook,
-        f: impl FnOnce(Instance) -> CallFuture<'c, R>,
+        f: impl FnOnce(Box<Instance>) -> CallFuture<'c, R>,
     ) -> Result<R, CallFailure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.call_inner(f).await;
         match &result {
-            Ok(_) => self.breaker().success(),
+            Ok(_) => {
+                let mut breaker = self.breaker();
+                if !breaker.is_clean() {
+                    breaker.success();
+                }
+            }
             Err(failure) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 if !matches!(failure, CallFailure::Disabled) {
@@ -491,26 +526,35 @@ impl Plugin {
 
     async fn call_inner<'c, R>(
         &self,
-        f: impl FnOnce(Instance) -> CallFuture<'c, R>,
+        f: impl FnOnce(Box<Instance>) -> CallFuture<'c, R>,
     ) -> Result<R, CallFailure> {
-        if !self.breaker().allows(Instant::now()) {
+        if !self.breaker().allows(Instant::now) {
             return Err(CallFailure::Disabled);
         }
         let deadline = self.settings.deadline;
         let started = Instant::now();
-        let _permit = tokio::time::timeout(deadline, self.permits.acquire())
-            .await
-            .map_err(|_| CallFailure::Busy(deadline))?
-            .map_err(|_| CallFailure::Busy(deadline))?;
-        let pooled = self.idle().pop();
-        let mut instance = match pooled {
-            Some(i) => i,
-            None => self.instantiate().await?,
+        let ends = started + deadline;
+        let mut instance = match self.pool.checkout(ends).await {
+            Some(Checkout::Idle(i)) => i,
+            Some(Checkout::Create) => match self.instantiate().await {
+                Ok(i) => i,
+                Err(e) => {
+                    self.pool.discard();
+                    return Err(e);
+                }
+            },
+            None => return Err(CallFailure::Busy(deadline)),
         };
         self.arm(&mut instance.store);
-        let left = deadline.saturating_sub(started.elapsed());
-        let Ok((instance, result)) = tokio::time::timeout(left, f(instance)).await else {
+        let Ok((instance, result)) = (WithDeadline {
+            call: f(instance),
+            ends,
+            timer: None,
+        })
+        .await
+        else {
             // The instance went with the cancelled call.
+            self.pool.discard();
             self.stats
                 .fuel_used
                 .fetch_add(self.settings.fuel, Ordering::Relaxed);
@@ -523,12 +567,16 @@ impl Plugin {
         );
         match result {
             Ok(value) => {
-                self.put_back(instance);
+                self.pool.put_back(instance);
                 Ok(value)
             }
             // The instance is dropped: after a trap it must never be
             // entered again.
-            Err(e) => Err(CallFailure::from_wasmtime(&e)),
+            Err(e) => {
+                drop(instance);
+                self.pool.discard();
+                Err(CallFailure::from_wasmtime(&e))
+            }
         }
     }
 }

@@ -80,14 +80,17 @@ impl on_auth_m5::Guest for Challenge {
 }
 
 impl auth_on_register_m5::Guest for Challenge {
+    /// Runs after a successful exchange; leaves a mark so tests can see
+    /// that it did.
     fn auth_on_register_m5(
         _conn: Connection,
-        _id: SubscriberId,
+        id: SubscriberId,
         _username: Option<String>,
         _password: Option<Vec<u8>>,
         _clean_start: bool,
         _properties: ConnectProperties,
     ) -> RegisterVerdictM5 {
+        let _ = host::kv_set(&format!("registered/{}", id.client_id), b"yes");
         RegisterVerdictM5::Ok(None)
     }
 }
