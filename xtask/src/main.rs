@@ -17,7 +17,10 @@
 //! All of them work on a fresh machine: every tool they need is installed here,
 //! nowhere else.
 
-#![allow(clippy::print_stdout, reason = "xtask reports its results on the terminal")]
+#![allow(
+    clippy::print_stdout,
+    reason = "xtask reports its results on the terminal"
+)]
 
 use std::env;
 use std::path::{Path, PathBuf};

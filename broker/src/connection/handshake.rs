@@ -563,7 +563,7 @@ where
         last_packet: Instant::now(),
         rate: m.max_message_rate.map(RateLimit::new),
         paused_until: None,
-        reauth: None,
+        reauthenticating: false,
         stats: Stats::default(),
     };
     codec::encode_connack(

@@ -90,9 +90,9 @@ impl Connection {
                 "the authentication method cannot change",
             ));
         }
-        let step = match (auth.reason, self.reauth) {
-            (ReasonCode::REAUTHENTICATE, None) => AuthStep::Reauthenticate,
-            (ReasonCode::CONTINUE_AUTHENTICATION, Some(())) => AuthStep::Continue,
+        let step = match (auth.reason, self.reauthenticating) {
+            (ReasonCode::REAUTHENTICATE, false) => AuthStep::Reauthenticate,
+            (ReasonCode::CONTINUE_AUTHENTICATION, true) => AuthStep::Continue,
             (reason, _) => {
                 return Err(Close::server(
                     ReasonCode::PROTOCOL_ERROR,
@@ -110,11 +110,11 @@ impl Connection {
         };
         let (reason, data) = match self.ctx.plugins.enhanced_auth(&request, true).await {
             AuthOutcome::Continue(d) => {
-                self.reauth = Some(());
+                self.reauthenticating = true;
                 (ReasonCode::CONTINUE_AUTHENTICATION, d)
             }
             AuthOutcome::Success(d) => {
-                self.reauth = None;
+                self.reauthenticating = false;
                 (ReasonCode::SUCCESS, d)
             }
             AuthOutcome::Refused(r) => {

@@ -132,8 +132,8 @@ pub(crate) struct Connection {
     rate: Option<throttle::RateLimit>,
     /// Reading is paused until then (rate limit).
     paused_until: Option<Instant>,
-    /// A re-authentication in progress: waiting for the client's AUTH.
-    reauth: Option<()>,
+    /// A re-authentication is in progress: the client owes an AUTH 0x18.
+    reauthenticating: bool,
     stats: Stats,
 }
 
