@@ -81,6 +81,17 @@ impl Refusal {
     }
 }
 
+impl From<crate::plugins::Refusal> for Refusal {
+    fn from(r: crate::plugins::Refusal) -> Self {
+        Refusal {
+            reason: r.code,
+            why: r.cause,
+            reason_string: r.reason_string,
+            server_reference: r.server_reference,
+        }
+    }
+}
+
 /// Answers a refused CONNECT (CONNACK in the client's version's format, if
 /// it can be answered) and closes.
 async fn refuse<W: AsyncWrite + Unpin>(
@@ -310,12 +321,7 @@ impl Handshake<'_> {
                 modifiers
             }
             RegisterOutcome::Refused(r) => {
-                return Err(Refusal {
-                    reason: r.code,
-                    why: r.cause,
-                    reason_string: r.reason_string,
-                    server_reference: r.server_reference,
-                });
+                return Err(r.into());
             }
         };
 
@@ -429,12 +435,7 @@ impl Handshake<'_> {
                     data = auth.data;
                 }
                 AuthOutcome::Refused(r) => {
-                    return Err(Refusal {
-                        reason: r.code,
-                        why: r.cause,
-                        reason_string: r.reason_string,
-                        server_reference: r.server_reference,
-                    });
+                    return Err(r.into());
                 }
                 AuthOutcome::Unhandled => {
                     return Err(Refusal::new(
