@@ -112,18 +112,39 @@ fn hooks(c: &mut Criterion) {
 /// CONNECT (3.1.1, clean) → CONNACK → DISCONNECT, from `workers`
 /// concurrent clients.
 async fn connect_loop(addr: SocketAddr, iters: u64, workers: u64) -> Duration {
-    const CONNECT: &[u8] = &[
-        0x10, 0x0e, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 2, b'b', b'c',
-    ];
+    /// CONNECT with client id "c" + 8 hex digits (unique per connect, so no
+    /// connect is a takeover of the previous one).
+    fn connect(n: u64) -> Vec<u8> {
+        let id = format!("c{n:08x}");
+        let mut p = vec![
+            0x10,
+            12 + id.len() as u8,
+            0,
+            4,
+            b'M',
+            b'Q',
+            b'T',
+            b'T',
+            4,
+            0x02,
+            0,
+            60,
+        ];
+        p.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        p.extend_from_slice(id.as_bytes());
+        p
+    }
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {
         let n = iters / workers + u64::from(w < iters % workers);
         tasks.spawn(async move {
-            for _ in 0..n {
+            for i in 0..n {
                 let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 s.set_nodelay(true).expect("nodelay");
-                s.write_all(CONNECT).await.expect("send CONNECT");
+                s.write_all(&connect(w << 32 | i))
+                    .await
+                    .expect("send CONNECT");
                 let mut ack = [0u8; 4];
                 s.read_exact(&mut ack).await.expect("CONNACK");
                 assert_eq!(ack, [0x20, 2, 0, 0], "accepted");

@@ -13,9 +13,7 @@ use crate::message::Will;
 use crate::metrics::Metrics;
 use crate::plugins::{Event, Plugins};
 use crate::router::Router;
-use crate::session::{
-    ConnectionControl, Inflight, Kick, PendingWill, QueueLimits, Session, SubscriberId,
-};
+use crate::session::{Inflight, Kick, PendingWill, QueueLimits, Session, SubscriberId};
 use crate::subscriptions::ClientKey;
 
 /// How long a new connection waits for the connection it takes a session
@@ -99,15 +97,13 @@ impl Registry {
         self.map().get(id).cloned()
     }
 
-    /// Attaches the session `id` to a new connection reachable through
-    /// `control`: resumes the existing session unless `clean_start`, after
-    /// taking it over from the connection that holds it (which is told to
-    /// close and waited for).
+    /// Attaches the session `id` to a new connection: resumes the existing
+    /// session unless `clean_start`, after taking it over from the
+    /// connection that holds it (which is told to close and waited for).
     pub async fn attach(
         self: &Arc<Self>,
         id: SubscriberId,
         clean_start: bool,
-        control: ConnectionControl,
         profile: Profile,
     ) -> Result<Attached, AttachError> {
         let deadline = Instant::now() + TAKEOVER_TIMEOUT;
@@ -121,7 +117,7 @@ impl Registry {
                         let session = Arc::new(Session::new(key, id.clone(), profile.limits));
                         {
                             let mut state = session.lock();
-                            state.connection = Some(control);
+                            state.connected = true;
                             state.generation = 1;
                         }
                         session.set_upgrade_qos(profile.upgrade_qos);
@@ -137,20 +133,26 @@ impl Registry {
             };
             enum Next {
                 Forget,
-                WaitFor(ConnectionControl),
+                WaitForRelease,
                 EndIt,
                 Resume(Inflight),
             }
+            // Registered before looking, so a release in between wakes us.
+            let waiter = existing.clone();
+            let released = waiter.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
             let next = {
                 let mut state = existing.lock();
                 if state.ended {
                     Next::Forget
-                } else if let Some(holder) = state.connection.clone() {
-                    Next::WaitFor(holder)
+                } else if state.connected {
+                    Next::WaitForRelease
                 } else if clean_start {
                     Next::EndIt
                 } else {
-                    state.connection = Some(control.clone());
+                    state.connected = true;
+                    state.kicked = None;
                     state.limits = profile.limits;
                     state.generation += 1;
                     state.pending_will = None;
@@ -163,14 +165,10 @@ impl Registry {
                     self.forget(&existing);
                     continue;
                 }
-                Next::WaitFor(holder) => {
-                    // A full channel means it was already asked to go.
-                    let _ = holder.kick.try_send(Kick::TakenOver);
-                    let mut released = holder.released;
-                    // `changed` fails once the holder drops its sender,
-                    // which it does after parking the session.
-                    match tokio::time::timeout_at(deadline, released.changed()).await {
-                        Ok(_) => continue,
+                Next::WaitForRelease => {
+                    existing.kick(Kick::TakenOver);
+                    match tokio::time::timeout_at(deadline, released).await {
+                        Ok(()) => continue,
                         Err(_) => return Err(AttachError::TakeoverTimedOut(id)),
                     }
                 }
@@ -200,7 +198,8 @@ impl Registry {
         } = departure;
         let (generation, dropped_qos0) = {
             let mut state = session.lock();
-            state.connection = None;
+            state.connected = false;
+            state.kicked = None;
             session.set_online(false);
             state.inflight = Some(inflight);
             state.expiry_interval = expiry_interval;
@@ -230,7 +229,10 @@ impl Registry {
                 self.publish_will(session, &will);
             } else {
                 let delay = will.delay_interval.min(expiry_interval);
-                session.lock().pending_will = Some(PendingWill { will, generation });
+                session.lock().pending_will = Some(PendingWill {
+                    will: Box::new(will),
+                    generation,
+                });
                 let registry = self.clone();
                 let session = session.clone();
                 tokio::spawn(async move {
@@ -257,7 +259,7 @@ impl Registry {
                 tokio::time::sleep(after).await;
                 let expired = {
                     let state = session.lock();
-                    state.generation == generation && state.connection.is_none() && !state.ended
+                    state.generation == generation && !state.connected && !state.ended
                 };
                 if expired {
                     tracing::debug!(session = %session.id(), "session expired");

@@ -158,8 +158,7 @@ fn spawn_connection(
     let alive = alive.clone();
     tokio::spawn(async move {
         let local = stream.local_addr().unwrap_or(peer);
-        let (reader, writer) = stream.into_split();
-        connection::run(ctx, reader, writer, peer, local, stop).await;
+        connection::run(ctx, stream, peer, local, stop).await;
         drop(alive);
     });
 }

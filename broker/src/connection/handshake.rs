@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::throttle::RateLimit;
-use super::{Connection, Negotiated, Stats};
+use super::{Connection, Negotiated, Stats, Transport};
 use crate::codec::{
     self, AckKind, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder,
     OutgoingPublish, Packet, ProtocolVersion,
@@ -26,7 +25,7 @@ use crate::plugins::{
 };
 use crate::reason::ReasonCode;
 use crate::registry::Profile;
-use crate::session::{ConnectionControl, OutState, SubscriberId};
+use crate::session::{OutState, SubscriberId};
 use crate::topic::{ClientId, TopicName};
 
 /// MQTT 3.1 limits client ids to 23 characters.
@@ -39,8 +38,8 @@ enum Incoming {
     Gone,
 }
 
-async fn read_packet<R: AsyncRead + Unpin>(
-    reader: &mut R,
+async fn read_packet<T: Transport>(
+    stream: &T,
     buf: &mut BytesMut,
     decoder: &mut Decoder,
 ) -> Incoming {
@@ -50,12 +49,31 @@ async fn read_packet<R: AsyncRead + Unpin>(
             Ok(None) => {}
             Err(e) => return Incoming::Refused(e),
         }
+        if stream.readable().await.is_err() {
+            return Incoming::Gone;
+        }
         buf.reserve(512);
-        match reader.read_buf(buf).await {
-            Ok(0) | Err(_) => return Incoming::Gone,
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Incoming::Gone,
             Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Incoming::Gone,
         }
     }
+}
+
+/// Writes all of `bytes`.
+async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A CONNECT the broker refuses, and why.
@@ -94,8 +112,8 @@ impl From<crate::plugins::Refusal> for Refusal {
 
 /// Answers a refused CONNECT (CONNACK in the client's version's format, if
 /// it can be answered) and closes.
-async fn refuse<W: AsyncWrite + Unpin>(
-    writer: &mut W,
+async fn refuse<T: Transport>(
+    stream: &mut T,
     version: Option<ProtocolVersion>,
     refusal: Refusal,
     peer: SocketAddr,
@@ -119,33 +137,27 @@ async fn refuse<W: AsyncWrite + Unpin>(
         },
     );
     let _ = tokio::time::timeout(super::FLUSH_TIMEOUT, async {
-        writer.write_all(&buf).await?;
-        writer.shutdown().await
+        write_all(&*stream, &buf).await?;
+        stream.shutdown().await
     })
     .await;
 }
 
 /// Runs the CONNECT exchange. `None` when the connection was refused or
 /// lost (already answered and logged).
-pub(super) async fn accept<R, W>(
+pub(super) async fn accept<T: Transport>(
     ctx: &Arc<Context>,
-    reader: &mut R,
-    writer: &mut W,
+    stream: &mut T,
     peer: SocketAddr,
     local: SocketAddr,
-    control: ConnectionControl,
-) -> Option<Connection>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> Option<Box<Connection>> {
     let config = &ctx.config;
     let mut decoder = Decoder::new(config.mqtt.max_packet_size);
     let mut rbuf = BytesMut::with_capacity(512);
     let connect_timeout = Duration::from_secs(u64::from(config.server.connect_timeout_secs));
     let first = tokio::time::timeout(
         connect_timeout,
-        read_packet(reader, &mut rbuf, &mut decoder),
+        read_packet(&*stream, &mut rbuf, &mut decoder),
     )
     .await;
     let connect = match first {
@@ -170,7 +182,7 @@ where
             };
             let why = format!("unsupported protocol {name:?} level {level}");
             let refusal = Refusal::new(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, why);
-            refuse(writer, Some(version), refusal, peer).await;
+            refuse(stream, Some(version), refusal, peer).await;
             return None;
         }
         Ok(Incoming::Refused(e)) => {
@@ -178,7 +190,7 @@ where
             // are told why.
             let version = decoder.version().filter(|v| v.is_v5());
             refuse(
-                writer,
+                stream,
                 version,
                 Refusal::new(e.reason_code(), e.to_string()),
                 peer,
@@ -196,17 +208,14 @@ where
         decoder: &mut decoder,
         rbuf: &mut rbuf,
     };
-    let admitted = match handshake.admit(reader, writer).await {
+    let admitted = match handshake.admit(&*stream).await {
         Ok(a) => a,
         Err(r) => {
-            refuse(writer, Some(version), r, peer).await;
+            refuse(stream, Some(version), r, peer).await;
             return None;
         }
     };
-    establish(
-        ctx, writer, connect, conn_info, admitted, decoder, rbuf, control,
-    )
-    .await
+    establish(ctx, stream, connect, conn_info, admitted, decoder, rbuf).await
 }
 
 /// The state of the CONNECT exchange before the session is attached.
@@ -233,11 +242,7 @@ struct Admitted {
 impl Handshake<'_> {
     /// Applies the CONNECT rules, enhanced authentication and the
     /// authentication chain.
-    async fn admit<R, W>(&mut self, reader: &mut R, writer: &mut W) -> Result<Admitted, Refusal>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    async fn admit<T: Transport>(&mut self, stream: &T) -> Result<Admitted, Refusal> {
         let ctx = self.ctx;
         let connect = self.connect;
         let config = &ctx.config;
@@ -294,7 +299,7 @@ impl Handshake<'_> {
         };
 
         if let Some(method) = &connect.properties.authentication_method {
-            let data = self.enhanced_auth(reader, writer, &id, method).await?;
+            let data = self.enhanced_auth(stream, &id, method).await?;
             props.authentication_method = Some(method.clone());
             props.authentication_data = data.map(Bytes::from);
         }
@@ -356,17 +361,12 @@ impl Handshake<'_> {
 
     /// Runs an enhanced-authentication exchange (AUTH packets) to its end;
     /// returns the data for CONNACK.
-    async fn enhanced_auth<R, W>(
+    async fn enhanced_auth<T: Transport>(
         &mut self,
-        reader: &mut R,
-        writer: &mut W,
+        stream: &T,
         id: &SubscriberId,
         method: &str,
-    ) -> Result<Option<Vec<u8>>, Refusal>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    ) -> Result<Option<Vec<u8>>, Refusal> {
         let timeout = Duration::from_secs(u64::from(self.ctx.config.server.connect_timeout_secs));
         let mut step = AuthStep::Connect;
         let mut data = self.connect.properties.authentication_data.clone();
@@ -392,12 +392,11 @@ impl Handshake<'_> {
                             ..Auth::default()
                         },
                     );
-                    writer
-                        .write_all(&buf)
+                    write_all(stream, &buf)
                         .await
                         .map_err(|e| Refusal::new(ReasonCode::UNSPECIFIED_ERROR, e.to_string()))?;
                     let next =
-                        tokio::time::timeout(timeout, read_packet(reader, self.rbuf, self.decoder))
+                        tokio::time::timeout(timeout, read_packet(stream, self.rbuf, self.decoder))
                             .await;
                     let auth = match next {
                         Ok(Incoming::Packet(Packet::Auth(a))) => a,
@@ -450,19 +449,15 @@ impl Handshake<'_> {
 
 /// Attaches the session, answers CONNACK and builds the connection.
 #[allow(clippy::too_many_arguments, reason = "the pieces of one handshake")]
-async fn establish<W>(
+async fn establish<T: Transport>(
     ctx: &Arc<Context>,
-    writer: &mut W,
+    stream: &mut T,
     connect: Box<Connect>,
     conn_info: ConnectionInfo,
     admitted: Admitted,
     mut decoder: Decoder,
     rbuf: BytesMut,
-    control: ConnectionControl,
-) -> Option<Connection>
-where
-    W: AsyncWrite + Unpin,
-{
+) -> Option<Box<Connection>> {
     let config = &ctx.config;
     let version = connect.version;
     let v5 = version.is_v5();
@@ -488,15 +483,11 @@ where
         limits,
         upgrade_qos: m.upgrade_qos.unwrap_or(false),
     };
-    let attached = match ctx
-        .registry
-        .attach(id.clone(), clean_start, control, profile)
-        .await
-    {
+    let attached = match ctx.registry.attach(id.clone(), clean_start, profile).await {
         Ok(a) => a,
         Err(e) => {
             refuse(
-                writer,
+                stream,
                 Some(version),
                 Refusal::new(ReasonCode::SERVER_BUSY, e.to_string()),
                 peer,
@@ -536,7 +527,7 @@ where
         receive_maximum,
         topic_alias_maximum,
         session_expiry,
-        will,
+        will: will.map(Box::new),
         allow_publish: m.allow_publish.unwrap_or(true),
         allow_subscribe: m.allow_subscribe.unwrap_or(true),
         allow_unsubscribe: m.allow_unsubscribe.unwrap_or(true),
@@ -547,7 +538,7 @@ where
             .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
     };
     let mountpoint = attached.session.id().mountpoint.clone();
-    let mut conn = Connection {
+    let mut conn = Box::new(Connection {
         ctx: ctx.clone(),
         peer,
         conn_info,
@@ -557,7 +548,7 @@ where
         neg,
         inflight: attached.inflight,
         rbuf,
-        out: BytesMut::with_capacity(256),
+        out: BytesMut::new(),
         batch: Vec::new(),
         inbound_aliases: HashMap::new(),
         outbound_aliases: HashMap::new(),
@@ -566,7 +557,7 @@ where
         paused_until: None,
         reauthenticating: false,
         stats: Stats::default(),
-    };
+    });
     codec::encode_connack(
         &mut conn.out,
         version,
@@ -590,7 +581,9 @@ where
     // Packets that arrived right behind CONNECT wait in the read buffer for
     // the main loop; process them now so nothing waits for more input.
     if let Err(close) = conn.process_input().await {
-        conn.finish(writer, close).await;
+        let session = conn.session.clone();
+        conn.finish(stream, close).await;
+        session.release();
         return None;
     }
     Some(conn)

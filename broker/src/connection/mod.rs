@@ -11,15 +11,16 @@ mod handshake;
 mod inbound;
 mod outbound;
 mod throttle;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use bytes::{Buf, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
@@ -31,6 +32,7 @@ use crate::reason::ReasonCode;
 use crate::registry::Departure;
 use crate::session::{Inflight, Kick, Session};
 use crate::topic::TopicName;
+pub(crate) use transport::Transport;
 
 /// Stop moving queued deliveries into the output buffer above this size;
 /// also stop reading from the client, so a client that does not read
@@ -38,8 +40,10 @@ use crate::topic::TopicName;
 const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Deliveries taken from the session queue per lock.
 const BATCH: usize = 64;
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 8 * 1024;
+/// Room made in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Room made in the output buffer before it is filled.
+const WRITE_CHUNK: usize = 16 * 1024;
 /// How long a closing connection may take to flush its last bytes.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -99,7 +103,7 @@ pub(crate) struct Negotiated {
     /// Topic aliases the client may use towards the broker.
     pub topic_alias_maximum: u16,
     pub session_expiry: u32,
-    pub will: Option<Will>,
+    pub will: Option<Box<Will>>,
     pub allow_publish: bool,
     pub allow_subscribe: bool,
     pub allow_unsubscribe: bool,
@@ -154,25 +158,17 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Serves one client connection until it closes.
-pub(crate) async fn run<R, W>(
+pub(crate) async fn run(
     ctx: Arc<Context>,
-    mut reader: R,
-    mut writer: W,
+    mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let (kick_tx, kick_rx) = mpsc::channel(1);
-    let (released_tx, released_rx) = watch::channel(());
-    let control = crate::session::ConnectionControl {
-        kick: kick_tx,
-        released: released_rx,
-    };
+) {
+    // The handshake's state is large and short-lived: on the heap, so that
+    // the task of an established connection stays small.
     let accepted = tokio::select! {
-        r = handshake::accept(&ctx, &mut reader, &mut writer, peer, local, control) => r,
+        r = Box::pin(handshake::accept(&ctx, &mut stream, peer, local)) => r,
         () = stopping(&mut shutdown) => None,
     };
     let Some(mut conn) = accepted else {
@@ -185,29 +181,22 @@ pub(crate) async fn run<R, W>(
         "client connected"
     );
 
-    let close = conn
-        .serve(&mut reader, &mut writer, kick_rx, &mut shutdown)
-        .await;
-    conn.finish(&mut writer, close).await;
+    let close = conn.serve(&stream, &mut shutdown).await;
+    let session = conn.session.clone();
+    Box::pin(conn.finish(&mut stream, close)).await;
     ctx.metrics
         .clients_connected
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    // Dropping the sender tells a waiting takeover that the session is free.
-    drop(released_tx);
+    // Only now may a connection waiting to take the session over have it.
+    session.release();
 }
 
 impl Connection {
-    async fn serve<R, W>(
+    async fn serve<T: Transport>(
         &mut self,
-        reader: &mut R,
-        writer: &mut W,
-        mut kick: mpsc::Receiver<Kick>,
+        stream: &T,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Close
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    ) -> Close {
         let keep_alive = self.neg.keep_alive;
         let timeout = keep_alive + keep_alive / 2;
         let sleep = tokio::time::sleep(timeout);
@@ -215,40 +204,42 @@ impl Connection {
         let lifetime = tokio::time::sleep_until(self.neg.lifetime_end.unwrap_or_else(Instant::now));
         tokio::pin!(lifetime);
         loop {
-            self.fill_outgoing();
+            if let Some(Kick::TakenOver) = self.fill_outgoing() {
+                return Close::TakenOver;
+            }
             self.flush_stats();
+            // Write what is ready now; wait for the socket only if it is full.
+            if let Err(close) = self.write_some(stream) {
+                return close;
+            }
+            if self.out.is_empty() {
+                // Idle buffers go back to the allocator.
+                self.out = BytesMut::new();
+            }
             let has_output = !self.out.is_empty();
             let paused = self.paused_until;
             let can_read = self.out.len() < OUT_HIGH_WATER && paused.is_none();
             let can_take = self.out.len() < OUT_HIGH_WATER;
-            if can_read && self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                self.rbuf.reserve(READ_CHUNK);
-            }
             tokio::select! {
                 biased;
                 () = stopping(shutdown) => return Close::Shutdown,
-                k = kick.recv() => {
-                    if let Some(Kick::TakenOver) = k {
-                        return Close::TakenOver;
+                res = stream.writable(), if has_output => {
+                    if let Err(e) = res {
+                        return Close::Io(e.to_string());
                     }
                 }
-                res = writer.write_buf(&mut self.out), if has_output => {
-                    match res {
-                        Ok(0) => return Close::Io("connection closed while writing".into()),
-                        Ok(n) => self.stats.bytes_out += n as u64,
-                        Err(e) => return Close::Io(e.to_string()),
+                res = stream.readable(), if can_read => {
+                    if let Err(e) = res {
+                        return Close::Io(e.to_string());
                     }
-                }
-                res = reader.read_buf(&mut self.rbuf), if can_read => {
-                    match res {
-                        Ok(0) => return Close::Io("connection closed by client".into()),
-                        Ok(n) => {
-                            self.stats.bytes_in += n as u64;
+                    match self.read_some(stream) {
+                        Ok(0) => continue,
+                        Ok(_) => {
                             if let Err(close) = self.process_input().await {
                                 return close;
                             }
                         }
-                        Err(e) => return Close::Io(e.to_string()),
+                        Err(close) => return close,
                     }
                 }
                 _ = self.session.notified(), if can_take => {}
@@ -272,6 +263,47 @@ impl Connection {
         }
     }
 
+    /// Reads what the socket has into the read buffer (allocated only now:
+    /// an idle connection holds none). `Ok(0)`: nothing after all.
+    fn read_some<T: Transport>(&mut self, stream: &T) -> Result<usize, Close> {
+        let mut total = 0;
+        loop {
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let room = self.rbuf.capacity() - self.rbuf.len();
+            match stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return Err(Close::Io("connection closed by client".into())),
+                Ok(n) => {
+                    total += n;
+                    self.stats.bytes_in += n as u64;
+                    // A short read drained the socket.
+                    if n < room || self.rbuf.len() >= OUT_HIGH_WATER {
+                        return Ok(total);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) => return Err(Close::Io(e.to_string())),
+            }
+        }
+    }
+
+    /// Writes as much of the output buffer as the socket takes now.
+    fn write_some<T: Transport>(&mut self, stream: &T) -> Result<(), Close> {
+        while !self.out.is_empty() {
+            match stream.try_write(&self.out) {
+                Ok(0) => return Err(Close::Io("connection closed while writing".into())),
+                Ok(n) => {
+                    self.stats.bytes_out += n as u64;
+                    self.out.advance(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(Close::Io(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
     /// Decodes and handles every whole packet in the read buffer (up to a
     /// rate-limit pause).
     async fn process_input(&mut self) -> Result<(), Close> {
@@ -291,9 +323,9 @@ impl Connection {
         if any {
             self.last_packet = Instant::now();
         }
-        // Give a large, now empty read buffer back rather than keep it for
-        // an idle connection.
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+        // An empty read buffer goes back to the allocator: payloads of
+        // messages still queued elsewhere keep their own part of it alive.
+        if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
         }
         Ok(())
@@ -311,7 +343,7 @@ impl Connection {
 
     /// Says goodbye (DISCONNECT for MQTT 5 where the broker closes), flushes,
     /// and hands the session back to the registry.
-    async fn finish<W: AsyncWrite + Unpin>(mut self, writer: &mut W, close: Close) {
+    async fn finish<T: Transport>(mut self: Box<Self>, stream: &mut T, close: Close) {
         let client = self.session.id().clone();
         let mut reason_string = None;
         let reason = match &close {
@@ -353,21 +385,22 @@ impl Connection {
             );
         }
         if !self.out.is_empty() && !matches!(close, Close::Io(_)) {
-            let n = self.out.len() as u64;
-            let flushed = tokio::time::timeout(FLUSH_TIMEOUT, async {
-                writer.write_all_buf(&mut self.out).await?;
-                writer.flush().await
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+                while !self.out.is_empty() {
+                    stream.writable().await?;
+                    if self.write_some(&*stream).is_err() {
+                        break;
+                    }
+                }
+                std::io::Result::Ok(())
             })
             .await;
-            if matches!(flushed, Ok(Ok(()))) {
-                self.stats.bytes_out += n;
-            }
         }
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer.shutdown()).await;
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.shutdown()).await;
         self.flush_stats();
 
         let will = if close.publishes_will() {
-            self.neg.will.take()
+            self.neg.will.take().map(|w| *w)
         } else {
             None
         };

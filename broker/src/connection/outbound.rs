@@ -4,25 +4,31 @@
 
 use tokio::time::Instant;
 
-use super::{BATCH, Connection, OUT_HIGH_WATER};
+use super::{BATCH, Connection, OUT_HIGH_WATER, WRITE_CHUNK};
 use crate::codec::{self, OutgoingPublish, QoS};
 use crate::message::Delivery;
-use crate::session::OutState;
+use crate::session::{Kick, OutState};
 
 impl Connection {
     /// Moves queued deliveries into the output buffer while the send window
-    /// and the buffer have room.
-    pub(super) fn fill_outgoing(&mut self) {
+    /// and the buffer have room. Returns the registry's kick, if any.
+    pub(super) fn fill_outgoing(&mut self) -> Option<Kick> {
         while self.out.len() < OUT_HIGH_WATER {
             let room = self
                 .neg
                 .send_window
                 .saturating_sub(self.inflight.outgoing_len());
             let mut batch = std::mem::take(&mut self.batch);
-            self.session.take_batch(&mut batch, BATCH, room);
+            if let Some(kick) = self.session.take_batch(&mut batch, BATCH, room) {
+                self.batch = batch;
+                return Some(kick);
+            }
             if batch.is_empty() {
                 self.batch = batch;
                 break;
+            }
+            if self.out.capacity() == 0 {
+                self.out.reserve(WRITE_CHUNK);
             }
             let now = Instant::now();
             for d in batch.drain(..) {
@@ -30,6 +36,7 @@ impl Connection {
             }
             self.batch = batch;
         }
+        None
     }
 
     /// Encodes one delivery, or drops it (expired, or too large for the

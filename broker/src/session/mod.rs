@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::codec::{QoS, SubscriptionOptions};
@@ -55,20 +55,10 @@ pub enum Kick {
     TakenOver,
 }
 
-/// How the registry reaches the connection that owns a session.
-#[derive(Debug, Clone)]
-pub struct ConnectionControl {
-    /// Asks the connection to close.
-    pub kick: mpsc::Sender<Kick>,
-    /// Completes (with an error) once the connection task has released the
-    /// session.
-    pub released: watch::Receiver<()>,
-}
-
 /// A Will message waiting for its delay to run out.
 #[derive(Debug)]
 pub struct PendingWill {
-    pub will: Will,
+    pub will: Box<Will>,
     /// The session generation it belongs to: a reconnect bumps the
     /// generation, which cancels the will.
     pub generation: u64,
@@ -92,8 +82,10 @@ pub struct SessionState {
     pub subscriptions: HashMap<Subscription, HeldSubscription>,
     /// QoS state, parked here while no connection owns the session.
     pub inflight: Option<Inflight>,
-    /// The owning connection, if online.
-    pub connection: Option<ConnectionControl>,
+    /// Whether a connection owns the session.
+    pub connected: bool,
+    /// Set by the registry to tell the owning connection to close.
+    pub kicked: Option<Kick>,
     /// Bumped by every connection that attaches.
     pub generation: u64,
     /// Seconds the session outlives its connection; `u32::MAX` = forever.
@@ -113,7 +105,10 @@ pub struct Session {
     online: AtomicBool,
     upgrade_qos: AtomicBool,
     state: Mutex<SessionState>,
+    /// Wakes the owning connection: something was queued, or it was kicked.
     notify: Notify,
+    /// Wakes connections waiting to take the session over.
+    released: Notify,
 }
 
 impl fmt::Debug for Session {
@@ -138,7 +133,8 @@ impl Session {
                 limits,
                 subscriptions: HashMap::new(),
                 inflight: Some(Inflight::default()),
-                connection: None,
+                connected: false,
+                kicked: None,
                 generation: 0,
                 expiry_interval: 0,
                 expires_at: None,
@@ -146,6 +142,7 @@ impl Session {
                 ended: false,
             }),
             notify: Notify::new(),
+            released: Notify::new(),
         }
     }
 
@@ -204,9 +201,13 @@ impl Session {
 
     /// Moves up to `max` deliveries from the front of the queue into `out`,
     /// at most `room` of them QoS 1/2 (the send window), stopping at the
-    /// first that does not fit so that order is kept.
-    pub fn take_batch(&self, out: &mut Vec<Delivery>, max: usize, mut room: usize) {
+    /// first that does not fit so that order is kept. Returns the kick, if
+    /// the registry asked the connection to close.
+    pub fn take_batch(&self, out: &mut Vec<Delivery>, max: usize, mut room: usize) -> Option<Kick> {
         let mut state = self.lock();
+        if let Some(kick) = state.kicked {
+            return Some(kick);
+        }
         while out.len() < max {
             match state.queue.front() {
                 Some(d) if d.qos == QoS::AtMostOnce || room > 0 => {
@@ -220,6 +221,23 @@ impl Session {
                 out.push(d);
             }
         }
+        None
+    }
+
+    /// Asks the owning connection to close.
+    pub fn kick(&self, kick: Kick) {
+        self.lock().kicked = Some(kick);
+        self.notify.notify_one();
+    }
+
+    /// Tells connections waiting to take the session over that it is free.
+    pub(crate) fn release(&self) {
+        self.released.notify_waiters();
+    }
+
+    /// Completes when the session may have been released (check again).
+    pub(crate) fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.released.notified()
     }
 
     /// Wakes the owning connection (something was queued).

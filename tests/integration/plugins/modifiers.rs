@@ -269,12 +269,15 @@ async fn queue_limits_apply_per_session() {
     raw.send(&subscribe_v5(1, vec![filter_v5("o", 1)], None))
         .await;
     raw.recv_kind(9).await;
-    let dropped_before = sluice_broker::metrics::Metrics::get(&broker.ctx.metrics.messages_dropped);
-    for i in 0..4u8 {
-        publisher.publish("o", 1, false, &[i]).await;
-    }
+    // The first message goes in flight (and stays there: never acked)...
+    publisher.publish("o", 1, false, &[0]).await;
     let first = raw.recv_kind(3).await.publish_v5();
     assert_eq!(first.payload[0], 0);
+    // ...then one of the next three waits in the queue; two are dropped.
+    let dropped_before = sluice_broker::metrics::Metrics::get(&broker.ctx.metrics.messages_dropped);
+    for i in 1..4u8 {
+        publisher.publish("o", 1, false, &[i]).await;
+    }
     eventually("online queue capped at one", || {
         sluice_broker::metrics::Metrics::get(&broker.ctx.metrics.messages_dropped)
             == dropped_before + 2

@@ -1,0 +1,426 @@
+//! `cargo xtask bench`: Sluice (without plugins, and with a 3-plugin wasm
+//! authentication chain) side by side with mosquitto, under the same
+//! `loadgen` scenarios, interleaved over several rounds; then the criterion
+//! micro-benchmarks. Writes the tables into `BENCHMARKS.md`.
+//!
+//! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
+//! the machine has two or more CPUs). Brokers are restarted for every round,
+//! and the idle-memory scenario runs first on a fresh broker.
+
+mod report;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::tools::{build_plugins, install_mosquitto};
+use crate::{cargo, sh};
+
+/// The brokers compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Broker {
+    Sluice,
+    SluiceChain,
+    Mosquitto,
+}
+
+impl Broker {
+    pub fn label(self) -> &'static str {
+        match self {
+            Broker::Sluice => "sluice",
+            Broker::SluiceChain => "sluice + 3-plugin chain",
+            Broker::Mosquitto => "mosquitto",
+        }
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            Broker::Sluice => 18_901,
+            Broker::SluiceChain => 18_902,
+            Broker::Mosquitto => 18_903,
+        }
+    }
+}
+
+/// One load scenario.
+pub struct Scenario {
+    pub name: &'static str,
+    /// `loadgen` arguments after the scenario name (quick, full).
+    args: (&'static str, &'static str),
+    /// Figures reported: (key in the loadgen output, label, higher is better).
+    pub figures: &'static [(&'static str, &'static str, bool)],
+    /// Whether the broker with the plugin chain runs it too.
+    with_chain: bool,
+}
+
+const THROUGHPUT: &[(&str, &str, bool)] = &[("msgs_per_sec", "msg/s", true)];
+const CONNECTS: &[(&str, &str, bool)] = &[
+    ("connects_per_sec", "connects/s", true),
+    ("per_cpu_sec", "connects per broker CPU-second", true),
+];
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "idle",
+        args: ("--conns 2000", "--conns 10000"),
+        figures: &[("bytes_per_conn", "bytes per idle connection", false)],
+        with_chain: false,
+    },
+    Scenario {
+        name: "fanin",
+        args: (
+            "--pubs 4 --msgs 20000 --size 64 --qos 0",
+            "--pubs 4 --msgs 50000 --size 64 --qos 0",
+        ),
+        figures: THROUGHPUT,
+        with_chain: true,
+    },
+    Scenario {
+        name: "fanin-qos1",
+        args: (
+            "--pubs 4 --msgs 5000 --size 64 --qos 1",
+            "--pubs 4 --msgs 20000 --size 64 --qos 1",
+        ),
+        figures: THROUGHPUT,
+        with_chain: false,
+    },
+    Scenario {
+        name: "fanout",
+        args: (
+            "--subs 8 --msgs 5000 --size 64 --qos 0",
+            "--subs 8 --msgs 20000 --size 64 --qos 0",
+        ),
+        figures: THROUGHPUT,
+        with_chain: false,
+    },
+    Scenario {
+        name: "pairs",
+        args: (
+            "--pairs 4 --msgs 20000 --size 64 --qos 0",
+            "--pairs 4 --msgs 50000 --size 64 --qos 0",
+        ),
+        figures: THROUGHPUT,
+        with_chain: false,
+    },
+    Scenario {
+        name: "shared",
+        args: (
+            "--pubs 4 --subs 4 --msgs 20000 --size 64 --qos 0",
+            "--pubs 4 --subs 4 --msgs 50000 --size 64 --qos 0",
+        ),
+        figures: THROUGHPUT,
+        with_chain: false,
+    },
+    Scenario {
+        name: "connect-1",
+        args: ("--workers 1 --secs 1", "--workers 1 --secs 3"),
+        figures: CONNECTS,
+        with_chain: true,
+    },
+    Scenario {
+        name: "connect-8",
+        args: ("--workers 8 --secs 1", "--workers 8 --secs 3"),
+        figures: CONNECTS,
+        with_chain: true,
+    },
+    Scenario {
+        name: "connect-32",
+        args: ("--workers 32 --secs 1", "--workers 32 --secs 3"),
+        figures: CONNECTS,
+        with_chain: true,
+    },
+    Scenario {
+        name: "latency",
+        args: (
+            "--rate 10000 --secs 2 --size 64",
+            "--rate 10000 --secs 5 --size 64",
+        ),
+        figures: &[
+            ("p50_us", "p50 µs at 10k msg/s", false),
+            ("p99_us", "p99 µs at 10k msg/s", false),
+            ("max_us", "max µs at 10k msg/s", false),
+        ],
+        with_chain: false,
+    },
+];
+
+/// Measured values: (broker, scenario, figure) → one value per round.
+pub type Results = BTreeMap<(Broker, &'static str, &'static str), Vec<f64>>;
+
+/// Loss seen per (broker, scenario), summed over rounds.
+pub type Losses = BTreeMap<(Broker, &'static str), f64>;
+
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let micro_only = args.iter().any(|a| a == "--micro-only");
+    let started = Instant::now();
+    if !micro_only {
+        sh(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "sluice-broker",
+            "--bin",
+            "sluice",
+            "-p",
+            "xtask",
+            "--bin",
+            "loadgen",
+        ]))?;
+        install_mosquitto()?;
+        build_plugins(root)?;
+    }
+    let machine = report::Machine::probe();
+    let load_before = report::loadavg();
+    let (results, losses) = if micro_only {
+        (Results::new(), Losses::new())
+    } else {
+        side_by_side(root, quick, machine.cpus >= 2)?
+    };
+    let micro = if quick {
+        None
+    } else {
+        Some(report::micro(root)?)
+    };
+    let load_after = report::loadavg();
+    let command = if quick {
+        "cargo xtask bench --quick"
+    } else if micro_only {
+        "cargo xtask bench --micro-only"
+    } else {
+        "cargo xtask bench"
+    };
+    let text = report::markdown(
+        &machine,
+        command,
+        (&load_before, &load_after),
+        started.elapsed(),
+        &results,
+        &losses,
+        micro.as_deref(),
+    );
+    println!("{text}");
+    if !micro_only {
+        std::fs::write(root.join("BENCHMARKS.md"), &text).context("cannot write BENCHMARKS.md")?;
+        eprintln!("xtask: wrote BENCHMARKS.md");
+    }
+    Ok(())
+}
+
+/// Runs every scenario against every broker, interleaved, `rounds` times.
+fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)> {
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let rounds = 3;
+    let mut results = Results::new();
+    let mut losses = Losses::new();
+    for round in 1..=rounds {
+        for broker in [Broker::Sluice, Broker::Mosquitto, Broker::SluiceChain] {
+            eprintln!("xtask: round {round}/{rounds}: {}", broker.label());
+            let mut running = start(root, &dir, broker, pin)?;
+            let outcome = (|| -> Result<()> {
+                for s in SCENARIOS {
+                    if broker == Broker::SluiceChain && !s.with_chain {
+                        continue;
+                    }
+                    let args = if quick { s.args.0 } else { s.args.1 };
+                    let cpu_before = cpu_secs(running.id())?;
+                    let out = loadgen(root, s.name, broker, args, running.id(), pin)?;
+                    let cpu = cpu_secs(running.id())? - cpu_before;
+                    for (key, _, _) in s.figures {
+                        let value = if *key == "per_cpu_sec" {
+                            field(&out, "connects")? / cpu.max(1e-9)
+                        } else {
+                            field(&out, key)?
+                        };
+                        results
+                            .entry((broker, s.name, key))
+                            .or_default()
+                            .push(value);
+                    }
+                    if let Ok(loss) = field(&out, "loss") {
+                        *losses.entry((broker, s.name)).or_default() += loss;
+                    }
+                }
+                Ok(())
+            })();
+            stop(&mut running);
+            outcome?;
+        }
+    }
+    Ok((results, losses))
+}
+
+/// Starts `broker` on its port and waits until it accepts connections.
+fn start(root: &Path, dir: &Path, broker: Broker, pin: bool) -> Result<Child> {
+    let port = broker.port();
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]);
+        c
+    } else {
+        Command::new("env")
+    };
+    match broker {
+        Broker::Sluice | Broker::SluiceChain => {
+            let config = dir.join(format!("sluice-{port}.toml"));
+            let mut text = format!(
+                "[server]\nbind = [\"127.0.0.1:{port}\"]\nallow_anonymous = {}\n\
+                 sys_interval_secs = 0\n\
+                 [session]\nmax_queued_messages = 1000000\n\
+                 [log]\nlevel = \"warn\"\n",
+                broker == Broker::Sluice
+            );
+            if broker == Broker::SluiceChain {
+                let plugins = dir.join("chain");
+                let _ = std::fs::remove_dir_all(&plugins);
+                std::fs::create_dir_all(&plugins)?;
+                for (file, verdict) in [("10-a", "next"), ("20-b", "next"), ("30-c", "ok")] {
+                    std::fs::copy(
+                        root.join("target/plugins/trivial.wasm"),
+                        plugins.join(format!("{file}.wasm")),
+                    )?;
+                    text.push_str(&format!(
+                        "[plugin.{file}.config]\nverdict = \"{verdict}\"\n"
+                    ));
+                }
+                text.push_str(&format!(
+                    "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n",
+                    plugins.display(),
+                    dir.join("plugin-cache").display()
+                ));
+            }
+            std::fs::write(&config, text)?;
+            cmd.arg(root.join("target/release/sluice"))
+                .arg("--config")
+                .arg(&config);
+        }
+        Broker::Mosquitto => {
+            let config = dir.join("mosquitto.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                     max_queued_messages 1000000\nlog_type error\n"
+                ),
+            )?;
+            let bin = if Path::new("/usr/sbin/mosquitto").exists() {
+                PathBuf::from("/usr/sbin/mosquitto")
+            } else {
+                PathBuf::from("mosquitto")
+            };
+            cmd.arg(bin).arg("-c").arg(&config);
+        }
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", broker.label()))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("{} exited at start ({status})", broker.label());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("{} did not start listening on {addr}", broker.label());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .context("short /proc stat")?
+        .iter()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    Ok(ticks / 100.0)
+}
+
+/// Runs one loadgen scenario; returns its JSON line.
+fn loadgen(
+    root: &Path,
+    scenario: &str,
+    broker: Broker,
+    args: &str,
+    pid: u32,
+    pin: bool,
+) -> Result<String> {
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]);
+        c.arg(root.join("target/release/loadgen"));
+        c
+    } else {
+        Command::new(root.join("target/release/loadgen"))
+    };
+    let name = scenario.split('-').next().unwrap_or(scenario);
+    let name = if scenario == "fanin-qos1" {
+        "fanin"
+    } else {
+        name
+    };
+    cmd.arg(name)
+        .args(["--addr", &format!("127.0.0.1:{}", broker.port())])
+        .args(args.split_whitespace());
+    if name == "idle" {
+        cmd.args(["--pid", &pid.to_string()]);
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run loadgen")?;
+    if !out.status.success() {
+        bail!("loadgen {scenario} against {} failed", broker.label());
+    }
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("xtask:   {:<12} {line}", scenario);
+    Ok(line)
+}
+
+/// A number from a flat JSON object.
+fn field(json: &str, key: &str) -> Result<f64> {
+    let pat = format!("\"{key}\":");
+    let at = json
+        .find(&pat)
+        .with_context(|| format!("no {key} in {json}"))?
+        + pat.len();
+    json[at..]
+        .chars()
+        .take_while(|c| !matches!(c, ',' | '}'))
+        .collect::<String>()
+        .trim()
+        .parse()
+        .with_context(|| format!("bad {key} in {json}"))
+}

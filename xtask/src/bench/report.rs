@@ -1,0 +1,271 @@
+//! Turning measurements into the `BENCHMARKS.md` tables, and the criterion
+//! micro-benchmarks with their summary.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{Broker, Losses, Results, SCENARIOS};
+use crate::{cargo, sh};
+
+/// What the numbers were measured on.
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub date: String,
+}
+
+impl Machine {
+    pub fn probe() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let output = |cmd: &str, args: &[&str]| -> String {
+            Command::new(cmd)
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
+        };
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model,
+            kernel: output("uname", &["-sr"]),
+            date: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+}
+
+/// The 1/5/15-minute load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn human(v: f64) -> String {
+    if !v.is_finite() {
+        "—".into()
+    } else if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn cell(values: Option<&Vec<f64>>) -> String {
+    match values {
+        None => "—".into(),
+        Some(v) if v.is_empty() => "—".into(),
+        Some(v) => {
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{} ({}–{})", human(median(v)), human(min), human(max))
+        }
+    }
+}
+
+/// The whole `BENCHMARKS.md`.
+pub fn markdown(
+    machine: &Machine,
+    command: &str,
+    load: (&str, &str),
+    took: Duration,
+    results: &Results,
+    losses: &Losses,
+    micro: Option<&str>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Measured {} on {} CPUs ({}), {}, with `{command}` \
+         (took {:.0} s; load average {} before, {} after).\n",
+        machine.date,
+        machine.cpus,
+        machine.cpu_model,
+        machine.kernel,
+        took.as_secs_f64(),
+        load.0,
+        load.1
+    );
+    if !results.is_empty() {
+        let _ = writeln!(
+            s,
+            "Each broker runs alone, pinned to CPU 1; the load generator \
+             (`xtask/src/bin/loadgen`) is pinned to CPU 0. Brokers restart every \
+             round and the rounds interleave (Sluice, mosquitto, Sluice with a \
+             3-plugin wasm authentication chain); cells are the median of 3 \
+             rounds with (min–max). Both brokers queue up to 1,000,000 messages \
+             per client; mosquitto 2 from Debian runs with persistence off. \
+             Messages are 64 bytes, QoS 0 unless stated.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| scenario | figure | sluice | sluice + chain | mosquitto | sluice / mosquitto |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for sc in SCENARIOS {
+            for (key, label, higher) in sc.figures {
+                let get = |b: Broker| results.get(&(b, sc.name, *key));
+                if get(Broker::Sluice).is_none() {
+                    continue;
+                }
+                let ratio = match (get(Broker::Sluice), get(Broker::Mosquitto)) {
+                    (Some(a), Some(b)) if median(b) > 0.0 => {
+                        let r = median(a) / median(b);
+                        format!("{r:.2}×{}", if *higher { "" } else { " (lower is better)" })
+                    }
+                    _ => "—".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {label} | {} | {} | {} | {ratio} |",
+                    sc.name,
+                    cell(get(Broker::Sluice)),
+                    cell(get(Broker::SluiceChain)),
+                    cell(get(Broker::Mosquitto)),
+                );
+            }
+        }
+        let lossy: Vec<String> = losses
+            .iter()
+            .filter(|(_, l)| **l > 0.0)
+            .map(|((b, sc), l)| format!("{} {sc}: {l:.0}", b.label()))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nMessages lost over all rounds: {}.\n",
+            if lossy.is_empty() {
+                "none".to_owned()
+            } else {
+                lossy.join(", ")
+            }
+        );
+        let _ = writeln!(
+            s,
+            "Scenarios (`loadgen SCENARIO`): `idle` opens 10,000 connections that \
+             only CONNECT and reads the broker's RSS before and after; `fanin` is 4 \
+             publishers → 1 subscriber; `fanout` 1 → 8; `pairs` 4 independent \
+             pairs; `shared` 4 publishers → a 4-member shared subscription; \
+             `connect-N` is N clients in a CONNECT → CONNACK → DISCONNECT loop \
+             (the second figure divides connects by the broker's CPU time, since a \
+             single load-generator core limits the rate itself); `latency` sends \
+             10,000 msg/s from one publisher to one subscriber with send times in \
+             the payloads.\n"
+        );
+    }
+    if let Some(m) = micro {
+        let _ = writeln!(s, "## Micro-benchmarks (criterion)\n\n{m}");
+    }
+    s
+}
+
+/// Runs the criterion benchmarks and summarises their medians.
+pub fn micro(root: &Path) -> Result<String> {
+    crate::tools::build_plugins(root)?;
+    sh(cargo().args([
+        "bench",
+        "-p",
+        "sluice-broker",
+        "--",
+        "--warm-up-time",
+        "1",
+        "--measurement-time",
+        "3",
+    ]))?;
+    let median_ns = |name: &str| -> Result<f64> {
+        let path = root.join(format!("target/criterion/{name}/new/estimates.json"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let at = text.find("\"median\"").context("no median in estimates")?;
+        super::field(&text[at + 9..], "point_estimate")
+    };
+    let mut s = String::from("| benchmark | median | goal |\n|---|---|---|\n");
+    let rows: &[(&str, &str, &str)] = &[
+        (
+            "codec/decode-publish-v3",
+            "decode a 64-byte PUBLISH (MQTT 3.1.1)",
+            "",
+        ),
+        (
+            "codec/decode-publish-v5",
+            "decode a 64-byte PUBLISH with properties (MQTT 5)",
+            "",
+        ),
+        (
+            "codec/encode-publish-v3",
+            "encode a 64-byte PUBLISH (MQTT 3.1.1)",
+            "",
+        ),
+        (
+            "codec/encode-publish-v5",
+            "encode a 64-byte PUBLISH with properties (MQTT 5)",
+            "",
+        ),
+        (
+            "match/10k",
+            "match a topic against 10k subscriptions (mixed wildcards)",
+            "",
+        ),
+        (
+            "match/100k",
+            "match a topic against 100k subscriptions (mixed wildcards)",
+            "",
+        ),
+        (
+            "hook/trivial",
+            "one trivial hook through the plugin chain",
+            "≤ 1 µs",
+        ),
+        ("hook/chain-5", "5-plugin chain (4 × next, then ok)", ""),
+        (
+            "connect/no-plugins",
+            "CONNECT→CONNACK, in-process, no plugins",
+            "",
+        ),
+        (
+            "connect/chain-3",
+            "CONNECT→CONNACK, in-process, 3-plugin chain",
+            "",
+        ),
+        (
+            "load/20-cached",
+            "start-up of 20 plugins from the artifact cache",
+            "milliseconds",
+        ),
+    ];
+    for (name, label, goal) in rows {
+        let ns = median_ns(name)?;
+        let value = if ns >= 1e6 {
+            format!("{:.2} ms", ns / 1e6)
+        } else if ns >= 1e3 {
+            format!("{:.2} µs", ns / 1e3)
+        } else {
+            format!("{ns:.0} ns")
+        };
+        let _ = writeln!(s, "| {label} (`{name}`) | {value} | {goal} |");
+    }
+    Ok(s)
+}

@@ -1,0 +1,110 @@
+//! A raw MQTT connection for the load generator: buffered reads, frames
+//! handed to a callback without copying.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::wire::{self, Frame};
+
+/// Read buffer size.
+const BUF: usize = 256 * 1024;
+
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    /// Bytes of `buf` holding data.
+    len: usize,
+}
+
+impl Conn {
+    /// Connects and completes the MQTT CONNECT (clean session).
+    pub async fn open(addr: SocketAddr, client_id: &str) -> Result<Conn> {
+        Self::open_with_buffer(addr, client_id, BUF).await
+    }
+
+    /// Like [`Conn::open`] with a read buffer of `buf` bytes (small for
+    /// connections that only sit idle).
+    pub async fn open_with_buffer(addr: SocketAddr, client_id: &str, buf: usize) -> Result<Conn> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            buf: vec![0; buf],
+            len: 0,
+        };
+        conn.stream
+            .write_all(&wire::connect(client_id, true, 0))
+            .await?;
+        let ack = conn.expect(2).await?;
+        if ack.1 != [0, 0] {
+            bail!("CONNACK refused for {client_id}: {:?}", ack.1);
+        }
+        Ok(conn)
+    }
+
+    /// Subscribes and waits for SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: u8) -> Result<()> {
+        self.stream
+            .write_all(&wire::subscribe(1, filter, qos))
+            .await?;
+        let (_, body) = self.expect(9).await?;
+        if body.get(2).is_none_or(|code| *code >= 0x80) {
+            bail!("SUBSCRIBE {filter} refused");
+        }
+        Ok(())
+    }
+
+    /// Reads until a frame of `kind` arrives; returns (first byte, body).
+    pub async fn expect(&mut self, kind: u8) -> Result<(u8, Vec<u8>)> {
+        let mut found = None;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while found.is_none() {
+                self.read_some(|buf, f| {
+                    if f.kind() == kind && found.is_none() {
+                        found = Some((f.first, buf[f.start..f.end].to_vec()));
+                    }
+                })
+                .await?;
+            }
+            anyhow::Ok(())
+        })
+        .await
+        .context("timed out waiting for the broker")??;
+        found.context("no frame")
+    }
+
+    /// One read from the socket; calls `on_frame` for every complete frame.
+    /// Fails when the connection closes.
+    pub async fn read_some(&mut self, mut on_frame: impl FnMut(&[u8], &Frame)) -> Result<()> {
+        let n = self.stream.read(&mut self.buf[self.len..]).await?;
+        if n == 0 {
+            bail!("connection closed by the broker");
+        }
+        self.len += n;
+        let mut at = 0;
+        while let Some(f) = wire::parse(&self.buf[..self.len], at) {
+            on_frame(&self.buf[..self.len], &f);
+            at = f.end;
+        }
+        self.buf.copy_within(at..self.len, 0);
+        self.len -= at;
+        if self.len == self.buf.len() {
+            // A frame larger than the buffer: grow.
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        Ok(())
+    }
+
+    /// Sends PINGREQ and waits for PINGRESP: everything sent before it has
+    /// been processed by the broker.
+    pub async fn barrier(&mut self) -> Result<()> {
+        self.stream.write_all(&wire::PINGREQ).await?;
+        self.expect(13).await.map(|_| ())
+    }
+}

@@ -1,0 +1,90 @@
+//! `loadgen`: the MQTT load generator behind `cargo xtask bench`.
+//!
+//! ```text
+//! loadgen SCENARIO --addr ADDR [options]
+//!   fanin    --pubs N --msgs N --size B --qos Q
+//!   fanout   --subs N --msgs N --size B --qos Q
+//!   pairs    --pairs N --msgs N --size B --qos Q
+//!   shared   --pubs N --subs N --msgs N --size B --qos Q
+//!   connect  --workers N --secs S
+//!   latency  --rate R --secs S --size B
+//!   idle     --pid PID --conns N
+//! ```
+//!
+//! Prints one JSON line of figures. Targets the given address only (the
+//! benchmarks use 127.0.0.1), and every scenario is bounded in count and
+//! time.
+
+#![allow(clippy::print_stdout, reason = "the result goes to stdout")]
+
+mod client;
+mod scenarios;
+mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let scenario = args
+        .next()
+        .context("usage: loadgen SCENARIO --addr ADDR [options]")?;
+    let mut opts: HashMap<String, String> = HashMap::new();
+    while let Some(k) = args.next() {
+        let key = k
+            .strip_prefix("--")
+            .with_context(|| format!("unexpected argument {k}"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("--{key} needs a value"))?;
+        opts.insert(key.to_owned(), value);
+    }
+    let get = |k: &str, default: &str| -> String {
+        opts.get(k).cloned().unwrap_or_else(|| default.to_owned())
+    };
+    let num = |k: &str, default: &str| -> Result<usize> {
+        get(k, default)
+            .parse()
+            .with_context(|| format!("--{k} must be a number"))
+    };
+    let addr: SocketAddr = get("addr", "127.0.0.1:1883")
+        .parse()
+        .context("--addr must be ADDR:PORT")?;
+    if !addr.ip().is_loopback() {
+        bail!("the load generator only targets loopback addresses");
+    }
+    let (msgs, size, qos) = (
+        num("msgs", "50000")?,
+        num("size", "64")?,
+        num("qos", "0")? as u8,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(async {
+        match scenario.as_str() {
+            "fanin" => scenarios::fanin(addr, num("pubs", "4")?, msgs, size, qos).await,
+            "fanout" => scenarios::fanout(addr, num("subs", "8")?, msgs, size, qos).await,
+            "pairs" => scenarios::pairs(addr, num("pairs", "4")?, msgs, size, qos).await,
+            "shared" => {
+                scenarios::shared(addr, num("pubs", "4")?, num("subs", "4")?, msgs, size, qos).await
+            }
+            "connect" => {
+                let secs: f64 = get("secs", "5").parse().context("--secs")?;
+                scenarios::connects(addr, num("workers", "8")?, secs).await
+            }
+            "latency" => {
+                let secs: f64 = get("secs", "5").parse().context("--secs")?;
+                scenarios::latency(addr, num("rate", "10000")? as u64, secs, size).await
+            }
+            "idle" => {
+                scenarios::idle_memory(addr, num("pid", "0")? as u32, num("conns", "10000")?).await
+            }
+            other => bail!("unknown scenario {other}"),
+        }
+    })?;
+    println!("{}", outcome.json(&scenario));
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! MQTT 3.1.1 packets as the load generator needs them: encoded once, up
+//! front, and a minimal frame reader for what brokers send back.
+
+/// Appends a remaining length.
+fn varint(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(first);
+    varint(&mut out, body.len());
+    out.extend_from_slice(body);
+    out
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub fn connect(client_id: &str, clean: bool, keep_alive: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(&mut body, "MQTT");
+    body.push(4);
+    body.push(if clean { 0x02 } else { 0 });
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    string(&mut body, client_id);
+    packet(0x10, &body)
+}
+
+pub fn subscribe(packet_id: u16, filter: &str, qos: u8) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    string(&mut body, filter);
+    body.push(qos);
+    packet(0x82, &body)
+}
+
+pub fn publish(topic: &str, qos: u8, packet_id: u16, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(topic.len() + payload.len() + 4);
+    string(&mut body, topic);
+    if qos > 0 {
+        body.extend_from_slice(&packet_id.to_be_bytes());
+    }
+    body.extend_from_slice(payload);
+    packet(0x30 | (qos << 1), &body)
+}
+
+pub fn puback(packet_id: u16) -> [u8; 4] {
+    let id = packet_id.to_be_bytes();
+    [0x40, 2, id[0], id[1]]
+}
+
+pub const PINGREQ: [u8; 2] = [0xC0, 0];
+pub const DISCONNECT: [u8; 2] = [0xE0, 0];
+
+/// One packet received: first byte and body range in the buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    pub first: u8,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Frame {
+    pub fn kind(&self) -> u8 {
+        self.first >> 4
+    }
+}
+
+/// Parses the frame at the front of `buf[at..]`; `None` when incomplete.
+pub fn parse(buf: &[u8], at: usize) -> Option<Frame> {
+    let rest = buf.get(at..)?;
+    let first = *rest.first()?;
+    let mut len = 0usize;
+    let mut i = 1;
+    loop {
+        let b = *rest.get(i)?;
+        len |= usize::from(b & 0x7F) << (7 * (i - 1));
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if i > 4 {
+            return None;
+        }
+    }
+    let start = at + i;
+    let end = start + len;
+    (end <= buf.len()).then_some(Frame { first, start, end })
+}
+
+/// Topic and payload of a PUBLISH frame.
+pub fn publish_parts<'a>(buf: &'a [u8], f: &Frame) -> (&'a [u8], Option<u16>, &'a [u8]) {
+    let body = &buf[f.start..f.end];
+    let tlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let topic = &body[2..2 + tlen];
+    let qos = (f.first >> 1) & 3;
+    if qos > 0 {
+        let id = u16::from_be_bytes([body[2 + tlen], body[3 + tlen]]);
+        (topic, Some(id), &body[4 + tlen..])
+    } else {
+        (topic, None, &body[2 + tlen..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut buf = publish("bench/1", 1, 7, b"hello");
+        buf.extend_from_slice(&PINGREQ);
+        let f = parse(&buf, 0).unwrap();
+        assert_eq!(f.kind(), 3);
+        assert_eq!(
+            publish_parts(&buf, &f),
+            (&b"bench/1"[..], Some(7), &b"hello"[..])
+        );
+        let g = parse(&buf, f.end).unwrap();
+        assert_eq!((g.kind(), g.end), (12, buf.len()));
+        assert!(parse(&buf[..buf.len() - 1], f.end).is_none());
+    }
+}
