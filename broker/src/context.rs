@@ -23,8 +23,8 @@ pub struct Context {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub plugins: Arc<Plugins>,
-    /// Queue limits of sessions no plugin changed.
-    pub default_limits: QueueLimits,
+    /// Queue limits of sessions no plugin changed (shared by them).
+    pub default_limits: Arc<QueueLimits>,
     pub started: Instant,
     id_seed: u64,
     id_counter: AtomicU64,
@@ -41,7 +41,7 @@ impl Context {
             plugins.clone(),
         ));
         Context {
-            default_limits: QueueLimits::from_config(&config.session),
+            default_limits: Arc::new(QueueLimits::from_config(&config.session)),
             config,
             router,
             registry,

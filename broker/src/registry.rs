@@ -2,11 +2,12 @@
 //! takes sessions over from older connections, and ends sessions (on clean
 //! disconnect or expiry), publishing delayed Will messages on the way.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::message::Will;
@@ -39,9 +40,9 @@ pub struct Attached {
 
 /// Per-session settings a connection brings (from the config, or a
 /// plugin's modifiers); they replace those of a resumed session.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Profile {
-    pub limits: QueueLimits,
+    pub limits: Arc<QueueLimits>,
     pub upgrade_qos: bool,
 }
 
@@ -56,11 +57,39 @@ pub struct Departure {
     pub expiry_interval: u32,
 }
 
+/// A session in the registry's set, found by its identity (so the set
+/// stores one pointer per session, not a copy of the key).
+#[derive(Debug, Clone)]
+struct Entry(Arc<Session>);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl Eq for Entry {}
+
+impl std::hash::Hash for Entry {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<SubscriberId> for Entry {
+    fn borrow(&self) -> &SubscriberId {
+        self.0.id()
+    }
+}
+
 /// All sessions of the broker, by identity.
 #[derive(Debug)]
 pub struct Registry {
-    sessions: Mutex<HashMap<SubscriberId, Arc<Session>>>,
+    sessions: Mutex<HashSet<Entry>>,
     next_key: AtomicU64,
+    /// Wakes connections waiting to take a session over when any session
+    /// is released (takeovers are rare; each waiter checks its own).
+    released: Notify,
     router: Arc<Router>,
     metrics: Arc<Metrics>,
     plugins: Arc<Plugins>,
@@ -70,15 +99,16 @@ impl Registry {
     /// An empty registry routing through `router`.
     pub fn new(router: Arc<Router>, metrics: Arc<Metrics>, plugins: Arc<Plugins>) -> Self {
         Registry {
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashSet::new()),
             next_key: AtomicU64::new(1),
+            released: Notify::new(),
             router,
             metrics,
             plugins,
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<SubscriberId, Arc<Session>>> {
+    fn map(&self) -> MutexGuard<'_, HashSet<Entry>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -94,7 +124,7 @@ impl Registry {
 
     /// The session of `id`, if any.
     pub fn get(&self, id: &SubscriberId) -> Option<Arc<Session>> {
-        self.map().get(id).cloned()
+        self.map().get(id).map(|e| e.0.clone())
     }
 
     /// Attaches the session `id` to a new connection: resumes the existing
@@ -111,10 +141,11 @@ impl Registry {
             let existing = {
                 let mut map = self.map();
                 match map.get(&id) {
-                    Some(s) => s.clone(),
+                    Some(e) => e.0.clone(),
                     None => {
                         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-                        let session = Arc::new(Session::new(key, id.clone(), profile.limits));
+                        let session =
+                            Arc::new(Session::new(key, id.clone(), profile.limits.clone()));
                         {
                             let mut state = session.lock();
                             state.connected = true;
@@ -122,7 +153,7 @@ impl Registry {
                         }
                         session.set_upgrade_qos(profile.upgrade_qos);
                         session.set_online(true);
-                        map.insert(id, session.clone());
+                        map.insert(Entry(session.clone()));
                         return Ok(Attached {
                             session,
                             session_present: false,
@@ -138,8 +169,7 @@ impl Registry {
                 Resume(Inflight),
             }
             // Registered before looking, so a release in between wakes us.
-            let waiter = existing.clone();
-            let released = waiter.released();
+            let released = self.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
             let next = {
@@ -153,11 +183,10 @@ impl Registry {
                 } else {
                     state.connected = true;
                     state.kicked = None;
-                    state.limits = profile.limits;
+                    state.limits = profile.limits.clone();
                     state.generation += 1;
                     state.pending_will = None;
-                    state.expires_at = None;
-                    Next::Resume(state.inflight.take().unwrap_or_default())
+                    Next::Resume(state.inflight.take().map(|f| *f).unwrap_or_default())
                 }
             };
             let inflight = match next {
@@ -201,7 +230,7 @@ impl Registry {
             state.connected = false;
             state.kicked = None;
             session.set_online(false);
-            state.inflight = Some(inflight);
+            state.inflight = Some(Box::new(inflight));
             state.expiry_interval = expiry_interval;
             let dropped = if state.limits.qos0_offline {
                 0
@@ -252,7 +281,6 @@ impl Registry {
         }
         if expiry_interval != u32::MAX {
             let after = Duration::from_secs(u64::from(expiry_interval));
-            session.lock().expires_at = Some(Instant::now() + after);
             let registry = self.clone();
             let session = session.clone();
             tokio::spawn(async move {
@@ -321,9 +349,24 @@ impl Registry {
         let mut map = self.map();
         if map
             .get(session.id())
-            .is_some_and(|s| Arc::ptr_eq(s, session))
+            .is_some_and(|e| Arc::ptr_eq(&e.0, session))
         {
             map.remove(session.id());
+        }
+    }
+
+    /// A connection let go of `session`: a connection waiting to take it
+    /// over may now.
+    pub fn release(&self, session: &Session) {
+        let _ = session;
+        self.released.notify_waiters();
+    }
+
+    /// Asks every connected session's connection to close (shutdown).
+    pub fn kick_all(&self, kick: Kick) {
+        let sessions: Vec<Arc<Session>> = self.map().iter().map(|e| e.0.clone()).collect();
+        for s in sessions.iter().filter(|s| s.is_online()) {
+            s.kick(kick);
         }
     }
 

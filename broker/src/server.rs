@@ -92,11 +92,17 @@ impl Server {
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let mut accept_loops = Vec::new();
         for listener in self.listeners {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!("listening on {addr} (mqtt over tcp)");
-            }
+            let Ok(addr) = listener.local_addr() else {
+                continue;
+            };
+            tracing::info!("listening on {addr} (mqtt over tcp)");
+            let info = Arc::new(connection::Listener {
+                addr,
+                kind: crate::plugins::ListenerKind::Tcp,
+            });
             accept_loops.push(tokio::spawn(accept_loop(
                 listener,
+                info,
                 self.ctx.clone(),
                 stop_rx.clone(),
                 alive_tx.clone(),
@@ -108,6 +114,7 @@ impl Server {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
+        self.ctx.registry.kick_all(crate::session::Kick::Shutdown);
         for l in accept_loops {
             l.abort();
             let _ = l.await;
@@ -123,6 +130,7 @@ impl Server {
 
 async fn accept_loop(
     listener: TcpListener,
+    info: Arc<connection::Listener>,
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
@@ -132,7 +140,7 @@ async fn accept_loop(
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                spawn_connection(stream, peer, &ctx, &stop, &alive);
+                spawn_connection(stream, peer, &info, &ctx, &stop, &alive);
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of
@@ -148,6 +156,7 @@ async fn accept_loop(
 fn spawn_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: &Arc<connection::Listener>,
     ctx: &Arc<Context>,
     stop: &watch::Receiver<bool>,
     alive: &mpsc::Sender<()>,
@@ -156,9 +165,9 @@ fn spawn_connection(
     let ctx = ctx.clone();
     let stop = stop.clone();
     let alive = alive.clone();
+    let listener = listener.clone();
     tokio::spawn(async move {
-        let local = stream.local_addr().unwrap_or(peer);
-        connection::run(ctx, stream, peer, local, stop).await;
+        connection::run(ctx, stream, peer, listener, stop).await;
         drop(alive);
     });
 }

@@ -63,7 +63,7 @@ fn publish_all(ctx: &Context, publisher: u64) {
             ctx.router.retained_count().to_string(),
         ),
     ];
-    let mountpoint: Arc<str> = Arc::from("");
+    let mountpoint = crate::session::default_mountpoint();
     for (topic, value) in stats {
         let Ok(topic) = TopicName::new(topic) else {
             continue;

@@ -3,7 +3,6 @@
 //! authentication and the authentication chain, apply the plugins'
 //! modifiers, attach the session and answer CONNACK.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use super::throttle::RateLimit;
-use super::{Connection, Negotiated, Stats, Transport};
+use super::{Connection, Listener, Negotiated, Stats, Transport};
 use crate::codec::{
     self, AckKind, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder,
     OutgoingPublish, Packet, ProtocolVersion,
@@ -20,8 +19,8 @@ use crate::codec::{
 use crate::context::Context;
 use crate::message::{Message, Will};
 use crate::plugins::{
-    AuthOutcome, AuthRequest, AuthStep, ConnectionInfo, Event, ListenerKind, Modifiers,
-    RegisterOutcome, RegisterRequest,
+    AuthOutcome, AuthRequest, AuthStep, ConnectionInfo, Event, Modifiers, RegisterOutcome,
+    RegisterRequest,
 };
 use crate::reason::ReasonCode;
 use crate::registry::Profile;
@@ -149,7 +148,7 @@ pub(super) async fn accept<T: Transport>(
     ctx: &Arc<Context>,
     stream: &mut T,
     peer: SocketAddr,
-    local: SocketAddr,
+    listener: Arc<Listener>,
 ) -> Option<Box<Connection>> {
     let config = &ctx.config;
     let mut decoder = Decoder::new(config.mqtt.max_packet_size);
@@ -200,7 +199,7 @@ pub(super) async fn accept<T: Transport>(
         }
     };
     let version = connect.version;
-    let conn_info = ConnectionInfo::new(peer, local, ListenerKind::Tcp);
+    let conn_info = ConnectionInfo::new(peer, listener.addr, listener.kind);
     let mut handshake = Handshake {
         ctx,
         connect: &connect,
@@ -215,7 +214,10 @@ pub(super) async fn accept<T: Transport>(
             return None;
         }
     };
-    establish(ctx, stream, connect, conn_info, admitted, decoder, rbuf).await
+    establish(
+        ctx, stream, connect, conn_info, listener, admitted, decoder, rbuf,
+    )
+    .await
 }
 
 /// The state of the CONNECT exchange before the session is attached.
@@ -255,7 +257,7 @@ impl Handshake<'_> {
             props.assigned_client_identifier = Some(client_id.as_str().to_owned());
         }
         let id = SubscriberId {
-            mountpoint: Arc::from(""),
+            mountpoint: crate::session::default_mountpoint(),
             client_id,
         };
 
@@ -454,6 +456,7 @@ async fn establish<T: Transport>(
     stream: &mut T,
     connect: Box<Connect>,
     conn_info: ConnectionInfo,
+    listener: Arc<Listener>,
     admitted: Admitted,
     mut decoder: Decoder,
     rbuf: BytesMut,
@@ -472,13 +475,18 @@ async fn establish<T: Transport>(
         modifiers: m,
     } = admitted;
 
-    let mut limits = ctx.default_limits;
-    if let Some(n) = m.max_online_messages {
-        limits.max_online = n.get() as usize;
-    }
-    if let Some(n) = m.max_offline_messages {
-        limits.max_offline = n as usize;
-    }
+    let limits = if m.max_online_messages.is_none() && m.max_offline_messages.is_none() {
+        ctx.default_limits.clone()
+    } else {
+        let mut limits = *ctx.default_limits;
+        if let Some(n) = m.max_online_messages {
+            limits.max_online = n.get() as usize;
+        }
+        if let Some(n) = m.max_offline_messages {
+            limits.max_offline = n as usize;
+        }
+        Arc::new(limits)
+    };
     let profile = Profile {
         limits,
         upgrade_qos: m.upgrade_qos.unwrap_or(false),
@@ -541,7 +549,7 @@ async fn establish<T: Transport>(
     let mut conn = Box::new(Connection {
         ctx: ctx.clone(),
         peer,
-        conn_info,
+        listener,
         session: attached.session,
         mountpoint,
         decoder,
@@ -550,10 +558,9 @@ async fn establish<T: Transport>(
         rbuf,
         out: BytesMut::new(),
         batch: Vec::new(),
-        inbound_aliases: HashMap::new(),
-        outbound_aliases: HashMap::new(),
+        aliases: None,
         last_packet: Instant::now(),
-        rate: m.max_message_rate.map(RateLimit::new),
+        rate: m.max_message_rate.map(|r| Box::new(RateLimit::new(r))),
         paused_until: None,
         reauthenticating: false,
         stats: Stats::default(),
@@ -583,7 +590,7 @@ async fn establish<T: Transport>(
     if let Err(close) = conn.process_input().await {
         let session = conn.session.clone();
         conn.finish(stream, close).await;
-        session.release();
+        ctx.registry.release(&session);
         return None;
     }
     Some(conn)

@@ -12,7 +12,7 @@ use crate::codec::{
     self, Ack, AckKind, Auth, Packet, Publish, QoS, RetainHandling, SubAck, Subscribe, Unsubscribe,
 };
 use crate::message::{Delivery, Message};
-use crate::plugins::{AuthOutcome, AuthRequest, AuthStep};
+use crate::plugins::{AuthOutcome, AuthRequest, AuthStep, ConnectionInfo};
 use crate::reason::ReasonCode;
 use crate::session::{HeldSubscription, OutState};
 use crate::topic::{Subscription, TopicName};
@@ -72,7 +72,8 @@ impl Connection {
                 ReasonCode::PROTOCOL_ERROR,
                 "second CONNECT on a connection",
             )),
-            Packet::Auth(a) => self.on_auth(a).await,
+            // Rare and large: its state lives on the heap while it runs.
+            Packet::Auth(a) => Box::pin(self.on_auth(a)).await,
         }
     }
 
@@ -100,8 +101,9 @@ impl Connection {
                 ));
             }
         };
+        let conn_info = ConnectionInfo::new(self.peer, self.listener.addr, self.listener.kind);
         let request = AuthRequest {
-            conn: &self.conn_info,
+            conn: &conn_info,
             id: self.session.id(),
             username: self.neg.username.as_deref(),
             step,
@@ -262,8 +264,9 @@ impl Connection {
                 ),
             ));
         }
+        let aliases = &mut self.aliases.get_or_insert_with(Box::default).inbound;
         if p.topic.is_empty() {
-            return self.inbound_aliases.get(&alias).cloned().ok_or_else(|| {
+            return aliases.get(&alias).cloned().ok_or_else(|| {
                 Close::server(
                     ReasonCode::PROTOCOL_ERROR,
                     format!("topic alias {alias} used before it was set"),
@@ -272,7 +275,7 @@ impl Connection {
         }
         let topic = TopicName::new(&p.topic)
             .map_err(|e| Close::server(ReasonCode::TOPIC_NAME_INVALID, e.to_string()))?;
-        self.inbound_aliases.insert(alias, topic.clone());
+        aliases.insert(alias, topic.clone());
         Ok(topic)
     }
 

@@ -14,8 +14,10 @@ mod throttle;
 mod transport;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -27,7 +29,7 @@ use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
 use crate::context::Context;
 use crate::message::{Delivery, Will};
 use crate::metrics::Metrics;
-use crate::plugins::ConnectionInfo;
+use crate::plugins::ListenerKind;
 use crate::reason::ReasonCode;
 use crate::registry::Departure;
 use crate::session::{Inflight, Kick, Session};
@@ -120,7 +122,8 @@ pub(crate) struct Negotiated {
 pub(crate) struct Connection {
     ctx: Arc<Context>,
     peer: SocketAddr,
-    conn_info: ConnectionInfo,
+    /// The listener the client came through.
+    listener: Arc<Listener>,
     session: Arc<Session>,
     mountpoint: Arc<str>,
     decoder: Decoder,
@@ -129,16 +132,40 @@ pub(crate) struct Connection {
     rbuf: BytesMut,
     out: BytesMut,
     batch: Vec<Delivery>,
-    inbound_aliases: HashMap<u16, TopicName>,
-    outbound_aliases: HashMap<TopicName, u16>,
+    /// MQTT 5 topic aliases, both ways (created on first use).
+    aliases: Option<Box<Aliases>>,
     last_packet: Instant,
     /// The client's PUBLISH rate limit, if a plugin set one.
-    rate: Option<throttle::RateLimit>,
+    rate: Option<Box<throttle::RateLimit>>,
     /// Reading is paused until then (rate limit).
     paused_until: Option<Instant>,
     /// A re-authentication is in progress: the client owes an AUTH 0x18.
     reauthenticating: bool,
     stats: Stats,
+}
+
+/// A listener's facts, shared by its connections.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+/// What woke the connection.
+enum Event {
+    Writable,
+    Readable,
+    Queued,
+    Timer,
+}
+
+/// Topic aliases of an MQTT 5 connection.
+#[derive(Debug, Default)]
+struct Aliases {
+    /// Set by the client.
+    inbound: HashMap<u16, TopicName>,
+    /// Assigned by the broker.
+    outbound: HashMap<TopicName, u16>,
 }
 
 /// Per-connection counters, added to the broker's in batches.
@@ -162,13 +189,13 @@ pub(crate) async fn run(
     ctx: Arc<Context>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    local: SocketAddr,
+    listener: Arc<Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // The handshake's state is large and short-lived: on the heap, so that
     // the task of an established connection stays small.
     let accepted = tokio::select! {
-        r = Box::pin(handshake::accept(&ctx, &mut stream, peer, local)) => r,
+        r = Box::pin(handshake::accept(&ctx, &mut stream, peer, listener)) => r,
         () = stopping(&mut shutdown) => None,
     };
     let Some(mut conn) = accepted else {
@@ -181,83 +208,128 @@ pub(crate) async fn run(
         "client connected"
     );
 
-    let close = conn.serve(&stream, &mut shutdown).await;
+    // Once registered, shutdown reaches the connection as a kick through
+    // its session; check for one that came before.
+    let close = if *shutdown.borrow() {
+        Close::Shutdown
+    } else {
+        conn.serve(&stream).await
+    };
     let session = conn.session.clone();
     Box::pin(conn.finish(&mut stream, close)).await;
     ctx.metrics
         .clients_connected
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     // Only now may a connection waiting to take the session over have it.
-    session.release();
+    ctx.registry.release(&session);
 }
 
 impl Connection {
-    async fn serve<T: Transport>(
-        &mut self,
-        stream: &T,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Close {
+    async fn serve<T: Transport>(&mut self, stream: &T) -> Close {
         let keep_alive = self.neg.keep_alive;
         let timeout = keep_alive + keep_alive / 2;
-        let sleep = tokio::time::sleep(timeout);
+        // One timer for keep alive, connection lifetime and rate-limit
+        // pauses: it fires at the earliest and each is checked then.
+        let mut keepalive_check = (!keep_alive.is_zero()).then(|| Instant::now() + timeout);
+        let mut armed: Option<Instant> = None;
+        let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
-        let lifetime = tokio::time::sleep_until(self.neg.lifetime_end.unwrap_or_else(Instant::now));
-        tokio::pin!(lifetime);
         loop {
-            if let Some(Kick::TakenOver) = self.fill_outgoing() {
-                return Close::TakenOver;
-            }
+            let more = match self.fill_outgoing() {
+                Ok(more) => more,
+                Err(Kick::TakenOver) => return Close::TakenOver,
+                Err(Kick::Shutdown) => return Close::Shutdown,
+            };
             self.flush_stats();
             // Write what is ready now; wait for the socket only if it is full.
             if let Err(close) = self.write_some(stream) {
                 return close;
             }
+            if more && self.out.len() < OUT_HIGH_WATER {
+                // The buffer filled up and drained at once: refill before
+                // waiting, since no notification will come for what is
+                // already queued.
+                continue;
+            }
             if self.out.is_empty() {
                 // Idle buffers go back to the allocator.
                 self.out = BytesMut::new();
             }
+            let next = [keepalive_check, self.neg.lifetime_end, self.paused_until]
+                .into_iter()
+                .flatten()
+                .min();
+            if next != armed {
+                if let Some(at) = next {
+                    sleep.as_mut().reset(at);
+                }
+                armed = next;
+            }
             let has_output = !self.out.is_empty();
-            let paused = self.paused_until;
-            let can_read = self.out.len() < OUT_HIGH_WATER && paused.is_none();
+            let can_read = self.out.len() < OUT_HIGH_WATER && self.paused_until.is_none();
             let can_take = self.out.len() < OUT_HIGH_WATER;
-            tokio::select! {
-                biased;
-                () = stopping(shutdown) => return Close::Shutdown,
-                res = stream.writable(), if has_output => {
-                    if let Err(e) = res {
-                        return Close::Io(e.to_string());
+            // One hand-written poll over every source, in priority order:
+            // no future is stored per source, so the task stays small.
+            let session = &self.session;
+            let event = std::future::poll_fn(|cx| {
+                if has_output {
+                    if let Poll::Ready(r) = stream.poll_write_ready(cx) {
+                        return Poll::Ready(r.map(|()| Event::Writable));
                     }
                 }
-                res = stream.readable(), if can_read => {
-                    if let Err(e) = res {
-                        return Close::Io(e.to_string());
+                if can_read {
+                    if let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                        return Poll::Ready(r.map(|()| Event::Readable));
                     }
-                    match self.read_some(stream) {
-                        Ok(0) => continue,
-                        Ok(_) => {
-                            if let Err(close) = self.process_input().await {
-                                return close;
-                            }
+                }
+                if can_take && session.poll_signal(cx).is_ready() {
+                    return Poll::Ready(Ok(Event::Queued));
+                }
+                if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(Event::Timer));
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Err(e) => return Close::Io(e.to_string()),
+                Ok(Event::Writable | Event::Queued) => {}
+                Ok(Event::Readable) => match self.read_some(stream) {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        // On the heap: the packet handling state is large,
+                        // and only lives while input is handled.
+                        if let Err(close) = Box::pin(self.process_input()).await {
+                            return close;
                         }
-                        Err(close) => return close,
                     }
-                }
-                _ = self.session.notified(), if can_take => {}
-                () = tokio::time::sleep_until(paused.unwrap_or_else(Instant::now)), if paused.is_some() => {
-                    self.paused_until = None;
-                    if let Err(close) = self.process_input().await {
-                        return close;
+                    Err(close) => return close,
+                },
+                Ok(Event::Timer) => {
+                    armed = None;
+                    let now = Instant::now();
+                    if self.neg.lifetime_end.is_some_and(|end| now >= end) {
+                        return Close::server(
+                            ReasonCode::MAXIMUM_CONNECT_TIME,
+                            "maximum connection lifetime reached",
+                        );
                     }
-                }
-                () = &mut lifetime, if self.neg.lifetime_end.is_some() => {
-                    return Close::server(ReasonCode::MAXIMUM_CONNECT_TIME, "maximum connection lifetime reached");
-                }
-                _ = &mut sleep, if !keep_alive.is_zero() => {
-                    let deadline = self.last_packet + timeout;
-                    if Instant::now() >= deadline {
-                        return Close::server(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+                    if keepalive_check.is_some_and(|at| now >= at) {
+                        let deadline = self.last_packet + timeout;
+                        if now >= deadline {
+                            return Close::server(
+                                ReasonCode::KEEP_ALIVE_TIMEOUT,
+                                "keep alive timeout",
+                            );
+                        }
+                        keepalive_check = Some(deadline);
                     }
-                    sleep.as_mut().reset(deadline);
+                    if self.paused_until.is_some_and(|at| now >= at) {
+                        self.paused_until = None;
+                        if let Err(close) = Box::pin(self.process_input()).await {
+                            return close;
+                        }
+                    }
                 }
             }
         }
@@ -282,7 +354,14 @@ impl Connection {
                         return Ok(total);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.rbuf.is_empty() {
+                        // Readiness was stale: do not keep a buffer for an
+                        // idle connection.
+                        self.rbuf = BytesMut::new();
+                    }
+                    return Ok(total);
+                }
                 Err(e) => return Err(Close::Io(e.to_string())),
             }
         }
@@ -362,7 +441,7 @@ impl Connection {
             }
             Close::Shutdown => {
                 // Send what is queued before saying goodbye.
-                self.fill_outgoing();
+                let _ = self.fill_outgoing();
                 Some(ReasonCode::SERVER_SHUTTING_DOWN)
             }
             Close::ClientDisconnect { .. } => {
@@ -410,5 +489,43 @@ impl Connection {
             expiry_interval: self.neg.session_expiry,
         };
         self.ctx.registry.detach(&self.session, departure);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle connection costs lives mostly in its task: keep the
+    /// future of an established connection small (large, rare states such
+    /// as the handshake and re-authentication are boxed).
+    #[test]
+    fn connection_task_stays_small() {
+        let config = crate::Config::default();
+        let ctx = Arc::new(Context::new(
+            config,
+            Arc::new(crate::plugins::Plugins::none()),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let _client = TcpStream::connect(addr).await.unwrap();
+            let (stream, peer) = listener.accept().await.unwrap();
+            let (_tx, rx) = watch::channel(false);
+            let listener = Arc::new(Listener {
+                addr,
+                kind: ListenerKind::Tcp,
+            });
+            let task = run(ctx, stream, peer, listener, rx);
+            let size = size_of_val(&task);
+            let conn = size_of::<Connection>();
+            eprintln!("connection task future: {size} bytes; Connection: {conn} bytes");
+            assert!(size <= 2048, "connection task future is {size} bytes");
+            assert!(conn <= 768, "Connection is {conn} bytes");
+        });
     }
 }

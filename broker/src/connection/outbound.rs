@@ -7,12 +7,16 @@ use tokio::time::Instant;
 use super::{BATCH, Connection, OUT_HIGH_WATER, WRITE_CHUNK};
 use crate::codec::{self, OutgoingPublish, QoS};
 use crate::message::Delivery;
+use std::collections::HashMap;
+
 use crate::session::{Kick, OutState};
 
 impl Connection {
     /// Moves queued deliveries into the output buffer while the send window
-    /// and the buffer have room. Returns the registry's kick, if any.
-    pub(super) fn fill_outgoing(&mut self) -> Option<Kick> {
+    /// and the buffer have room. Returns the registry's kick, if any, or
+    /// whether it stopped because the output buffer was full (so more may
+    /// be waiting once it drains).
+    pub(super) fn fill_outgoing(&mut self) -> Result<bool, Kick> {
         while self.out.len() < OUT_HIGH_WATER {
             let room = self
                 .neg
@@ -21,11 +25,11 @@ impl Connection {
             let mut batch = std::mem::take(&mut self.batch);
             if let Some(kick) = self.session.take_batch(&mut batch, BATCH, room) {
                 self.batch = batch;
-                return Some(kick);
+                return Err(kick);
             }
             if batch.is_empty() {
                 self.batch = batch;
-                break;
+                return Ok(false);
             }
             if self.out.capacity() == 0 {
                 self.out.reserve(WRITE_CHUNK);
@@ -36,7 +40,7 @@ impl Connection {
             }
             self.batch = batch;
         }
-        None
+        Ok(true)
     }
 
     /// Encodes one delivery, or drops it (expired, or too large for the
@@ -85,7 +89,10 @@ impl Connection {
         codec::encode_publish(&mut self.out, version, &publish);
         self.stats.messages_out += 1;
         if let (Some(alias), true) = (alias, alias_is_new) {
-            self.outbound_aliases.insert(m.topic.clone(), alias);
+            self.aliases
+                .get_or_insert_with(Box::default)
+                .outbound
+                .insert(m.topic.clone(), alias);
         }
         if let Some(id) = packet_id {
             let state = if d.qos == QoS::AtLeastOnce {
@@ -100,10 +107,11 @@ impl Connection {
     /// The alias to send `topic` with: an existing one, a new one while the
     /// client's Topic Alias Maximum allows, or none.
     fn outbound_alias(&self, topic: &crate::topic::TopicName) -> (Option<u16>, bool) {
-        if let Some(alias) = self.outbound_aliases.get(topic) {
+        let outbound = self.aliases.as_ref().map(|a| &a.outbound);
+        if let Some(alias) = outbound.and_then(|o| o.get(topic)) {
             return (Some(*alias), false);
         }
-        let used = self.outbound_aliases.len();
+        let used = outbound.map_or(0, HashMap::len);
         if used < usize::from(self.neg.client_alias_max) {
             // Aliases are numbered from 1 in assignment order.
             let next = u16::try_from(used + 1).unwrap_or(u16::MAX);

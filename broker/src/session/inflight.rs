@@ -5,7 +5,7 @@
 //! in the session while it is offline, so a reconnect resumes it (and resends
 //! what was unacknowledged, with DUP set).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use crate::message::Delivery;
 use crate::topic::PacketId;
@@ -36,8 +36,9 @@ pub struct Inflight {
     /// In send order, which is also the order of resending. The window is
     /// small (at most the client's Receive Maximum), so lookups are linear.
     outgoing: VecDeque<OutEntry>,
-    /// Packet ids of QoS 2 messages received and routed, waiting for PUBREL.
-    incoming_qos2: HashSet<u16>,
+    /// Packet ids of QoS 2 messages received and routed, waiting for
+    /// PUBREL: at most the broker's Receive Maximum, so a short list.
+    incoming_qos2: Vec<PacketId>,
 }
 
 impl Default for Inflight {
@@ -45,7 +46,7 @@ impl Default for Inflight {
         Inflight {
             next_id: PacketId::new(1).unwrap_or_else(|| unreachable!()),
             outgoing: VecDeque::new(),
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: Vec::new(),
         }
     }
 }
@@ -114,17 +115,27 @@ impl Inflight {
     /// A QoS 2 PUBLISH with this id arrived: true if it is new (route it),
     /// false if it is a resend of one already routed.
     pub fn incoming_qos2_arrived(&mut self, id: PacketId) -> bool {
-        self.incoming_qos2.insert(id.get())
+        if self.incoming_qos2.contains(&id) {
+            return false;
+        }
+        self.incoming_qos2.push(id);
+        true
     }
 
     /// Whether a QoS 2 message with this id was received and not released.
     pub fn incoming_qos2_contains(&self, id: PacketId) -> bool {
-        self.incoming_qos2.contains(&id.get())
+        self.incoming_qos2.contains(&id)
     }
 
     /// PUBREL arrived: true if the id was known.
     pub fn incoming_qos2_released(&mut self, id: PacketId) -> bool {
-        self.incoming_qos2.remove(&id.get())
+        match self.incoming_qos2.iter().position(|x| *x == id) {
+            Some(i) => {
+                self.incoming_qos2.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// QoS 2 messages received and not yet released.

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use futures_util::task::AtomicWaker;
 
 use crate::codec::{QoS, SubscriptionOptions};
 use crate::message::{Delivery, Will};
@@ -24,6 +24,12 @@ use crate::topic::{ClientId, Subscription};
 
 pub use inflight::{Inflight, OutEntry, OutState};
 pub use queue::{MessageQueue, QueueLimits};
+
+/// The default mountpoint, "", shared rather than allocated per session.
+pub fn default_mountpoint() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
+}
 
 /// A session's identity: the mountpoint (topic tree) and the client id.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -53,6 +59,8 @@ impl fmt::Display for SubscriberId {
 pub enum Kick {
     /// Another connection took the session over (0x8E).
     TakenOver,
+    /// The broker is shutting down (0x8B).
+    Shutdown,
 }
 
 /// A Will message waiting for its delay to run out.
@@ -77,11 +85,11 @@ pub struct SessionState {
     /// Deliveries waiting to be sent.
     pub queue: MessageQueue,
     /// Limits of `queue` (from the config, or a plugin's modifiers).
-    pub limits: QueueLimits,
+    pub limits: Arc<QueueLimits>,
     /// Subscriptions held, to remove them when the session ends.
     pub subscriptions: HashMap<Subscription, HeldSubscription>,
     /// QoS state, parked here while no connection owns the session.
-    pub inflight: Option<Inflight>,
+    pub inflight: Option<Box<Inflight>>,
     /// Whether a connection owns the session.
     pub connected: bool,
     /// Set by the registry to tell the owning connection to close.
@@ -90,8 +98,6 @@ pub struct SessionState {
     pub generation: u64,
     /// Seconds the session outlives its connection; `u32::MAX` = forever.
     pub expiry_interval: u32,
-    /// When an offline session expires.
-    pub expires_at: Option<Instant>,
     pub pending_will: Option<PendingWill>,
     /// Set once the session has ended; a connection holding a stale `Arc`
     /// must then start a new one.
@@ -105,10 +111,11 @@ pub struct Session {
     online: AtomicBool,
     upgrade_qos: AtomicBool,
     state: Mutex<SessionState>,
-    /// Wakes the owning connection: something was queued, or it was kicked.
-    notify: Notify,
-    /// Wakes connections waiting to take the session over.
-    released: Notify,
+    /// Set when something was queued (or the connection was kicked) since
+    /// the owning connection last looked.
+    signalled: AtomicBool,
+    /// The owning connection's task, to wake.
+    waker: AtomicWaker,
 }
 
 impl fmt::Debug for Session {
@@ -122,7 +129,7 @@ impl fmt::Debug for Session {
 
 impl Session {
     /// A new, empty, offline session.
-    pub fn new(key: ClientKey, id: SubscriberId, limits: QueueLimits) -> Self {
+    pub fn new(key: ClientKey, id: SubscriberId, limits: Arc<QueueLimits>) -> Self {
         Session {
             key,
             id,
@@ -132,17 +139,16 @@ impl Session {
                 queue: MessageQueue::default(),
                 limits,
                 subscriptions: HashMap::new(),
-                inflight: Some(Inflight::default()),
+                inflight: None,
                 connected: false,
                 kicked: None,
                 generation: 0,
                 expiry_interval: 0,
-                expires_at: None,
                 pending_will: None,
                 ended: false,
             }),
-            notify: Notify::new(),
-            released: Notify::new(),
+            signalled: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
         }
     }
 
@@ -192,10 +198,10 @@ impl Session {
             if state.ended {
                 return vec![delivery];
             }
-            let limits = state.limits;
+            let limits = state.limits.clone();
             state.queue.push(delivery, self.is_online(), &limits)
         };
-        self.notify.notify_one();
+        self.wake();
         dropped
     }
 
@@ -227,26 +233,28 @@ impl Session {
     /// Asks the owning connection to close.
     pub fn kick(&self, kick: Kick) {
         self.lock().kicked = Some(kick);
-        self.notify.notify_one();
-    }
-
-    /// Tells connections waiting to take the session over that it is free.
-    pub(crate) fn release(&self) {
-        self.released.notify_waiters();
-    }
-
-    /// Completes when the session may have been released (check again).
-    pub(crate) fn released(&self) -> tokio::sync::futures::Notified<'_> {
-        self.released.notified()
+        self.wake();
     }
 
     /// Wakes the owning connection (something was queued).
     pub fn wake(&self) {
-        self.notify.notify_one();
+        if !self.signalled.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
     }
 
-    /// Completes when something was queued since the last call.
-    pub async fn notified(&self) {
-        self.notify.notified().await;
+    /// Ready when something was queued since the last time it was ready.
+    /// No stored future: the connection polls it from its own loop.
+    pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signalled.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A wake between the check and the registration would be lost:
+        // look again.
+        if self.signalled.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 }
