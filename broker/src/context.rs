@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::keepalive::Sweeper;
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::registry::Registry;
@@ -23,6 +24,8 @@ pub struct Context {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub plugins: Arc<Plugins>,
+    /// Enforces keep alive and connection lifetimes.
+    pub sweeper: Arc<Sweeper>,
     /// Queue limits of sessions no plugin changed (shared by them).
     pub default_limits: Arc<QueueLimits>,
     pub started: Instant,
@@ -47,6 +50,7 @@ impl Context {
             registry,
             metrics,
             plugins,
+            sweeper: Arc::new(Sweeper::default()),
             started: Instant::now(),
             // Random per process, so assigned ids differ between runs.
             id_seed: RandomState::new().hash_one(std::process::id()),

@@ -19,6 +19,7 @@ pub mod codec;
 pub mod config;
 mod connection;
 pub mod context;
+pub mod keepalive;
 pub mod message;
 pub mod metrics;
 pub mod plugins;

@@ -36,6 +36,8 @@ pub struct Attached {
     pub session_present: bool,
     /// The session's QoS state, now owned by the connection.
     pub inflight: Inflight,
+    /// The session's generation: which connection holds it.
+    pub generation: u64,
 }
 
 /// Per-session settings a connection brings (from the config, or a
@@ -158,6 +160,7 @@ impl Registry {
                             session,
                             session_present: false,
                             inflight: Inflight::default(),
+                            generation: 1,
                         });
                     }
                 }
@@ -166,7 +169,7 @@ impl Registry {
                 Forget,
                 WaitForRelease,
                 EndIt,
-                Resume(Inflight),
+                Resume(Inflight, u64),
             }
             // Registered before looking, so a release in between wakes us.
             let released = self.released.notified();
@@ -186,10 +189,13 @@ impl Registry {
                     state.limits = profile.limits.clone();
                     state.generation += 1;
                     state.pending_will = None;
-                    Next::Resume(state.inflight.take().map(|f| *f).unwrap_or_default())
+                    Next::Resume(
+                        state.inflight.take().map(|f| *f).unwrap_or_default(),
+                        state.generation,
+                    )
                 }
             };
-            let inflight = match next {
+            let (inflight, generation) = match next {
                 Next::Forget => {
                     self.forget(&existing);
                     continue;
@@ -205,7 +211,7 @@ impl Registry {
                     self.end(&existing);
                     continue;
                 }
-                Next::Resume(inflight) => inflight,
+                Next::Resume(inflight, generation) => (inflight, generation),
             };
             existing.set_upgrade_qos(profile.upgrade_qos);
             existing.set_online(true);
@@ -213,6 +219,7 @@ impl Registry {
                 session: existing,
                 session_present: true,
                 inflight,
+                generation,
             });
         }
     }

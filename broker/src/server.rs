@@ -109,6 +109,7 @@ impl Server {
             )));
         }
         let sys = tokio::spawn(crate::sys::run(self.ctx.clone()));
+        let sweeper = tokio::spawn(self.ctx.sweeper.clone().run());
         drop(alive_tx);
 
         shutdown.await;
@@ -120,6 +121,7 @@ impl Server {
             let _ = l.await;
         }
         sys.abort();
+        sweeper.abort();
         let grace = Duration::from_secs(u64::from(self.ctx.config.server.shutdown_timeout_secs));
         if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
             tracing::warn!("connections still open after {grace:?}; exiting anyway");
@@ -162,12 +164,14 @@ fn spawn_connection(
     alive: &mpsc::Sender<()>,
 ) {
     let _ = stream.set_nodelay(true);
-    let ctx = ctx.clone();
-    let stop = stop.clone();
-    let alive = alive.clone();
-    let listener = listener.clone();
-    tokio::spawn(async move {
-        connection::run(ctx, stream, peer, listener, stop).await;
-        drop(alive);
-    });
+    // The connection's own future is the task: no wrapper holding copies
+    // of its arguments.
+    tokio::spawn(connection::run(
+        ctx.clone(),
+        stream,
+        peer,
+        listener.clone(),
+        stop.clone(),
+        alive.clone(),
+    ));
 }

@@ -528,7 +528,6 @@ async fn establish<T: Transport>(
     }
     let neg = Negotiated {
         version,
-        keep_alive: Duration::from_secs(u64::from(keep_alive)),
         send_window,
         client_max_packet: cp.maximum_packet_size.unwrap_or(u32::MAX),
         client_alias_max: cp.topic_alias_maximum.unwrap_or(0),
@@ -541,17 +540,12 @@ async fn establish<T: Transport>(
         allow_unsubscribe: m.allow_unsubscribe.unwrap_or(true),
         username: m.username.clone().or_else(|| connect.username.clone()),
         auth_method: cp.authentication_method.clone(),
-        lifetime_end: m
-            .max_connection_lifetime
-            .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
     };
-    let mountpoint = attached.session.id().mountpoint.clone();
     let mut conn = Box::new(Connection {
         ctx: ctx.clone(),
         peer,
         listener,
         session: attached.session,
-        mountpoint,
         decoder,
         neg,
         inflight: attached.inflight,
@@ -559,9 +553,8 @@ async fn establish<T: Transport>(
         out: BytesMut::new(),
         batch: Vec::new(),
         aliases: None,
-        last_packet: Instant::now(),
         rate: m.max_message_rate.map(|r| Box::new(RateLimit::new(r))),
-        paused_until: None,
+        pause: None,
         reauthenticating: false,
         stats: Stats::default(),
     });
@@ -573,6 +566,13 @@ async fn establish<T: Transport>(
             reason: ReasonCode::SUCCESS,
             properties: props,
         },
+    );
+    ctx.sweeper.watch(
+        &conn.session,
+        attached.generation,
+        Duration::from_secs(u64::from(keep_alive)),
+        m.max_connection_lifetime
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
     );
     let sid = conn.session.id().clone();
     ctx.plugins.notify(Event::Wakeup(sid.clone()));

@@ -26,7 +26,7 @@ impl Connection {
                 if let Some(rate) = &mut self.rate {
                     let now = Instant::now();
                     if let Some(wait) = rate.take(now) {
-                        self.paused_until = Some(now + wait);
+                        self.pause = Some(Box::pin(tokio::time::sleep_until(now + wait)));
                     }
                 }
                 Ok(())
@@ -197,12 +197,15 @@ impl Connection {
                 properties: message.properties.clone(),
                 expires_at: message.expires_at,
             });
-            self.ctx.router.retain(&self.mountpoint, &stored);
+            self.ctx
+                .router
+                .retain(&self.session.id().mountpoint, &stored);
         }
-        let matched = self
-            .ctx
-            .router
-            .publish(&self.mountpoint, Some(self.session.key()), &message);
+        let matched = self.ctx.router.publish(
+            &self.session.id().mountpoint,
+            Some(self.session.key()),
+            &message,
+        );
         let reason = if matched == 0 && self.neg.version.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
@@ -374,7 +377,11 @@ impl Connection {
                 RetainHandling::Never => false,
             };
             if let (true, Subscription::Plain(filter)) = (send_retained, &subscription) {
-                for message in self.ctx.router.retained_matching(&self.mountpoint, filter) {
+                for message in self
+                    .ctx
+                    .router
+                    .retained_matching(&self.session.id().mountpoint, filter)
+                {
                     retained.push(Delivery {
                         qos: message.qos.min(options.qos),
                         message,

@@ -1,10 +1,13 @@
 //! The connection task: owns one client's socket from accept to close.
 //!
 //! It reads CONNECT ([`handshake`]), attaches the session, then runs one
-//! `select!` loop over: bytes from the client (decoded and handled in
-//! [`inbound`]), deliveries queued in the session (encoded in [`outbound`]),
-//! writes of the output buffer, keep-alive, takeover and shutdown. Nothing
-//! it does can affect another connection except through the router and the
+//! loop that polls, by hand and in priority order: the socket's write and
+//! read readiness (bytes are decoded and handled in [`inbound`]), the
+//! session's signal that deliveries were queued (encoded in [`outbound`])
+//! or that the connection was kicked (takeover, shutdown, keep alive,
+//! lifetime), and a rate-limit pause if one is running. No buffer, timer
+//! or future is held while idle beyond what that needs. Nothing it does
+//! can affect another connection except through the router and the
 //! registry.
 
 mod handshake;
@@ -16,14 +19,15 @@ mod transport;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Sleep;
 
 use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
 use crate::context::Context;
@@ -69,6 +73,20 @@ pub(crate) enum Close {
     Io(String),
 }
 
+impl From<Kick> for Close {
+    fn from(kick: Kick) -> Self {
+        match kick {
+            Kick::TakenOver => Close::TakenOver,
+            Kick::Shutdown => Close::Shutdown,
+            Kick::KeepAlive => Close::server(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout"),
+            Kick::Lifetime => Close::server(
+                ReasonCode::MAXIMUM_CONNECT_TIME,
+                "maximum connection lifetime reached",
+            ),
+        }
+    }
+}
+
 impl Close {
     fn server(reason: ReasonCode, detail: impl Into<String>) -> Self {
         let detail = detail.into();
@@ -92,8 +110,6 @@ impl Close {
 #[derive(Debug)]
 pub(crate) struct Negotiated {
     pub version: ProtocolVersion,
-    /// Zero when keep alive is off.
-    pub keep_alive: Duration,
     /// How many QoS 1/2 messages may be in flight towards the client.
     pub send_window: usize,
     /// The client's Maximum Packet Size.
@@ -113,9 +129,6 @@ pub(crate) struct Negotiated {
     pub username: Option<String>,
     /// The MQTT 5 Authentication Method of CONNECT, for re-authentication.
     pub auth_method: Option<String>,
-    /// When the connection must end (a plugin's
-    /// `max-connection-lifetime`).
-    pub lifetime_end: Option<Instant>,
 }
 
 /// The running state of an established connection.
@@ -125,7 +138,6 @@ pub(crate) struct Connection {
     /// The listener the client came through.
     listener: Arc<Listener>,
     session: Arc<Session>,
-    mountpoint: Arc<str>,
     decoder: Decoder,
     neg: Negotiated,
     inflight: Inflight,
@@ -134,11 +146,11 @@ pub(crate) struct Connection {
     batch: Vec<Delivery>,
     /// MQTT 5 topic aliases, both ways (created on first use).
     aliases: Option<Box<Aliases>>,
-    last_packet: Instant,
     /// The client's PUBLISH rate limit, if a plugin set one.
     rate: Option<Box<throttle::RateLimit>>,
-    /// Reading is paused until then (rate limit).
-    paused_until: Option<Instant>,
+    /// Reading is paused until this fires (rate limit); a timer exists
+    /// only while paused.
+    pause: Option<Pin<Box<Sleep>>>,
     /// A re-authentication is in progress: the client owes an AUTH 0x18.
     reauthenticating: bool,
     stats: Stats,
@@ -156,7 +168,8 @@ enum Event {
     Writable,
     Readable,
     Queued,
-    Timer,
+    /// A rate-limit pause is over.
+    Resume,
 }
 
 /// Topic aliases of an MQTT 5 connection.
@@ -191,13 +204,18 @@ pub(crate) async fn run(
     peer: SocketAddr,
     listener: Arc<Listener>,
     mut shutdown: watch::Receiver<bool>,
+    // Held until the task ends: the server waits for every clone to drop.
+    _alive: mpsc::Sender<()>,
 ) {
     // The handshake's state is large and short-lived: on the heap, so that
     // the task of an established connection stays small.
-    let accepted = tokio::select! {
-        r = Box::pin(handshake::accept(&ctx, &mut stream, peer, listener)) => r,
-        () = stopping(&mut shutdown) => None,
-    };
+    let accepted = Box::pin(async {
+        tokio::select! {
+            r = handshake::accept(&ctx, &mut stream, peer, listener) => r,
+            () = stopping(&mut shutdown) => None,
+        }
+    })
+    .await;
     let Some(mut conn) = accepted else {
         return;
     };
@@ -226,19 +244,10 @@ pub(crate) async fn run(
 
 impl Connection {
     async fn serve<T: Transport>(&mut self, stream: &T) -> Close {
-        let keep_alive = self.neg.keep_alive;
-        let timeout = keep_alive + keep_alive / 2;
-        // One timer for keep alive, connection lifetime and rate-limit
-        // pauses: it fires at the earliest and each is checked then.
-        let mut keepalive_check = (!keep_alive.is_zero()).then(|| Instant::now() + timeout);
-        let mut armed: Option<Instant> = None;
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
         loop {
             let more = match self.fill_outgoing() {
                 Ok(more) => more,
-                Err(Kick::TakenOver) => return Close::TakenOver,
-                Err(Kick::Shutdown) => return Close::Shutdown,
+                Err(kick) => return Close::from(kick),
             };
             self.flush_stats();
             // Write what is ready now; wait for the socket only if it is full.
@@ -255,22 +264,15 @@ impl Connection {
                 // Idle buffers go back to the allocator.
                 self.out = BytesMut::new();
             }
-            let next = [keepalive_check, self.neg.lifetime_end, self.paused_until]
-                .into_iter()
-                .flatten()
-                .min();
-            if next != armed {
-                if let Some(at) = next {
-                    sleep.as_mut().reset(at);
-                }
-                armed = next;
-            }
             let has_output = !self.out.is_empty();
-            let can_read = self.out.len() < OUT_HIGH_WATER && self.paused_until.is_none();
+            let can_read = self.out.len() < OUT_HIGH_WATER && self.pause.is_none();
             let can_take = self.out.len() < OUT_HIGH_WATER;
             // One hand-written poll over every source, in priority order:
             // no future is stored per source, so the task stays small.
+            // (Keep alive and lifetime are the sweeper's; it kicks through
+            // the session like a takeover does.)
             let session = &self.session;
+            let pause = &mut self.pause;
             let event = std::future::poll_fn(|cx| {
                 if has_output {
                     if let Poll::Ready(r) = stream.poll_write_ready(cx) {
@@ -285,51 +287,31 @@ impl Connection {
                 if can_take && session.poll_signal(cx).is_ready() {
                     return Poll::Ready(Ok(Event::Queued));
                 }
-                if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Ok(Event::Timer));
+                if let Some(sleep) = pause {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(Event::Resume));
+                    }
                 }
                 Poll::Pending
             })
             .await;
-            match event {
+            let input = match event {
                 Err(e) => return Close::Io(e.to_string()),
-                Ok(Event::Writable | Event::Queued) => {}
+                Ok(Event::Writable | Event::Queued) => false,
                 Ok(Event::Readable) => match self.read_some(stream) {
-                    Ok(0) => {}
-                    Ok(_) => {
-                        // On the heap: the packet handling state is large,
-                        // and only lives while input is handled.
-                        if let Err(close) = Box::pin(self.process_input()).await {
-                            return close;
-                        }
-                    }
+                    Ok(n) => n > 0,
                     Err(close) => return close,
                 },
-                Ok(Event::Timer) => {
-                    armed = None;
-                    let now = Instant::now();
-                    if self.neg.lifetime_end.is_some_and(|end| now >= end) {
-                        return Close::server(
-                            ReasonCode::MAXIMUM_CONNECT_TIME,
-                            "maximum connection lifetime reached",
-                        );
-                    }
-                    if keepalive_check.is_some_and(|at| now >= at) {
-                        let deadline = self.last_packet + timeout;
-                        if now >= deadline {
-                            return Close::server(
-                                ReasonCode::KEEP_ALIVE_TIMEOUT,
-                                "keep alive timeout",
-                            );
-                        }
-                        keepalive_check = Some(deadline);
-                    }
-                    if self.paused_until.is_some_and(|at| now >= at) {
-                        self.paused_until = None;
-                        if let Err(close) = Box::pin(self.process_input()).await {
-                            return close;
-                        }
-                    }
+                Ok(Event::Resume) => {
+                    self.pause = None;
+                    true
+                }
+            };
+            if input {
+                // On the heap: the packet handling state is large, and only
+                // lives while input is handled.
+                if let Err(close) = Box::pin(self.process_input()).await {
+                    return close;
                 }
             }
         }
@@ -387,7 +369,7 @@ impl Connection {
     /// rate-limit pause).
     async fn process_input(&mut self) -> Result<(), Close> {
         let mut any = false;
-        while self.paused_until.is_none() {
+        while self.pause.is_none() {
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(packet)) => {
                     any = true;
@@ -400,7 +382,7 @@ impl Connection {
             }
         }
         if any {
-            self.last_packet = Instant::now();
+            self.session.liveness.touch(self.ctx.sweeper.now());
         }
         // An empty read buffer goes back to the allocator: payloads of
         // messages still queued elsewhere keep their own part of it alive.
@@ -516,16 +498,17 @@ mod tests {
             let _client = TcpStream::connect(addr).await.unwrap();
             let (stream, peer) = listener.accept().await.unwrap();
             let (_tx, rx) = watch::channel(false);
+            let (alive, _all_done) = mpsc::channel(1);
             let listener = Arc::new(Listener {
                 addr,
                 kind: ListenerKind::Tcp,
             });
-            let task = run(ctx, stream, peer, listener, rx);
+            let task = run(ctx, stream, peer, listener, rx, alive);
             let size = size_of_val(&task);
             let conn = size_of::<Connection>();
             eprintln!("connection task future: {size} bytes; Connection: {conn} bytes");
-            assert!(size <= 2048, "connection task future is {size} bytes");
-            assert!(conn <= 768, "Connection is {conn} bytes");
+            assert!(size <= 384, "connection task future is {size} bytes");
+            assert!(conn <= 384, "Connection is {conn} bytes");
         });
     }
 }

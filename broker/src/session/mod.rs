@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 
 use crate::codec::{QoS, SubscriptionOptions};
+use crate::keepalive::Liveness;
 use crate::message::{Delivery, Will};
 use crate::subscriptions::ClientKey;
 use crate::topic::{ClientId, Subscription};
@@ -61,6 +62,10 @@ pub enum Kick {
     TakenOver,
     /// The broker is shutting down (0x8B).
     Shutdown,
+    /// Nothing came from the client for 1.5 × its keep alive (0x8D).
+    KeepAlive,
+    /// The connection reached its maximum lifetime (0xA0).
+    Lifetime,
 }
 
 /// A Will message waiting for its delay to run out.
@@ -116,6 +121,9 @@ pub struct Session {
     signalled: AtomicBool,
     /// The owning connection's task, to wake.
     waker: AtomicWaker,
+    /// When the owning connection last heard from its client, for the
+    /// keep-alive sweeper.
+    pub liveness: Liveness,
 }
 
 impl fmt::Debug for Session {
@@ -149,6 +157,7 @@ impl Session {
             }),
             signalled: AtomicBool::new(false),
             waker: AtomicWaker::new(),
+            liveness: Liveness::default(),
         }
     }
 

@@ -26,11 +26,20 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result, bail};
 
+const USAGE: &str = "usage: loadgen SCENARIO --addr ADDR [options]
+  fanin    --pubs N --msgs N --size B --qos Q
+  fanout   --subs N --msgs N --size B --qos Q
+  pairs    --pairs N --msgs N --size B --qos Q
+  shared   --pubs N --subs N --msgs N --size B --qos Q
+  connect  --workers N --secs S
+  latency  --rate R --secs S --size B
+  idle     --pid PID --conns N";
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let scenario = args
-        .next()
-        .context("usage: loadgen SCENARIO --addr ADDR [options]")?;
+    let Some(scenario) = args.next().filter(|s| !s.starts_with('-')) else {
+        bail!("{USAGE}");
+    };
     let mut opts: HashMap<String, String> = HashMap::new();
     while let Some(k) = args.next() {
         let key = k
@@ -82,7 +91,7 @@ fn main() -> Result<()> {
             "idle" => {
                 scenarios::idle_memory(addr, num("pid", "0")? as u32, num("conns", "10000")?).await
             }
-            other => bail!("unknown scenario {other}"),
+            other => bail!("unknown scenario {other}\n{USAGE}"),
         }
     })?;
     println!("{}", outcome.json(&scenario));
