@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
@@ -57,12 +57,10 @@ impl Server {
         }
         let mut listeners = Vec::new();
         for addr in &config.server.bind {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
+            let listener = listen(*addr).map_err(|source| ServerError::Bind {
+                addr: *addr,
+                source,
+            })?;
             listeners.push(listener);
         }
         Ok(Server {
@@ -130,6 +128,24 @@ impl Server {
     }
 }
 
+/// Pending connections the kernel queues per listener.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Opens a listening socket with `TCP_NODELAY` set, so that (on Linux and
+/// the BSDs) accepted sockets inherit it without a syscall each.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn accept_loop(
     listener: TcpListener,
     info: Arc<connection::Listener>,
@@ -138,10 +154,18 @@ async fn accept_loop(
     alive: mpsc::Sender<()>,
 ) {
     let mut backoff = Duration::from_millis(5);
+    // Whether accepted sockets inherit the listener's TCP_NODELAY (checked
+    // on the first one; if not, it is set on each).
+    let mut nodelay_inherited = None;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
+                let inherited =
+                    *nodelay_inherited.get_or_insert_with(|| stream.nodelay().unwrap_or(false));
+                if !inherited {
+                    let _ = stream.set_nodelay(true);
+                }
                 spawn_connection(stream, peer, &info, &ctx, &stop, &alive);
             }
             Err(e) => {
@@ -163,7 +187,6 @@ fn spawn_connection(
     stop: &watch::Receiver<bool>,
     alive: &mpsc::Sender<()>,
 ) {
-    let _ = stream.set_nodelay(true);
     // The connection's own future is the task: no wrapper holding copies
     // of its arguments.
     tokio::spawn(connection::run(
@@ -174,4 +197,19 @@ fn spawn_connection(
         stop.clone(),
         alive.clone(),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        // Inherited from the listener, so the accept loop need not set it.
+        assert!(stream.nodelay().unwrap());
+    }
 }

@@ -457,7 +457,12 @@ impl Connection {
             })
             .await;
         }
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.shutdown()).await;
+        if !matches!(close, Close::ClientDisconnect { .. } | Close::Io(_)) {
+            // The broker ends the connection: half-close after the last
+            // bytes so the client reads them before EOF. (When the client
+            // ended it, dropping the socket closes it; no extra syscall.)
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.shutdown()).await;
+        }
         self.flush_stats();
 
         let will = if close.publishes_will() {

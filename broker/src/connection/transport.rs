@@ -10,13 +10,17 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// What the connection task needs from a stream.
 pub(crate) trait Transport: Send + Sync {
     /// Ready when a read may make progress (it may still find nothing).
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Reads what is available into `buf`; `WouldBlock` when nothing is.
+    /// Reads what is available into `buf`'s spare capacity; `WouldBlock`
+    /// when nothing is. A read shorter than the spare capacity drained the
+    /// stream: an implementation may then forget the stream's readiness,
+    /// so that the next wait sleeps instead of waking to find nothing.
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
     /// Ready when a write may make progress.
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
@@ -48,7 +52,27 @@ impl Transport for TcpStream {
     }
 
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        TcpStream::try_read_buf(self, buf)
+        let room = buf.capacity() - buf.len();
+        let mut got = 0;
+        // A short read emptied the socket's receive queue: answering
+        // `WouldBlock` to `try_io` clears the readiness that read was
+        // based on (saving a `recv` that would only say EAGAIN). Data or
+        // EOF arriving after it is a new readiness event, which tokio
+        // does not clear (it clears by event tick, and never clears
+        // "closed").
+        let res = self.try_io(Interest::READABLE, || {
+            let n = TcpStream::try_read_buf(self, buf)?;
+            got = n;
+            if n > 0 && n < room {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(n)
+            }
+        });
+        match res {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+            other => other,
+        }
     }
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

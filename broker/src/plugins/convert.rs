@@ -28,20 +28,21 @@ pub enum ListenerKind {
 }
 
 /// Connection facts passed to authentication hooks, converted for the
-/// plugins once per connection.
+/// plugins at most once per connection, and only if a hook is called
+/// (formatting addresses is a visible part of a connect's cost).
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub listener: SocketAddr,
     pub kind: ListenerKind,
-    wit: wit::Connection,
+    wit: std::sync::OnceLock<wit::Connection>,
 }
 
 impl ConnectionInfo {
     /// The facts of one connection.
     pub fn new(peer: SocketAddr, listener: SocketAddr, kind: ListenerKind) -> Self {
         ConnectionInfo {
-            wit: connection(peer, listener, kind),
+            wit: std::sync::OnceLock::new(),
             peer,
             listener,
             kind,
@@ -50,7 +51,8 @@ impl ConnectionInfo {
 
     /// As the hooks see it.
     pub(super) fn wit(&self) -> &wit::Connection {
-        &self.wit
+        self.wit
+            .get_or_init(|| connection(self.peer, self.listener, self.kind))
     }
 }
 
