@@ -66,15 +66,15 @@ const CONNECTS: &[(&str, &str, bool)] = &[
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "idle",
-        args: ("--conns 2000", "--conns 10000"),
+        args: ("--conns 10000", "--conns 10000"),
         figures: &[("bytes_per_conn", "bytes per idle connection", false)],
         with_chain: false,
     },
     Scenario {
         name: "fanin",
         args: (
-            "--pubs 4 --msgs 20000 --size 64 --qos 0",
-            "--pubs 4 --msgs 50000 --size 64 --qos 0",
+            "--pubs 4 --msgs 100000 --size 64 --qos 0",
+            "--pubs 4 --msgs 250000 --size 64 --qos 0",
         ),
         figures: THROUGHPUT,
         with_chain: true,
@@ -82,8 +82,8 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "fanin-qos1",
         args: (
-            "--pubs 4 --msgs 5000 --size 64 --qos 1",
-            "--pubs 4 --msgs 20000 --size 64 --qos 1",
+            "--pubs 4 --msgs 25000 --size 64 --qos 1",
+            "--pubs 4 --msgs 100000 --size 64 --qos 1",
         ),
         figures: THROUGHPUT,
         with_chain: false,
@@ -91,8 +91,8 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "fanout",
         args: (
-            "--subs 8 --msgs 5000 --size 64 --qos 0",
-            "--subs 8 --msgs 20000 --size 64 --qos 0",
+            "--subs 8 --msgs 25000 --size 64 --qos 0",
+            "--subs 8 --msgs 100000 --size 64 --qos 0",
         ),
         figures: THROUGHPUT,
         with_chain: false,
@@ -100,8 +100,8 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "pairs",
         args: (
-            "--pairs 4 --msgs 20000 --size 64 --qos 0",
             "--pairs 4 --msgs 50000 --size 64 --qos 0",
+            "--pairs 4 --msgs 200000 --size 64 --qos 0",
         ),
         figures: THROUGHPUT,
         with_chain: false,
@@ -109,8 +109,8 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "shared",
         args: (
-            "--pubs 4 --subs 4 --msgs 20000 --size 64 --qos 0",
             "--pubs 4 --subs 4 --msgs 50000 --size 64 --qos 0",
+            "--pubs 4 --subs 4 --msgs 200000 --size 64 --qos 0",
         ),
         figures: THROUGHPUT,
         with_chain: false,
@@ -258,13 +258,7 @@ fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)
 /// Starts `broker` on its port and waits until it accepts connections.
 fn start(root: &Path, dir: &Path, broker: Broker, pin: bool) -> Result<Child> {
     let port = broker.port();
-    let mut cmd = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "1"]);
-        c
-    } else {
-        Command::new("env")
-    };
+    let mut cmd = launcher(pin.then_some(1));
     match broker {
         Broker::Sluice | Broker::SluiceChain => {
             let config = dir.join(format!("sluice-{port}.toml"));
@@ -352,6 +346,23 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A command that runs its arguments as a program with the open-files limit
+/// raised to the hard limit (10,000 idle connections need more than the
+/// usual soft limit of 1,024), pinned to `cpu` if given. The program keeps
+/// the command's pid.
+fn launcher(cpu: Option<usize>) -> Command {
+    let mut c = Command::new("sh");
+    c.args([
+        "-c",
+        "ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec \"$@\"",
+        "sh",
+    ]);
+    if let Some(cpu) = cpu {
+        c.args(["taskset", "-c", &cpu.to_string()]);
+    }
+    c
+}
+
 /// CPU seconds (user + system) process `pid` has used.
 fn cpu_secs(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -377,14 +388,8 @@ fn loadgen(
     pid: u32,
     pin: bool,
 ) -> Result<String> {
-    let mut cmd = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]);
-        c.arg(root.join("target/release/loadgen"));
-        c
-    } else {
-        Command::new(root.join("target/release/loadgen"))
-    };
+    let mut cmd = launcher(pin.then_some(0));
+    cmd.arg(root.join("target/release/loadgen"));
     let name = scenario.split('-').next().unwrap_or(scenario);
     let name = if scenario == "fanin-qos1" {
         "fanin"
