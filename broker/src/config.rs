@@ -157,6 +157,21 @@ pub struct PluginsConfig {
     /// `kv_max_bytes`: size of each plugin's key-value store. Default
     /// 1048576.
     pub kv_max_bytes: u64,
+    /// `publish_refusal_v3`: what a PUBLISH that `auth-on-publish` refuses
+    /// does to an MQTT 3.x client, which has no way to be told:
+    /// `"disconnect"` (close the connection, as MQTT 3.1.1 §5.4.2 suggests)
+    /// or `"drop"` (acknowledge and discard the message). Default
+    /// `"disconnect"`.
+    pub publish_refusal_v3: PublishRefusal,
+}
+
+/// What a refused PUBLISH does to an MQTT 3.x client.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishRefusal {
+    #[default]
+    Disconnect,
+    Drop,
 }
 
 impl Default for PluginsConfig {
@@ -172,6 +187,7 @@ impl Default for PluginsConfig {
             breaker_failures: 5,
             breaker_backoff_secs: 10,
             kv_max_bytes: 1 << 20,
+            publish_refusal_v3: PublishRefusal::Disconnect,
         }
     }
 }

@@ -37,7 +37,7 @@ impl Context {
     /// Fresh state for `config` (already validated) and loaded `plugins`.
     pub fn new(config: Config, plugins: Arc<Plugins>) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let router = Arc::new(Router::new(metrics.clone()));
+        let router = Arc::new(Router::new(metrics.clone(), plugins.clone()));
         let registry = Arc::new(Registry::new(
             router.clone(),
             metrics.clone(),

@@ -63,6 +63,9 @@ pub struct Will {
     pub delay_interval: u32,
     /// Message Expiry Interval, counted from publication.
     pub expiry_interval: Option<u32>,
+    /// Published into this mountpoint instead of the session's (set by
+    /// `auth-on-publish`).
+    pub mountpoint: Option<Arc<str>>,
 }
 
 impl Will {

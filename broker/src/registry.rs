@@ -310,7 +310,7 @@ impl Registry {
     fn publish_will(&self, session: &Session, will: &Will) {
         let message = will.publication();
         tracing::debug!(session = %session.id(), topic = %message.topic, "publishing will");
-        let mountpoint = &session.id().mountpoint;
+        let mountpoint = will.mountpoint.as_ref().unwrap_or(&session.id().mountpoint);
         if message.retain {
             self.router.retain(mountpoint, &message);
         }
@@ -340,6 +340,12 @@ impl Registry {
         self.forget(session);
         for s in &subscriptions {
             self.router.unsubscribe(session, s);
+        }
+        if !subscriptions.is_empty() {
+            self.plugins.notify(Event::TopicUnsubscribed {
+                id: session.id().clone(),
+                topics: None,
+            });
         }
         if let Some(will) = will {
             self.publish_will(session, &will.will);

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::codec::{QoS, SubscriptionOptions};
 use crate::message::{Delivery, Message, SharedOrigin};
 use crate::metrics::Metrics;
+use crate::plugins::{DropReason, Event, Hook, Plugins};
 use crate::retain::RetainTree;
 use crate::session::Session;
 use crate::subscriptions::{ClientKey, NodeMatch, SubscriptionTree};
@@ -40,6 +41,9 @@ pub struct Router {
     trees: RwLock<Trees>,
     retained: RwLock<Retained>,
     metrics: Arc<Metrics>,
+    /// Told of messages queued for offline sessions and of messages full
+    /// queues drop.
+    plugins: Arc<Plugins>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -72,11 +76,12 @@ struct Merged<'a> {
 
 impl Router {
     /// A router with no subscriptions and no retained messages.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, plugins: Arc<Plugins>) -> Self {
         Router {
             trees: RwLock::new(HashMap::new()),
             retained: RwLock::new(HashMap::new()),
             metrics,
+            plugins,
         }
     }
 
@@ -186,9 +191,32 @@ impl Router {
     /// shared deliveries are not re-routed: the group member was chosen and
     /// its queue is full, which is the overload the limit exists for.
     fn enqueue(&self, session: &Arc<Session>, d: Delivery) -> bool {
+        let offline = (self.plugins.implements(Hook::OnOfflineMessage) && !session.is_online())
+            .then(|| (d.message.clone(), d.qos, d.retain));
         let dropped = session.enqueue(d);
         let n = dropped.len() as u64;
         Metrics::add(&self.metrics.messages_dropped, n);
+        if n > 0 && self.plugins.implements(Hook::OnMessageDrop) {
+            for d in &dropped {
+                self.plugins.notify(Event::MessageDropped {
+                    id: session.id().clone(),
+                    message: d.message.clone(),
+                    qos: d.qos,
+                    reason: DropReason::QueueFull,
+                });
+            }
+        }
+        if let Some((message, qos, retain)) = offline {
+            // Unless it was not queued after all (its drop was reported).
+            if !dropped.iter().any(|d| Arc::ptr_eq(&d.message, &message)) {
+                self.plugins.notify(Event::OfflineMessage {
+                    id: session.id().clone(),
+                    message,
+                    qos,
+                    retain,
+                });
+            }
+        }
         n == 0
     }
 

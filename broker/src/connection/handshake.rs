@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::message::{Message, Will};
 use crate::plugins::{
     AuthOutcome, AuthRequest, AuthStep, ConnectionInfo, Event, Modifiers, RegisterOutcome,
-    RegisterRequest,
+    RegisterRequest, PublishOutcome, PublishRequest,
 };
 use crate::reason::ReasonCode;
 use crate::registry::Profile;
@@ -238,6 +238,9 @@ struct Admitted {
     clean_start: bool,
     session_expiry: u32,
     will: Option<Will>,
+    /// A throttle `auth-on-publish` set while checking the Will: reading
+    /// starts after it.
+    throttle: Option<Duration>,
     modifiers: Modifiers,
 }
 
@@ -296,6 +299,7 @@ impl Handshake<'_> {
                     },
                     delay_interval: w.delay_interval.unwrap_or(0),
                     expiry_interval: w.message_expiry_interval,
+                    mountpoint: None,
                 })
             }
         };
@@ -350,15 +354,94 @@ impl Handshake<'_> {
                 None => max_expiry,
             }
         };
+        let id = modifiers.subscriber_id.clone().unwrap_or(id);
+        let (will, throttle) = match will {
+            Some(w) if ctx.plugins.checks_publish(connect.version) => {
+                let username = modifiers.username.as_deref().or(connect.username.as_deref());
+                let (w, throttle) = self.check_will(w, &id, username).await?;
+                (Some(w), throttle)
+            }
+            w => (w, None),
+        };
         Ok(Admitted {
-            id: modifiers.subscriber_id.clone().unwrap_or(id),
+            id,
             props,
             keep_alive,
             clean_start,
             session_expiry,
             will,
+            throttle,
             modifiers,
         })
+    }
+
+    /// Passes the Will through `auth-on-publish(-m5)`: a refused Will
+    /// refuses the CONNECT (as in VerneMQ); changes apply to the Will.
+    async fn check_will(
+        &self,
+        mut will: Will,
+        id: &SubscriberId,
+        username: Option<&str>,
+    ) -> Result<(Will, Option<Duration>), Refusal> {
+        let m = &will.message;
+        let request = PublishRequest {
+            id,
+            username,
+            version: self.connect.version,
+            topic: &m.topic,
+            payload: &m.payload,
+            qos: m.qos,
+            retain: m.retain,
+            properties: &m.properties,
+            expiry: will.expiry_interval,
+            is_will: true,
+        };
+        match self.ctx.plugins.authorize_publish(&request).await {
+            PublishOutcome::Accepted { changes, .. } => {
+                let Some(c) = changes else {
+                    return Ok((will, None));
+                };
+                let c = *c;
+                let m = &mut will.message;
+                if let Some(topic) = c.topic {
+                    m.topic = topic;
+                }
+                if let Some(payload) = c.payload {
+                    m.payload = payload;
+                }
+                if let Some(qos) = c.qos {
+                    m.qos = qos;
+                }
+                if let Some(retain) = c.retain {
+                    m.retain = retain;
+                }
+                if let Some((properties, expiry)) = c.properties {
+                    m.properties = properties;
+                    will.expiry_interval = expiry;
+                }
+                if c.mountpoint.is_some() {
+                    will.mountpoint = c.mountpoint;
+                }
+                Ok((will, c.throttle))
+            }
+            PublishOutcome::Refused {
+                code,
+                reason_string,
+                cause,
+            } => {
+                let reason = if crate::plugins::is_connack_refusal(code) {
+                    code
+                } else {
+                    ReasonCode::NOT_AUTHORIZED
+                };
+                Err(Refusal {
+                    reason,
+                    why: format!("will refused: {cause}"),
+                    reason_string,
+                    server_reference: None,
+                })
+            }
+        }
     }
 
     /// Runs an enhanced-authentication exchange (AUTH packets) to its end;
@@ -472,6 +555,7 @@ async fn establish<T: Transport>(
         clean_start,
         session_expiry,
         will,
+        throttle,
         modifiers: m,
     } = admitted;
 
@@ -540,6 +624,7 @@ async fn establish<T: Transport>(
         allow_unsubscribe: m.allow_unsubscribe.unwrap_or(true),
         username: m.username.clone().or_else(|| connect.username.clone()),
         auth_method: cp.authentication_method.clone(),
+        problem_info: cp.request_problem_information.unwrap_or(true),
     };
     let mut conn = Box::new(Connection {
         ctx: ctx.clone(),
@@ -554,7 +639,8 @@ async fn establish<T: Transport>(
         batch: Vec::new(),
         aliases: None,
         rate: m.max_message_rate.map(|r| Box::new(RateLimit::new(r))),
-        pause: None,
+        publish_cache: None,
+        pause: throttle.map(|d| Box::pin(tokio::time::sleep(d))),
         reauthenticating: false,
         stats: Stats::default(),
     });

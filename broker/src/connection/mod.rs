@@ -13,6 +13,8 @@
 mod handshake;
 mod inbound;
 mod outbound;
+mod publish;
+mod subscribe;
 mod throttle;
 mod transport;
 
@@ -129,6 +131,9 @@ pub(crate) struct Negotiated {
     pub username: Option<String>,
     /// The MQTT 5 Authentication Method of CONNECT, for re-authentication.
     pub auth_method: Option<String>,
+    /// Whether reason strings and user properties may go on
+    /// acknowledgements (MQTT 5 Request Problem Information).
+    pub problem_info: bool,
 }
 
 /// The running state of an established connection.
@@ -148,6 +153,9 @@ pub(crate) struct Connection {
     aliases: Option<Box<Aliases>>,
     /// The client's PUBLISH rate limit, if a plugin set one.
     rate: Option<Box<throttle::RateLimit>>,
+    /// Acceptances `auth-on-publish` let the broker reuse (created on
+    /// first use).
+    publish_cache: Option<Box<publish::PublishCache>>,
     /// Reading is paused until this fires (rate limit); a timer exists
     /// only while paused.
     pause: Option<Pin<Box<Sleep>>>,
@@ -245,7 +253,13 @@ pub(crate) async fn run(
 impl Connection {
     async fn serve<T: Transport>(&mut self, stream: &T) -> Close {
         loop {
-            let more = match self.fill_outgoing() {
+            let filled = if self.ctx.plugins.rewrites_deliveries(self.neg.version) {
+                // On the heap: the plugin call's state is large.
+                Box::pin(self.fill_outgoing_rewritten()).await
+            } else {
+                self.fill_outgoing()
+            };
+            let more = match filled {
                 Ok(more) => more,
                 Err(kick) => return Close::from(kick),
             };
@@ -423,7 +437,11 @@ impl Connection {
             }
             Close::Shutdown => {
                 // Send what is queued before saying goodbye.
-                let _ = self.fill_outgoing();
+                let _ = if self.ctx.plugins.rewrites_deliveries(self.neg.version) {
+                    self.fill_outgoing_rewritten().await
+                } else {
+                    self.fill_outgoing()
+                };
                 Some(ReasonCode::SERVER_SHUTTING_DOWN)
             }
             Close::ClientDisconnect { .. } => {

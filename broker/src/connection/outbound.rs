@@ -1,13 +1,17 @@
 //! Deliveries from the session queue to the client: flow control (the send
-//! window), message expiry, the client's Maximum Packet Size, outbound topic
+//! window), `on-deliver(-m5)` rewrites when a plugin implements them,
+//! message expiry, the client's Maximum Packet Size, outbound topic
 //! aliases, and encoding into the output buffer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::{BATCH, Connection, OUT_HIGH_WATER, WRITE_CHUNK};
 use crate::codec::{self, OutgoingPublish, QoS};
-use crate::message::Delivery;
-use std::collections::HashMap;
+use crate::message::{Delivery, Message};
+use crate::plugins::{DeliverRequest, DropReason, Event, Hook};
 
 use crate::session::{Kick, OutState};
 
@@ -18,21 +22,10 @@ impl Connection {
     /// be waiting once it drains).
     pub(super) fn fill_outgoing(&mut self) -> Result<bool, Kick> {
         while self.out.len() < OUT_HIGH_WATER {
-            let room = self
-                .neg
-                .send_window
-                .saturating_sub(self.inflight.outgoing_len());
-            let mut batch = std::mem::take(&mut self.batch);
-            if let Some(kick) = self.session.take_batch(&mut batch, BATCH, room) {
-                self.batch = batch;
-                return Err(kick);
-            }
+            let mut batch = self.next_batch()?;
             if batch.is_empty() {
                 self.batch = batch;
                 return Ok(false);
-            }
-            if self.out.capacity() == 0 {
-                self.out.reserve(WRITE_CHUNK);
             }
             let now = Instant::now();
             for d in batch.drain(..) {
@@ -43,13 +36,94 @@ impl Connection {
         Ok(true)
     }
 
+    /// [`Connection::fill_outgoing`] through `on-deliver(-m5)`: each
+    /// message may be rewritten for this subscriber before it is encoded.
+    pub(super) async fn fill_outgoing_rewritten(&mut self) -> Result<bool, Kick> {
+        while self.out.len() < OUT_HIGH_WATER {
+            let mut batch = self.next_batch()?;
+            if batch.is_empty() {
+                self.batch = batch;
+                return Ok(false);
+            }
+            for d in batch.drain(..) {
+                let d = self.rewrite(d).await;
+                self.send(d, Instant::now());
+            }
+            self.batch = batch;
+        }
+        Ok(true)
+    }
+
+    /// Takes the next deliveries the send window allows from the session
+    /// queue (empty: nothing to send now).
+    fn next_batch(&mut self) -> Result<Vec<Delivery>, Kick> {
+        let room = self
+            .neg
+            .send_window
+            .saturating_sub(self.inflight.outgoing_len());
+        let mut batch = std::mem::take(&mut self.batch);
+        if let Some(kick) = self.session.take_batch(&mut batch, BATCH, room) {
+            self.batch = batch;
+            return Err(kick);
+        }
+        if !batch.is_empty() && self.out.capacity() == 0 {
+            self.out.reserve(WRITE_CHUNK);
+        }
+        Ok(batch)
+    }
+
+    /// One delivery as `on-deliver(-m5)` leaves it.
+    async fn rewrite(&mut self, d: Delivery) -> Delivery {
+        let request = DeliverRequest {
+            id: self.session.id(),
+            username: self.neg.username.as_deref(),
+            version: self.neg.version,
+            message: &d.message,
+            qos: d.qos,
+            retain: d.retain,
+        };
+        let Some(c) = self.ctx.plugins.rewrite_delivery(&request).await else {
+            return d;
+        };
+        let m = &d.message;
+        let (properties, expires_at) = match c.properties {
+            Some((p, expiry)) => (p, Message::expiry_from_interval(expiry)),
+            None => (m.properties.clone(), m.expires_at),
+        };
+        let message = Message {
+            topic: c.topic.unwrap_or_else(|| m.topic.clone()),
+            payload: c.payload.unwrap_or_else(|| m.payload.clone()),
+            qos: m.qos,
+            retain: m.retain,
+            properties,
+            expires_at,
+        };
+        Delivery {
+            message: Arc::new(message),
+            ..d
+        }
+    }
+
+    /// Tells the plugins that `d` was dropped.
+    fn dropped(&mut self, d: &Delivery, reason: DropReason) {
+        self.stats.dropped += 1;
+        if self.ctx.plugins.implements(Hook::OnMessageDrop) {
+            self.ctx.plugins.notify(Event::MessageDropped {
+                id: self.session.id().clone(),
+                message: d.message.clone(),
+                qos: d.qos,
+                reason,
+            });
+        }
+    }
+
     /// Encodes one delivery, or drops it (expired, or too large for the
     /// client).
     fn send(&mut self, d: Delivery, now: Instant) {
         let version = self.neg.version;
         let m = &d.message;
         if m.is_expired(now) {
-            self.stats.dropped += 1;
+            self.dropped(&d, DropReason::Expired);
             return;
         }
         let v5 = version.is_v5();
@@ -83,7 +157,7 @@ impl Connection {
                 client = %self.session.id(), topic = %m.topic,
                 "message dropped: larger than the client's maximum packet size"
             );
-            self.stats.dropped += 1;
+            self.dropped(&d, DropReason::MaxPacketSizeExceeded);
             return;
         }
         codec::encode_publish(&mut self.out, version, &publish);

@@ -8,4 +8,5 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
     exports: { default: async },
+    with: { "sluice:plugin/types.payload": crate::plugins::host::PayloadRep },
 });

@@ -13,8 +13,6 @@ use crate::reason::ReasonCode;
 use crate::session::SubscriberId;
 use crate::topic::ClientId;
 
-/// Longest mountpoint name.
-const MAX_MOUNTPOINT_LEN: usize = 256;
 /// Longest reason string passed on to a client.
 const MAX_REASON_STRING: usize = 1024;
 
@@ -131,7 +129,7 @@ pub struct ModifierError {
     pub problem: String,
 }
 
-fn bad(field: &'static str, problem: impl Into<String>) -> ModifierError {
+pub(super) fn bad(field: &'static str, problem: impl Into<String>) -> ModifierError {
     ModifierError {
         field,
         problem: problem.into(),
@@ -180,17 +178,8 @@ pub fn modifiers(
             }
             let client_id = ClientId::new(&id.client_id)
                 .map_err(|e| bad("subscriber-id", format!("has an invalid client id: {e}")))?;
-            if id.mountpoint.len() > MAX_MOUNTPOINT_LEN || id.mountpoint.contains(['\0', '+', '#'])
-            {
-                return Err(bad(
-                    "subscriber-id",
-                    format!(
-                        "has an invalid mountpoint (at most {MAX_MOUNTPOINT_LEN} bytes, no NUL, '+' or '#')"
-                    ),
-                ));
-            }
             Some(SubscriberId {
-                mountpoint: id.mountpoint.into(),
+                mountpoint: super::messages::mountpoint("subscriber-id", &id.mountpoint)?,
                 client_id,
             })
         }

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime::StoreLimits;
-use wasmtime::component::ResourceTable;
+use bytes::Bytes;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -130,6 +131,46 @@ impl WasiView for PluginState {
 }
 
 impl types::Host for PluginState {}
+
+/// A message payload lent to a plugin for one hook call (the WIT resource
+/// `payload`): the plugin copies it into its memory only if it reads it.
+#[derive(Debug)]
+pub struct PayloadRep(pub Bytes);
+
+impl PluginState {
+    /// Lends `payload` to the next call; give it back with
+    /// [`PluginState::reclaim`] once the call returns.
+    pub fn lend(&mut self, payload: Bytes) -> wasmtime::Result<Resource<PayloadRep>> {
+        Ok(self.table.push(PayloadRep(payload))?)
+    }
+
+    /// Ends a loan made by [`PluginState::lend`].
+    pub fn reclaim(&mut self, payload: Resource<PayloadRep>) {
+        let _ = self.table.delete(payload);
+    }
+
+    fn payload(&self, handle: &Resource<PayloadRep>) -> &[u8] {
+        // The broker lends every handle the plugin can name for the whole
+        // call; a stale one would be the plugin's own bug, and reads empty.
+        self.table.get(handle).map_or(&[], |p| &p.0[..])
+    }
+}
+
+impl types::HostPayload for PluginState {
+    fn size(&mut self, handle: Resource<PayloadRep>) -> u32 {
+        u32::try_from(self.payload(&handle).len()).unwrap_or(u32::MAX)
+    }
+
+    fn read(&mut self, handle: Resource<PayloadRep>) -> Vec<u8> {
+        self.payload(&handle).to_vec()
+    }
+
+    fn drop(&mut self, handle: Resource<PayloadRep>) -> wasmtime::Result<()> {
+        // Handles are owned by the broker and reclaimed after each call.
+        let _ = self.table.delete(handle);
+        Ok(())
+    }
+}
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::LogLevel, message: String) {

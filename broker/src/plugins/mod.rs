@@ -2,47 +2,19 @@
 //! directory, run in wasmtime with fuel, memory and deadline limits, and
 //! called as VerneMQ-style hooks.
 //!
-//! The rest of the broker sees only this module's API: [`Plugins::authenticate`]
-//! and [`Plugins::enhanced_auth`] walk the authentication chains and return
-//! broker values; [`Plugins::notify`] queues notifications, which a
+//! The rest of the broker sees only this module's API: the chains
+//! ([`Plugins::authenticate`], [`Plugins::enhanced_auth`],
+//! [`Plugins::authorize_subscribe`], [`Plugins::rewrite_unsubscribe`],
+//! [`Plugins::authorize_publish`], [`Plugins::rewrite_delivery`]) take and
+//! return broker values; [`Plugins::notify`] queues notifications, which a
 //! background task delivers in order. Nothing outside this module touches
 //! wasmtime.
-
-mod bindings;
-mod breaker;
-mod cache;
-pub mod chain;
-mod convert;
-mod engine;
-mod host;
-mod plugin;
-mod pool;
-
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use tokio::sync::mpsc;
-
-use self::bindings::exports::sluice::plugin::{auth_on_register, auth_on_register_m5, on_auth_m5};
-use self::bindings::sluice::plugin::types as wit;
-pub use self::chain::FailurePolicy;
-use self::chain::{Answer, Outcome};
-pub use self::convert::{ConnectionInfo, ListenerKind, ModifierError, Modifiers};
-use self::engine::Runtime;
-pub use self::plugin::{CallFailure, Hook, LoadError, Plugin, Settings};
-use crate::codec::{ConnectProperties, ProtocolVersion};
-use crate::config::Config;
-use crate::reason::ReasonCode;
-use crate::session::SubscriberId;
 
 /// Calls hook `$field` of `$plugin`: `$g` is the typed export and `$store`
 /// the instance's store inside `$call`.
 macro_rules! hook_call {
     ($plugin:expr, $hook:expr, $field:ident, |$g:ident, $store:ident| $call:expr) => {
-        $plugin.call($hook, move |mut i: Box<plugin::Instance>| {
+        $plugin.call($hook, move |mut i: Box<$crate::plugins::plugin::Instance>| {
             Box::pin(async move {
                 let result = match &i.guests.$field {
                     Some($g) => {
@@ -56,6 +28,76 @@ macro_rules! hook_call {
         })
     };
 }
+
+/// Like `hook_call!`, lending `$payload` (bytes) to the call as the WIT
+/// `payload` resource `$res`, and taking it back afterwards.
+macro_rules! hook_call_with_payload {
+    ($plugin:expr, $hook:expr, $field:ident, $payload:expr, |$g:ident, $store:ident, $res:ident| $call:expr) => {{
+        let payload: bytes::Bytes = $payload;
+        $plugin.call($hook, move |mut i: Box<$crate::plugins::plugin::Instance>| {
+            Box::pin(async move {
+                let result = match &i.guests.$field {
+                    Some($g) => match i.store.data_mut().lend(payload) {
+                        Ok($res) => {
+                            let handle = wasmtime::component::Resource::<$crate::plugins::host::PayloadRep>::new_own($res.rep());
+                            let $store = &mut i.store;
+                            let r = $call.await;
+                            i.store.data_mut().reclaim(handle);
+                            r
+                        }
+                        Err(e) => Err(e),
+                    },
+                    None => Err(wasmtime::format_err!("hook not exported")),
+                };
+                (i, result)
+            })
+        })
+    }};
+}
+
+mod bindings;
+mod breaker;
+mod cache;
+pub mod chain;
+mod convert;
+mod engine;
+mod events;
+mod hooks;
+mod host;
+mod messages;
+mod plugin;
+mod pool;
+mod publish;
+mod register;
+mod subscribe;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+pub use self::chain::FailurePolicy;
+pub use self::convert::{
+    ConnectionInfo, ListenerKind, ModifierError, Modifiers, is_connack_refusal,
+};
+use self::engine::Runtime;
+pub use self::events::{DropReason, Event};
+pub use self::hooks::HookSet;
+pub use self::plugin::{CallFailure, Hook, LoadError, Plugin, Settings};
+pub use self::publish::{
+    DeliverRequest, DeliveryChanges, PublishChanges, PublishOutcome, PublishRequest,
+    is_puback_refusal,
+};
+pub use self::register::{
+    AuthOutcome, AuthRequest, AuthStep, Refusal, RegisterOutcome, RegisterRequest,
+};
+pub use self::subscribe::{
+    SubscribeOutcome, SubscribeRequest, TopicDecision, UnsubscribeChanges, UnsubscribeRequest,
+};
+use crate::codec::ProtocolVersion;
+use crate::config::Config;
 
 /// Notifications waiting for the dispatcher; beyond this they are dropped
 /// (and counted) rather than slow the broker down.
@@ -76,87 +118,32 @@ pub enum PluginsError {
     Load(#[from] LoadError),
 }
 
-/// A client's registration, as the authentication hooks see it.
-#[derive(Debug)]
-pub struct RegisterRequest<'a> {
-    pub conn: &'a ConnectionInfo,
-    pub id: &'a SubscriberId,
-    pub version: ProtocolVersion,
-    pub username: Option<&'a str>,
-    pub password: Option<&'a [u8]>,
-    pub clean_start: bool,
-    pub properties: &'a ConnectProperties,
+/// The plugins of one conditional chain, per protocol family: a plugin
+/// serves MQTT 3.x clients with its v3 hook, and MQTT 5 clients with its m5
+/// hook, or its v3 hook when it has no m5 one.
+#[derive(Debug, Default)]
+struct Chain {
+    v3: Vec<Arc<Plugin>>,
+    v5: Vec<Arc<Plugin>>,
 }
 
-/// A refusal decided by the plugins.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// MQTT 5 reason code (MQTT 3.x clients get its 3.x equivalent).
-    pub code: ReasonCode,
-    pub reason_string: Option<String>,
-    pub server_reference: Option<String>,
-    /// What to log: which plugin, and why.
-    pub cause: String,
-}
+impl Chain {
+    fn new(list: &[Arc<Plugin>], v3: Hook, m5: Hook) -> Self {
+        let keep = |hooks: &[Hook]| -> Vec<Arc<Plugin>> {
+            list.iter()
+                .filter(|p| hooks.iter().any(|h| p.implements(*h)))
+                .cloned()
+                .collect()
+        };
+        Chain {
+            v3: keep(&[v3]),
+            v5: keep(&[v3, m5]),
+        }
+    }
 
-/// What the authentication chain decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RegisterOutcome {
-    /// No plugin implements an authentication hook: `allow_anonymous`
-    /// decides.
-    NoPlugins,
-    Accepted {
-        plugin: Arc<str>,
-        modifiers: Modifiers,
-    },
-    Refused(Refusal),
-}
-
-/// Where an enhanced-authentication exchange stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthStep {
-    Connect,
-    Continue,
-    Reauthenticate,
-}
-
-/// One step of an enhanced-authentication exchange.
-#[derive(Debug)]
-pub struct AuthRequest<'a> {
-    pub conn: &'a ConnectionInfo,
-    pub id: &'a SubscriberId,
-    pub username: Option<&'a str>,
-    pub step: AuthStep,
-    pub method: &'a str,
-    pub data: Option<&'a [u8]>,
-}
-
-/// What the enhanced-authentication chain decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuthOutcome {
-    /// Send AUTH 0x18 with this data.
-    Continue(Option<Vec<u8>>),
-    /// Authenticated; the data goes to the client.
-    Success(Option<Vec<u8>>),
-    Refused(Refusal),
-    /// No plugin handles this method.
-    Unhandled,
-}
-
-/// A session-lifecycle notification.
-#[derive(Clone, Debug)]
-pub enum Event {
-    Wakeup(SubscriberId),
-    Register {
-        peer: SocketAddr,
-        id: SubscriberId,
-        username: Option<String>,
-        /// CONNECT properties of an MQTT 5 client.
-        properties: Option<ConnectProperties>,
-    },
-    Offline(SubscriberId),
-    Gone(SubscriberId),
-    Expired(SubscriberId),
+    fn get(&self, version: ProtocolVersion) -> &[Arc<Plugin>] {
+        if version.is_v5() { &self.v5 } else { &self.v3 }
+    }
 }
 
 /// The loaded plugins, in chain order.
@@ -164,14 +151,16 @@ pub enum Event {
 pub struct Plugins {
     list: Vec<Arc<Plugin>>,
     events: Option<mpsc::Sender<Event>>,
-    /// Notification hooks some plugin implements: events for the others
-    /// are not even queued.
-    wanted: Vec<Hook>,
-    /// The authentication chains, precomputed: MQTT 3.x clients, MQTT 5
-    /// clients, enhanced authentication.
-    auth_v3: Vec<Arc<Plugin>>,
-    auth_v5: Vec<Arc<Plugin>>,
+    /// Every hook some plugin implements: notifications for the others are
+    /// not even queued, and chains nobody implements are not walked.
+    exported: HookSet,
+    /// The chains, precomputed.
+    register: Chain,
     auth_enhanced: Vec<Arc<Plugin>>,
+    subscribe: Chain,
+    unsubscribe: Chain,
+    publish: Chain,
+    deliver: Chain,
     dropped_events: AtomicU64,
 }
 
@@ -220,28 +209,31 @@ impl Plugins {
         list.sort_by_key(|p| (p.settings.priority.is_none(), p.settings.priority));
         let order: Vec<&str> = list.iter().map(|p| &*p.name).collect();
         tracing::info!("plugin chain: [{}]", order.join(", "));
-        let wanted: Vec<Hook> = Hook::ALL
-            .into_iter()
-            .filter(|h| list.iter().any(|p| p.implements(*h)))
-            .collect();
-        let chain = |keep: &dyn Fn(&Plugin) -> bool| -> Vec<Arc<Plugin>> {
-            list.iter().filter(|p| keep(p)).cloned().collect()
-        };
-        let auth_v3 = chain(&|p| p.implements(Hook::AuthOnRegister));
-        let auth_v5 =
-            chain(&|p| p.implements(Hook::AuthOnRegister) || p.implements(Hook::AuthOnRegisterM5));
-        let auth_enhanced = chain(&|p| p.implements(Hook::OnAuthM5));
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(dispatch(list.clone(), rx));
-        Ok(Plugins {
+        tokio::spawn(events::dispatch(list.clone(), rx));
+        Ok(Plugins::assemble(list, Some(tx)))
+    }
+
+    fn assemble(list: Vec<Arc<Plugin>>, events: Option<mpsc::Sender<Event>>) -> Plugins {
+        let exported = list
+            .iter()
+            .fold(HookSet::default(), |set, p| set.union(p.hooks()));
+        Plugins {
+            exported,
+            register: Chain::new(&list, Hook::AuthOnRegister, Hook::AuthOnRegisterM5),
+            auth_enhanced: list
+                .iter()
+                .filter(|p| p.implements(Hook::OnAuthM5))
+                .cloned()
+                .collect(),
+            subscribe: Chain::new(&list, Hook::AuthOnSubscribe, Hook::AuthOnSubscribeM5),
+            unsubscribe: Chain::new(&list, Hook::OnUnsubscribe, Hook::OnUnsubscribeM5),
+            publish: Chain::new(&list, Hook::AuthOnPublish, Hook::AuthOnPublishM5),
+            deliver: Chain::new(&list, Hook::OnDeliver, Hook::OnDeliverM5),
             list,
-            events: Some(tx),
-            wanted,
-            auth_v3,
-            auth_v5,
-            auth_enhanced,
+            events,
             dropped_events: AtomicU64::new(0),
-        })
+        }
     }
 
     /// The plugins in chain order.
@@ -261,238 +253,41 @@ impl Plugins {
 
     /// Whether any plugin implements `hook`.
     pub fn implements(&self, hook: Hook) -> bool {
-        self.list.iter().any(|p| p.implements(hook))
+        self.exported.contains(hook)
     }
 
     /// Whether any plugin authenticates clients at CONNECT.
     pub fn authenticates(&self) -> bool {
-        self.implements(Hook::AuthOnRegister) || self.implements(Hook::AuthOnRegisterM5)
+        !self.register.v5.is_empty()
+    }
+
+    /// Whether PUBLISH from a client of `version` goes through
+    /// `auth-on-publish(-m5)`.
+    pub fn checks_publish(&self, version: ProtocolVersion) -> bool {
+        !self.publish.get(version).is_empty()
+    }
+
+    /// Whether SUBSCRIBE from a client of `version` goes through
+    /// `auth-on-subscribe(-m5)`.
+    pub fn checks_subscribe(&self, version: ProtocolVersion) -> bool {
+        !self.subscribe.get(version).is_empty()
+    }
+
+    /// Whether UNSUBSCRIBE from a client of `version` goes through
+    /// `on-unsubscribe(-m5)`.
+    pub fn checks_unsubscribe(&self, version: ProtocolVersion) -> bool {
+        !self.unsubscribe.get(version).is_empty()
+    }
+
+    /// Whether messages to a subscriber of `version` go through
+    /// `on-deliver(-m5)`.
+    pub fn rewrites_deliveries(&self, version: ProtocolVersion) -> bool {
+        !self.deliver.get(version).is_empty()
     }
 
     /// Notifications dropped because the dispatcher fell behind.
     pub fn dropped_events(&self) -> u64 {
         self.dropped_events.load(Ordering::Relaxed)
-    }
-
-    /// Walks the authentication chain for a CONNECT. MQTT 5 clients get a
-    /// plugin's `auth-on-register-m5`, or its `auth-on-register` when it has
-    /// only that one.
-    pub async fn authenticate(
-        &self,
-        req: &RegisterRequest<'_>,
-        config: &Config,
-    ) -> RegisterOutcome {
-        if !self.authenticates() {
-            return RegisterOutcome::NoPlugins;
-        }
-        let v5 = req.version.is_v5();
-        let chain = if v5 { &self.auth_v5 } else { &self.auth_v3 };
-        let conn = req.conn.wit();
-        let id = convert::subscriber_id(req.id);
-        let props = v5.then(|| convert::connect_properties(req.properties));
-        let outcome = chain::walk(
-            chain,
-            |p| {
-                let (id, props) = (&id, &props);
-                async move {
-                    match props {
-                        Some(props) if p.implements(Hook::AuthOnRegisterM5) => {
-                            call_register_m5(p, conn, id, req, props).await
-                        }
-                        _ => call_register(p, conn, id, req).await,
-                    }
-                }
-            },
-            |p| p.settings.on_failure,
-            |p, failure: &CallFailure| {
-                tracing::warn!(plugin = %p.name, "authentication hook failed ({failure}); failing open to the next plugin");
-            },
-        )
-        .await;
-        match outcome {
-            Outcome::Accepted { index, value } => {
-                let plugin = chain[index].name.clone();
-                match value.map(|m| convert::modifiers(m, req.version, config)) {
-                    None => RegisterOutcome::Accepted {
-                        plugin,
-                        modifiers: Modifiers::default(),
-                    },
-                    Some(Ok(modifiers)) => RegisterOutcome::Accepted { plugin, modifiers },
-                    Some(Err(e)) => RegisterOutcome::Refused(Refusal {
-                        code: ReasonCode::UNSPECIFIED_ERROR,
-                        reason_string: None,
-                        server_reference: None,
-                        cause: format!("plugin {plugin} returned an invalid {e}"),
-                    }),
-                }
-            }
-            Outcome::Refused { index, error } => {
-                RegisterOutcome::Refused(error.by(&chain[index].name, convert::is_connack_refusal))
-            }
-            Outcome::Failed { index, failure } => RegisterOutcome::Refused(Refusal {
-                code: ReasonCode::NOT_AUTHORIZED,
-                reason_string: None,
-                server_reference: None,
-                cause: format!("plugin {} failed: {failure}", chain[index].name),
-            }),
-            Outcome::Exhausted => RegisterOutcome::Refused(Refusal {
-                code: ReasonCode::NOT_AUTHORIZED,
-                reason_string: None,
-                server_reference: None,
-                cause: "every authentication plugin answered next".into(),
-            }),
-        }
-    }
-
-    /// Walks the enhanced-authentication chain for one step. `reauth`
-    /// selects which reason codes a refusal may use (DISCONNECT instead of
-    /// CONNACK).
-    pub async fn enhanced_auth(&self, req: &AuthRequest<'_>, reauth: bool) -> AuthOutcome {
-        let chain = &self.auth_enhanced;
-        let conn = req.conn.wit();
-        let id = convert::subscriber_id(req.id);
-        let request = on_auth_m5::AuthRequest {
-            step: match req.step {
-                AuthStep::Connect => on_auth_m5::AuthStep::Connect,
-                AuthStep::Continue => on_auth_m5::AuthStep::ContinueAuthentication,
-                AuthStep::Reauthenticate => on_auth_m5::AuthStep::Reauthenticate,
-            },
-            method: req.method.to_owned(),
-            data: req.data.map(<[u8]>::to_vec),
-            username: req.username.map(str::to_owned),
-        };
-        let outcome = chain::walk(
-            chain,
-            |p| {
-                let (id, request) = (&id, &request);
-                async move {
-                    let verdict = hook_call!(p, Hook::OnAuthM5, on_auth_m5, |g, store| {
-                        g.call_on_auth_m5(store, conn, id, request)
-                    })
-                    .await?;
-                    Ok(match verdict {
-                        on_auth_m5::AuthVerdict::ContinueAuthentication(d) => {
-                            Answer::Ok(AuthOutcome::Continue(d))
-                        }
-                        on_auth_m5::AuthVerdict::Success(d) => Answer::Ok(AuthOutcome::Success(d)),
-                        on_auth_m5::AuthVerdict::Next => Answer::Next,
-                        on_auth_m5::AuthVerdict::Error(e) => Answer::Error(Denied::M5(e)),
-                    })
-                }
-            },
-            |p| p.settings.on_failure,
-            |p, failure: &CallFailure| {
-                tracing::warn!(plugin = %p.name, "on-auth-m5 failed ({failure}); failing open to the next plugin");
-            },
-        )
-        .await;
-        let valid: fn(ReasonCode) -> bool = if reauth {
-            convert::is_disconnect_reason
-        } else {
-            convert::is_connack_refusal
-        };
-        match outcome {
-            Outcome::Accepted { value, .. } => value,
-            Outcome::Refused { index, error } => {
-                let mut refusal = error.by(&chain[index].name, |code| {
-                    valid(code) || (reauth && convert::is_connack_refusal(code))
-                });
-                // A CONNACK-only code (0x86 bad credentials, 0x8C bad
-                // method...) cannot end an established connection.
-                if reauth && !convert::is_disconnect_reason(refusal.code) {
-                    refusal.code = ReasonCode::NOT_AUTHORIZED;
-                }
-                AuthOutcome::Refused(refusal)
-            }
-            Outcome::Failed { index, failure } => AuthOutcome::Refused(Refusal {
-                code: ReasonCode::NOT_AUTHORIZED,
-                reason_string: None,
-                server_reference: None,
-                cause: format!("plugin {} failed: {failure}", chain[index].name),
-            }),
-            Outcome::Exhausted => AuthOutcome::Unhandled,
-        }
-    }
-
-    /// Queues a notification for every plugin that implements its hook.
-    /// Never waits: if the dispatcher is far behind, the event is dropped
-    /// and counted.
-    pub fn notify(&self, event: Event) {
-        let Some(tx) = &self.events else {
-            return;
-        };
-        let hooks: &[Hook] = match event {
-            Event::Wakeup(_) => &[Hook::OnClientWakeup],
-            Event::Register { .. } => &[Hook::OnRegister, Hook::OnRegisterM5],
-            Event::Offline(_) => &[Hook::OnClientOffline],
-            Event::Gone(_) => &[Hook::OnClientGone],
-            Event::Expired(_) => &[Hook::OnSessionExpired],
-        };
-        if !hooks.iter().any(|h| self.wanted.contains(h)) {
-            return;
-        }
-        if tx.try_send(event).is_err() {
-            let n = self.dropped_events.fetch_add(1, Ordering::Relaxed);
-            if n.is_power_of_two() {
-                tracing::warn!(
-                    "plugin notification queue full; {} notifications dropped so far",
-                    n + 1
-                );
-            }
-        }
-    }
-}
-
-/// A plugin's refusal before validation.
-enum Denied {
-    V3(wit::Denial),
-    M5(wit::M5Denial),
-}
-
-impl Denied {
-    /// The refusal to send, checking that a plugin-supplied code is one
-    /// `valid` allows.
-    fn by(self, plugin: &str, valid: impl Fn(ReasonCode) -> bool) -> Refusal {
-        match self {
-            Denied::V3(wit::Denial::InvalidCredentials(why)) => Refusal {
-                code: ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-                reason_string: None,
-                server_reference: None,
-                cause: format!("plugin {plugin}: invalid credentials: {}", clip(&why)),
-            },
-            Denied::V3(wit::Denial::NotAuthorized(why)) => Refusal {
-                code: ReasonCode::NOT_AUTHORIZED,
-                reason_string: None,
-                server_reference: None,
-                cause: format!("plugin {plugin}: not authorized: {}", clip(&why)),
-            },
-            Denied::M5(d) => {
-                let code = ReasonCode(d.reason_code);
-                if valid(code) {
-                    Refusal {
-                        code,
-                        cause: format!(
-                            "plugin {plugin} refused with {code}{}",
-                            d.reason_string
-                                .as_deref()
-                                .map(|s| format!(": {}", clip(s)))
-                                .unwrap_or_default()
-                        ),
-                        reason_string: convert::reason_string(d.reason_string),
-                        server_reference: convert::reason_string(d.server_reference),
-                    }
-                } else {
-                    Refusal {
-                        code: ReasonCode::UNSPECIFIED_ERROR,
-                        reason_string: None,
-                        server_reference: None,
-                        cause: format!(
-                            "plugin {plugin} refused with {code}, which is not a refusal code here"
-                        ),
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -501,126 +296,6 @@ fn clip(s: &str) -> String {
     match s.char_indices().nth(200) {
         Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
         None => s.to_owned(),
-    }
-}
-
-type RegisterAnswer = Result<Answer<Option<wit::RegisterModifiers>, Denied>, CallFailure>;
-
-async fn call_register(
-    p: &Plugin,
-    conn: &wit::Connection,
-    id: &wit::SubscriberId,
-    req: &RegisterRequest<'_>,
-) -> RegisterAnswer {
-    let verdict = hook_call!(p, Hook::AuthOnRegister, auth_on_register, |g, store| {
-        g.call_auth_on_register(store, conn, id, req.username, req.password, req.clean_start)
-    })
-    .await?;
-    Ok(match verdict {
-        auth_on_register::RegisterVerdict::Ok(m) => Answer::Ok(m),
-        auth_on_register::RegisterVerdict::Next => Answer::Next,
-        auth_on_register::RegisterVerdict::Error(d) => Answer::Error(Denied::V3(d)),
-    })
-}
-
-async fn call_register_m5(
-    p: &Plugin,
-    conn: &wit::Connection,
-    id: &wit::SubscriberId,
-    req: &RegisterRequest<'_>,
-    props: &wit::ConnectProperties,
-) -> RegisterAnswer {
-    let verdict = hook_call!(
-        p,
-        Hook::AuthOnRegisterM5,
-        auth_on_register_m5,
-        |g, store| {
-            g.call_auth_on_register_m5(
-                store,
-                conn,
-                id,
-                req.username,
-                req.password,
-                req.clean_start,
-                props,
-            )
-        }
-    )
-    .await?;
-    Ok(match verdict {
-        auth_on_register_m5::RegisterVerdictM5::Ok(m) => Answer::Ok(m),
-        auth_on_register_m5::RegisterVerdictM5::Next => Answer::Next,
-        auth_on_register_m5::RegisterVerdictM5::Error(d) => Answer::Error(Denied::M5(d)),
-    })
-}
-
-/// Delivers notifications in order, to every plugin implementing the hook,
-/// in chain order. Failures are logged by `Plugin::call` and go no further.
-async fn dispatch(plugins: Vec<Arc<Plugin>>, mut events: mpsc::Receiver<Event>) {
-    while let Some(event) = events.recv().await {
-        for p in &plugins {
-            deliver(p, &event).await;
-        }
-    }
-}
-
-async fn deliver(p: &Plugin, event: &Event) {
-    macro_rules! simple {
-        ($hook:expr, $field:ident, $call:ident, $id:expr) => {{
-            if p.implements($hook) {
-                let id = &convert::subscriber_id($id);
-                let _ = hook_call!(p, $hook, $field, |g, store| g.$call(store, id)).await;
-            }
-        }};
-    }
-    match event {
-        Event::Wakeup(id) => simple!(
-            Hook::OnClientWakeup,
-            on_client_wakeup,
-            call_on_client_wakeup,
-            id
-        ),
-        Event::Offline(id) => simple!(
-            Hook::OnClientOffline,
-            on_client_offline,
-            call_on_client_offline,
-            id
-        ),
-        Event::Gone(id) => simple!(Hook::OnClientGone, on_client_gone, call_on_client_gone, id),
-        Event::Expired(id) => simple!(
-            Hook::OnSessionExpired,
-            on_session_expired,
-            call_on_session_expired,
-            id
-        ),
-        Event::Register {
-            peer,
-            id,
-            username,
-            properties,
-        } => {
-            let peer = convert::peer(*peer);
-            let id = convert::subscriber_id(id);
-            let username = username.as_deref();
-            match properties {
-                Some(props) if p.implements(Hook::OnRegisterM5) => {
-                    let props = &convert::connect_properties(props);
-                    let (peer, id) = (&peer, &id);
-                    let _ = hook_call!(p, Hook::OnRegisterM5, on_register_m5, |g, store| {
-                        g.call_on_register_m5(store, peer, id, username, props)
-                    })
-                    .await;
-                }
-                _ if p.implements(Hook::OnRegister) => {
-                    let (peer, id) = (&peer, &id);
-                    let _ = hook_call!(p, Hook::OnRegister, on_register, |g, store| {
-                        g.call_on_register(store, peer, id, username)
-                    })
-                    .await;
-                }
-                _ => {}
-            }
-        }
     }
 }
 

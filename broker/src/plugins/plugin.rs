@@ -21,59 +21,13 @@ use tokio::time::Instant;
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
-use super::bindings::exports::sluice::plugin::{
-    auth_on_register, auth_on_register_m5, lifecycle, on_auth_m5, on_client_gone,
-    on_client_offline, on_client_wakeup, on_register, on_register_m5, on_session_expired,
-};
 use super::breaker::{Breaker, Tripped};
 use super::chain::FailurePolicy;
 use super::engine::Runtime;
+use super::hooks::{Guests, HookSet, Hooks};
+pub use super::hooks::Hook;
 use super::host::{KvStore, PluginShared, PluginState};
 use super::pool::{Checkout, Pool};
-
-/// The hooks a plugin may implement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Hook {
-    AuthOnRegister,
-    AuthOnRegisterM5,
-    OnAuthM5,
-    OnRegister,
-    OnRegisterM5,
-    OnClientWakeup,
-    OnClientOffline,
-    OnClientGone,
-    OnSessionExpired,
-}
-
-impl Hook {
-    /// Every hook.
-    pub const ALL: [Hook; 9] = [
-        Hook::AuthOnRegister,
-        Hook::AuthOnRegisterM5,
-        Hook::OnAuthM5,
-        Hook::OnRegister,
-        Hook::OnRegisterM5,
-        Hook::OnClientWakeup,
-        Hook::OnClientOffline,
-        Hook::OnClientGone,
-        Hook::OnSessionExpired,
-    ];
-
-    /// The WIT name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::AuthOnRegister => "auth-on-register",
-            Hook::AuthOnRegisterM5 => "auth-on-register-m5",
-            Hook::OnAuthM5 => "on-auth-m5",
-            Hook::OnRegister => "on-register",
-            Hook::OnRegisterM5 => "on-register-m5",
-            Hook::OnClientWakeup => "on-client-wakeup",
-            Hook::OnClientOffline => "on-client-offline",
-            Hook::OnClientGone => "on-client-gone",
-            Hook::OnSessionExpired => "on-session-expired",
-        }
-    }
-}
 
 /// A plugin's limits and policies, resolved from the configuration.
 #[derive(Clone, Debug)]
@@ -147,93 +101,6 @@ pub struct Stats {
     pub failures: AtomicU64,
     pub fuel_used: AtomicU64,
     pub instances_created: AtomicU64,
-}
-
-/// Hook interfaces the component exports, looked up once at load.
-#[derive(Default)]
-struct Hooks {
-    lifecycle: Option<lifecycle::GuestIndices>,
-    auth_on_register: Option<auth_on_register::GuestIndices>,
-    auth_on_register_m5: Option<auth_on_register_m5::GuestIndices>,
-    on_auth_m5: Option<on_auth_m5::GuestIndices>,
-    on_register: Option<on_register::GuestIndices>,
-    on_register_m5: Option<on_register_m5::GuestIndices>,
-    on_client_wakeup: Option<on_client_wakeup::GuestIndices>,
-    on_client_offline: Option<on_client_offline::GuestIndices>,
-    on_client_gone: Option<on_client_gone::GuestIndices>,
-    on_session_expired: Option<on_session_expired::GuestIndices>,
-}
-
-impl Hooks {
-    fn find(pre: &InstancePre<PluginState>) -> Self {
-        Hooks {
-            lifecycle: lifecycle::GuestIndices::new(pre).ok(),
-            auth_on_register: auth_on_register::GuestIndices::new(pre).ok(),
-            auth_on_register_m5: auth_on_register_m5::GuestIndices::new(pre).ok(),
-            on_auth_m5: on_auth_m5::GuestIndices::new(pre).ok(),
-            on_register: on_register::GuestIndices::new(pre).ok(),
-            on_register_m5: on_register_m5::GuestIndices::new(pre).ok(),
-            on_client_wakeup: on_client_wakeup::GuestIndices::new(pre).ok(),
-            on_client_offline: on_client_offline::GuestIndices::new(pre).ok(),
-            on_client_gone: on_client_gone::GuestIndices::new(pre).ok(),
-            on_session_expired: on_session_expired::GuestIndices::new(pre).ok(),
-        }
-    }
-
-    fn has(&self, hook: Hook) -> bool {
-        match hook {
-            Hook::AuthOnRegister => self.auth_on_register.is_some(),
-            Hook::AuthOnRegisterM5 => self.auth_on_register_m5.is_some(),
-            Hook::OnAuthM5 => self.on_auth_m5.is_some(),
-            Hook::OnRegister => self.on_register.is_some(),
-            Hook::OnRegisterM5 => self.on_register_m5.is_some(),
-            Hook::OnClientWakeup => self.on_client_wakeup.is_some(),
-            Hook::OnClientOffline => self.on_client_offline.is_some(),
-            Hook::OnClientGone => self.on_client_gone.is_some(),
-            Hook::OnSessionExpired => self.on_session_expired.is_some(),
-        }
-    }
-
-    fn load(
-        &self,
-        store: &mut Store<PluginState>,
-        instance: &wasmtime::component::Instance,
-    ) -> wasmtime::Result<Guests> {
-        macro_rules! load {
-            ($field:ident) => {
-                match &self.$field {
-                    Some(i) => Some(i.load(&mut *store, instance)?),
-                    None => None,
-                }
-            };
-        }
-        Ok(Guests {
-            lifecycle: load!(lifecycle),
-            auth_on_register: load!(auth_on_register),
-            auth_on_register_m5: load!(auth_on_register_m5),
-            on_auth_m5: load!(on_auth_m5),
-            on_register: load!(on_register),
-            on_register_m5: load!(on_register_m5),
-            on_client_wakeup: load!(on_client_wakeup),
-            on_client_offline: load!(on_client_offline),
-            on_client_gone: load!(on_client_gone),
-            on_session_expired: load!(on_session_expired),
-        })
-    }
-}
-
-/// The typed exports of one instance.
-pub struct Guests {
-    pub lifecycle: Option<lifecycle::Guest>,
-    pub auth_on_register: Option<auth_on_register::Guest>,
-    pub auth_on_register_m5: Option<auth_on_register_m5::Guest>,
-    pub on_auth_m5: Option<on_auth_m5::Guest>,
-    pub on_register: Option<on_register::Guest>,
-    pub on_register_m5: Option<on_register_m5::Guest>,
-    pub on_client_wakeup: Option<on_client_wakeup::Guest>,
-    pub on_client_offline: Option<on_client_offline::Guest>,
-    pub on_client_gone: Option<on_client_gone::Guest>,
-    pub on_session_expired: Option<on_session_expired::Guest>,
 }
 
 /// One instance of a plugin, with its own store.
@@ -318,6 +185,8 @@ pub struct Plugin {
     runtime: Arc<Runtime>,
     pre: InstancePre<PluginState>,
     hooks: Hooks,
+    /// The hooks it exports.
+    exports: HookSet,
     pool: Pool<Box<Instance>>,
     breaker: Mutex<Breaker>,
 }
@@ -362,7 +231,8 @@ impl Plugin {
                 message: format!("{e:#}"),
             })?;
         let hooks = Hooks::find(&pre);
-        if !Hook::ALL.iter().any(|h| hooks.has(*h)) {
+        let exports = hooks.set();
+        if exports.is_empty() {
             let ty = compiled.component.component_type();
             let exports: Vec<String> = ty
                 .exports(&runtime.engine)
@@ -392,6 +262,7 @@ impl Plugin {
             runtime: runtime.clone(),
             pre,
             hooks,
+            exports,
             pool: Pool::new(settings.instances),
             breaker: Mutex::new(Breaker::new(
                 settings.breaker_failures,
@@ -412,7 +283,7 @@ impl Plugin {
             file = %path.display(),
             sha256 = %plugin.hash,
             cached = compiled.cached,
-            hooks = %plugin.hooks().map(Hook::name).collect::<Vec<_>>().join(","),
+            hooks = %plugin.hooks().iter().map(Hook::name).collect::<Vec<_>>().join(","),
             "plugin loaded"
         );
         Ok(plugin)
@@ -425,12 +296,12 @@ impl Plugin {
 
     /// Whether the plugin exports `hook`.
     pub fn implements(&self, hook: Hook) -> bool {
-        self.hooks.has(hook)
+        self.exports.contains(hook)
     }
 
     /// The hooks the plugin exports.
-    pub fn hooks(&self) -> impl Iterator<Item = Hook> + '_ {
-        Hook::ALL.into_iter().filter(|h| self.hooks.has(*h))
+    pub fn hooks(&self) -> HookSet {
+        self.exports
     }
 
     fn new_store(&self) -> Store<PluginState> {

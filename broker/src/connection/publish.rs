@@ -1,0 +1,390 @@
+//! PUBLISH from the client: topic aliases, the publish permission, QoS 2
+//! duplicates, `auth-on-publish` (with its modifiers and its per-connection
+//! acceptance cache), routing, retained messages and the acknowledgement.
+//!
+//! With no plugin implementing `auth-on-publish(-m5)` the path stays
+//! synchronous and does nothing more than it did before the hook existed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::{Close, Connection};
+use crate::codec::{self, Ack, AckKind, MessageProperties, Publish, QoS};
+use crate::config::PublishRefusal;
+use crate::message::Message;
+use crate::plugins::{Event, Hook, PublishChanges, PublishOutcome, PublishRequest};
+use crate::reason::ReasonCode;
+use crate::topic::{PacketId, TopicName};
+
+/// Cached acceptances kept per connection; beyond this the oldest half is
+/// dropped.
+const CACHE_ENTRIES: usize = 64;
+
+/// A PUBLISH admitted past the broker's own checks.
+struct Incoming {
+    topic: TopicName,
+    packet_id: Option<PacketId>,
+    qos: QoS,
+    retain: bool,
+    payload: Bytes,
+    properties: MessageProperties,
+    expiry: Option<u32>,
+}
+
+/// Acceptances `auth-on-publish` said may be reused, by topic, QoS and
+/// RETAIN flag, with when they lapse.
+#[derive(Debug, Default)]
+pub(super) struct PublishCache {
+    entries: HashMap<(TopicName, QoS, bool), Instant>,
+}
+
+impl PublishCache {
+    fn allows(&mut self, topic: &TopicName, qos: QoS, retain: bool, now: Instant) -> bool {
+        let key = (topic.clone(), qos, retain);
+        match self.entries.get(&key) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                self.entries.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn insert(&mut self, topic: TopicName, qos: QoS, retain: bool, until: Instant) {
+        if self.entries.len() >= CACHE_ENTRIES {
+            let now = Instant::now();
+            self.entries.retain(|_, t| *t > now);
+            if self.entries.len() >= CACHE_ENTRIES {
+                // Still full of live entries: keep the later half.
+                let mut lapses: Vec<Instant> = self.entries.values().copied().collect();
+                lapses.sort_unstable();
+                let cut = lapses[lapses.len() / 2];
+                self.entries.retain(|_, t| *t > cut);
+            }
+        }
+        self.entries.insert((topic, qos, retain), until);
+    }
+}
+
+impl Connection {
+    /// A PUBLISH when no plugin checks publishes.
+    pub(super) fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
+        match self.admit(p)? {
+            Some(incoming) => self.route(incoming, None),
+            None => Ok(()),
+        }
+    }
+
+    /// A PUBLISH through `auth-on-publish(-m5)`.
+    pub(super) async fn on_publish_checked(&mut self, p: Publish) -> Result<(), Close> {
+        let Some(incoming) = self.admit(p)? else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if let Some(cache) = &mut self.publish_cache {
+            if cache.allows(&incoming.topic, incoming.qos, incoming.retain, now) {
+                return self.route(incoming, None);
+            }
+        }
+        let request = PublishRequest {
+            id: self.session.id(),
+            username: self.neg.username.as_deref(),
+            version: self.neg.version,
+            topic: &incoming.topic,
+            payload: &incoming.payload,
+            qos: incoming.qos,
+            retain: incoming.retain,
+            properties: &incoming.properties,
+            expiry: incoming.expiry,
+            is_will: false,
+        };
+        match self.ctx.plugins.authorize_publish(&request).await {
+            PublishOutcome::Accepted { changes, cache } => {
+                if let Some(ttl) = cache {
+                    self.publish_cache.get_or_insert_with(Box::default).insert(
+                        incoming.topic.clone(),
+                        incoming.qos,
+                        incoming.retain,
+                        now + ttl,
+                    );
+                }
+                self.route(incoming, changes.as_deref())
+            }
+            PublishOutcome::Refused {
+                code,
+                reason_string,
+                cause,
+            } => self.refuse(&incoming, code, reason_string, &cause),
+        }
+    }
+
+    /// Forgets cached publish acceptances (the client re-authenticated).
+    pub(super) fn clear_publish_cache(&mut self) {
+        self.publish_cache = None;
+    }
+
+    /// The broker's own checks. `None`: handled already (refused, or a
+    /// resent QoS 2 message).
+    fn admit(&mut self, p: Publish) -> Result<Option<Incoming>, Close> {
+        self.stats.messages_in += 1;
+        let topic = self.resolve_topic(&p)?;
+        if !self.neg.allow_publish {
+            let incoming = Incoming::new(topic, p);
+            self.refuse(
+                &incoming,
+                ReasonCode::NOT_AUTHORIZED,
+                None,
+                "publishing is not allowed for this client",
+            )?;
+            return Ok(None);
+        }
+        if p.qos == QoS::ExactlyOnce {
+            let Some(id) = p.packet_id else {
+                return Err(Close::server(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "QoS 2 without packet id",
+                ));
+            };
+            if self.inflight.incoming_qos2_contains(id) {
+                // A resend of a message already routed: acknowledge again.
+                codec::encode_ack(
+                    &mut self.out,
+                    self.neg.version,
+                    AckKind::PubRec,
+                    &Ack::new(id),
+                );
+                return Ok(None);
+            }
+            if self.inflight.incoming_qos2_len() >= usize::from(self.neg.receive_maximum) {
+                return Err(Close::server(
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "more unacknowledged QoS 2 messages than the receive maximum",
+                ));
+            }
+        }
+        Ok(Some(Incoming::new(topic, p)))
+    }
+
+    /// Routes an accepted message (with a plugin's changes) and
+    /// acknowledges it.
+    fn route(&mut self, incoming: Incoming, changes: Option<&PublishChanges>) -> Result<(), Close> {
+        let Incoming {
+            mut topic,
+            packet_id,
+            qos: sent_qos,
+            mut retain,
+            mut payload,
+            mut properties,
+            mut expiry,
+        } = incoming;
+        let mut qos = sent_qos;
+        let session = self.session.clone();
+        let mut mountpoint = &session.id().mountpoint;
+        if let Some(c) = changes {
+            if let Some(t) = &c.topic {
+                topic = t.clone();
+            }
+            if let Some(p) = &c.payload {
+                payload = p.clone();
+            }
+            if let Some(q) = c.qos {
+                qos = q;
+            }
+            if let Some(r) = c.retain {
+                retain = r;
+            }
+            if let Some((p, e)) = &c.properties {
+                properties = p.clone();
+                expiry = *e;
+            }
+            if let Some(m) = &c.mountpoint {
+                mountpoint = m;
+            }
+            if let Some(d) = c.throttle {
+                self.pause_reading(d);
+            }
+        }
+        if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {
+            self.inflight.incoming_qos2_arrived(id);
+        }
+        let message = Arc::new(Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            expires_at: Message::expiry_from_interval(expiry),
+        });
+        if message.retain {
+            // A retained message outlives the read buffer its payload
+            // points into: give it its own allocation.
+            let stored = Arc::new(Message {
+                payload: Bytes::copy_from_slice(&message.payload),
+                ..(*message).clone()
+            });
+            self.ctx.router.retain(mountpoint, &stored);
+        }
+        let matched = self
+            .ctx
+            .router
+            .publish(mountpoint, Some(session.key()), &message);
+        let plugins = &self.ctx.plugins;
+        if plugins.implements(Hook::OnPublish) || plugins.implements(Hook::OnPublishM5) {
+            plugins.notify(Event::Published {
+                username: self.neg.username.clone(),
+                id: self.session.id().clone(),
+                message,
+                v5: self.neg.version.is_v5(),
+            });
+        }
+        let reason = if matched == 0 && self.neg.version.is_v5() {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        self.acknowledge(sent_qos, packet_id, reason, None);
+        Ok(())
+    }
+
+    /// A PUBLISH the client may not send. MQTT 3.x clients are disconnected
+    /// (3.x cannot refuse one message), or, with `publish_refusal_v3 =
+    /// "drop"`, acknowledged as if delivered; MQTT 5 clients get
+    /// PUBACK/PUBREC with `code`, and QoS 0 is dropped silently.
+    fn refuse(
+        &mut self,
+        incoming: &Incoming,
+        code: ReasonCode,
+        reason_string: Option<String>,
+        cause: &str,
+    ) -> Result<(), Close> {
+        let topic = &incoming.topic;
+        if !self.neg.version.is_v5() {
+            if self.ctx.config.plugins.publish_refusal_v3 == PublishRefusal::Disconnect {
+                return Err(Close::server(
+                    ReasonCode::NOT_AUTHORIZED,
+                    format!("publish to {topic} refused: {cause}"),
+                ));
+            }
+            tracing::debug!(client = %self.session.id(), topic = %topic, "publish refused and dropped: {cause}");
+            if let (QoS::ExactlyOnce, Some(id)) = (incoming.qos, incoming.packet_id) {
+                // The QoS 2 flow completes as for a delivered message.
+                self.inflight.incoming_qos2_arrived(id);
+            }
+            self.acknowledge(incoming.qos, incoming.packet_id, ReasonCode::SUCCESS, None);
+            return Ok(());
+        }
+        tracing::debug!(client = %self.session.id(), topic = %topic, "publish refused: {cause}");
+        self.acknowledge(incoming.qos, incoming.packet_id, code, reason_string);
+        Ok(())
+    }
+
+    /// PUBACK or PUBREC for a message of `qos` (nothing for QoS 0).
+    fn acknowledge(
+        &mut self,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+        reason: ReasonCode,
+        reason_string: Option<String>,
+    ) {
+        let kind = match qos {
+            QoS::AtMostOnce => return,
+            QoS::AtLeastOnce => AckKind::PubAck,
+            QoS::ExactlyOnce => AckKind::PubRec,
+        };
+        if let Some(id) = packet_id {
+            let ack = Ack {
+                reason,
+                reason_string: reason_string.filter(|_| self.neg.problem_info),
+                ..Ack::new(id)
+            };
+            codec::encode_ack(&mut self.out, self.neg.version, kind, &ack);
+        }
+    }
+
+    /// Stops reading from the client for `d` (a later pause already running
+    /// is kept).
+    pub(super) fn pause_reading(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        match &mut self.pause {
+            Some(sleep) if sleep.deadline() >= until => {}
+            Some(sleep) => sleep.as_mut().reset(until),
+            None => self.pause = Some(Box::pin(tokio::time::sleep_until(until))),
+        }
+    }
+
+    /// The topic of an incoming PUBLISH, resolving MQTT 5 topic aliases.
+    fn resolve_topic(&mut self, p: &Publish) -> Result<TopicName, Close> {
+        let Some(alias) = p.topic_alias else {
+            return TopicName::new(&p.topic)
+                .map_err(|e| Close::server(ReasonCode::TOPIC_NAME_INVALID, e.to_string()));
+        };
+        if alias == 0 || alias > self.neg.topic_alias_maximum {
+            return Err(Close::server(
+                ReasonCode::TOPIC_ALIAS_INVALID,
+                format!(
+                    "topic alias {alias} outside 1..={}",
+                    self.neg.topic_alias_maximum
+                ),
+            ));
+        }
+        let aliases = &mut self.aliases.get_or_insert_with(Box::default).inbound;
+        if p.topic.is_empty() {
+            return aliases.get(&alias).cloned().ok_or_else(|| {
+                Close::server(
+                    ReasonCode::PROTOCOL_ERROR,
+                    format!("topic alias {alias} used before it was set"),
+                )
+            });
+        }
+        let topic = TopicName::new(&p.topic)
+            .map_err(|e| Close::server(ReasonCode::TOPIC_NAME_INVALID, e.to_string()))?;
+        aliases.insert(alias, topic.clone());
+        Ok(topic)
+    }
+}
+
+impl Incoming {
+    fn new(topic: TopicName, p: Publish) -> Self {
+        Incoming {
+            topic,
+            packet_id: p.packet_id,
+            qos: p.qos,
+            retain: p.retain,
+            payload: p.payload,
+            properties: p.properties,
+            expiry: p.message_expiry_interval,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cache_entries_lapse_and_stay_bounded() {
+        let mut cache = PublishCache::default();
+        let now = Instant::now();
+        let t = TopicName::new("a/b").unwrap();
+        assert!(!cache.allows(&t, QoS::AtMostOnce, false, now));
+        cache.insert(t.clone(), QoS::AtMostOnce, false, now + Duration::from_secs(5));
+        assert!(cache.allows(&t, QoS::AtMostOnce, false, now));
+        // Another QoS or RETAIN flag is another question.
+        assert!(!cache.allows(&t, QoS::AtLeastOnce, false, now));
+        assert!(!cache.allows(&t, QoS::AtMostOnce, true, now));
+        assert!(!cache.allows(&t, QoS::AtMostOnce, false, now + Duration::from_secs(6)));
+        for i in 0..1000 {
+            let topic = TopicName::new(&format!("t/{i}")).unwrap();
+            cache.insert(topic, QoS::AtMostOnce, false, now + Duration::from_secs(60 + i));
+        }
+        assert!(cache.entries.len() <= CACHE_ENTRIES);
+        // The latest entries survive.
+        let last = TopicName::new("t/999").unwrap();
+        assert!(cache.allows(&last, QoS::AtMostOnce, false, now));
+    }
+}

@@ -1,0 +1,300 @@
+//! SUBSCRIBE and UNSUBSCRIBE from the client: the broker's own checks, the
+//! `auth-on-subscribe(-m5)` and `on-unsubscribe(-m5)` chains when a plugin
+//! implements them, the router, retained messages, the acknowledgement and
+//! the notifications (`on-subscribe`, `on-topic-unsubscribed`).
+
+use super::{Close, Connection};
+use crate::codec::{
+    self, RetainHandling, SubAck, Subscribe, SubscriptionOptions, Unsubscribe, UserProperty,
+};
+use crate::message::Delivery;
+use crate::plugins::{
+    Event, Hook, SubscribeOutcome, SubscribeRequest, TopicDecision, UnsubscribeChanges,
+    UnsubscribeRequest,
+};
+use crate::reason::ReasonCode;
+use crate::session::HeldSubscription;
+use crate::topic::Subscription;
+
+/// What becomes of one filter of a SUBSCRIBE.
+enum Plan {
+    Subscribe(Subscription, SubscriptionOptions),
+    Refuse(ReasonCode),
+}
+
+impl Connection {
+    /// The code that refuses a topic: 0x80 is the only one MQTT 3.x has.
+    fn refusal(&self, code: ReasonCode) -> ReasonCode {
+        if self.neg.version.is_v5() {
+            code
+        } else {
+            ReasonCode::UNSPECIFIED_ERROR
+        }
+    }
+
+    /// The broker's own verdict on each filter.
+    fn plan_subscribe(&self, s: &Subscribe) -> Result<Vec<Plan>, Close> {
+        if !self.neg.allow_subscribe {
+            tracing::debug!(client = %self.session.id(), "subscribe refused");
+            let code = self.refusal(ReasonCode::NOT_AUTHORIZED);
+            return Ok(s.filters.iter().map(|_| Plan::Refuse(code)).collect());
+        }
+        let mut plans = Vec::with_capacity(s.filters.len());
+        for (raw, options) in &s.filters {
+            match Subscription::parse(raw) {
+                Ok(sub) if sub.group().is_some() && options.no_local => {
+                    return Err(Close::server(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "No Local set on a shared subscription",
+                    ));
+                }
+                Ok(sub) => plans.push(Plan::Subscribe(sub, *options)),
+                Err(e) => {
+                    tracing::debug!(client = %self.session.id(), filter = %raw, "subscription refused: {e}");
+                    plans.push(Plan::Refuse(
+                        self.refusal(ReasonCode::TOPIC_FILTER_INVALID),
+                    ));
+                }
+            }
+        }
+        Ok(plans)
+    }
+
+    /// SUBSCRIBE, with `auth-on-subscribe(-m5)`'s decisions.
+    pub(super) async fn on_subscribe_checked(&mut self, s: Subscribe) -> Result<(), Close> {
+        let mut plans = self.plan_subscribe(&s)?;
+        let topics: Vec<(Subscription, SubscriptionOptions)> = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::Subscribe(sub, o) => Some((sub.clone(), *o)),
+                Plan::Refuse(_) => None,
+            })
+            .collect();
+        if topics.is_empty() {
+            self.on_subscribe_planned(&s, plans, None);
+            return Ok(());
+        }
+        let outcome = self
+            .ctx
+            .plugins
+            .authorize_subscribe(&SubscribeRequest {
+                id: self.session.id(),
+                username: self.neg.username.as_deref(),
+                version: self.neg.version,
+                topics: &topics,
+                subscription_identifier: s.subscription_identifier,
+                user_properties: &s.user_properties,
+            })
+            .await;
+        let SubscribeOutcome {
+            topics: decisions,
+            reason_string,
+            user_properties,
+        } = outcome;
+        let mut decisions = decisions.into_iter();
+        for plan in &mut plans {
+            if let Plan::Subscribe(..) = plan {
+                *plan = match decisions.next() {
+                    Some(TopicDecision::Granted(sub, o)) if sub.group().is_some() && o.no_local => {
+                        tracing::warn!(client = %self.session.id(), filter = %sub, "a plugin set No Local on a shared subscription; topic refused");
+                        Plan::Refuse(ReasonCode::UNSPECIFIED_ERROR)
+                    }
+                    Some(TopicDecision::Granted(sub, o)) => Plan::Subscribe(sub, o),
+                    Some(TopicDecision::Rejected(code)) => Plan::Refuse(self.refusal(code)),
+                    None => Plan::Refuse(ReasonCode::UNSPECIFIED_ERROR),
+                };
+            }
+        }
+        self.on_subscribe_planned(&s, plans, Some((reason_string, user_properties)));
+        Ok(())
+    }
+
+    /// SUBSCRIBE when no plugin checks subscriptions.
+    pub(super) fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
+        let plans = self.plan_subscribe(&s)?;
+        self.on_subscribe_planned(&s, plans, None);
+        Ok(())
+    }
+
+    /// Stores the accepted subscriptions, answers SUBACK, queues retained
+    /// messages behind it and tells the plugins.
+    fn on_subscribe_planned(
+        &mut self,
+        s: &Subscribe,
+        plans: Vec<Plan>,
+        ack_props: Option<(Option<String>, Vec<UserProperty>)>,
+    ) {
+        let mut reasons = Vec::with_capacity(plans.len());
+        let mut retained = Vec::new();
+        let notify = self.ctx.plugins.implements(Hook::OnSubscribe)
+            || self.ctx.plugins.implements(Hook::OnSubscribeM5);
+        let mut accepted = Vec::new();
+        for plan in plans {
+            let (subscription, options) = match plan {
+                Plan::Subscribe(sub, o) => (sub, o),
+                Plan::Refuse(code) => {
+                    reasons.push(code);
+                    continue;
+                }
+            };
+            let existed = self.ctx.router.subscribe(
+                &self.session,
+                &subscription,
+                options,
+                s.subscription_identifier,
+            );
+            self.session.lock().subscriptions.insert(
+                subscription.clone(),
+                HeldSubscription {
+                    options,
+                    identifier: s.subscription_identifier,
+                },
+            );
+            reasons.push(ReasonCode(options.qos as u8));
+            let send_retained = match options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => !existed,
+                RetainHandling::Never => false,
+            };
+            if let (true, Subscription::Plain(filter)) = (send_retained, &subscription) {
+                for message in self
+                    .ctx
+                    .router
+                    .retained_matching(&self.session.id().mountpoint, filter)
+                {
+                    retained.push(Delivery {
+                        qos: message.qos.min(options.qos),
+                        message,
+                        retain: true,
+                        subscription_ids: s.subscription_identifier.into_iter().collect(),
+                        shared: None,
+                    });
+                }
+            }
+            if notify {
+                accepted.push((subscription.to_string(), options));
+            }
+        }
+        let (reason_string, user_properties) = match ack_props {
+            Some((r, u)) if self.neg.problem_info => (r, u),
+            _ => (None, Vec::new()),
+        };
+        codec::encode_suback(
+            &mut self.out,
+            self.neg.version,
+            &SubAck {
+                packet_id: s.packet_id,
+                reasons,
+                reason_string,
+                user_properties,
+            },
+        );
+        // Queued behind the SUBACK already in the output buffer.
+        for d in retained {
+            let dropped = self.session.enqueue(d);
+            self.stats.dropped += dropped.len() as u64;
+        }
+        if notify && !accepted.is_empty() {
+            self.ctx.plugins.notify(Event::Subscribed {
+                username: self.neg.username.clone(),
+                id: self.session.id().clone(),
+                topics: accepted,
+                properties: self
+                    .neg
+                    .version
+                    .is_v5()
+                    .then(|| (s.subscription_identifier, s.user_properties.clone())),
+            });
+        }
+    }
+
+    /// UNSUBSCRIBE through `on-unsubscribe(-m5)`, which may rewrite it.
+    pub(super) async fn on_unsubscribe_checked(&mut self, u: Unsubscribe) -> Result<(), Close> {
+        if !self.neg.allow_unsubscribe {
+            return self.on_unsubscribe(u, None);
+        }
+        let changes = self
+            .ctx
+            .plugins
+            .rewrite_unsubscribe(&UnsubscribeRequest {
+                id: self.session.id(),
+                username: self.neg.username.as_deref(),
+                version: self.neg.version,
+                topics: &u.filters,
+                user_properties: &u.user_properties,
+            })
+            .await;
+        self.on_unsubscribe(u, Some(changes))
+    }
+
+    /// UNSUBSCRIBE, with the chain's changes if it ran.
+    pub(super) fn on_unsubscribe(
+        &mut self,
+        mut u: Unsubscribe,
+        changes: Option<UnsubscribeChanges>,
+    ) -> Result<(), Close> {
+        let v5 = self.neg.version.is_v5();
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        if !self.neg.allow_unsubscribe {
+            if !v5 {
+                // MQTT 3.x UNSUBACK cannot carry a refusal.
+                return Err(Close::server(
+                    ReasonCode::NOT_AUTHORIZED,
+                    "unsubscribe not allowed",
+                ));
+            }
+            reasons.resize(u.filters.len(), ReasonCode::NOT_AUTHORIZED);
+        }
+        let UnsubscribeChanges {
+            topics,
+            reason_string,
+            user_properties,
+        } = changes.unwrap_or_default();
+        if let Some(topics) = topics {
+            u.filters = topics;
+        }
+        let notify = self.ctx.plugins.implements(Hook::OnTopicUnsubscribed);
+        let mut removed = Vec::new();
+        for raw in u.filters.iter().filter(|_| self.neg.allow_unsubscribe) {
+            let reason = match Subscription::parse(raw) {
+                Ok(subscription) => {
+                    let existed = self.ctx.router.unsubscribe(&self.session, &subscription);
+                    self.session.lock().subscriptions.remove(&subscription);
+                    if existed {
+                        if notify {
+                            removed.push(raw.clone());
+                        }
+                        ReasonCode::SUCCESS
+                    } else {
+                        ReasonCode::NO_SUBSCRIPTION_EXISTED
+                    }
+                }
+                Err(_) if v5 => ReasonCode::TOPIC_FILTER_INVALID,
+                Err(_) => ReasonCode::SUCCESS,
+            };
+            reasons.push(reason);
+        }
+        let (reason_string, user_properties) = if self.neg.problem_info {
+            (reason_string, user_properties)
+        } else {
+            (None, Vec::new())
+        };
+        codec::encode_unsuback(
+            &mut self.out,
+            self.neg.version,
+            &SubAck {
+                packet_id: u.packet_id,
+                reasons,
+                reason_string,
+                user_properties,
+            },
+        );
+        if !removed.is_empty() {
+            self.ctx.plugins.notify(Event::TopicUnsubscribed {
+                id: self.session.id().clone(),
+                topics: Some(removed),
+            });
+        }
+        Ok(())
+    }
+}
