@@ -3,12 +3,13 @@
 //! - `cargo xtask run [-- ARGS]`: build the broker in release mode and run it
 //!   with `config/sluice.toml` (extra arguments go to `sluice`).
 //! - `cargo xtask build-plugins`: build the wasm plugins (test fixtures in
-//!   `tests/plugins`) for wasm32-wasip2 into `target/plugins/`, installing
+//!   `tests/plugins`, examples in `example-plugins`) for wasm32-wasip2 into
+//!   `target/plugins/`, installing
 //!   the target if missing. Incremental: unchanged plugins are not rebuilt.
 //! - `cargo xtask test`: install what the tests need (the wasm target,
 //!   Debian's mosquitto-clients, paho-mqtt in a project-local virtualenv),
 //!   build the plugins, then check formatting and lints and run the whole
-//!   test suite.
+//!   test suite (and the example plugins' unit tests on the host).
 //!
 //! - `cargo xtask bench [--quick]`: Sluice side by side with mosquitto
 //!   under the `loadgen` scenarios, then the criterion micro-benchmarks;
@@ -125,5 +126,11 @@ fn test(root: &Path) -> Result<()> {
     sh(cargo()
         .args(["test", "--workspace"])
         .env("SLUICE_PYTHON", &python))?;
+    // The example plugins' pure logic, unit-tested on the host.
+    sh(cargo()
+        .arg("test")
+        .arg("--manifest-path")
+        .arg(root.join("example-plugins/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", root.join("target/example-plugins-host")))?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use crate::{cargo, sh, succeeds};
 
 /// Cargo workspaces of wasm plugins, built for wasm32-wasip2.
-const PLUGIN_WORKSPACES: &[&str] = &["tests/plugins"];
+const PLUGIN_WORKSPACES: &[&str] = &["tests/plugins", "example-plugins"];
 
 /// paho-mqtt version the Python client tests use.
 const PAHO: &str = "paho-mqtt==2.1.0";

@@ -19,8 +19,8 @@ use crate::codec::{
 use crate::context::Context;
 use crate::message::{Message, Will};
 use crate::plugins::{
-    AuthOutcome, AuthRequest, AuthStep, ConnectionInfo, Event, Modifiers, RegisterOutcome,
-    RegisterRequest, PublishOutcome, PublishRequest,
+    AuthOutcome, AuthRequest, AuthStep, ConnectionInfo, Event, Modifiers, PublishOutcome,
+    PublishRequest, RegisterOutcome, RegisterRequest,
 };
 use crate::reason::ReasonCode;
 use crate::registry::Profile;
@@ -357,7 +357,10 @@ impl Handshake<'_> {
         let id = modifiers.subscriber_id.clone().unwrap_or(id);
         let (will, throttle) = match will {
             Some(w) if ctx.plugins.checks_publish(connect.version) => {
-                let username = modifiers.username.as_deref().or(connect.username.as_deref());
+                let username = modifiers
+                    .username
+                    .as_deref()
+                    .or(connect.username.as_deref());
                 let (w, throttle) = self.check_will(w, &id, username).await?;
                 (Some(w), throttle)
             }

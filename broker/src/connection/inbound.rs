@@ -6,9 +6,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Close, Connection};
-use crate::codec::{
-    self, Ack, AckKind, Auth, Packet,
-};
+use crate::codec::{self, Ack, AckKind, Auth, Packet};
 use crate::plugins::{AuthOutcome, AuthRequest, AuthStep, ConnectionInfo};
 use crate::reason::ReasonCode;
 use crate::session::OutState;

@@ -372,7 +372,12 @@ mod tests {
         let now = Instant::now();
         let t = TopicName::new("a/b").unwrap();
         assert!(!cache.allows(&t, QoS::AtMostOnce, false, now));
-        cache.insert(t.clone(), QoS::AtMostOnce, false, now + Duration::from_secs(5));
+        cache.insert(
+            t.clone(),
+            QoS::AtMostOnce,
+            false,
+            now + Duration::from_secs(5),
+        );
         assert!(cache.allows(&t, QoS::AtMostOnce, false, now));
         // Another QoS or RETAIN flag is another question.
         assert!(!cache.allows(&t, QoS::AtLeastOnce, false, now));
@@ -380,7 +385,12 @@ mod tests {
         assert!(!cache.allows(&t, QoS::AtMostOnce, false, now + Duration::from_secs(6)));
         for i in 0..1000 {
             let topic = TopicName::new(&format!("t/{i}")).unwrap();
-            cache.insert(topic, QoS::AtMostOnce, false, now + Duration::from_secs(60 + i));
+            cache.insert(
+                topic,
+                QoS::AtMostOnce,
+                false,
+                now + Duration::from_secs(60 + i),
+            );
         }
         assert!(cache.entries.len() <= CACHE_ENTRIES);
         // The latest entries survive.

@@ -51,9 +51,7 @@ impl Connection {
                 Ok(sub) => plans.push(Plan::Subscribe(sub, *options)),
                 Err(e) => {
                     tracing::debug!(client = %self.session.id(), filter = %raw, "subscription refused: {e}");
-                    plans.push(Plan::Refuse(
-                        self.refusal(ReasonCode::TOPIC_FILTER_INVALID),
-                    ));
+                    plans.push(Plan::Refuse(self.refusal(ReasonCode::TOPIC_FILTER_INVALID)));
                 }
             }
         }

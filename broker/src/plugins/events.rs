@@ -247,7 +247,9 @@ async fn deliver(p: &Plugin, event: &Event) {
                     on_publish_m5,
                     m.payload.clone(),
                     |g, store, payload| {
-                        g.call_on_publish_m5(store, username, id, qos, topic, payload, m.retain, props)
+                        g.call_on_publish_m5(
+                            store, username, id, qos, topic, payload, m.retain, props,
+                        )
                     }
                 )
                 .await;

@@ -3,16 +3,15 @@
 //! typed exports loaded into each instance. Adding a hook is one line in
 //! the table below (plus its WIT interface and where the broker calls it).
 
-use wasmtime::component::InstancePre;
 use wasmtime::Store;
+use wasmtime::component::InstancePre;
 
 use super::bindings::exports::sluice::plugin::{
-    auth_on_publish, auth_on_publish_m5, auth_on_register, auth_on_register_m5,
-    auth_on_subscribe, auth_on_subscribe_m5, lifecycle, on_auth_m5, on_client_gone,
-    on_client_offline, on_client_wakeup, on_deliver, on_deliver_m5, on_message_drop,
-    on_offline_message, on_publish, on_publish_m5, on_register, on_register_m5,
-    on_session_expired, on_subscribe, on_subscribe_m5, on_topic_unsubscribed, on_unsubscribe,
-    on_unsubscribe_m5,
+    auth_on_publish, auth_on_publish_m5, auth_on_register, auth_on_register_m5, auth_on_subscribe,
+    auth_on_subscribe_m5, lifecycle, on_auth_m5, on_client_gone, on_client_offline,
+    on_client_wakeup, on_deliver, on_deliver_m5, on_message_drop, on_offline_message, on_publish,
+    on_publish_m5, on_register, on_register_m5, on_session_expired, on_subscribe, on_subscribe_m5,
+    on_topic_unsubscribed, on_unsubscribe, on_unsubscribe_m5,
 };
 use super::host::PluginState;
 

@@ -73,7 +73,10 @@ pub fn properties_from(
             )
         })?;
     }
-    if p.correlation_data.as_ref().is_some_and(|d| d.len() > MAX_STRING) {
+    if p.correlation_data
+        .as_ref()
+        .is_some_and(|d| d.len() > MAX_STRING)
+    {
         return Err(bad(
             "properties.correlation-data",
             "must be at most 65535 bytes",
@@ -139,7 +142,9 @@ pub fn subscription_options_from(o: wit::SubscriptionOptions) -> SubscriptionOpt
     }
 }
 
-pub fn topic_subscriptions(topics: &[(String, SubscriptionOptions)]) -> Vec<wit::TopicSubscription> {
+pub fn topic_subscriptions(
+    topics: &[(String, SubscriptionOptions)],
+) -> Vec<wit::TopicSubscription> {
     topics
         .iter()
         .map(|(filter, o)| wit::TopicSubscription {

@@ -14,18 +14,21 @@
 /// the instance's store inside `$call`.
 macro_rules! hook_call {
     ($plugin:expr, $hook:expr, $field:ident, |$g:ident, $store:ident| $call:expr) => {
-        $plugin.call($hook, move |mut i: Box<$crate::plugins::plugin::Instance>| {
-            Box::pin(async move {
-                let result = match &i.guests.$field {
-                    Some($g) => {
-                        let $store = &mut i.store;
-                        $call.await
-                    }
-                    None => Err(wasmtime::format_err!("hook not exported")),
-                };
-                (i, result)
-            })
-        })
+        $plugin.call(
+            $hook,
+            move |mut i: Box<$crate::plugins::plugin::Instance>| {
+                Box::pin(async move {
+                    let result = match &i.guests.$field {
+                        Some($g) => {
+                            let $store = &mut i.store;
+                            $call.await
+                        }
+                        None => Err(wasmtime::format_err!("hook not exported")),
+                    };
+                    (i, result)
+                })
+            },
+        )
     };
 }
 
@@ -34,24 +37,29 @@ macro_rules! hook_call {
 macro_rules! hook_call_with_payload {
     ($plugin:expr, $hook:expr, $field:ident, $payload:expr, |$g:ident, $store:ident, $res:ident| $call:expr) => {{
         let payload: bytes::Bytes = $payload;
-        $plugin.call($hook, move |mut i: Box<$crate::plugins::plugin::Instance>| {
-            Box::pin(async move {
-                let result = match &i.guests.$field {
-                    Some($g) => match i.store.data_mut().lend(payload) {
-                        Ok($res) => {
-                            let handle = wasmtime::component::Resource::<$crate::plugins::host::PayloadRep>::new_own($res.rep());
-                            let $store = &mut i.store;
-                            let r = $call.await;
-                            i.store.data_mut().reclaim(handle);
-                            r
-                        }
-                        Err(e) => Err(e),
-                    },
-                    None => Err(wasmtime::format_err!("hook not exported")),
-                };
-                (i, result)
-            })
-        })
+        $plugin.call(
+            $hook,
+            move |mut i: Box<$crate::plugins::plugin::Instance>| {
+                Box::pin(async move {
+                    let result = match &i.guests.$field {
+                        Some($g) => match i.store.data_mut().lend(payload) {
+                            Ok($res) => {
+                                let handle = wasmtime::component::Resource::<
+                                    $crate::plugins::host::PayloadRep,
+                                >::new_own($res.rep());
+                                let $store = &mut i.store;
+                                let r = $call.await;
+                                i.store.data_mut().reclaim(handle);
+                                r
+                            }
+                            Err(e) => Err(e),
+                        },
+                        None => Err(wasmtime::format_err!("hook not exported")),
+                    };
+                    (i, result)
+                })
+            },
+        )
     }};
 }
 

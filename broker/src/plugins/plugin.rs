@@ -24,8 +24,8 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap};
 use super::breaker::{Breaker, Tripped};
 use super::chain::FailurePolicy;
 use super::engine::Runtime;
-use super::hooks::{Guests, HookSet, Hooks};
 pub use super::hooks::Hook;
+use super::hooks::{Guests, HookSet, Hooks};
 use super::host::{KvStore, PluginShared, PluginState};
 use super::pool::{Checkout, Pool};
 

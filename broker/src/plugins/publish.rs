@@ -324,15 +324,13 @@ impl Plugins {
         )
         .await;
         match outcome {
-            Outcome::Accepted { index, value } => {
-                match delivery_changes(value?, v5) {
-                    Ok(changes) => Some(changes),
-                    Err(e) => {
-                        tracing::warn!(client = %req.id, plugin = %chain[index].name, "on-deliver returned an invalid {e}; message sent unchanged");
-                        None
-                    }
+            Outcome::Accepted { index, value } => match delivery_changes(value?, v5) {
+                Ok(changes) => Some(changes),
+                Err(e) => {
+                    tracing::warn!(client = %req.id, plugin = %chain[index].name, "on-deliver returned an invalid {e}; message sent unchanged");
+                    None
                 }
-            }
+            },
             Outcome::Refused { index, error } => {
                 tracing::debug!(client = %req.id, plugin = %chain[index].name, "on-deliver error: {}; message sent unchanged", clip(&error));
                 None
@@ -389,10 +387,7 @@ fn publish_changes(
     Ok((Some(Box::new(changes)), None))
 }
 
-fn delivery_changes(
-    m: wit::DeliverModifiers,
-    v5: bool,
-) -> Result<DeliveryChanges, ModifierError> {
+fn delivery_changes(m: wit::DeliverModifiers, v5: bool) -> Result<DeliveryChanges, ModifierError> {
     if m.properties.is_some() && !v5 {
         return Err(bad(
             "properties",

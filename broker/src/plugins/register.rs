@@ -275,7 +275,6 @@ impl Denied {
     }
 }
 
-
 type RegisterAnswer = Result<Answer<Option<wit::RegisterModifiers>, Denied>, CallFailure>;
 
 async fn call_register(

@@ -103,7 +103,8 @@ impl Plugins {
                 qos: t.options.qos,
             })
             .collect();
-        let props = messages::subscribe_properties(req.subscription_identifier, req.user_properties);
+        let props =
+            messages::subscribe_properties(req.subscription_identifier, req.user_properties);
         let outcome = chain::walk(
             chain,
             |p| {

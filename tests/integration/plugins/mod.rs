@@ -3,7 +3,9 @@
 
 mod chain;
 mod enhanced_auth;
+mod examples;
 mod modifiers;
+mod pubsub;
 mod sandbox;
 
 use std::time::{Duration, Instant};

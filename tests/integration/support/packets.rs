@@ -263,3 +263,52 @@ pub fn disconnect_v5(reason: u8, session_expiry: Option<u32>) -> Vec<u8> {
     }
     frame(0xE0, &body)
 }
+
+/// MQTT 3.1.1 SUBSCRIBE of several filters (filter, QoS).
+pub fn subscribe_v4_many(pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> {
+    let mut s = v4::Subscribe::new_many(
+        filters
+            .iter()
+            .map(|(f, q)| v4::SubscribeFilter::new((*f).to_owned(), qos(*q))),
+    );
+    s.pkid = pkid;
+    finish(|b| {
+        s.write(b).expect("encode");
+    })
+}
+
+/// MQTT 5 SUBSCRIBE with an optional subscription identifier and user
+/// properties.
+pub fn subscribe_v5_props(
+    pkid: u16,
+    filters: Vec<v5::SubscribeFilter>,
+    id: Option<usize>,
+    user_properties: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut s = v5::Subscribe::new_many(filters);
+    s.pkid = pkid;
+    s.properties = Some(v5::SubscribeProperties {
+        id,
+        user_properties: user_properties
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+    });
+    finish(|b| {
+        s.write(b).expect("encode");
+    })
+}
+
+/// UNSUBSCRIBE of several filters (3.1.1 layout; `v5` adds the empty
+/// property length).
+pub fn unsubscribe_many(pkid: u16, filters: &[&str], v5: bool) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if v5 {
+        body.push(0);
+    }
+    for filter in filters {
+        body.extend_from_slice(&(filter.len() as u16).to_be_bytes());
+        body.extend_from_slice(filter.as_bytes());
+    }
+    frame(0xA2, &body)
+}

@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: Sluice (without plugins, and with a 3-plugin wasm
-//! authentication chain) side by side with mosquitto, under the same
+//! `cargo xtask bench`: Sluice (without plugins, with a 3-plugin wasm
+//! authentication chain, and with the topic-acl plugin on every publish)
+//! side by side with mosquitto, under the same
 //! `loadgen` scenarios, interleaved over several rounds; then the criterion
 //! micro-benchmarks. Writes the tables into `BENCHMARKS.md`.
 //!
@@ -26,6 +27,11 @@ pub enum Broker {
     Sluice,
     SluiceChain,
     Mosquitto,
+    /// With the topic-acl example plugin on `auth-on-publish`, its
+    /// acceptances cached per connection.
+    SluiceAcl,
+    /// The same, with caching off: every message goes through wasm.
+    SluiceAclUncached,
 }
 
 impl Broker {
@@ -34,6 +40,8 @@ impl Broker {
             Broker::Sluice => "sluice",
             Broker::SluiceChain => "sluice + 3-plugin chain",
             Broker::Mosquitto => "mosquitto",
+            Broker::SluiceAcl => "sluice + topic-acl (cached)",
+            Broker::SluiceAclUncached => "sluice + topic-acl (every message)",
         }
     }
 
@@ -42,6 +50,8 @@ impl Broker {
             Broker::Sluice => 18_901,
             Broker::SluiceChain => 18_902,
             Broker::Mosquitto => 18_903,
+            Broker::SluiceAcl => 18_904,
+            Broker::SluiceAclUncached => 18_905,
         }
     }
 }
@@ -53,9 +63,16 @@ pub struct Scenario {
     args: (&'static str, &'static str),
     /// Figures reported: (key in the loadgen output, label, higher is better).
     pub figures: &'static [(&'static str, &'static str, bool)],
-    /// Whether the broker with the plugin chain runs it too.
-    with_chain: bool,
+    /// Which brokers besides Sluice and mosquitto run it.
+    also: &'static [Broker],
 }
+
+const CHAIN: &[Broker] = &[Broker::SluiceChain];
+const PUBLISH_HOOK: &[Broker] = &[
+    Broker::SluiceChain,
+    Broker::SluiceAcl,
+    Broker::SluiceAclUncached,
+];
 
 const THROUGHPUT: &[(&str, &str, bool)] = &[("msgs_per_sec", "msg/s", true)];
 const CONNECTS: &[(&str, &str, bool)] = &[
@@ -68,7 +85,7 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "idle",
         args: ("--conns 10000", "--conns 10000"),
         figures: &[("bytes_per_conn", "bytes per idle connection", false)],
-        with_chain: false,
+        also: &[],
     },
     Scenario {
         name: "fanin",
@@ -77,7 +94,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "--pubs 4 --msgs 250000 --size 64 --qos 0",
         ),
         figures: THROUGHPUT,
-        with_chain: true,
+        also: PUBLISH_HOOK,
     },
     Scenario {
         name: "fanin-qos1",
@@ -86,7 +103,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "--pubs 4 --msgs 100000 --size 64 --qos 1",
         ),
         figures: THROUGHPUT,
-        with_chain: false,
+        also: &[Broker::SluiceAcl, Broker::SluiceAclUncached],
     },
     Scenario {
         name: "fanout",
@@ -95,7 +112,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "--subs 8 --msgs 100000 --size 64 --qos 0",
         ),
         figures: THROUGHPUT,
-        with_chain: false,
+        also: &[],
     },
     Scenario {
         name: "pairs",
@@ -104,7 +121,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "--pairs 4 --msgs 200000 --size 64 --qos 0",
         ),
         figures: THROUGHPUT,
-        with_chain: false,
+        also: &[],
     },
     Scenario {
         name: "shared",
@@ -113,25 +130,25 @@ pub const SCENARIOS: &[Scenario] = &[
             "--pubs 4 --subs 4 --msgs 200000 --size 64 --qos 0",
         ),
         figures: THROUGHPUT,
-        with_chain: false,
+        also: &[],
     },
     Scenario {
         name: "connect-1",
         args: ("--workers 1 --secs 1", "--workers 1 --secs 3"),
         figures: CONNECTS,
-        with_chain: true,
+        also: CHAIN,
     },
     Scenario {
         name: "connect-8",
         args: ("--workers 8 --secs 1", "--workers 8 --secs 3"),
         figures: CONNECTS,
-        with_chain: true,
+        also: CHAIN,
     },
     Scenario {
         name: "connect-32",
         args: ("--workers 32 --secs 1", "--workers 32 --secs 3"),
         figures: CONNECTS,
-        with_chain: true,
+        also: CHAIN,
     },
     Scenario {
         name: "latency",
@@ -144,7 +161,7 @@ pub const SCENARIOS: &[Scenario] = &[
             ("p99_us", "p99 µs at 10k msg/s", false),
             ("max_us", "max µs at 10k msg/s", false),
         ],
-        with_chain: false,
+        also: &[],
     },
 ];
 
@@ -219,12 +236,19 @@ fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)
     let mut results = Results::new();
     let mut losses = Losses::new();
     for round in 1..=rounds {
-        for broker in [Broker::Sluice, Broker::Mosquitto, Broker::SluiceChain] {
+        for broker in [
+            Broker::Sluice,
+            Broker::Mosquitto,
+            Broker::SluiceChain,
+            Broker::SluiceAcl,
+            Broker::SluiceAclUncached,
+        ] {
             eprintln!("xtask: round {round}/{rounds}: {}", broker.label());
             let mut running = start(root, &dir, broker, pin)?;
             let outcome = (|| -> Result<()> {
                 for s in SCENARIOS {
-                    if broker == Broker::SluiceChain && !s.with_chain {
+                    let base = matches!(broker, Broker::Sluice | Broker::Mosquitto);
+                    if !base && !s.also.contains(&broker) {
                         continue;
                     }
                     let args = if quick { s.args.0 } else { s.args.1 };
@@ -260,15 +284,32 @@ fn start(root: &Path, dir: &Path, broker: Broker, pin: bool) -> Result<Child> {
     let port = broker.port();
     let mut cmd = launcher(pin.then_some(1));
     match broker {
-        Broker::Sluice | Broker::SluiceChain => {
+        Broker::Sluice | Broker::SluiceChain | Broker::SluiceAcl | Broker::SluiceAclUncached => {
             let config = dir.join(format!("sluice-{port}.toml"));
             let mut text = format!(
                 "[server]\nbind = [\"127.0.0.1:{port}\"]\nallow_anonymous = {}\n\
                  sys_interval_secs = 0\n\
                  [session]\nmax_queued_messages = 1000000\n\
                  [log]\nlevel = \"warn\"\n",
-                broker == Broker::Sluice
+                broker != Broker::SluiceChain
             );
+            if let Broker::SluiceAcl | Broker::SluiceAclUncached = broker {
+                let plugins = dir.join(format!("acl-{port}"));
+                let _ = std::fs::remove_dir_all(&plugins);
+                std::fs::create_dir_all(&plugins)?;
+                std::fs::copy(
+                    root.join("target/plugins/topic-acl.wasm"),
+                    plugins.join("acl.wasm"),
+                )?;
+                let cache_secs = if broker == Broker::SluiceAcl { 60 } else { 0 };
+                text.push_str(&format!(
+                    "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\
+                     [plugin.acl.config]\npublish = \"bench/#\"\nsubscribe = \"bench/#\"\n\
+                     cache_secs = \"{cache_secs}\"\n",
+                    plugins.display(),
+                    dir.join("plugin-cache").display()
+                ));
+            }
             if broker == Broker::SluiceChain {
                 let plugins = dir.join("chain");
                 let _ = std::fs::remove_dir_all(&plugins);

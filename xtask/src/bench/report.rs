@@ -149,6 +149,7 @@ pub fn markdown(
                 );
             }
         }
+        hook_cost(&mut s, results);
         let lossy: Vec<String> = losses
             .iter()
             .filter(|(_, l)| **l > 0.0)
@@ -180,6 +181,50 @@ pub fn markdown(
         let _ = writeln!(s, "## Micro-benchmarks (criterion)\n\n{m}");
     }
     s
+}
+
+/// The cost of a per-message hook: Sluice with the topic-acl plugin on
+/// `auth-on-publish` against Sluice without plugins.
+fn hook_cost(s: &mut String, results: &Results) {
+    let rows: Vec<&str> = SCENARIOS
+        .iter()
+        .filter(|sc| sc.also.contains(&Broker::SluiceAcl))
+        .map(|sc| sc.name)
+        .filter(|name| results.contains_key(&(Broker::SluiceAcl, *name, "msgs_per_sec")))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n### Cost of an `auth-on-publish` plugin\n\n\
+         The topic-acl example plugin allows `bench/#`. Cached: its answers \
+         carry `cache-secs`, so each connection asks once per topic; every \
+         message: caching off, each PUBLISH is a wasm call.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| scenario | sluice | + topic-acl (cached) | ratio | + topic-acl (every message) | ratio |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for name in rows {
+        let get = |b: Broker| results.get(&(b, name, "msgs_per_sec"));
+        let ratio = |b: Broker| match (get(b), get(Broker::Sluice)) {
+            (Some(a), Some(base)) if median(base) > 0.0 => {
+                format!("{:.2}×", median(a) / median(base))
+            }
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {name} (msg/s) | {} | {} | {} | {} | {} |",
+            cell(get(Broker::Sluice)),
+            cell(get(Broker::SluiceAcl)),
+            ratio(Broker::SluiceAcl),
+            cell(get(Broker::SluiceAclUncached)),
+            ratio(Broker::SluiceAclUncached),
+        );
+    }
 }
 
 /// Runs the criterion benchmarks and summarises their medians.

@@ -1,0 +1,231 @@
+//! Example plugin: a topic ACL for PUBLISH and SUBSCRIBE.
+//!
+//! Allow and deny patterns (MQTT topic filters, with `%u`, `%c` and `%m`
+//! standing for the client's username, client id and mountpoint) come from
+//! the plugin's `[plugin.NAME.config]`, for everyone, per user and per
+//! client. Deny wins over allow; what no rule mentions is refused or left
+//! to the next plugin (`unmatched`). A publish acceptance depends on the
+//! client and the topic only, so it is cached by the broker (`cache_secs`)
+//! and a client's steady stream to one topic is checked once. See
+//! README.md for the configuration.
+
+wit_bindgen::generate!({
+    inline: r#"
+        package example:topic-acl;
+        world topic-acl {
+            include sluice:plugin/imports@0.1.0;
+            export sluice:plugin/lifecycle@0.1.0;
+            export sluice:plugin/auth-on-publish@0.1.0;
+            export sluice:plugin/auth-on-publish-m5@0.1.0;
+            export sluice:plugin/auth-on-subscribe@0.1.0;
+            export sluice:plugin/auth-on-subscribe-m5@0.1.0;
+        }
+    "#,
+    path: "../../wit",
+    generate_all,
+});
+
+mod rules;
+
+use std::sync::OnceLock;
+
+use exports::sluice::plugin::{
+    auth_on_publish, auth_on_publish_m5, auth_on_subscribe, auth_on_subscribe_m5, lifecycle,
+};
+use rules::{Acl, Client, Decision, SubscribeDecision, Unmatched};
+use sluice::plugin::host;
+use sluice::plugin::types::{
+    M5Error, MessageProperties, Payload, PublishModifiers, Qos, SubscribeProperties, SubscriberId,
+    TopicSubscription,
+};
+
+/// The configuration, parsed once per instance (by `init`).
+static ACL: OnceLock<Result<Acl, String>> = OnceLock::new();
+
+fn acl() -> Result<&'static Acl, &'static str> {
+    ACL.get_or_init(|| Acl::parse(&host::config()))
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+fn client<'a>(username: Option<&'a str>, id: &'a SubscriberId) -> Client<'a> {
+    Client {
+        username,
+        client_id: &id.client_id,
+        mountpoint: &id.mountpoint,
+    }
+}
+
+/// Not authorized (MQTT 5 §2.4).
+const NOT_AUTHORIZED: u8 = 0x87;
+
+/// The verdict on a publish, shared by the MQTT 3.x and 5 hooks.
+enum Verdict {
+    Ok(Option<PublishModifiers>),
+    Next,
+    Error(String),
+}
+
+fn decide_publish(username: Option<&str>, id: &SubscriberId, topic: &str) -> Verdict {
+    let acl = match acl() {
+        Ok(acl) => acl,
+        // Unreachable after a successful init; refuse rather than guess.
+        Err(e) => return Verdict::Error(format!("topic-acl is not configured: {e}")),
+    };
+    match acl.publish(&client(username, id), topic) {
+        Decision::Allow => Verdict::Ok(cached(acl.cache_secs)),
+        Decision::Unmatched if acl.unmatched == Unmatched::Next => Verdict::Next,
+        Decision::Deny | Decision::Unmatched => {
+            Verdict::Error(format!("publishing to {topic:?} is not allowed"))
+        }
+    }
+}
+
+/// An acceptance the broker may reuse for `secs` seconds: the decision
+/// depends only on the client and the topic, never on the payload.
+fn cached(secs: u32) -> Option<PublishModifiers> {
+    (secs > 0).then_some(PublishModifiers {
+        topic: None,
+        payload: None,
+        qos: None,
+        retain: None,
+        mountpoint: None,
+        throttle_ms: None,
+        properties: None,
+        cache_secs: Some(secs),
+    })
+}
+
+/// Per requested filter: granted or not; `None`: pass the SUBSCRIBE on.
+fn decide_subscribe<'f>(
+    username: Option<&str>,
+    id: &SubscriberId,
+    filters: impl IntoIterator<Item = &'f str>,
+) -> Option<Vec<bool>> {
+    let Ok(acl) = acl() else {
+        // Unreachable after a successful init: refuse every topic.
+        return Some(filters.into_iter().map(|_| false).collect());
+    };
+    match acl.subscribe_all(&client(username, id), filters) {
+        SubscribeDecision::PerTopic(granted) => Some(granted),
+        SubscribeDecision::Next => None,
+    }
+}
+
+struct TopicAcl;
+
+impl lifecycle::Guest for TopicAcl {
+    fn init() -> Result<(), String> {
+        let acl = acl().map_err(|e| format!("invalid topic-acl configuration: {e}"))?;
+        host::log(
+            host::LogLevel::Debug,
+            &format!(
+                "topic-acl ready (unmatched: {:?}, cache: {} s)",
+                acl.unmatched, acl.cache_secs
+            ),
+        );
+        Ok(())
+    }
+}
+
+impl auth_on_publish::Guest for TopicAcl {
+    fn auth_on_publish(
+        username: Option<String>,
+        subscriber_id: SubscriberId,
+        _qos: Qos,
+        topic: String,
+        _payload: &Payload,
+        _retain: bool,
+        _is_will: bool,
+    ) -> auth_on_publish::PublishVerdict {
+        use auth_on_publish::PublishVerdict;
+        match decide_publish(username.as_deref(), &subscriber_id, &topic) {
+            Verdict::Ok(m) => PublishVerdict::Ok(m),
+            Verdict::Next => PublishVerdict::Next,
+            Verdict::Error(why) => PublishVerdict::Error(why),
+        }
+    }
+}
+
+impl auth_on_publish_m5::Guest for TopicAcl {
+    fn auth_on_publish_m5(
+        username: Option<String>,
+        subscriber_id: SubscriberId,
+        _qos: Qos,
+        topic: String,
+        _payload: &Payload,
+        _retain: bool,
+        _properties: MessageProperties,
+        _is_will: bool,
+    ) -> auth_on_publish_m5::PublishVerdictM5 {
+        use auth_on_publish_m5::PublishVerdictM5;
+        match decide_publish(username.as_deref(), &subscriber_id, &topic) {
+            Verdict::Ok(m) => PublishVerdictM5::Ok(m),
+            Verdict::Next => PublishVerdictM5::Next,
+            Verdict::Error(why) => PublishVerdictM5::Error(M5Error {
+                reason_code: NOT_AUTHORIZED,
+                reason_string: Some(why),
+            }),
+        }
+    }
+}
+
+impl auth_on_subscribe::Guest for TopicAcl {
+    fn auth_on_subscribe(
+        username: Option<String>,
+        subscriber_id: SubscriberId,
+        topics: Vec<auth_on_subscribe::TopicRequest>,
+    ) -> auth_on_subscribe::SubscribeVerdict {
+        use auth_on_subscribe::{SubscribeVerdict, TopicResult};
+        let filters = topics.iter().map(|t| t.filter.as_str());
+        let Some(granted) = decide_subscribe(username.as_deref(), &subscriber_id, filters) else {
+            return SubscribeVerdict::Next;
+        };
+        let results = topics
+            .into_iter()
+            .zip(granted)
+            .map(|(t, ok)| {
+                if ok {
+                    TopicResult::Granted(t)
+                } else {
+                    TopicResult::Rejected
+                }
+            })
+            .collect();
+        SubscribeVerdict::Ok(Some(results))
+    }
+}
+
+impl auth_on_subscribe_m5::Guest for TopicAcl {
+    fn auth_on_subscribe_m5(
+        username: Option<String>,
+        subscriber_id: SubscriberId,
+        topics: Vec<TopicSubscription>,
+        _properties: SubscribeProperties,
+    ) -> auth_on_subscribe_m5::SubscribeVerdictM5 {
+        use auth_on_subscribe_m5::{SubscribeChanges, SubscribeVerdictM5, TopicResultM5};
+        let filters = topics.iter().map(|t| t.filter.as_str());
+        let Some(granted) = decide_subscribe(username.as_deref(), &subscriber_id, filters) else {
+            return SubscribeVerdictM5::Next;
+        };
+        let refusal = acl().map_or(NOT_AUTHORIZED, |acl| acl.subscribe_refusal_code);
+        let results = topics
+            .into_iter()
+            .zip(granted)
+            .map(|(t, ok)| {
+                if ok {
+                    TopicResultM5::Granted(t)
+                } else {
+                    TopicResultM5::Rejected(refusal)
+                }
+            })
+            .collect();
+        SubscribeVerdictM5::Ok(Some(SubscribeChanges {
+            topics: Some(results),
+            reason_string: None,
+            user_properties: Vec::new(),
+        }))
+    }
+}
+
+export!(TopicAcl);

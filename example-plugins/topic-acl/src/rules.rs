@@ -1,0 +1,829 @@
+//! The ACL itself, independent of the plugin interface (so that it is unit
+//! tested on the host): the configuration, topic patterns with placeholders,
+//! and the three questions an ACL asks of MQTT topic filters: does a
+//! pattern match a topic, does it cover a filter, does it intersect one.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// The client a decision is about: the values the placeholders stand for.
+#[derive(Clone, Copy, Debug)]
+pub struct Client<'a> {
+    pub username: Option<&'a str>,
+    pub client_id: &'a str,
+    pub mountpoint: &'a str,
+}
+
+/// Part of a pattern level that is not a wildcard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    /// `%u`
+    Username,
+    /// `%c`
+    ClientId,
+    /// `%m`
+    Mountpoint,
+}
+
+/// One level of a pattern as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Level {
+    /// `#`
+    Multi,
+    /// `+`
+    Single,
+    /// Text, possibly with placeholders.
+    Text(Vec<Piece>),
+}
+
+/// One level of a pattern once the placeholders are substituted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Resolved<'a> {
+    Multi,
+    Single,
+    Text(Cow<'a, str>),
+    /// A placeholder's value held `/`, `+` or `#`: values are literal text
+    /// within one level, never wildcards, so no topic level equals it.
+    Never,
+}
+
+impl Resolved<'_> {
+    fn is_wildcard(&self) -> bool {
+        matches!(self, Resolved::Multi | Resolved::Single)
+    }
+
+    fn is_dollar(&self) -> bool {
+        matches!(self, Resolved::Text(t) if t.starts_with('$'))
+    }
+}
+
+/// An MQTT topic filter in which `%u`, `%c` and `%m` stand for the
+/// client's username, client id and mountpoint (`%%` is a literal `%`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    levels: Vec<Level>,
+}
+
+impl Pattern {
+    /// Parses a pattern, explaining what is wrong with an invalid one.
+    pub fn parse(source: &str) -> Result<Pattern, String> {
+        if source.is_empty() {
+            return Err("empty pattern".into());
+        }
+        let count = source.split('/').count();
+        let mut levels = Vec::with_capacity(count);
+        for (i, level) in source.split('/').enumerate() {
+            levels.push(match level {
+                "#" if i + 1 == count => Level::Multi,
+                "#" => return Err(format!("{source:?}: '#' must be the last level")),
+                "+" => Level::Single,
+                _ if level.contains(['+', '#']) => {
+                    return Err(format!(
+                        "{source:?}: a wildcard ('+' or '#') must be a whole level"
+                    ));
+                }
+                _ => Level::Text(pieces(source, level)?),
+            });
+        }
+        Ok(Pattern { levels })
+    }
+
+    /// The pattern for this client, or `None` when it names a value the
+    /// client does not have (`%u` without a username, `%m` in the default
+    /// tree): such a pattern does not apply to the client at all.
+    fn resolve<'p>(&'p self, client: &Client<'_>) -> Option<Vec<Resolved<'p>>> {
+        self.levels
+            .iter()
+            .map(|level| match level {
+                Level::Multi => Some(Resolved::Multi),
+                Level::Single => Some(Resolved::Single),
+                Level::Text(pieces) => resolve_text(pieces, client),
+            })
+            .collect()
+    }
+
+    /// Whether the topic `topic` (no wildcards) matches the pattern.
+    pub fn matches(&self, client: &Client<'_>, topic: &str) -> bool {
+        self.resolve(client).is_some_and(|p| matches(&p, topic))
+    }
+
+    /// Whether every topic that `filter` matches, the pattern matches too.
+    pub fn covers(&self, client: &Client<'_>, filter: &str) -> bool {
+        self.resolve(client).is_some_and(|p| covers(&p, filter))
+    }
+
+    /// Whether some topic matches both the pattern and `filter`.
+    pub fn intersects(&self, client: &Client<'_>, filter: &str) -> bool {
+        self.resolve(client).is_some_and(|p| intersects(&p, filter))
+    }
+}
+
+/// Splits a text level into literal text and placeholders.
+fn pieces(source: &str, level: &str) -> Result<Vec<Piece>, String> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut chars = level.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            text.push(c);
+            continue;
+        }
+        let placeholder = match chars.next() {
+            Some('%') => {
+                text.push('%');
+                continue;
+            }
+            Some('u') => Piece::Username,
+            Some('c') => Piece::ClientId,
+            Some('m') => Piece::Mountpoint,
+            Some(other) => {
+                return Err(format!(
+                    "{source:?}: unknown placeholder %{other} (use %u, %c, %m or %%)"
+                ));
+            }
+            None => return Err(format!("{source:?}: '%' at the end (use %% for a '%')")),
+        };
+        if !text.is_empty() {
+            out.push(Piece::Text(std::mem::take(&mut text)));
+        }
+        out.push(placeholder);
+    }
+    if !text.is_empty() || out.is_empty() {
+        out.push(Piece::Text(text));
+    }
+    Ok(out)
+}
+
+fn resolve_text<'p>(pieces: &'p [Piece], client: &Client<'_>) -> Option<Resolved<'p>> {
+    if let [Piece::Text(t)] = pieces {
+        return Some(Resolved::Text(Cow::Borrowed(t)));
+    }
+    let mut out = String::new();
+    for piece in pieces {
+        let value = match piece {
+            Piece::Text(t) => {
+                out.push_str(t);
+                continue;
+            }
+            Piece::Username => client.username.unwrap_or_default(),
+            Piece::ClientId => client.client_id,
+            Piece::Mountpoint => client.mountpoint,
+        };
+        if value.is_empty() {
+            return None;
+        }
+        if value.contains(['/', '+', '#']) {
+            return Some(Resolved::Never);
+        }
+        out.push_str(value);
+    }
+    Some(Resolved::Text(Cow::Owned(out)))
+}
+
+/// Topic matching (MQTT 5 §4.7): `+` is one level, a trailing `#` any
+/// number of levels including none (`a/#` matches `a`), and a wildcard in
+/// the first level never matches a topic starting with `$`.
+fn matches(p: &[Resolved<'_>], topic: &str) -> bool {
+    if topic.starts_with('$') && p.first().is_some_and(Resolved::is_wildcard) {
+        return false;
+    }
+    let mut t = topic.split('/');
+    for level in p {
+        match level {
+            Resolved::Multi => return true,
+            Resolved::Single => {
+                if t.next().is_none() {
+                    return false;
+                }
+            }
+            Resolved::Text(s) => {
+                if t.next() != Some(s.as_ref()) {
+                    return false;
+                }
+            }
+            Resolved::Never => return false,
+        }
+    }
+    t.next().is_none()
+}
+
+/// Whether the pattern matches every topic `filter` matches.
+fn covers(p: &[Resolved<'_>], filter: &str) -> bool {
+    let f: Vec<&str> = filter.split('/').collect();
+    if f[0].starts_with('$') && p.first().is_some_and(Resolved::is_wildcard) {
+        return false;
+    }
+    for (i, level) in p.iter().enumerate() {
+        if *level == Resolved::Multi {
+            return true;
+        }
+        let Some(&fl) = f.get(i) else {
+            // The filter matches topics with fewer levels than the
+            // pattern requires.
+            return false;
+        };
+        let covered = match level {
+            // Only `#` covers the filter's `#` (handled above).
+            _ if fl == "#" => false,
+            Resolved::Single => true,
+            Resolved::Text(s) => fl != "+" && fl == s.as_ref(),
+            Resolved::Multi | Resolved::Never => false,
+        };
+        if !covered {
+            return false;
+        }
+    }
+    f.len() == p.len()
+}
+
+/// Whether some topic matches both the pattern and `filter`.
+fn intersects(p: &[Resolved<'_>], filter: &str) -> bool {
+    let f: Vec<&str> = filter.split('/').collect();
+    // First-level wildcards never match `$` topics.
+    let f_wild = f[0] == "+" || f[0] == "#";
+    if (f[0].starts_with('$') && p.first().is_some_and(Resolved::is_wildcard))
+        || (f_wild && p.first().is_some_and(Resolved::is_dollar))
+    {
+        return false;
+    }
+    let mut i = 0;
+    loop {
+        match (p.get(i), f.get(i).copied()) {
+            (Some(Resolved::Never), _) => return false,
+            (None, None) | (Some(Resolved::Multi), _) => return true,
+            // The rest of the pattern is plain levels: some topic has them.
+            (_, Some("#")) => return !p[i..].contains(&Resolved::Never),
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(Resolved::Single), Some(_)) => {}
+            (Some(Resolved::Text(s)), Some(fl)) => {
+                if fl != "+" && fl != s.as_ref() {
+                    return false;
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
+/// The topic filter proper of a subscription: a shared subscription's
+/// `$share/GROUP/` prefix removed.
+pub fn real_filter(filter: &str) -> &str {
+    filter
+        .strip_prefix("$share/")
+        .and_then(|rest| rest.split_once('/'))
+        .map_or(filter, |(_group, f)| f)
+}
+
+/// The patterns of one scope (everyone, a user, a client).
+#[derive(Debug, Default)]
+pub struct Rules {
+    publish: Vec<Pattern>,
+    deny_publish: Vec<Pattern>,
+    subscribe: Vec<Pattern>,
+    deny_subscribe: Vec<Pattern>,
+}
+
+impl Rules {
+    fn list(&mut self, kind: &str) -> Option<&mut Vec<Pattern>> {
+        match kind {
+            "publish" => Some(&mut self.publish),
+            "deny_publish" => Some(&mut self.deny_publish),
+            "subscribe" => Some(&mut self.subscribe),
+            "deny_subscribe" => Some(&mut self.deny_subscribe),
+            _ => None,
+        }
+    }
+}
+
+/// What to do with what no rule mentions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmatched {
+    Deny,
+    Next,
+}
+
+/// One decision of the ACL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+    /// No rule says anything.
+    Unmatched,
+}
+
+/// The decision on a whole SUBSCRIBE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubscribeDecision {
+    /// Per requested filter, in order: granted (true) or refused.
+    PerTopic(Vec<bool>),
+    /// Let the next plugin decide the whole SUBSCRIBE.
+    Next,
+}
+
+/// The whole configuration.
+#[derive(Debug)]
+pub struct Acl {
+    everyone: Rules,
+    users: HashMap<String, Rules>,
+    clients: HashMap<String, Rules>,
+    pub unmatched: Unmatched,
+    /// 0: acceptances are not cached.
+    pub cache_secs: u32,
+    pub subscribe_refusal_code: u8,
+}
+
+/// SUBACK codes that refuse a subscription (MQTT 5 §3.9.3).
+const SUBACK_REFUSALS: [u8; 9] = [0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2];
+
+/// A number written in decimal or as `0x` hex.
+fn number<T: TryFrom<u64>>(key: &str, value: &str) -> Result<T, String> {
+    let v = value.trim();
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => v.parse(),
+    };
+    parsed
+        .ok()
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("{key} = {value:?}: not a number in range"))
+}
+
+impl Acl {
+    /// Builds the ACL from the plugin's `[plugin.NAME.config]`; an error
+    /// names the key and what is wrong with it.
+    pub fn parse<K: AsRef<str>, V: AsRef<str>>(config: &[(K, V)]) -> Result<Acl, String> {
+        let mut acl = Acl {
+            everyone: Rules::default(),
+            users: HashMap::new(),
+            clients: HashMap::new(),
+            unmatched: Unmatched::Deny,
+            cache_secs: 60,
+            subscribe_refusal_code: 0x87,
+        };
+        for (key, value) in config {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            match key {
+                "unmatched" => {
+                    acl.unmatched = match value {
+                        "deny" => Unmatched::Deny,
+                        "next" => Unmatched::Next,
+                        _ => {
+                            return Err(format!("unmatched = {value:?}: use \"deny\" or \"next\""));
+                        }
+                    }
+                }
+                "cache_secs" => acl.cache_secs = number(key, value)?,
+                "subscribe_refusal_code" => {
+                    let code = number(key, value)?;
+                    if !SUBACK_REFUSALS.contains(&code) {
+                        return Err(format!(
+                            "subscribe_refusal_code = {value:?}: not a SUBACK refusal code \
+                             (0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1 or 0xA2)"
+                        ));
+                    }
+                    acl.subscribe_refusal_code = code;
+                }
+                _ => {
+                    let (rules, kind) = acl.scope(key)?;
+                    let list = rules
+                        .list(kind)
+                        .ok_or_else(|| format!("unknown configuration key {key:?}"))?;
+                    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        list.push(Pattern::parse(item).map_err(|e| format!("{key}: {e}"))?);
+                    }
+                }
+            }
+        }
+        Ok(acl)
+    }
+
+    /// The rules a key is about and the kind of rule (`publish`, ...).
+    fn scope<'k>(&mut self, key: &'k str) -> Result<(&mut Rules, &'k str), String> {
+        let scoped = |prefix: &str| {
+            key.strip_prefix(prefix)
+                .and_then(|rest| rest.rsplit_once('.'))
+                .filter(|(name, _)| !name.is_empty())
+        };
+        if let Some((user, kind)) = scoped("user.") {
+            Ok((self.users.entry(user.to_owned()).or_default(), kind))
+        } else if let Some((client, kind)) = scoped("client.") {
+            Ok((self.clients.entry(client.to_owned()).or_default(), kind))
+        } else if key.contains('.') {
+            Err(format!(
+                "unknown configuration key {key:?} (per-user and per-client keys are \
+                 user.NAME.KIND and client.ID.KIND)"
+            ))
+        } else {
+            Ok((&mut self.everyone, key))
+        }
+    }
+
+    /// The rule scopes that apply to this client.
+    fn scopes<'s>(&'s self, client: &Client<'_>) -> impl Iterator<Item = &'s Rules> {
+        let user = client
+            .username
+            .filter(|u| !u.is_empty())
+            .and_then(|u| self.users.get(u));
+        std::iter::once(&self.everyone)
+            .chain(user)
+            .chain(self.clients.get(client.client_id))
+    }
+
+    /// May this client publish to `topic`? Deny rules win over allow rules.
+    pub fn publish(&self, client: &Client<'_>, topic: &str) -> Decision {
+        let denied = self
+            .scopes(client)
+            .flat_map(|r| &r.deny_publish)
+            .any(|p| p.matches(client, topic));
+        let allowed = || {
+            self.scopes(client)
+                .flat_map(|r| &r.publish)
+                .any(|p| p.matches(client, topic))
+        };
+        if denied {
+            Decision::Deny
+        } else if allowed() {
+            Decision::Allow
+        } else {
+            Decision::Unmatched
+        }
+    }
+
+    /// May this client subscribe to `filter`? Allowed if an allow pattern
+    /// covers it and no deny pattern intersects it (a deny pattern for any
+    /// topic the filter could receive refuses it).
+    pub fn subscribe(&self, client: &Client<'_>, filter: &str) -> Decision {
+        let filter = real_filter(filter);
+        let denied = self
+            .scopes(client)
+            .flat_map(|r| &r.deny_subscribe)
+            .any(|p| p.intersects(client, filter));
+        let allowed = || {
+            self.scopes(client)
+                .flat_map(|r| &r.subscribe)
+                .any(|p| p.covers(client, filter))
+        };
+        if denied {
+            Decision::Deny
+        } else if allowed() {
+            Decision::Allow
+        } else {
+            Decision::Unmatched
+        }
+    }
+
+    /// The decision on a whole SUBSCRIBE. A SUBSCRIBE can only be passed
+    /// on as a whole: with `unmatched = "next"` it is passed on when some
+    /// filter is unmatched and none is denied (a denial must not be lost);
+    /// otherwise unmatched filters are refused.
+    pub fn subscribe_all<'f>(
+        &self,
+        client: &Client<'_>,
+        filters: impl IntoIterator<Item = &'f str>,
+    ) -> SubscribeDecision {
+        let decisions: Vec<Decision> = filters
+            .into_iter()
+            .map(|f| self.subscribe(client, f))
+            .collect();
+        if self.unmatched == Unmatched::Next
+            && decisions.contains(&Decision::Unmatched)
+            && !decisions.contains(&Decision::Deny)
+        {
+            return SubscribeDecision::Next;
+        }
+        SubscribeDecision::PerTopic(decisions.iter().map(|d| *d == Decision::Allow).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANON: Client<'static> = Client {
+        username: None,
+        client_id: "dev-1",
+        mountpoint: "",
+    };
+    const ALICE: Client<'static> = Client {
+        username: Some("alice"),
+        client_id: "phone",
+        mountpoint: "tenant-a",
+    };
+
+    fn p(s: &str) -> Pattern {
+        match Pattern::parse(s) {
+            Ok(p) => p,
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+
+    #[test]
+    fn topic_matching() {
+        let yes = [
+            ("a/b", "a/b"),
+            ("a/+", "a/b"),
+            ("+/+", "a/b"),
+            ("a/#", "a"),
+            ("a/#", "a/b/c"),
+            ("#", "a/b"),
+            ("+", ""),
+            ("a/+/c", "a//c"),
+            ("/+", "/x"),
+            ("$SYS/#", "$SYS/uptime"),
+            ("$SYS/+", "$SYS/x"),
+        ];
+        for (pattern, topic) in yes {
+            assert!(p(pattern).matches(&ANON, topic), "{pattern} ~ {topic}");
+        }
+        let no = [
+            ("a/b", "a/c"),
+            ("a/b", "a/b/c"),
+            ("a/+", "a"),
+            ("a/+", "a/b/c"),
+            ("+", "a/b"),
+            ("a/#", "ab"),
+            ("#", "$SYS/uptime"),
+            ("+/uptime", "$SYS/uptime"),
+            ("a/b/c", "a/b"),
+        ];
+        for (pattern, topic) in no {
+            assert!(!p(pattern).matches(&ANON, topic), "{pattern} !~ {topic}");
+        }
+    }
+
+    #[test]
+    fn pattern_covers_filter() {
+        let yes = [
+            ("sensors/#", "sensors/+/temp"),
+            ("sensors/#", "sensors/#"),
+            ("sensors/#", "sensors"),
+            ("sensors/#", "sensors/a/b"),
+            ("#", "#"),
+            ("#", "+/x"),
+            ("+/temp", "+/temp"),
+            ("+/temp", "a/temp"),
+            ("a/b", "a/b"),
+            ("$SYS/#", "$SYS/+"),
+        ];
+        for (pattern, filter) in yes {
+            assert!(
+                p(pattern).covers(&ANON, filter),
+                "{pattern} covers {filter}"
+            );
+        }
+        let no = [
+            ("sensors/+/temp", "sensors/#"),
+            ("sensors/a/temp", "sensors/+/temp"),
+            ("sensors/+", "sensors/#"),
+            ("sensors/+", "sensors"),
+            ("sensors/+", "sensors/a/b"),
+            ("a/b", "a/b/c"),
+            ("a/b/c", "a/b"),
+            ("a/b", "a/+"),
+            ("#", "$SYS/#"),
+            ("+/x", "$SYS/x"),
+            ("other/#", "sensors/#"),
+        ];
+        for (pattern, filter) in no {
+            assert!(
+                !p(pattern).covers(&ANON, filter),
+                "{pattern} does not cover {filter}"
+            );
+        }
+    }
+
+    #[test]
+    fn pattern_intersects_filter() {
+        let yes = [
+            ("sensors/secret/#", "sensors/#"),
+            ("sensors/secret/#", "#"),
+            ("sensors/secret/#", "+/+/x"),
+            ("sensors/secret", "sensors/+"),
+            ("sensors/+/temp", "sensors/a/+"),
+            ("a/#", "a"),
+            ("a", "a/#"),
+            ("#", "a/b"),
+            ("+", "+"),
+            ("$SYS/#", "$SYS/+"),
+        ];
+        for (pattern, filter) in yes {
+            assert!(p(pattern).intersects(&ANON, filter), "{pattern} & {filter}");
+        }
+        let no = [
+            ("sensors/secret/#", "sensors/public/#"),
+            ("sensors/secret", "sensors/+/+"),
+            ("a/b", "a"),
+            ("a/+", "a"),
+            ("a", "a/+"),
+            ("#", "$SYS/#"),
+            ("$SYS/#", "#"),
+            ("$SYS/#", "+/x"),
+            ("x/y", "x/z/#"),
+        ];
+        for (pattern, filter) in no {
+            assert!(
+                !p(pattern).intersects(&ANON, filter),
+                "{pattern} and {filter} are disjoint"
+            );
+        }
+    }
+
+    #[test]
+    fn placeholders_are_substituted() {
+        assert!(p("users/%u/#").matches(&ALICE, "users/alice/x"));
+        assert!(!p("users/%u/#").matches(&ALICE, "users/bob/x"));
+        assert!(p("dev/%c/up").matches(&ALICE, "dev/phone/up"));
+        assert!(p("%m/%u-%c").matches(&ALICE, "tenant-a/alice-phone"));
+        assert!(p("100%%/%u").matches(&ALICE, "100%/alice"));
+        assert!(p("users/%u/#").covers(&ALICE, "users/alice/+"));
+        assert!(p("users/%u/#").intersects(&ALICE, "users/+/x"));
+        // No username, no mountpoint: the pattern does not apply.
+        assert!(!p("users/%u/#").matches(&ANON, "users//x"));
+        assert!(!p("users/%u/#").intersects(&ANON, "#"));
+        assert!(!p("%m/#").matches(&ANON, "/x"));
+        let empty = Client {
+            username: Some(""),
+            ..ANON
+        };
+        assert!(!p("users/%u/#").matches(&empty, "users//x"));
+    }
+
+    #[test]
+    fn placeholder_values_are_never_wildcards() {
+        for name in ["+", "#", "a/b"] {
+            let c = Client {
+                username: Some(name),
+                ..ANON
+            };
+            assert!(!p("users/%u/x").matches(&c, "users/bob/x"), "{name}");
+            assert!(!p("users/%u/x").covers(&c, "users/+/x"), "{name}");
+            assert!(!p("users/%u/x").intersects(&c, "users/+/x"), "{name}");
+            assert!(!p("users/%u/#").matches(&c, "users/a/b/x"), "{name}");
+        }
+    }
+
+    #[test]
+    fn invalid_patterns_are_explained() {
+        for (bad, why) in [
+            ("", "empty"),
+            ("a/#/b", "last level"),
+            ("a/b#", "whole level"),
+            ("a+/b", "whole level"),
+            ("a/%x", "unknown placeholder %x"),
+            ("a/%", "at the end"),
+        ] {
+            match Pattern::parse(bad) {
+                Ok(_) => panic!("{bad:?} accepted"),
+                Err(e) => assert!(e.contains(why), "{bad:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn shared_subscriptions_are_checked_on_their_filter() {
+        assert_eq!(real_filter("$share/g/sensors/#"), "sensors/#");
+        assert_eq!(real_filter("sensors/#"), "sensors/#");
+        assert_eq!(real_filter("$share/g"), "$share/g");
+    }
+
+    fn acl(pairs: &[(&str, &str)]) -> Acl {
+        match Acl::parse(pairs) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn configuration_is_parsed() {
+        let a = acl(&[
+            ("publish", "sensors/#, users/%u/#,"),
+            ("deny_publish", "sensors/secret/#"),
+            ("subscribe", "sensors/#"),
+            ("user.alice.publish", "shared/alice"),
+            ("user.first.last.publish", "dotted"),
+            ("client.gw.deny_subscribe", "sensors/x"),
+            ("unmatched", "next"),
+            ("cache_secs", "5"),
+            ("subscribe_refusal_code", "0x80"),
+        ]);
+        assert_eq!(a.everyone.publish.len(), 2);
+        assert_eq!(a.users["alice"].publish.len(), 1);
+        assert_eq!(a.users["first.last"].publish.len(), 1);
+        assert_eq!(a.clients["gw"].deny_subscribe.len(), 1);
+        assert_eq!(a.unmatched, Unmatched::Next);
+        assert_eq!(a.cache_secs, 5);
+        assert_eq!(a.subscribe_refusal_code, 0x80);
+
+        let d = acl(&[]);
+        assert_eq!(
+            (d.unmatched, d.cache_secs, d.subscribe_refusal_code),
+            (Unmatched::Deny, 60, 0x87)
+        );
+        assert_eq!(
+            acl(&[("subscribe_refusal_code", "128")]).subscribe_refusal_code,
+            0x80
+        );
+    }
+
+    #[test]
+    fn invalid_configuration_is_refused() {
+        for (key, value, why) in [
+            ("publsh", "a", "unknown configuration key \"publsh\""),
+            ("user.alice.pub", "a", "unknown configuration key"),
+            ("user..publish", "a", "unknown configuration key"),
+            ("group.x.publish", "a", "unknown configuration key"),
+            (
+                "publish",
+                "a/#/b",
+                "publish: \"a/#/b\": '#' must be the last level",
+            ),
+            ("unmatched", "allow", "use \"deny\" or \"next\""),
+            ("cache_secs", "-1", "cache_secs"),
+            (
+                "subscribe_refusal_code",
+                "0x10",
+                "not a SUBACK refusal code",
+            ),
+            ("subscribe_refusal_code", "0x187", "not a number in range"),
+        ] {
+            match Acl::parse(&[(key, value)]) {
+                Ok(_) => panic!("{key} = {value:?} accepted"),
+                Err(e) => assert!(e.contains(why), "{key} = {value:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn publish_decisions() {
+        let a = acl(&[
+            ("publish", "sensors/#, users/%u/#"),
+            ("deny_publish", "sensors/secret/#"),
+            ("user.bob.publish", "shared/bob"),
+            ("client.dev-1.publish", "devices/%c/up"),
+            ("client.dev-1.deny_publish", "sensors/noisy"),
+        ]);
+        let bob = Client {
+            username: Some("bob"),
+            client_id: "b",
+            mountpoint: "",
+        };
+        assert_eq!(a.publish(&ANON, "sensors/a"), Decision::Allow);
+        assert_eq!(a.publish(&ANON, "sensors/secret/a"), Decision::Deny);
+        assert_eq!(a.publish(&ANON, "admin"), Decision::Unmatched);
+        assert_eq!(a.publish(&ANON, "users//x"), Decision::Unmatched);
+        assert_eq!(a.publish(&ALICE, "users/alice/x"), Decision::Allow);
+        assert_eq!(a.publish(&ALICE, "users/bob/x"), Decision::Unmatched);
+        assert_eq!(a.publish(&bob, "shared/bob"), Decision::Allow);
+        assert_eq!(a.publish(&ALICE, "shared/bob"), Decision::Unmatched);
+        assert_eq!(a.publish(&ANON, "devices/dev-1/up"), Decision::Allow);
+        assert_eq!(a.publish(&bob, "devices/dev-1/up"), Decision::Unmatched);
+        // A per-client deny wins over the everyone allow.
+        assert_eq!(a.publish(&ANON, "sensors/noisy"), Decision::Deny);
+        assert_eq!(a.publish(&bob, "sensors/noisy"), Decision::Allow);
+    }
+
+    #[test]
+    fn subscribe_decisions() {
+        let a = acl(&[
+            ("subscribe", "sensors/#"),
+            ("deny_subscribe", "sensors/secret/#"),
+        ]);
+        assert_eq!(a.subscribe(&ANON, "sensors/a/temp"), Decision::Allow);
+        assert_eq!(a.subscribe(&ANON, "sensors/public/#"), Decision::Allow);
+        assert_eq!(a.subscribe(&ANON, "$share/g/sensors/a/+"), Decision::Allow);
+        // Covered by the allow pattern, but could receive secrets.
+        assert_eq!(a.subscribe(&ANON, "sensors/#"), Decision::Deny);
+        assert_eq!(a.subscribe(&ANON, "sensors/+/temp"), Decision::Deny);
+        assert_eq!(a.subscribe(&ANON, "$share/g/sensors/#"), Decision::Deny);
+        assert_eq!(a.subscribe(&ANON, "sensors/+/x"), Decision::Deny);
+        assert_eq!(a.subscribe(&ANON, "#"), Decision::Deny);
+        assert_eq!(a.subscribe(&ANON, "admin/#"), Decision::Unmatched);
+        assert_eq!(
+            a.subscribe_all(&ANON, ["sensors/a", "admin/#", "sensors/secret/x"]),
+            SubscribeDecision::PerTopic(vec![true, false, false])
+        );
+    }
+
+    #[test]
+    fn unmatched_next_passes_whole_subscribes_on() {
+        let a = acl(&[
+            ("subscribe", "sensors/#"),
+            ("deny_subscribe", "admin/#"),
+            ("unmatched", "next"),
+        ]);
+        assert_eq!(
+            a.subscribe_all(&ANON, ["sensors/a"]),
+            SubscribeDecision::PerTopic(vec![true])
+        );
+        assert_eq!(
+            a.subscribe_all(&ANON, ["sensors/a", "other"]),
+            SubscribeDecision::Next
+        );
+        // A denial is never passed on.
+        assert_eq!(
+            a.subscribe_all(&ANON, ["other", "admin/x"]),
+            SubscribeDecision::PerTopic(vec![false, false])
+        );
+    }
+}
