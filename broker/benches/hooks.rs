@@ -1,6 +1,7 @@
 //! Plugin hook cost: one trivial hook through the chain, a 5-plugin chain,
-//! and the CONNECT → CONNACK rate of a real broker with a 3-plugin wasm
-//! authentication chain against none.
+//! `auth-on-publish` of the topic-acl example plugin with a small and a
+//! large payload (which it does not read), and the CONNECT → CONNACK rate
+//! of a real broker with a 3-plugin wasm authentication chain against none.
 //!
 //! Needs the plugins built by `cargo xtask build-plugins`; run through
 //! `cargo xtask bench`, which prints the figures the goals refer to.
@@ -10,14 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use sluice_broker::codec::{ConnectProperties, ProtocolVersion};
+use sluice_broker::codec::{ConnectProperties, MessageProperties, ProtocolVersion, QoS};
 use sluice_broker::config::{Config, ConfigValue};
 use sluice_broker::plugins::{
-    ConnectionInfo, ListenerKind, Plugins, RegisterOutcome, RegisterRequest,
+    ConnectionInfo, ListenerKind, Plugins, PublishOutcome, PublishRequest, RegisterOutcome,
+    RegisterRequest,
 };
 use sluice_broker::session::SubscriberId;
-use sluice_broker::topic::ClientId;
+use sluice_broker::topic::{ClientId, TopicName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn workspace() -> PathBuf {
@@ -100,6 +103,70 @@ fn hooks(c: &mut Criterion) {
                     for _ in 0..iters {
                         let outcome = plugins.authenticate(request, config).await;
                         assert!(matches!(outcome, RegisterOutcome::Accepted { .. }));
+                    }
+                    started.elapsed()
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+/// `auth-on-publish` through the topic-acl plugin with its cache off (so
+/// every call reaches wasm), for a 64-byte and a 64-KiB payload: the
+/// payload is lent as a handle, so a plugin that does not read it costs the
+/// same for both.
+fn publish_hook(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = std::env::temp_dir().join(format!("sluice-bench-acl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench plugin dir");
+    let src = workspace().join("target/plugins/topic-acl.wasm");
+    assert!(src.exists(), "run `cargo xtask build-plugins` first");
+    std::fs::copy(&src, dir.join("acl.wasm")).expect("copy plugin");
+    let mut config = Config::default();
+    config
+        .plugin
+        .entry("acl".to_owned())
+        .or_default()
+        .config
+        .extend([
+            ("publish".to_owned(), ConfigValue::Text("bench/#".into())),
+            ("cache_secs".to_owned(), ConfigValue::Text("0".into())),
+        ]);
+    config.plugins.dir = Some(dir);
+    config.plugins.cache_dir = Some(workspace().join("target/bench-plugin-cache"));
+    config.log.level = "error".into();
+    let plugins = rt.block_on(Plugins::load(&config)).expect("plugins load");
+    let id = SubscriberId {
+        mountpoint: "".into(),
+        client_id: ClientId::new("bench-client").expect("id"),
+    };
+    let topic = TopicName::new("bench/1").expect("topic");
+    let props = MessageProperties::default();
+    let mut group = c.benchmark_group("publish-hook");
+    for (name, size) in [("acl-64B", 64), ("acl-64KiB", 64 * 1024)] {
+        let payload = Bytes::from(vec![b'x'; size]);
+        let request = PublishRequest {
+            id: &id,
+            username: Some("user"),
+            version: ProtocolVersion::V3_1_1,
+            topic: &topic,
+            payload: &payload,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: &props,
+            expiry: None,
+            is_will: false,
+        };
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (plugins, request) = (&plugins, &request);
+                async move {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let outcome = plugins.authorize_publish(request).await;
+                        assert!(matches!(outcome, PublishOutcome::Accepted { .. }));
                     }
                     started.elapsed()
                 }
@@ -215,5 +282,5 @@ fn load_cached(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hooks, connect_rate, load_cached);
+criterion_group!(benches, hooks, publish_hook, connect_rate, load_cached);
 criterion_main!(benches);

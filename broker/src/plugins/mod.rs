@@ -33,7 +33,10 @@ macro_rules! hook_call {
 }
 
 /// Like `hook_call!`, lending `$payload` (bytes) to the call as the WIT
-/// `payload` resource `$res`, and taking it back afterwards.
+/// `payload` resource `$res`, and taking it back afterwards. The guest gets
+/// a borrow made from the rep alone: lowering a host-owned `Resource` as a
+/// borrow would enter it in wasmtime's own handle table, where nothing
+/// removes it (each store allows 100,000 such handles).
 macro_rules! hook_call_with_payload {
     ($plugin:expr, $hook:expr, $field:ident, $payload:expr, |$g:ident, $store:ident, $res:ident| $call:expr) => {{
         let payload: bytes::Bytes = $payload;
@@ -43,13 +46,14 @@ macro_rules! hook_call_with_payload {
                 Box::pin(async move {
                     let result = match &i.guests.$field {
                         Some($g) => match i.store.data_mut().lend(payload) {
-                            Ok($res) => {
-                                let handle = wasmtime::component::Resource::<
-                                    $crate::plugins::host::PayloadRep,
-                                >::new_own($res.rep());
+                            Ok(owned) => {
+                                let $res =
+                                    wasmtime::component::Resource::<
+                                        $crate::plugins::host::PayloadRep,
+                                    >::new_borrow(owned.rep());
                                 let $store = &mut i.store;
                                 let r = $call.await;
-                                i.store.data_mut().reclaim(handle);
+                                i.store.data_mut().reclaim(owned);
                                 r
                             }
                             Err(e) => Err(e),

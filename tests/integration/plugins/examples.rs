@@ -362,6 +362,51 @@ async fn acl_publish_acceptance_is_cached() {
     assert_eq!(plugin.stats.calls.load(Relaxed) - before, 10);
 }
 
+/// Each call gets the payload as a borrowed handle that is taken back when
+/// the call returns: one instance serves far more calls than the 100,000
+/// handles a wasmtime store allows (a leak would trap it, and fail the
+/// messages, once there).
+#[tokio::test]
+async fn payload_handles_do_not_accumulate() {
+    use sluice_broker::codec::{MessageProperties, ProtocolVersion, QoS};
+    use sluice_broker::plugins::{PublishOutcome, PublishRequest};
+    use sluice_broker::topic::TopicName;
+
+    let dir = PluginDir::new();
+    dir.add("acl", "topic-acl");
+    let broker = broker_with(&dir, |c| {
+        plugin_config(c, "acl", &[("publish", "sensors/#"), ("cache_secs", "0")]);
+        c.plugin.entry("acl".into()).or_default().instances = Some(1);
+    });
+    let plugins = &broker.ctx.plugins;
+    let plugin = plugins.get("acl").expect("loaded");
+    let client = id("", "many");
+    let topic = TopicName::new("sensors/1").expect("topic");
+    let payload = bytes::Bytes::from_static(b"reading");
+    let properties = MessageProperties::default();
+    let request = PublishRequest {
+        id: &client,
+        username: None,
+        version: ProtocolVersion::V3_1_1,
+        topic: &topic,
+        payload: &payload,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: &properties,
+        expiry: None,
+        is_will: false,
+    };
+    for n in 0..120_000 {
+        let outcome = plugins.authorize_publish(&request).await;
+        assert!(
+            matches!(outcome, PublishOutcome::Accepted { .. }),
+            "call {n}: {outcome:?}"
+        );
+    }
+    assert_eq!(plugin.stats.failures.load(Relaxed), 0);
+    assert_eq!(plugin.stats.instances_created.load(Relaxed), 1);
+}
+
 #[tokio::test]
 async fn acl_unmatched_next_lets_later_plugins_decide() {
     let dir = PluginDir::new();

@@ -286,6 +286,16 @@ pub fn micro(root: &Path) -> Result<String> {
         ),
         ("hook/chain-5", "5-plugin chain (4 × next, then ok)", ""),
         (
+            "publish-hook/acl-64B",
+            "auth-on-publish, topic-acl, 64-byte payload (not read)",
+            "",
+        ),
+        (
+            "publish-hook/acl-64KiB",
+            "auth-on-publish, topic-acl, 64-KiB payload (not read)",
+            "same as 64 B",
+        ),
+        (
             "connect/no-plugins",
             "CONNECT→CONNACK, in-process, no plugins",
             "",
