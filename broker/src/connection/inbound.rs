@@ -16,11 +16,9 @@ impl Connection {
     pub(super) async fn handle(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::Publish(p) => {
-                if self.ctx.plugins.checks_publish(self.neg.version) {
+                if let Some(incoming) = self.on_publish(p)? {
                     // On the heap: the plugin call's state is large.
-                    Box::pin(self.on_publish_checked(p)).await?;
-                } else {
-                    self.on_publish(p)?;
+                    Box::pin(self.authorize_publish(incoming)).await?;
                 }
                 if let Some(rate) = &mut self.rate {
                     if let Some(wait) = rate.take(Instant::now()) {

@@ -25,7 +25,7 @@ use crate::topic::{PacketId, TopicName};
 const CACHE_ENTRIES: usize = 64;
 
 /// A PUBLISH admitted past the broker's own checks.
-struct Incoming {
+pub(super) struct Incoming {
     topic: TopicName,
     packet_id: Option<PacketId>,
     qos: QoS,
@@ -35,62 +35,73 @@ struct Incoming {
     expiry: Option<u32>,
 }
 
-/// Acceptances `auth-on-publish` said may be reused, by topic, QoS and
-/// RETAIN flag, with when they lapse.
+/// Acceptances `auth-on-publish` said may be reused: per topic, when the
+/// acceptance lapses for each QoS and RETAIN flag.
 #[derive(Debug, Default)]
 pub(super) struct PublishCache {
-    entries: HashMap<(TopicName, QoS, bool), Instant>,
+    entries: HashMap<TopicName, [Option<Instant>; 6]>,
+}
+
+fn slot(qos: QoS, retain: bool) -> usize {
+    qos as usize * 2 + usize::from(retain)
 }
 
 impl PublishCache {
-    fn allows(&mut self, topic: &TopicName, qos: QoS, retain: bool, now: Instant) -> bool {
-        let key = (topic.clone(), qos, retain);
-        match self.entries.get(&key) {
-            Some(until) if *until > now => true,
-            Some(_) => {
-                self.entries.remove(&key);
-                false
-            }
-            None => false,
-        }
+    fn allows(&self, topic: &TopicName, qos: QoS, retain: bool, now: Instant) -> bool {
+        self.entries
+            .get(topic)
+            .and_then(|lapses| lapses[slot(qos, retain)])
+            .is_some_and(|until| until > now)
     }
 
     fn insert(&mut self, topic: TopicName, qos: QoS, retain: bool, until: Instant) {
-        if self.entries.len() >= CACHE_ENTRIES {
+        if self.entries.len() >= CACHE_ENTRIES && !self.entries.contains_key(&topic) {
             let now = Instant::now();
-            self.entries.retain(|_, t| *t > now);
+            let latest = |l: &[Option<Instant>; 6]| l.iter().flatten().max().copied();
+            self.entries
+                .retain(|_, l| latest(l).is_some_and(|t| t > now));
             if self.entries.len() >= CACHE_ENTRIES {
                 // Still full of live entries: keep the later half.
-                let mut lapses: Vec<Instant> = self.entries.values().copied().collect();
+                let mut lapses: Vec<Instant> = self.entries.values().filter_map(latest).collect();
                 lapses.sort_unstable();
                 let cut = lapses[lapses.len() / 2];
-                self.entries.retain(|_, t| *t > cut);
+                self.entries
+                    .retain(|_, l| latest(l).is_some_and(|t| t > cut));
             }
         }
-        self.entries.insert((topic, qos, retain), until);
+        self.entries.entry(topic).or_default()[slot(qos, retain)] = Some(until);
     }
 }
 
 impl Connection {
-    /// A PUBLISH when no plugin checks publishes.
-    pub(super) fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
-        match self.admit(p)? {
-            Some(incoming) => self.route(incoming, None),
-            None => Ok(()),
-        }
-    }
-
-    /// A PUBLISH through `auth-on-publish(-m5)`.
-    pub(super) async fn on_publish_checked(&mut self, p: Publish) -> Result<(), Close> {
+    /// A PUBLISH. `Some`: it must pass `auth-on-publish(-m5)` first, with
+    /// [`Connection::authorize_publish`]; everything else (the broker's own
+    /// checks, acceptances the plugins let the broker reuse, routing when no
+    /// plugin checks publishes) happens here, synchronously.
+    pub(super) fn on_publish(&mut self, p: Publish) -> Result<Option<Incoming>, Close> {
         let Some(incoming) = self.admit(p)? else {
-            return Ok(());
+            return Ok(None);
         };
-        let now = Instant::now();
-        if let Some(cache) = &mut self.publish_cache {
-            if cache.allows(&incoming.topic, incoming.qos, incoming.retain, now) {
-                return self.route(incoming, None);
+        if self.ctx.plugins.checks_publish(self.neg.version) {
+            let cached = self.publish_cache.as_ref().is_some_and(|cache| {
+                cache.allows(
+                    &incoming.topic,
+                    incoming.qos,
+                    incoming.retain,
+                    Instant::now(),
+                )
+            });
+            if !cached {
+                return Ok(Some(incoming));
             }
         }
+        self.route(incoming, None)?;
+        Ok(None)
+    }
+
+    /// Routes a PUBLISH that `auth-on-publish(-m5)` accepts, or refuses it.
+    pub(super) async fn authorize_publish(&mut self, incoming: Incoming) -> Result<(), Close> {
+        let now = Instant::now();
         let request = PublishRequest {
             id: self.session.id(),
             username: self.neg.username.as_deref(),
@@ -366,6 +377,10 @@ impl Incoming {
 mod tests {
     use super::*;
 
+    fn last_topic() -> TopicName {
+        TopicName::new("t/999").unwrap()
+    }
+
     #[tokio::test]
     async fn cache_entries_lapse_and_stay_bounded() {
         let mut cache = PublishCache::default();
@@ -392,6 +407,14 @@ mod tests {
                 now + Duration::from_secs(60 + i),
             );
         }
+        assert!(cache.entries.len() <= CACHE_ENTRIES);
+        // Another QoS of a cached topic adds no entry.
+        cache.insert(
+            last_topic(),
+            QoS::AtLeastOnce,
+            false,
+            now + Duration::from_secs(1),
+        );
         assert!(cache.entries.len() <= CACHE_ENTRIES);
         // The latest entries survive.
         let last = TopicName::new("t/999").unwrap();
