@@ -194,8 +194,7 @@ impl Connection {
             mut expiry,
         } = incoming;
         let mut qos = sent_qos;
-        let session = self.session.clone();
-        let mut mountpoint = &session.id().mountpoint;
+        let mut elsewhere = None;
         if let Some(c) = changes {
             if let Some(t) = &c.topic {
                 topic = t.clone();
@@ -213,9 +212,7 @@ impl Connection {
                 properties = p.clone();
                 expiry = *e;
             }
-            if let Some(m) = &c.mountpoint {
-                mountpoint = m;
-            }
+            elsewhere = c.mountpoint.clone();
             if let Some(d) = c.throttle {
                 self.pause_reading(d);
             }
@@ -231,6 +228,7 @@ impl Connection {
             properties,
             expires_at: Message::expiry_from_interval(expiry),
         });
+        let mountpoint = elsewhere.as_ref().unwrap_or(&self.session.id().mountpoint);
         if message.retain {
             // A retained message outlives the read buffer its payload
             // points into: give it its own allocation.
@@ -243,7 +241,7 @@ impl Connection {
         let matched = self
             .ctx
             .router
-            .publish(mountpoint, Some(session.key()), &message);
+            .publish(mountpoint, Some(self.session.key()), &message);
         let plugins = &self.ctx.plugins;
         if plugins.implements(Hook::OnPublish) || plugins.implements(Hook::OnPublishM5) {
             plugins.notify(Event::Published {
