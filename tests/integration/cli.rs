@@ -193,3 +193,42 @@ async fn plugin_output_goes_to_the_broker_log() {
         .expect("stderr line");
     assert!(line.contains("WARN"), "{line}");
 }
+
+/// What `cargo xtask run` starts: the shipped `config/sluice.toml` with the
+/// example plugins as `acl.wasm` and `stamp.wasm`. The ACL refuses
+/// `private/`, and JSON under `json/` is stamped with the subscriber.
+#[tokio::test]
+async fn shipped_config_runs_with_the_example_plugins() {
+    let plugins = crate::support::PluginDir::new();
+    plugins
+        .add("acl", "topic-acl")
+        .add("stamp", "payload-transform");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/sluice.toml");
+    let dir = plugins.path.to_str().expect("utf-8 path").to_owned();
+    let sluice = Process::start(&[
+        "--config",
+        config,
+        "--plugins",
+        &dir,
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    let mut sub = Raw::handshake(sluice.addr, &connect_v4("dashboard", true, 60)).await;
+    sub.send(&subscribe_v4(1, "json/#", 0)).await;
+    assert_eq!(sub.recv_kind(9).await.ack_codes(false), [0]);
+    let mut publisher = Raw::handshake(sluice.addr, &connect_v4("sensor", true, 60)).await;
+    publisher
+        .send(&publish_v4("json/room1", 0, 0, br#"{"temp":21}"#, false))
+        .await;
+    let got = sub.recv_kind(3).await.publish_v4();
+    assert_eq!(
+        &got.payload[..],
+        br#"{"temp":21,"delivered_to":"dashboard"}"#
+    );
+    sub.send(&subscribe_v4(2, "private/#", 0)).await;
+    assert_eq!(sub.recv_kind(9).await.ack_codes(false), [0x80]);
+    publisher
+        .send(&publish_v4("private/x", 0, 0, b"nope", false))
+        .await;
+    assert!(publisher.expect_closed().await.is_empty());
+}

@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's build system (cargo-xtask pattern).
 //!
-//! - `cargo xtask run [-- ARGS]`: build the broker in release mode and run it
-//!   with `config/sluice.toml` (extra arguments go to `sluice`).
+//! - `cargo xtask run [-- ARGS]`: build the plugins and the broker (release)
+//!   and run it with `config/sluice.toml` and the example plugins
+//!   `topic-acl` and `payload-transform` loaded from `target/run-plugins/`
+//!   (extra arguments go to `sluice`).
 //! - `cargo xtask build-plugins`: build the wasm plugins (test fixtures in
 //!   `tests/plugins`, examples in `example-plugins`) for wasm32-wasip2 into
 //!   `target/plugins/`, installing
@@ -93,7 +95,22 @@ pub(crate) fn cargo() -> Command {
     Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
 
+/// The example plugins `cargo xtask run` loads, as (built file, name in
+/// the plugin directory); `config/sluice.toml` configures them by name.
+const RUN_PLUGINS: &[(&str, &str)] = &[("topic-acl", "acl"), ("payload-transform", "stamp")];
+
 fn run(root: &Path, args: &[String]) -> Result<()> {
+    build_plugins(root)?;
+    let plugins = root.join("target/run-plugins");
+    let _ = std::fs::remove_dir_all(&plugins);
+    std::fs::create_dir_all(&plugins).context("cannot create target/run-plugins")?;
+    for (built, name) in RUN_PLUGINS {
+        std::fs::copy(
+            root.join(format!("target/plugins/{built}.wasm")),
+            plugins.join(format!("{name}.wasm")),
+        )
+        .with_context(|| format!("cannot copy {built}.wasm"))?;
+    }
     sh(cargo().args([
         "build",
         "--release",
@@ -103,10 +120,16 @@ fn run(root: &Path, args: &[String]) -> Result<()> {
         "sluice",
     ]))?;
     let config = root.join("config/sluice.toml");
-    eprintln!("xtask: starting sluice with {}", config.display());
+    eprintln!(
+        "xtask: starting sluice with {} and the example plugins in {}",
+        config.display(),
+        plugins.display()
+    );
     sh(Command::new(root.join("target/release/sluice"))
         .arg("--config")
         .arg(&config)
+        .arg("--plugins")
+        .arg(&plugins)
         .args(args))
 }
 

@@ -116,7 +116,8 @@ pub fn markdown(
             "Each broker runs alone, pinned to CPU 1; the load generator \
              (`xtask/src/bin/loadgen`) is pinned to CPU 0. Brokers restart every \
              round and the rounds interleave (Sluice, mosquitto, Sluice with a \
-             3-plugin wasm authentication chain); cells are the median of 3 \
+             3-plugin wasm authentication chain, Sluice with the topic-acl plugin \
+             on every publish, cached and uncached); cells are the median of 3 \
              rounds with (min–max). Both brokers queue up to 1,000,000 messages \
              per client; mosquitto 2 from Debian runs with persistence off. \
              Messages are 64 bytes, QoS 0 unless stated.\n"
