@@ -15,7 +15,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::sluice::plugin::{host, types};
+use super::bindings::sluice::plugin::{host, publish_types, subscribe_types, types};
 
 /// Longest key in a plugin's key-value store.
 const MAX_KEY_LEN: usize = 256;
@@ -131,6 +131,8 @@ impl WasiView for PluginState {
 }
 
 impl types::Host for PluginState {}
+impl subscribe_types::Host for PluginState {}
+impl publish_types::Host for PluginState {}
 
 /// A message payload lent to a plugin for one hook call (the WIT resource
 /// `payload`): the plugin copies it into its memory only if it reads it.
