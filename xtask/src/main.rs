@@ -33,6 +33,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod langs;
 mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, python_with_paho};

@@ -49,6 +49,7 @@ pub fn build_plugins(root: &Path) -> Result<()> {
             count += 1;
         }
     }
+    count += crate::langs::build_all(root, &out)?;
     eprintln!("xtask: {count} plugins in {}", out.display());
     Ok(())
 }
