@@ -18,6 +18,13 @@
 //!   writes `BENCHMARKS.md`. `--quick` runs short scenarios and skips
 //!   criterion (under two minutes).
 //!
+//! - `cargo xtask passwd [--iterations N] FILE USER [PASSWORD]`: adds or
+//!   updates USER's line in the password file FILE of the `password-file`
+//!   example plugin (password from standard input when not given).
+//! - `cargo xtask new-plugin NAME [--lang rust|python|js|c]`: a
+//!   ready-to-build plugin in `example-plugins/NAME/` from the templates in
+//!   `xtask/templates/`.
+//!
 //! All of them work on a fresh machine: every tool they need is installed here,
 //! nowhere else.
 
@@ -34,12 +41,13 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod langs;
+mod new_plugin;
+mod passwd;
 mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, python_with_paho};
 
-const USAGE: &str =
-    "usage: cargo xtask <run [-- ARGS...] | test | build-plugins | bench [--quick] [--micro-only]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | build-plugins | bench [--quick] [--micro-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
 
 fn main() -> ExitCode {
     match try_main() {
@@ -54,6 +62,8 @@ fn main() -> ExitCode {
 fn try_main() -> Result<()> {
     let mut args = env::args().skip(1);
     let root = project_root();
+    // Where `cargo xtask` was run: `passwd` resolves its FILE from there.
+    let invoked_in = env::current_dir().unwrap_or_else(|_| root.clone());
     env::set_current_dir(&root).context("cannot enter the project root")?;
     match args.next().as_deref() {
         Some("run") => {
@@ -63,6 +73,8 @@ fn try_main() -> Result<()> {
         Some("test") => test(&root),
         Some("build-plugins") => build_plugins(&root),
         Some("bench") => bench::run(&root, &args.collect::<Vec<_>>()),
+        Some("passwd") => passwd::run(&invoked_in, &args.collect::<Vec<_>>()),
+        Some("new-plugin") => new_plugin::run(&root, &args.collect::<Vec<_>>()),
         _ => bail!("{USAGE}"),
     }
 }

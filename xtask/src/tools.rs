@@ -134,3 +134,51 @@ pub fn install_mosquitto() -> Result<()> {
     }
     apt_install(&["mosquitto"])
 }
+
+/// The inputs of a non-Rust example plugin whose sources are in `dir`: the
+/// files directly in it (not its Markdown, nor generated directories such
+/// as `__pycache__`) and every file of the WIT package in `wit/`.
+pub fn plugin_inputs(root: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut inputs = Vec::new();
+    for d in [dir, &root.join("wit")] {
+        for entry in std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            let path = entry
+                .with_context(|| format!("cannot read {}", d.display()))?
+                .path();
+            if path.is_file() && path.extension().is_none_or(|e| e != "md") {
+                inputs.push(path);
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// Whether `output` exists and is newer than every one of `inputs`.
+pub fn up_to_date(output: &Path, inputs: &[PathBuf]) -> Result<bool> {
+    let Ok(built) = std::fs::metadata(output).and_then(|m| m.modified()) else {
+        return Ok(false);
+    };
+    for input in inputs {
+        let changed = std::fs::metadata(input)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("cannot read the time of {}", input.display()))?;
+        if changed >= built {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Prints the size of a freshly built plugin and how long it took.
+pub fn report_built(path: &Path, started: std::time::Instant) -> Result<()> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    eprintln!(
+        "xtask: built {} ({:.1} MB) in {:.1} s",
+        path.display(),
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -6,36 +6,27 @@
 //! value (`value`) may name the subscriber (`%c`, `%u`, `%m`) and the topic
 //! (`%t`). Everything else is delivered unchanged. It works in the delivery
 //! chain (`on-deliver`), not the authorisation chain: see README.md.
-
-wit_bindgen::generate!({
-    inline: r#"
-        package example:payload-transform;
-        world payload-transform {
-            include sluice:plugin/imports@0.1.0;
-            export sluice:plugin/lifecycle@0.1.0;
-            export sluice:plugin/on-deliver@0.1.0;
-            export sluice:plugin/on-deliver-m5@0.1.0;
-        }
-    "#,
-    path: "../../wit",
-    generate_all,
-});
+//!
+//! Written with the Rust plugin SDK (`plugin-sdk/`): the component exports
+//! `lifecycle`, `on-deliver` and `on-deliver-m5`, the hooks implemented
+//! below, and nothing else.
 
 mod stamp;
 
 use std::sync::OnceLock;
 
-use exports::sluice::plugin::{lifecycle, on_deliver, on_deliver_m5};
-use sluice::plugin::host;
-use sluice::plugin::types::{DeliverModifiers, MessageProperties, Payload, Qos, SubscriberId};
+use sluice_plugin_sdk::{
+    DeliverModifiers, DeliverVerdict, DeliverVerdictM5, MessageProperties, Payload, Plugin, Qos,
+    SubscriberId, config, log,
+};
 use stamp::{Delivery, Stamp};
 
 /// The configuration, parsed once per instance (by `init`).
 static STAMP: OnceLock<Result<Stamp, String>> = OnceLock::new();
 
-fn config() -> Result<&'static Stamp, &'static str> {
+fn settings() -> Result<&'static Stamp, &'static str> {
     STAMP
-        .get_or_init(|| Stamp::parse(&host::config()))
+        .get_or_init(|| Stamp::parse(&config::all()))
         .as_ref()
         .map_err(String::as_str)
 }
@@ -48,7 +39,7 @@ fn transform(
     topic: &str,
     payload: &Payload,
 ) -> Option<DeliverModifiers> {
-    let stamp = config().ok()?;
+    let stamp = settings().ok()?;
     if !stamp.applies_to(topic) {
         return None;
     }
@@ -59,28 +50,23 @@ fn transform(
         topic,
     };
     let stamped = stamp.apply(&payload.read(), &delivery)?;
-    Some(DeliverModifiers {
-        topic: None,
-        payload: Some(stamped),
-        properties: None,
-    })
+    Some(DeliverModifiers::new().payload(stamped))
 }
 
 struct PayloadTransform;
 
-impl lifecycle::Guest for PayloadTransform {
+#[sluice_plugin_sdk::plugin]
+impl Plugin for PayloadTransform {
     fn init() -> Result<(), String> {
         let stamp =
-            config().map_err(|e| format!("invalid payload-transform configuration: {e}"))?;
-        host::log(
-            host::LogLevel::Debug,
-            &format!("payload-transform ready (prefix {:?})", stamp.prefix),
-        );
+            settings().map_err(|e| format!("invalid payload-transform configuration: {e}"))?;
+        log::debug(&format!(
+            "payload-transform ready (prefix {:?})",
+            stamp.prefix
+        ));
         Ok(())
     }
-}
 
-impl on_deliver::Guest for PayloadTransform {
     fn on_deliver(
         username: Option<String>,
         subscriber_id: SubscriberId,
@@ -88,15 +74,13 @@ impl on_deliver::Guest for PayloadTransform {
         topic: String,
         payload: &Payload,
         _retain: bool,
-    ) -> on_deliver::DeliverVerdict {
+    ) -> DeliverVerdict {
         match transform(username.as_deref(), &subscriber_id, &topic, payload) {
-            Some(m) => on_deliver::DeliverVerdict::Ok(Some(m)),
-            None => on_deliver::DeliverVerdict::Next,
+            Some(m) => DeliverVerdict::Ok(Some(m)),
+            None => DeliverVerdict::Next,
         }
     }
-}
 
-impl on_deliver_m5::Guest for PayloadTransform {
     fn on_deliver_m5(
         username: Option<String>,
         subscriber_id: SubscriberId,
@@ -105,12 +89,10 @@ impl on_deliver_m5::Guest for PayloadTransform {
         payload: &Payload,
         _retain: bool,
         _properties: MessageProperties,
-    ) -> on_deliver_m5::DeliverVerdictM5 {
+    ) -> DeliverVerdictM5 {
         match transform(username.as_deref(), &subscriber_id, &topic, payload) {
-            Some(m) => on_deliver_m5::DeliverVerdictM5::Ok(Some(m)),
-            None => on_deliver_m5::DeliverVerdictM5::Next,
+            Some(m) => DeliverVerdictM5::Ok(Some(m)),
+            None => DeliverVerdictM5::Next,
         }
     }
 }
-
-export!(PayloadTransform);

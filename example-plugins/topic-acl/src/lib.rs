@@ -8,42 +8,28 @@
 //! client and the topic only, so it is cached by the broker (`cache_secs`)
 //! and a client's steady stream to one topic is checked once. See
 //! README.md for the configuration.
-
-wit_bindgen::generate!({
-    inline: r#"
-        package example:topic-acl;
-        world topic-acl {
-            include sluice:plugin/imports@0.1.0;
-            export sluice:plugin/lifecycle@0.1.0;
-            export sluice:plugin/auth-on-publish@0.1.0;
-            export sluice:plugin/auth-on-publish-m5@0.1.0;
-            export sluice:plugin/auth-on-subscribe@0.1.0;
-            export sluice:plugin/auth-on-subscribe-m5@0.1.0;
-        }
-    "#,
-    path: "../../wit",
-    generate_all,
-});
+//!
+//! Written with the Rust plugin SDK (`plugin-sdk/`): the component exports
+//! `lifecycle` and the four `auth-on-publish(-m5)` /
+//! `auth-on-subscribe(-m5)` hooks implemented below, and nothing else.
 
 mod rules;
 
 use std::sync::OnceLock;
 
-use exports::sluice::plugin::{
-    auth_on_publish, auth_on_publish_m5, auth_on_subscribe, auth_on_subscribe_m5, lifecycle,
-};
 use rules::{Acl, Client, Decision, SubscribeDecision, Unmatched};
-use sluice::plugin::host;
-use sluice::plugin::types::{
-    M5Error, MessageProperties, Payload, PublishModifiers, Qos, SubscribeProperties, SubscriberId,
-    TopicSubscription,
+use sluice_plugin_sdk::{
+    M5Error, MessageProperties, Payload, Plugin, PublishModifiers, PublishVerdict,
+    PublishVerdictM5, Qos, SubscribeChanges, SubscribeProperties, SubscribeVerdict,
+    SubscribeVerdictM5, SubscriberId, TopicRequest, TopicResult, TopicResultM5, TopicSubscription,
+    config, log,
 };
 
 /// The configuration, parsed once per instance (by `init`).
 static ACL: OnceLock<Result<Acl, String>> = OnceLock::new();
 
 fn acl() -> Result<&'static Acl, &'static str> {
-    ACL.get_or_init(|| Acl::parse(&host::config()))
+    ACL.get_or_init(|| Acl::parse(&config::all()))
         .as_ref()
         .map_err(String::as_str)
 }
@@ -84,16 +70,7 @@ fn decide_publish(username: Option<&str>, id: &SubscriberId, topic: &str) -> Ver
 /// An acceptance the broker may reuse for `secs` seconds: the decision
 /// depends only on the client and the topic, never on the payload.
 fn cached(secs: u32) -> Option<PublishModifiers> {
-    (secs > 0).then_some(PublishModifiers {
-        topic: None,
-        payload: None,
-        qos: None,
-        retain: None,
-        mountpoint: None,
-        throttle_ms: None,
-        properties: None,
-        cache_secs: Some(secs),
-    })
+    (secs > 0).then(|| PublishModifiers::new().cache_secs(secs))
 }
 
 /// Per requested filter: granted or not; `None`: pass the SUBSCRIBE on.
@@ -114,21 +91,17 @@ fn decide_subscribe<'f>(
 
 struct TopicAcl;
 
-impl lifecycle::Guest for TopicAcl {
+#[sluice_plugin_sdk::plugin]
+impl Plugin for TopicAcl {
     fn init() -> Result<(), String> {
         let acl = acl().map_err(|e| format!("invalid topic-acl configuration: {e}"))?;
-        host::log(
-            host::LogLevel::Debug,
-            &format!(
-                "topic-acl ready (unmatched: {:?}, cache: {} s)",
-                acl.unmatched, acl.cache_secs
-            ),
-        );
+        log::debug(&format!(
+            "topic-acl ready (unmatched: {:?}, cache: {} s)",
+            acl.unmatched, acl.cache_secs
+        ));
         Ok(())
     }
-}
 
-impl auth_on_publish::Guest for TopicAcl {
     fn auth_on_publish(
         username: Option<String>,
         subscriber_id: SubscriberId,
@@ -137,17 +110,14 @@ impl auth_on_publish::Guest for TopicAcl {
         _payload: &Payload,
         _retain: bool,
         _is_will: bool,
-    ) -> auth_on_publish::PublishVerdict {
-        use auth_on_publish::PublishVerdict;
+    ) -> PublishVerdict {
         match decide_publish(username.as_deref(), &subscriber_id, &topic) {
             Verdict::Ok(m) => PublishVerdict::Ok(m),
             Verdict::Next => PublishVerdict::Next,
             Verdict::Error(why) => PublishVerdict::Error(why),
         }
     }
-}
 
-impl auth_on_publish_m5::Guest for TopicAcl {
     fn auth_on_publish_m5(
         username: Option<String>,
         subscriber_id: SubscriberId,
@@ -157,26 +127,21 @@ impl auth_on_publish_m5::Guest for TopicAcl {
         _retain: bool,
         _properties: MessageProperties,
         _is_will: bool,
-    ) -> auth_on_publish_m5::PublishVerdictM5 {
-        use auth_on_publish_m5::PublishVerdictM5;
+    ) -> PublishVerdictM5 {
         match decide_publish(username.as_deref(), &subscriber_id, &topic) {
             Verdict::Ok(m) => PublishVerdictM5::Ok(m),
             Verdict::Next => PublishVerdictM5::Next,
-            Verdict::Error(why) => PublishVerdictM5::Error(M5Error {
-                reason_code: NOT_AUTHORIZED,
-                reason_string: Some(why),
-            }),
+            Verdict::Error(why) => {
+                PublishVerdictM5::Error(M5Error::new(NOT_AUTHORIZED).reason_string(why))
+            }
         }
     }
-}
 
-impl auth_on_subscribe::Guest for TopicAcl {
     fn auth_on_subscribe(
         username: Option<String>,
         subscriber_id: SubscriberId,
-        topics: Vec<auth_on_subscribe::TopicRequest>,
-    ) -> auth_on_subscribe::SubscribeVerdict {
-        use auth_on_subscribe::{SubscribeVerdict, TopicResult};
+        topics: Vec<TopicRequest>,
+    ) -> SubscribeVerdict {
         let filters = topics.iter().map(|t| t.filter.as_str());
         let Some(granted) = decide_subscribe(username.as_deref(), &subscriber_id, filters) else {
             return SubscribeVerdict::Next;
@@ -194,16 +159,13 @@ impl auth_on_subscribe::Guest for TopicAcl {
             .collect();
         SubscribeVerdict::Ok(Some(results))
     }
-}
 
-impl auth_on_subscribe_m5::Guest for TopicAcl {
     fn auth_on_subscribe_m5(
         username: Option<String>,
         subscriber_id: SubscriberId,
         topics: Vec<TopicSubscription>,
         _properties: SubscribeProperties,
-    ) -> auth_on_subscribe_m5::SubscribeVerdictM5 {
-        use auth_on_subscribe_m5::{SubscribeChanges, SubscribeVerdictM5, TopicResultM5};
+    ) -> SubscribeVerdictM5 {
         let filters = topics.iter().map(|t| t.filter.as_str());
         let Some(granted) = decide_subscribe(username.as_deref(), &subscriber_id, filters) else {
             return SubscribeVerdictM5::Next;
@@ -227,5 +189,3 @@ impl auth_on_subscribe_m5::Guest for TopicAcl {
         }))
     }
 }
-
-export!(TopicAcl);

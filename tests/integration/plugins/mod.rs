@@ -1,12 +1,16 @@
 //! The plugin host through the real broker: real `.wasm` plugins (built from
 //! `tests/plugins/`), real clients.
 
+mod auth_examples;
 mod chain;
 mod enhanced_auth;
 mod examples;
+mod lang_c;
+mod languages;
 mod modifiers;
 mod pubsub;
 mod sandbox;
+mod sdk;
 
 use std::time::{Duration, Instant};
 

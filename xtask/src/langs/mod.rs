@@ -5,9 +5,9 @@
 //! cannot be installed is an error, never silently skipped. Builds are
 //! incremental: a plugin whose sources did not change is not rebuilt.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 mod c;
 mod js;
@@ -16,4 +16,92 @@ mod python;
 /// Builds every non-Rust example plugin into `out`; returns how many.
 pub fn build_all(root: &Path, out: &Path) -> Result<usize> {
     Ok(python::build(root, out)? + js::build(root, out)? + c::build(root, out)?)
+}
+
+/// A plugin of `example-plugins/` in a language other than Rust: a
+/// directory with its source and a `world.wit` naming the hooks it exports.
+pub struct Source {
+    /// The directory's name, and the output's (`NAME.wasm`).
+    pub name: String,
+    pub dir: PathBuf,
+    /// The world's package (`ns:name`, without version) and name.
+    pub package: String,
+    pub world: String,
+}
+
+impl Source {
+    /// `ns:name/world`, as componentize-py names a world.
+    pub fn full_world(&self) -> String {
+        format!("{}/{}", self.package, self.world)
+    }
+}
+
+/// Every directory of `example-plugins/` that holds `source` (e.g.
+/// `app.py`) and a `world.wit`, by name; new plugins (`cargo xtask
+/// new-plugin`) are found without being listed anywhere.
+pub fn sources(root: &Path, source: &str) -> Result<Vec<Source>> {
+    let examples = root.join("example-plugins");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&examples)
+        .with_context(|| format!("cannot read {}", examples.display()))?
+    {
+        let dir = entry?.path();
+        let world_file = dir.join("world.wit");
+        if !dir.join(source).is_file() || !world_file.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&world_file)
+            .with_context(|| format!("cannot read {}", world_file.display()))?;
+        let (package, world) = world_of(&text).with_context(|| {
+            format!(
+                "{} needs a `package ns:name;` and a `world NAME {{` line",
+                world_file.display()
+            )
+        })?;
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("plugin directory names must be UTF-8")?
+            .to_owned();
+        found.push(Source {
+            name,
+            dir,
+            package,
+            world,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// The package (without version) and the first world of a WIT file.
+fn world_of(text: &str) -> Option<(String, String)> {
+    let mut package = None;
+    let mut world = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("//") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("package ") {
+            let name = rest.trim_end_matches(';').trim();
+            package.get_or_insert_with(|| name.split('@').next().unwrap_or(name).to_owned());
+        } else if let Some(rest) = line.strip_prefix("world ") {
+            let name = rest.trim_end_matches('{').trim();
+            world.get_or_insert_with(|| name.to_owned());
+        }
+    }
+    Some((package?, world?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worlds_are_found() {
+        let text =
+            "// comment: package nope;\npackage my:acl@1.0.0;\n\nworld acl {\n  include x;\n}\n";
+        assert_eq!(world_of(text), Some(("my:acl".into(), "acl".into())));
+        assert_eq!(world_of("world w {}"), None);
+    }
 }

@@ -1,0 +1,138 @@
+//! The password hash format, shared by the `password-file` plugin and
+//! `cargo xtask passwd` (which includes this file with `#[path]`):
+//!
+//! ```text
+//! $pbkdf2-sha256$ITERATIONS$SALT$HASH
+//! ```
+//!
+//! PBKDF2-HMAC-SHA256 (RFC 8018) with ITERATIONS rounds; SALT and HASH in
+//! standard base64 (padding optional). This file depends on `pbkdf2`,
+//! `sha2`, `subtle` and `base64` only, so both crates can build it.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use subtle::ConstantTimeEq as _;
+
+/// The scheme name between the first two `$`.
+pub const SCHEME: &str = "pbkdf2-sha256";
+
+/// Iterations `cargo xtask passwd` uses unless told otherwise. Chosen so
+/// that one verification fits a plugin call's default fuel (50,000,000) and
+/// deadline (100 ms) with room to spare; see the plugin's README.
+pub const DEFAULT_ITERATIONS: u32 = 2_000;
+
+/// Bytes of salt `cargo xtask passwd` generates.
+pub const SALT_LEN: usize = 16;
+
+/// Bytes of derived key `cargo xtask passwd` stores (one SHA-256 block).
+pub const HASH_LEN: usize = 32;
+
+/// Standard base64; writes padding, reads it or its absence.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// A parsed `$pbkdf2-sha256$...` string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl fmt::Debug for PasswordHash {
+    // Never print the hash itself (it is a password's equivalent for
+    // offline guessing).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHash")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHash {
+    /// Hashes `password` with `salt` and `iterations` rounds.
+    pub fn new(password: &[u8], salt: &[u8], iterations: u32) -> Self {
+        let mut hash = vec![0u8; HASH_LEN];
+        derive(password, salt, iterations, &mut hash);
+        PasswordHash {
+            iterations,
+            salt: salt.to_vec(),
+            hash,
+        }
+    }
+
+    /// Parses `$pbkdf2-sha256$ITERATIONS$SALT$HASH`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = text.split('$');
+        let (Some(""), Some(scheme), Some(iterations), Some(salt), Some(hash), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(format!(
+                "expected ${SCHEME}$ITERATIONS$SALT$HASH, not {} `$`-separated fields",
+                text.split('$').count()
+            ));
+        };
+        if scheme != SCHEME {
+            return Err(format!(
+                "unsupported hash scheme {scheme:?} (only {SCHEME:?})"
+            ));
+        }
+        let iterations: u32 = iterations
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("invalid iteration count {iterations:?}"))?;
+        let salt = B64
+            .decode(salt)
+            .map_err(|e| format!("invalid base64 salt: {e}"))?;
+        let hash = B64
+            .decode(hash)
+            .map_err(|e| format!("invalid base64 hash: {e}"))?;
+        if salt.len() < 8 {
+            return Err(format!("salt too short ({} bytes, at least 8)", salt.len()));
+        }
+        if !(16..=64).contains(&hash.len()) {
+            return Err(format!("hash of {} bytes (16 to 64 expected)", hash.len()));
+        }
+        Ok(PasswordHash {
+            iterations,
+            salt,
+            hash,
+        })
+    }
+
+    /// Whether `password` is the one hashed, compared in constant time.
+    pub fn verify(&self, password: &[u8]) -> bool {
+        let mut candidate = vec![0u8; self.hash.len()];
+        derive(password, &self.salt, self.iterations, &mut candidate);
+        candidate.ct_eq(&self.hash).into()
+    }
+}
+
+impl fmt::Display for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "${SCHEME}${}${}${}",
+            self.iterations,
+            B64.encode(&self.salt),
+            B64.encode(&self.hash)
+        )
+    }
+}
+
+fn derive(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, out);
+}
