@@ -17,7 +17,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use wasi_preview1_component_adapter_provider::{
@@ -60,102 +59,28 @@ __attribute__((export_name("probe"))) int probe(int n) {
 
 /// Builds the example plugins written in C into `out`.
 pub fn build(root: &Path, out: &Path) -> Result<usize> {
-    let plugins = find_plugins(&root.join("example-plugins"))?;
-    let mut toolchain_checked = false;
-    for dir in &plugins {
-        let name = file_name(dir)?;
-        let dest = out.join(format!("{name}.wasm"));
-        let inputs = inputs(root, dir)?;
-        if is_newer_than_all(&dest, &inputs)? {
-            continue;
-        }
-        if !toolchain_checked {
-            ensure_toolchain(root)?;
-            toolchain_checked = true;
-        }
-        let started = Instant::now();
-        build_plugin(root, dir, &name, &dest)
-            .with_context(|| format!("cannot build the C plugin {}", dir.display()))?;
-        let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-        eprintln!(
-            "xtask: built {} ({} bytes) in {:.1} s",
-            dest.display(),
-            size,
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(plugins.len())
+    super::build_outdated(
+        root,
+        out,
+        "plugin.c",
+        ensure_toolchain,
+        |(), plugin, dest| build_plugin(root, &plugin.dir, &plugin.name, dest),
+    )
 }
 
-/// The directories of `example-plugins/` with a `plugin.c` and a
-/// `world.wit`, sorted.
-fn find_plugins(examples: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let entries = std::fs::read_dir(examples)
-        .with_context(|| format!("cannot read {}", examples.display()))?;
-    for entry in entries {
-        let dir = entry
-            .with_context(|| format!("cannot read {}", examples.display()))?
-            .path();
-        if dir.join("plugin.c").is_file() && dir.join("world.wit").is_file() {
-            found.push(dir);
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-fn file_name(path: &Path) -> Result<String> {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_owned)
-        .with_context(|| format!("{} has no UTF-8 file name", path.display()))
-}
-
-/// What a plugin's component is made from: its C sources, headers and
-/// world, the WIT package, and this build recipe.
-fn inputs(root: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut inputs = files_with_extensions(dir, &["c", "h", "wit"])?;
-    inputs.extend(files_with_extensions(&root.join("wit"), &["wit"])?);
-    inputs.push(root.join("xtask/src/langs/c.rs"));
-    Ok(inputs)
-}
-
-fn files_with_extensions(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
+/// The `.c` files of a plugin's directory, sorted.
+fn c_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = entry
             .with_context(|| format!("cannot read {}", dir.display()))?
             .path();
-        let wanted = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| extensions.contains(&e));
-        if wanted && path.is_file() {
+        if path.is_file() && path.extension().is_some_and(|e| e == "c") {
             files.push(path);
         }
     }
     files.sort();
     Ok(files)
-}
-
-/// True if `output` exists and was written after every input changed.
-fn is_newer_than_all(output: &Path, inputs: &[PathBuf]) -> Result<bool> {
-    let Ok(built) = std::fs::metadata(output).and_then(|m| m.modified()) else {
-        return Ok(false);
-    };
-    for input in inputs {
-        if modified(input)? >= built {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-fn modified(path: &Path) -> Result<SystemTime> {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .with_context(|| format!("cannot read the modification time of {}", path.display()))
 }
 
 /// Makes sure clang can build a wasm32-wasi reactor against wasi-libc:
@@ -216,7 +141,7 @@ fn build_plugin(root: &Path, dir: &Path, name: &str, dest: &Path) -> Result<()> 
         .arg(&gen_dir)
         .arg("-o")
         .arg(&core)
-        .args(files_with_extensions(dir, &["c"])?)
+        .args(c_files(dir)?)
         .args(&generated);
     crate::sh(&mut clang).context("clang failed")?;
 

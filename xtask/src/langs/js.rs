@@ -13,11 +13,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::tools::{plugin_inputs, report_built, up_to_date};
 use crate::{sh, succeeds};
 
 /// The componentize-js release the plugins are built with.
@@ -25,44 +23,23 @@ const COMPONENTIZE_JS: &str = "0.23.0";
 
 /// Builds the example plugins written in this language into `out`.
 pub fn build(root: &Path, out: &Path) -> Result<usize> {
-    let mut tool = None;
-    let plugins = super::sources(root, "app.js")?;
-    for plugin in &plugins {
-        let src = plugin.dir.clone();
-        let dest = out.join(format!("{}.wasm", plugin.name));
-        if up_to_date(&dest, &plugin_inputs(root, &src)?)? {
-            continue;
-        }
-        let componentize_js = match &tool {
-            Some(t) => t,
-            None => tool.insert(componentize_js(root)?),
-        };
-        let started = Instant::now();
-        let wit = stage_wit(root, &plugin.name, &src.join("world.wit"))?;
-        // Built aside and moved in, so an interrupted build never leaves a
-        // truncated component that looks newer than its sources.
-        let partial = root
-            .join("target/tools/wit")
-            .join(format!("{}.wasm", plugin.name));
-        sh(Command::new(componentize_js)
-            .arg("--wit")
-            .arg(&wit)
-            .args(["--world-name", &plugin.world])
-            .args(["-d", "http", "fetch-event", "-o"])
-            .arg(&partial)
-            .arg("app.js")
-            .current_dir(&src))
-        .with_context(|| format!("cannot build the JavaScript plugin {}", plugin.name))?;
-        // The CLI reports some failures on stderr only.
-        if !partial.exists() {
-            bail!("componentize-js wrote no {}", partial.display());
-        }
-        std::fs::rename(&partial, &dest).with_context(|| {
-            format!("cannot move {} into {}", partial.display(), dest.display())
-        })?;
-        report_built(&dest, started)?;
-    }
-    Ok(plugins.len())
+    super::build_outdated(
+        root,
+        out,
+        "app.js",
+        componentize_js,
+        |tool, plugin, dest| {
+            let wit = stage_wit(root, &plugin.name, &plugin.dir.join("world.wit"))?;
+            sh(Command::new(tool)
+                .arg("--wit")
+                .arg(&wit)
+                .args(["--world-name", &plugin.world])
+                .args(["-d", "http", "fetch-event", "-o"])
+                .arg(dest)
+                .arg("app.js")
+                .current_dir(&plugin.dir))
+        },
+    )
 }
 
 /// `target/tools/wit/NAME/`: the plugin's world, with the WIT package in

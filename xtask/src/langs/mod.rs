@@ -6,8 +6,11 @@
 //! incremental: a plugin whose sources did not change is not rebuilt.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+
+use crate::tools::{plugin_inputs, report_built, up_to_date};
 
 mod c;
 mod js;
@@ -16,6 +19,49 @@ mod python;
 /// Builds every non-Rust example plugin into `out`; returns how many.
 pub fn build_all(root: &Path, out: &Path) -> Result<usize> {
     Ok(python::build(root, out)? + js::build(root, out)? + c::build(root, out)?)
+}
+
+/// Builds every plugin of `example-plugins/` that has `source` and is out
+/// of date (its sources, or `wit/`, changed since its component was
+/// written). `setup` installs the language's tools, once and only if some
+/// plugin needs building; `build` writes one plugin's component to the
+/// path it is given, which is then moved into place, so that an interrupted
+/// build never leaves a truncated component that looks newer than its
+/// sources. Returns how many plugins there are.
+fn build_outdated<T>(
+    root: &Path,
+    out: &Path,
+    source: &str,
+    setup: impl FnOnce(&Path) -> Result<T>,
+    build: impl Fn(&T, &Source, &Path) -> Result<()>,
+) -> Result<usize> {
+    let plugins = sources(root, source)?;
+    let mut setup = Some(setup);
+    let mut tool = None;
+    for plugin in &plugins {
+        let dest = out.join(format!("{}.wasm", plugin.name));
+        if up_to_date(&dest, &plugin_inputs(root, &plugin.dir)?)? {
+            continue;
+        }
+        let tool = match (&mut tool, setup.take()) {
+            (Some(t), _) => &*t,
+            (None, Some(setup)) => &*tool.insert(setup(root)?),
+            (None, None) => bail!("the tools for {source} plugins could not be set up"),
+        };
+        let started = Instant::now();
+        let partial = out.join(format!("{}.wasm.partial", plugin.name));
+        let _ = std::fs::remove_file(&partial);
+        build(tool, plugin, &partial)
+            .with_context(|| format!("cannot build the plugin {}", plugin.dir.display()))?;
+        // Some tools report failures on stderr only.
+        if !partial.is_file() {
+            bail!("building {} wrote no {}", plugin.name, partial.display());
+        }
+        std::fs::rename(&partial, &dest)
+            .with_context(|| format!("cannot move {} into place", partial.display()))?;
+        report_built(&dest, started)?;
+    }
+    Ok(plugins.len())
 }
 
 /// A plugin of `example-plugins/` in a language other than Rust: a

@@ -9,51 +9,36 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use crate::sh;
-use crate::tools::{plugin_inputs, python_with_paho, report_built, up_to_date};
+use crate::tools::python_with_paho;
 
 /// The componentize-py release the plugins are built with.
 const COMPONENTIZE_PY: &str = "0.25.1";
 
 /// Builds the example plugins written in this language into `out`.
 pub fn build(root: &Path, out: &Path) -> Result<usize> {
-    let mut tool = None;
-    let plugins = super::sources(root, "app.py")?;
-    for plugin in &plugins {
-        let src = plugin.dir.clone();
-        let dest = out.join(format!("{}.wasm", plugin.name));
-        if up_to_date(&dest, &plugin_inputs(root, &src)?)? {
-            continue;
-        }
-        let componentize_py = match &tool {
-            Some(t) => t,
-            None => tool.insert(componentize_py(root)?),
-        };
-        let started = Instant::now();
-        // Built aside and moved in, so an interrupted build never leaves a
-        // truncated component that looks newer than its sources.
-        let partial = out.join(format!("{}.wasm.partial", plugin.name));
-        sh(Command::new(componentize_py)
-            .arg("-d")
-            .arg(root.join("wit"))
-            .arg("-d")
-            .arg(src.join("world.wit"))
-            .args(["-w", &plugin.full_world(), "componentize", "app"])
-            .arg("-p")
-            .arg(&src)
-            .arg("-o")
-            .arg(&partial)
-            .current_dir(&src))
-        .with_context(|| format!("cannot build the Python plugin {}", plugin.name))?;
-        std::fs::rename(&partial, &dest)
-            .with_context(|| format!("cannot move {} into place", partial.display()))?;
-        report_built(&dest, started)?;
-    }
-    Ok(plugins.len())
+    super::build_outdated(
+        root,
+        out,
+        "app.py",
+        componentize_py,
+        |tool, plugin, dest| {
+            sh(Command::new(tool)
+                .arg("-d")
+                .arg(root.join("wit"))
+                .arg("-d")
+                .arg(plugin.dir.join("world.wit"))
+                .args(["-w", &plugin.full_world(), "componentize", "app"])
+                .arg("-p")
+                .arg(&plugin.dir)
+                .arg("-o")
+                .arg(dest)
+                .current_dir(&plugin.dir))
+        },
+    )
 }
 
 /// componentize-py in the project's virtualenv, installed if missing.
