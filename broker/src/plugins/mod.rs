@@ -83,6 +83,7 @@ mod publish;
 mod register;
 mod subscribe;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -301,6 +302,28 @@ impl Plugins {
     pub fn dropped_events(&self) -> u64 {
         self.dropped_events.load(Ordering::Relaxed)
     }
+}
+
+/// Walks `chain` with `call` under each plugin's failure policy (see
+/// `chain::walk`); a failure the policy turns into `next` is logged with
+/// the hook's name.
+async fn walk<'a, T, E, Fut>(
+    chain: &'a [Arc<Plugin>],
+    hook: &'static str,
+    call: impl FnMut(&'a Arc<Plugin>) -> Fut,
+) -> chain::Outcome<T, E, CallFailure>
+where
+    Fut: Future<Output = Result<chain::Answer<T, E>, CallFailure>>,
+{
+    chain::walk(
+        chain,
+        call,
+        |p| p.settings.on_failure,
+        |p, failure| {
+            tracing::warn!(plugin = %p.name, hook, "call failed ({failure}); failing open to the next plugin");
+        },
+    )
+    .await
 }
 
 /// At most 200 characters of plugin text, for logs.

@@ -15,9 +15,9 @@ use super::bindings::exports::sluice::plugin::{
     auth_on_publish, auth_on_publish_m5, on_deliver, on_deliver_m5,
 };
 use super::bindings::sluice::plugin::types as wit;
-use super::chain::{self, Answer, Outcome};
+use super::chain::{Answer, Outcome};
 use super::convert::{self, ModifierError, bad};
-use super::{CallFailure, Hook, Plugins, clip, messages};
+use super::{CallFailure, Hook, Plugins, clip, messages, walk};
 use crate::codec::{MessageProperties, ProtocolVersion, QoS};
 use crate::message::Message;
 use crate::reason::ReasonCode;
@@ -117,73 +117,66 @@ impl Plugins {
         let qos = messages::qos(req.qos);
         let topic = req.topic.as_str();
         let props = v5.then(|| messages::properties(req.properties, req.expiry));
-        let outcome = chain::walk(
-            chain,
-            |p| {
-                let (id, props) = (&id, &props);
-                async move {
-                    match props {
-                        Some(props) if p.implements(Hook::AuthOnPublishM5) => {
-                            let verdict = hook_call_with_payload!(
-                                p,
-                                Hook::AuthOnPublishM5,
-                                auth_on_publish_m5,
-                                req.payload.clone(),
-                                |g, store, payload| g.call_auth_on_publish_m5(
-                                    store,
-                                    req.username,
-                                    id,
-                                    qos,
-                                    topic,
-                                    payload,
-                                    req.retain,
-                                    props,
-                                    req.is_will
-                                )
+        let outcome = walk(chain, "auth-on-publish", |p| {
+            let (id, props) = (&id, &props);
+            async move {
+                match props {
+                    Some(props) if p.implements(Hook::AuthOnPublishM5) => {
+                        let verdict = hook_call_with_payload!(
+                            p,
+                            Hook::AuthOnPublishM5,
+                            auth_on_publish_m5,
+                            req.payload.clone(),
+                            |g, store, payload| g.call_auth_on_publish_m5(
+                                store,
+                                req.username,
+                                id,
+                                qos,
+                                topic,
+                                payload,
+                                req.retain,
+                                props,
+                                req.is_will
                             )
-                            .await?;
-                            Ok::<_, CallFailure>(match verdict {
-                                auth_on_publish_m5::PublishVerdictM5::Ok(m) => Answer::Ok(m),
-                                auth_on_publish_m5::PublishVerdictM5::Next => Answer::Next,
-                                auth_on_publish_m5::PublishVerdictM5::Error(e) => {
-                                    Answer::Error(Refused::M5(e))
-                                }
-                            })
-                        }
-                        _ => {
-                            let verdict = hook_call_with_payload!(
-                                p,
-                                Hook::AuthOnPublish,
-                                auth_on_publish,
-                                req.payload.clone(),
-                                |g, store, payload| g.call_auth_on_publish(
-                                    store,
-                                    req.username,
-                                    id,
-                                    qos,
-                                    topic,
-                                    payload,
-                                    req.retain,
-                                    req.is_will
-                                )
+                        )
+                        .await?;
+                        Ok::<_, CallFailure>(match verdict {
+                            auth_on_publish_m5::PublishVerdictM5::Ok(m) => Answer::Ok(m),
+                            auth_on_publish_m5::PublishVerdictM5::Next => Answer::Next,
+                            auth_on_publish_m5::PublishVerdictM5::Error(e) => {
+                                Answer::Error(Refused::M5(e))
+                            }
+                        })
+                    }
+                    _ => {
+                        let verdict = hook_call_with_payload!(
+                            p,
+                            Hook::AuthOnPublish,
+                            auth_on_publish,
+                            req.payload.clone(),
+                            |g, store, payload| g.call_auth_on_publish(
+                                store,
+                                req.username,
+                                id,
+                                qos,
+                                topic,
+                                payload,
+                                req.retain,
+                                req.is_will
                             )
-                            .await?;
-                            Ok(match verdict {
-                                auth_on_publish::PublishVerdict::Ok(m) => Answer::Ok(m),
-                                auth_on_publish::PublishVerdict::Next => Answer::Next,
-                                auth_on_publish::PublishVerdict::Error(e) => {
-                                    Answer::Error(Refused::V3(e))
-                                }
-                            })
-                        }
+                        )
+                        .await?;
+                        Ok(match verdict {
+                            auth_on_publish::PublishVerdict::Ok(m) => Answer::Ok(m),
+                            auth_on_publish::PublishVerdict::Next => Answer::Next,
+                            auth_on_publish::PublishVerdict::Error(e) => {
+                                Answer::Error(Refused::V3(e))
+                            }
+                        })
                     }
                 }
-            },
-            |p| p.settings.on_failure,
-            |p, failure: &CallFailure| {
-                tracing::warn!(plugin = %p.name, "auth-on-publish failed ({failure}); failing open to the next plugin");
-            },
-        )
+            }
+        })
         .await;
         let refused = |code, cause: String| PublishOutcome::Refused {
             code,
@@ -261,67 +254,60 @@ impl Plugins {
         let qos = messages::qos(req.qos);
         let topic = m.topic.as_str();
         let props = v5.then(|| messages::message_properties(m, Instant::now()));
-        let outcome = chain::walk(
-            chain,
-            |p| {
-                let (id, props) = (&id, &props);
-                async move {
-                    match props {
-                        Some(props) if p.implements(Hook::OnDeliverM5) => {
-                            let verdict = hook_call_with_payload!(
-                                p,
-                                Hook::OnDeliverM5,
-                                on_deliver_m5,
-                                m.payload.clone(),
-                                |g, store, payload| g.call_on_deliver_m5(
-                                    store,
-                                    req.username,
-                                    id,
-                                    qos,
-                                    topic,
-                                    payload,
-                                    req.retain,
-                                    props
-                                )
+        let outcome = walk(chain, "on-deliver", |p| {
+            let (id, props) = (&id, &props);
+            async move {
+                match props {
+                    Some(props) if p.implements(Hook::OnDeliverM5) => {
+                        let verdict = hook_call_with_payload!(
+                            p,
+                            Hook::OnDeliverM5,
+                            on_deliver_m5,
+                            m.payload.clone(),
+                            |g, store, payload| g.call_on_deliver_m5(
+                                store,
+                                req.username,
+                                id,
+                                qos,
+                                topic,
+                                payload,
+                                req.retain,
+                                props
                             )
-                            .await?;
-                            Ok::<_, CallFailure>(match verdict {
-                                on_deliver_m5::DeliverVerdictM5::Ok(m) => Answer::Ok(m),
-                                on_deliver_m5::DeliverVerdictM5::Next => Answer::Next,
-                                on_deliver_m5::DeliverVerdictM5::Error(e) => Answer::Error(e),
-                            })
-                        }
-                        _ => {
-                            let verdict = hook_call_with_payload!(
-                                p,
-                                Hook::OnDeliver,
-                                on_deliver,
-                                m.payload.clone(),
-                                |g, store, payload| g.call_on_deliver(
-                                    store,
-                                    req.username,
-                                    id,
-                                    qos,
-                                    topic,
-                                    payload,
-                                    req.retain
-                                )
+                        )
+                        .await?;
+                        Ok::<_, CallFailure>(match verdict {
+                            on_deliver_m5::DeliverVerdictM5::Ok(m) => Answer::Ok(m),
+                            on_deliver_m5::DeliverVerdictM5::Next => Answer::Next,
+                            on_deliver_m5::DeliverVerdictM5::Error(e) => Answer::Error(e),
+                        })
+                    }
+                    _ => {
+                        let verdict = hook_call_with_payload!(
+                            p,
+                            Hook::OnDeliver,
+                            on_deliver,
+                            m.payload.clone(),
+                            |g, store, payload| g.call_on_deliver(
+                                store,
+                                req.username,
+                                id,
+                                qos,
+                                topic,
+                                payload,
+                                req.retain
                             )
-                            .await?;
-                            Ok(match verdict {
-                                on_deliver::DeliverVerdict::Ok(m) => Answer::Ok(m),
-                                on_deliver::DeliverVerdict::Next => Answer::Next,
-                                on_deliver::DeliverVerdict::Error(e) => Answer::Error(e),
-                            })
-                        }
+                        )
+                        .await?;
+                        Ok(match verdict {
+                            on_deliver::DeliverVerdict::Ok(m) => Answer::Ok(m),
+                            on_deliver::DeliverVerdict::Next => Answer::Next,
+                            on_deliver::DeliverVerdict::Error(e) => Answer::Error(e),
+                        })
                     }
                 }
-            },
-            |p| p.settings.on_failure,
-            |p, failure: &CallFailure| {
-                tracing::warn!(plugin = %p.name, "on-deliver failed ({failure}); next plugin asked");
-            },
-        )
+            }
+        })
         .await;
         match outcome {
             Outcome::Accepted { index, value } => match delivery_changes(value?, v5) {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::bindings::exports::sluice::plugin::{auth_on_register, auth_on_register_m5, on_auth_m5};
 use super::bindings::sluice::plugin::types as wit;
-use super::chain::{self, Answer, Outcome};
+use super::chain::{Answer, Outcome};
 use super::convert::{self, ConnectionInfo, Modifiers};
-use super::{CallFailure, Hook, Plugin, Plugins, clip};
+use super::{CallFailure, Hook, Plugin, Plugins, clip, walk};
 use crate::codec::{ConnectProperties, ProtocolVersion};
 use crate::config::Config;
 use crate::reason::ReasonCode;
@@ -97,24 +97,17 @@ impl Plugins {
         let conn = req.conn.wit();
         let id = convert::subscriber_id(req.id);
         let props = v5.then(|| convert::connect_properties(req.properties));
-        let outcome = chain::walk(
-            chain,
-            |p| {
-                let (id, props) = (&id, &props);
-                async move {
-                    match props {
-                        Some(props) if p.implements(Hook::AuthOnRegisterM5) => {
-                            call_register_m5(p, conn, id, req, props).await
-                        }
-                        _ => call_register(p, conn, id, req).await,
+        let outcome = walk(chain, "auth-on-register", |p| {
+            let (id, props) = (&id, &props);
+            async move {
+                match props {
+                    Some(props) if p.implements(Hook::AuthOnRegisterM5) => {
+                        call_register_m5(p, conn, id, req, props).await
                     }
+                    _ => call_register(p, conn, id, req).await,
                 }
-            },
-            |p| p.settings.on_failure,
-            |p, failure: &CallFailure| {
-                tracing::warn!(plugin = %p.name, "authentication hook failed ({failure}); failing open to the next plugin");
-            },
-        )
+            }
+        })
         .await;
         match outcome {
             Outcome::Accepted { index, value } => {
@@ -168,30 +161,23 @@ impl Plugins {
             data: req.data.map(<[u8]>::to_vec),
             username: req.username.map(str::to_owned),
         };
-        let outcome = chain::walk(
-            chain,
-            |p| {
-                let (id, request) = (&id, &request);
-                async move {
-                    let verdict = hook_call!(p, Hook::OnAuthM5, on_auth_m5, |g, store| {
-                        g.call_on_auth_m5(store, conn, id, request)
-                    })
-                    .await?;
-                    Ok(match verdict {
-                        on_auth_m5::AuthVerdict::ContinueAuthentication(d) => {
-                            Answer::Ok(AuthOutcome::Continue(d))
-                        }
-                        on_auth_m5::AuthVerdict::Success(d) => Answer::Ok(AuthOutcome::Success(d)),
-                        on_auth_m5::AuthVerdict::Next => Answer::Next,
-                        on_auth_m5::AuthVerdict::Error(e) => Answer::Error(Denied::M5(e)),
-                    })
-                }
-            },
-            |p| p.settings.on_failure,
-            |p, failure: &CallFailure| {
-                tracing::warn!(plugin = %p.name, "on-auth-m5 failed ({failure}); failing open to the next plugin");
-            },
-        )
+        let outcome = walk(chain, "on-auth-m5", |p| {
+            let (id, request) = (&id, &request);
+            async move {
+                let verdict = hook_call!(p, Hook::OnAuthM5, on_auth_m5, |g, store| {
+                    g.call_on_auth_m5(store, conn, id, request)
+                })
+                .await?;
+                Ok(match verdict {
+                    on_auth_m5::AuthVerdict::ContinueAuthentication(d) => {
+                        Answer::Ok(AuthOutcome::Continue(d))
+                    }
+                    on_auth_m5::AuthVerdict::Success(d) => Answer::Ok(AuthOutcome::Success(d)),
+                    on_auth_m5::AuthVerdict::Next => Answer::Next,
+                    on_auth_m5::AuthVerdict::Error(e) => Answer::Error(Denied::M5(e)),
+                })
+            }
+        })
         .await;
         let valid: fn(ReasonCode) -> bool = if reauth {
             convert::is_disconnect_reason

@@ -7,8 +7,8 @@ use super::bindings::exports::sluice::plugin::{
     auth_on_subscribe, auth_on_subscribe_m5, on_unsubscribe, on_unsubscribe_m5,
 };
 use super::bindings::sluice::plugin::types as wit;
-use super::chain::{self, Answer, Outcome};
-use super::{CallFailure, Hook, Plugins, clip, convert, messages};
+use super::chain::{Answer, Outcome};
+use super::{CallFailure, Hook, Plugins, clip, convert, messages, walk};
 use crate::codec::{ProtocolVersion, SubscriptionOptions, UserProperty};
 use crate::reason::ReasonCode;
 use crate::session::SubscriberId;
@@ -105,59 +105,49 @@ impl Plugins {
             .collect();
         let props =
             messages::subscribe_properties(req.subscription_identifier, req.user_properties);
-        let outcome = chain::walk(
-            chain,
-            |p| {
-                let (id, m5_topics, v3_topics, props) = (&id, &m5_topics, &v3_topics, &props);
-                async move {
-                    if v5 && p.implements(Hook::AuthOnSubscribeM5) {
-                        let verdict = hook_call!(
-                            p,
-                            Hook::AuthOnSubscribeM5,
-                            auth_on_subscribe_m5,
-                            |g, store| g.call_auth_on_subscribe_m5(
-                                store,
-                                req.username,
-                                id,
-                                m5_topics,
-                                props
-                            )
+        let outcome = walk(chain, "auth-on-subscribe", |p| {
+            let (id, m5_topics, v3_topics, props) = (&id, &m5_topics, &v3_topics, &props);
+            async move {
+                if v5 && p.implements(Hook::AuthOnSubscribeM5) {
+                    let verdict = hook_call!(
+                        p,
+                        Hook::AuthOnSubscribeM5,
+                        auth_on_subscribe_m5,
+                        |g, store| g.call_auth_on_subscribe_m5(
+                            store,
+                            req.username,
+                            id,
+                            m5_topics,
+                            props
                         )
+                    )
+                    .await?;
+                    Ok::<_, CallFailure>(match verdict {
+                        auth_on_subscribe_m5::SubscribeVerdictM5::Ok(c) => {
+                            Answer::Ok(Accepted::M5(c))
+                        }
+                        auth_on_subscribe_m5::SubscribeVerdictM5::Next => Answer::Next,
+                        auth_on_subscribe_m5::SubscribeVerdictM5::Error(e) => {
+                            Answer::Error(Refused::M5(e))
+                        }
+                    })
+                } else {
+                    let verdict =
+                        hook_call!(p, Hook::AuthOnSubscribe, auth_on_subscribe, |g, store| g
+                            .call_auth_on_subscribe(store, req.username, id, v3_topics))
                         .await?;
-                        Ok::<_, CallFailure>(match verdict {
-                            auth_on_subscribe_m5::SubscribeVerdictM5::Ok(c) => {
-                                Answer::Ok(Accepted::M5(c))
-                            }
-                            auth_on_subscribe_m5::SubscribeVerdictM5::Next => Answer::Next,
-                            auth_on_subscribe_m5::SubscribeVerdictM5::Error(e) => {
-                                Answer::Error(Refused::M5(e))
-                            }
-                        })
-                    } else {
-                        let verdict = hook_call!(
-                            p,
-                            Hook::AuthOnSubscribe,
-                            auth_on_subscribe,
-                            |g, store| g.call_auth_on_subscribe(store, req.username, id, v3_topics)
-                        )
-                        .await?;
-                        Ok(match verdict {
-                            auth_on_subscribe::SubscribeVerdict::Ok(list) => {
-                                Answer::Ok(Accepted::V3(list))
-                            }
-                            auth_on_subscribe::SubscribeVerdict::Next => Answer::Next,
-                            auth_on_subscribe::SubscribeVerdict::Error(e) => {
-                                Answer::Error(Refused::V3(e))
-                            }
-                        })
-                    }
+                    Ok(match verdict {
+                        auth_on_subscribe::SubscribeVerdict::Ok(list) => {
+                            Answer::Ok(Accepted::V3(list))
+                        }
+                        auth_on_subscribe::SubscribeVerdict::Next => Answer::Next,
+                        auth_on_subscribe::SubscribeVerdict::Error(e) => {
+                            Answer::Error(Refused::V3(e))
+                        }
+                    })
                 }
-            },
-            |p| p.settings.on_failure,
-            |p, failure: &CallFailure| {
-                tracing::warn!(plugin = %p.name, "auth-on-subscribe failed ({failure}); failing open to the next plugin");
-            },
-        )
+            }
+        })
         .await;
         let all = |code: ReasonCode| SubscribeOutcome {
             topics: vec![TopicDecision::Rejected(v3_code(code, v5)); req.topics.len()],
@@ -214,62 +204,42 @@ impl Plugins {
         let v5 = req.version.is_v5();
         let id = convert::subscriber_id(req.id);
         let user = req.user_properties.to_vec();
-        let outcome = chain::walk(
-            chain,
-            |p| {
-                let (id, user) = (&id, &user);
-                async move {
-                    if v5 && p.implements(Hook::OnUnsubscribeM5) {
-                        let verdict = hook_call!(
-                            p,
-                            Hook::OnUnsubscribeM5,
-                            on_unsubscribe_m5,
-                            |g, store| g.call_on_unsubscribe_m5(
-                                store,
-                                req.username,
-                                id,
-                                req.topics,
-                                user
-                            )
-                        )
+        let outcome = walk(chain, "on-unsubscribe", |p| {
+            let (id, user) = (&id, &user);
+            async move {
+                if v5 && p.implements(Hook::OnUnsubscribeM5) {
+                    let verdict =
+                        hook_call!(p, Hook::OnUnsubscribeM5, on_unsubscribe_m5, |g, store| g
+                            .call_on_unsubscribe_m5(store, req.username, id, req.topics, user))
                         .await?;
-                        Ok::<_, CallFailure>(match verdict {
-                            on_unsubscribe_m5::UnsubscribeVerdictM5::Ok(c) => Answer::Ok(c.map(
-                                |c| UnsubscribeChanges {
-                                    topics: c.topics,
-                                    reason_string: c.reason_string,
-                                    user_properties: c.user_properties,
-                                },
-                            )),
-                            on_unsubscribe_m5::UnsubscribeVerdictM5::Next => Answer::Next,
-                            on_unsubscribe_m5::UnsubscribeVerdictM5::Error(e) => Answer::Error(e),
-                        })
-                    } else {
-                        let verdict = hook_call!(
-                            p,
-                            Hook::OnUnsubscribe,
-                            on_unsubscribe,
-                            |g, store| g.call_on_unsubscribe(store, req.username, id, req.topics)
-                        )
-                        .await?;
-                        Ok(match verdict {
-                            on_unsubscribe::UnsubscribeVerdict::Ok(topics) => {
-                                Answer::Ok(topics.map(|topics| UnsubscribeChanges {
-                                    topics: Some(topics),
-                                    ..UnsubscribeChanges::default()
-                                }))
-                            }
-                            on_unsubscribe::UnsubscribeVerdict::Next => Answer::Next,
-                            on_unsubscribe::UnsubscribeVerdict::Error(e) => Answer::Error(e),
-                        })
-                    }
+                    Ok::<_, CallFailure>(match verdict {
+                        on_unsubscribe_m5::UnsubscribeVerdictM5::Ok(c) => {
+                            Answer::Ok(c.map(|c| UnsubscribeChanges {
+                                topics: c.topics,
+                                reason_string: c.reason_string,
+                                user_properties: c.user_properties,
+                            }))
+                        }
+                        on_unsubscribe_m5::UnsubscribeVerdictM5::Next => Answer::Next,
+                        on_unsubscribe_m5::UnsubscribeVerdictM5::Error(e) => Answer::Error(e),
+                    })
+                } else {
+                    let verdict = hook_call!(p, Hook::OnUnsubscribe, on_unsubscribe, |g, store| g
+                        .call_on_unsubscribe(store, req.username, id, req.topics))
+                    .await?;
+                    Ok(match verdict {
+                        on_unsubscribe::UnsubscribeVerdict::Ok(topics) => {
+                            Answer::Ok(topics.map(|topics| UnsubscribeChanges {
+                                topics: Some(topics),
+                                ..UnsubscribeChanges::default()
+                            }))
+                        }
+                        on_unsubscribe::UnsubscribeVerdict::Next => Answer::Next,
+                        on_unsubscribe::UnsubscribeVerdict::Error(e) => Answer::Error(e),
+                    })
                 }
-            },
-            |p| p.settings.on_failure,
-            |p, failure: &CallFailure| {
-                tracing::warn!(plugin = %p.name, "on-unsubscribe failed ({failure}); next plugin asked");
-            },
-        )
+            }
+        })
         .await;
         match outcome {
             Outcome::Accepted { index, value } => {
