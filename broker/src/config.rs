@@ -163,6 +163,28 @@ pub struct PluginsConfig {
     /// or `"drop"` (acknowledge and discard the message). Default
     /// `"disconnect"`.
     pub publish_refusal_v3: PublishRefusal,
+    /// `watch`: how changes to `dir` are noticed and hot-reloaded:
+    /// `"auto"` (file-system events, falling back to polling when they are
+    /// unavailable), `"poll"` (polling only, e.g. for network file
+    /// systems) or `"off"`. Default `"auto"`.
+    pub watch: WatchMode,
+    /// `watch_debounce_ms`: quiet time after the last change before the
+    /// directory is reloaded; a file must also keep its size and
+    /// modification time for this long. Default 100.
+    pub watch_debounce_ms: u32,
+    /// `poll_interval_ms`: how often the directory is scanned when
+    /// polling. Default 1000.
+    pub poll_interval_ms: u32,
+}
+
+/// How the plugin directory is watched.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchMode {
+    #[default]
+    Auto,
+    Poll,
+    Off,
 }
 
 /// What a refused PUBLISH does to an MQTT 3.x client.
@@ -188,6 +210,9 @@ impl Default for PluginsConfig {
             breaker_backoff_secs: 10,
             kv_max_bytes: 1 << 20,
             publish_refusal_v3: PublishRefusal::Disconnect,
+            watch: WatchMode::Auto,
+            watch_debounce_ms: 100,
+            poll_interval_ms: 1000,
         }
     }
 }
@@ -374,6 +399,9 @@ impl Config {
         }
         if self.plugins.deadline_ms == 0 {
             return invalid("plugins.deadline_ms", "must be at least 1");
+        }
+        if self.plugins.poll_interval_ms == 0 {
+            return invalid("plugins.poll_interval_ms", "must be at least 1");
         }
         if self.plugins.fuel == 0 {
             return invalid("plugins.fuel", "must be at least 1");

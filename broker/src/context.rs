@@ -58,6 +58,49 @@ impl Context {
         }
     }
 
+    /// Applies a configuration file read again (SIGHUP): the plugin
+    /// limits and `[plugin.NAME]` sections take effect now (see
+    /// [`Plugins::reconfigure`]); changes anywhere else are logged as
+    /// needing a restart. Returns whether the plugin chain changed.
+    pub async fn reload(&self, config: &Config) -> bool {
+        let old = &self.config;
+        let restart_only = [
+            ("[server]", old.server != config.server),
+            ("[mqtt]", old.mqtt != config.mqtt),
+            ("[session]", old.session != config.session),
+            ("[log]", old.log != config.log),
+            (
+                "plugins.publish_refusal_v3",
+                old.plugins.publish_refusal_v3 != config.plugins.publish_refusal_v3,
+            ),
+            (
+                "plugins.watch settings",
+                (
+                    old.plugins.watch,
+                    old.plugins.watch_debounce_ms,
+                    old.plugins.poll_interval_ms,
+                ) != (
+                    config.plugins.watch,
+                    config.plugins.watch_debounce_ms,
+                    config.plugins.poll_interval_ms,
+                ),
+            ),
+        ];
+        for (what, changed) in restart_only {
+            if changed {
+                tracing::warn!(
+                    "configuration reloaded: {what} changed and takes effect after a restart"
+                );
+            }
+        }
+        let changed = self.plugins.reconfigure(config).await;
+        tracing::info!(
+            "configuration reloaded; plugin chain {}",
+            if changed { "changed" } else { "unchanged" }
+        );
+        changed
+    }
+
     /// A client id for a client that sent an empty one: unique within this
     /// run and unlikely to repeat across runs.
     pub fn assign_client_id(&self) -> ClientId {

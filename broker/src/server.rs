@@ -41,7 +41,7 @@ pub struct Server {
 impl Server {
     /// Loads the plugins and binds every address in `config.server.bind`.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let plugins = Arc::new(Plugins::load(&config).await?);
+        let plugins = Plugins::load(&config).await?;
         if plugins.authenticates() && config.server.allow_anonymous {
             tracing::warn!(
                 "allow_anonymous is ignored: authentication plugins are loaded, and they decide"

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -42,6 +43,8 @@ pub struct Runtime {
     pub engine: Engine,
     pub linker: Linker<PluginState>,
     cache: ArtifactCache,
+    /// Components compiled by Cranelift (not found in the cache).
+    compiles: AtomicU64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -73,6 +76,7 @@ impl Runtime {
             engine,
             linker,
             cache,
+            compiles: AtomicU64::new(0),
         }))
     }
 
@@ -88,6 +92,7 @@ impl Runtime {
                     cached: true,
                 });
             }
+            runtime.compiles.fetch_add(1, Ordering::Relaxed);
             let component = Component::new(&runtime.engine, &wasm).map_err(|e| {
                 // wasmtime's message chain says what is wrong with the bytes.
                 format!("{e:#}")
@@ -101,6 +106,13 @@ impl Runtime {
         })
         .await
         .map_err(|e| format!("compilation task failed: {e}"))?
+    }
+}
+
+impl Runtime {
+    /// Components compiled so far (cache misses).
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
     }
 }
 

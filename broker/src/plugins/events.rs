@@ -7,9 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use super::bindings::exports::sluice::plugin::{on_message_drop, on_topic_unsubscribed};
+use super::set::PluginSet;
 use super::{Hook, Plugin, Plugins, convert, messages};
 use crate::codec::{ConnectProperties, QoS, SubscriptionOptions, UserProperty};
 use crate::message::Message;
@@ -104,7 +106,8 @@ impl Plugins {
         let Some(tx) = &self.events else {
             return;
         };
-        if !event.hooks().iter().any(|h| self.exported.contains(*h)) {
+        let exported = self.exported();
+        if !event.hooks().iter().any(|h| exported.contains(*h)) {
             return;
         }
         if tx.try_send(event).is_err() {
@@ -120,10 +123,12 @@ impl Plugins {
 }
 
 /// Delivers notifications in order, to every plugin implementing the hook,
-/// in chain order. Failures are logged by `Plugin::call` and go no further.
-pub(super) async fn dispatch(plugins: Vec<Arc<Plugin>>, mut events: mpsc::Receiver<Event>) {
+/// in chain order, of the plugin set current when the event is taken from
+/// the queue. Failures are logged by `Plugin::call` and go no further.
+pub(super) async fn dispatch(set: Arc<ArcSwap<PluginSet>>, mut events: mpsc::Receiver<Event>) {
     while let Some(event) = events.recv().await {
-        for p in &plugins {
+        let plugins = set.load_full();
+        for p in &plugins.list {
             deliver(p, &event).await;
         }
     }

@@ -148,6 +148,16 @@ impl HookSet {
         self.0 == 0
     }
 
+    /// The set as bits (for an atomic copy).
+    pub(super) fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The set `bits` came from.
+    pub(super) fn from_bits(bits: u32) -> HookSet {
+        HookSet(bits)
+    }
+
     /// The hooks in the set, in [`Hook::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = Hook> {
         Hook::ALL.into_iter().filter(move |h| self.contains(*h))

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -28,13 +29,14 @@ const MAX_LOG_LINE: usize = 4096;
 pub struct PluginShared {
     pub name: Arc<str>,
     pub config: Vec<(String, String)>,
-    pub kv: KvStore,
+    /// Shared with the plugin's next version when it is reloaded.
+    pub kv: Arc<KvStore>,
 }
 
 /// A bounded key-value store.
 #[derive(Debug)]
 pub struct KvStore {
-    max_bytes: u64,
+    max_bytes: AtomicU64,
     inner: Mutex<KvInner>,
 }
 
@@ -48,9 +50,14 @@ impl KvStore {
     /// An empty store holding at most `max_bytes` of keys plus values.
     pub fn new(max_bytes: u64) -> Self {
         KvStore {
-            max_bytes,
+            max_bytes: AtomicU64::new(max_bytes),
             inner: Mutex::new(KvInner::default()),
         }
+    }
+
+    /// Changes the size limit; entries already stored stay.
+    pub fn set_max_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, KvInner> {
@@ -73,7 +80,7 @@ impl KvStore {
             .get(&key)
             .map_or(0, |v| (key.len() + v.len()) as u64);
         let new = (key.len() + value.len()) as u64;
-        if inner.bytes - old + new > self.max_bytes {
+        if inner.bytes - old + new > self.max_bytes.load(Ordering::Relaxed) {
             return Err(host::KvError::StoreFull);
         }
         inner.bytes = inner.bytes - old + new;

@@ -81,14 +81,17 @@ mod plugin;
 mod pool;
 mod publish;
 mod register;
+mod reload;
+mod set;
 mod subscribe;
+mod watch;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 pub use self::chain::FailurePolicy;
@@ -106,6 +109,9 @@ pub use self::publish::{
 pub use self::register::{
     AuthOutcome, AuthRequest, AuthStep, Refusal, RegisterOutcome, RegisterRequest,
 };
+use self::reload::Reloader;
+pub use self::reload::{PluginStatus, Rejected, ReloadOutcome, Status};
+use self::set::PluginSet;
 pub use self::subscribe::{
     SubscribeOutcome, SubscribeRequest, TopicDecision, UnsubscribeChanges, UnsubscribeRequest,
 };
@@ -131,50 +137,20 @@ pub enum PluginsError {
     Load(#[from] LoadError),
 }
 
-/// The plugins of one conditional chain, per protocol family: a plugin
-/// serves MQTT 3.x clients with its v3 hook, and MQTT 5 clients with its m5
-/// hook, or its v3 hook when it has no m5 one.
-#[derive(Debug, Default)]
-struct Chain {
-    v3: Vec<Arc<Plugin>>,
-    v5: Vec<Arc<Plugin>>,
-}
-
-impl Chain {
-    fn new(list: &[Arc<Plugin>], v3: Hook, m5: Hook) -> Self {
-        let keep = |hooks: &[Hook]| -> Vec<Arc<Plugin>> {
-            list.iter()
-                .filter(|p| hooks.iter().any(|h| p.implements(*h)))
-                .cloned()
-                .collect()
-        };
-        Chain {
-            v3: keep(&[v3]),
-            v5: keep(&[v3, m5]),
-        }
-    }
-
-    fn get(&self, version: ProtocolVersion) -> &[Arc<Plugin>] {
-        if version.is_v5() { &self.v5 } else { &self.v3 }
-    }
-}
-
-/// The loaded plugins, in chain order.
+/// The loaded plugins: the current [`PluginSet`], swapped as a whole when
+/// the plugin directory or the configuration changes.
 #[derive(Debug, Default)]
 pub struct Plugins {
-    list: Vec<Arc<Plugin>>,
+    set: Arc<ArcSwap<PluginSet>>,
+    /// The current set's hooks, as bits: the message path tests a bit
+    /// without touching the set.
+    exported: AtomicU32,
     events: Option<mpsc::Sender<Event>>,
-    /// Every hook some plugin implements: notifications for the others are
-    /// not even queued, and chains nobody implements are not walked.
-    exported: HookSet,
-    /// The chains, precomputed.
-    register: Chain,
-    auth_enhanced: Vec<Arc<Plugin>>,
-    subscribe: Chain,
-    unsubscribe: Chain,
-    publish: Chain,
-    deliver: Chain,
     dropped_events: AtomicU64,
+    /// Present when plugins come from a directory.
+    reloader: Option<Reloader>,
+    /// Stops the directory watcher when the plugins go.
+    watcher: std::sync::Mutex<Option<watch::Watcher>>,
 }
 
 impl Plugins {
@@ -185,78 +161,64 @@ impl Plugins {
 
     /// Loads every `.wasm` in `config.plugins.dir` (hidden files and
     /// `enabled = false` ones skipped), in chain order: plugins with a
-    /// `priority` first, lowest first, then the rest by file name. Must run
-    /// inside the tokio runtime (it starts the notification dispatcher).
-    pub async fn load(config: &Config) -> Result<Plugins, PluginsError> {
+    /// `priority` first, lowest first, then the rest by file name; any
+    /// plugin that fails to load fails the start. Then watches the
+    /// directory (unless `plugins.watch = "off"`). Must run inside the
+    /// tokio runtime (it starts the notification dispatcher).
+    pub async fn load(config: &Config) -> Result<Arc<Plugins>, PluginsError> {
         let Some(dir) = &config.plugins.dir else {
-            return Ok(Plugins::none());
+            return Ok(Arc::new(Plugins::none()));
         };
-        let files = plugin_files(dir)?;
         let cache_dir = config
             .plugins
             .cache_dir
             .clone()
             .unwrap_or_else(|| dir.join(".cache"));
         let runtime = Runtime::new(Some(cache_dir))?;
-        let mut list = Vec::new();
-        for (name, path) in files {
-            let own = config.plugin.get(&name);
-            if own.and_then(|p| p.enabled) == Some(false) {
-                tracing::info!(plugin = %name, "plugin disabled in the configuration");
-                continue;
-            }
-            let settings = settings(config, own);
-            list.push(Arc::new(
-                Plugin::load(&runtime, &name, &path, settings).await?,
-            ));
-        }
-        for name in config.plugin.keys() {
-            if !list.iter().any(|p| &*p.name == name.as_str()) {
-                tracing::warn!(
-                    "[plugin.{name}] is configured but there is no {name}.wasm in {}",
-                    dir.display()
-                );
-            }
-        }
-        // Stable: file-name order among equal priorities.
-        list.sort_by_key(|p| (p.settings.priority.is_none(), p.settings.priority));
-        let order: Vec<&str> = list.iter().map(|p| &*p.name).collect();
-        tracing::info!("plugin chain: [{}]", order.join(", "));
+        let reloader = Reloader::new(runtime, dir.clone(), config.clone());
+        let set = reloader.initial(config).await?;
+        tracing::info!("plugin chain: {}", set.order());
+        let shared = Arc::new(ArcSwap::from_pointee(set));
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(events::dispatch(list.clone(), rx));
-        Ok(Plugins::assemble(list, Some(tx)))
+        tokio::spawn(events::dispatch(shared.clone(), rx));
+        let plugins = Arc::new(Plugins {
+            exported: AtomicU32::new(shared.load().exported.bits()),
+            set: shared,
+            events: Some(tx),
+            dropped_events: AtomicU64::new(0),
+            reloader: Some(reloader),
+            watcher: std::sync::Mutex::new(None),
+        });
+        if let Some(w) = watch::Watcher::start(&plugins, dir, &config.plugins) {
+            *plugins.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
+        }
+        Ok(plugins)
     }
 
-    fn assemble(list: Vec<Arc<Plugin>>, events: Option<mpsc::Sender<Event>>) -> Plugins {
-        let exported = list
-            .iter()
-            .fold(HookSet::default(), |set, p| set.union(p.hooks()));
-        Plugins {
-            exported,
-            register: Chain::new(&list, Hook::AuthOnRegister, Hook::AuthOnRegisterM5),
-            auth_enhanced: list
-                .iter()
-                .filter(|p| p.implements(Hook::OnAuthM5))
-                .cloned()
-                .collect(),
-            subscribe: Chain::new(&list, Hook::AuthOnSubscribe, Hook::AuthOnSubscribeM5),
-            unsubscribe: Chain::new(&list, Hook::OnUnsubscribe, Hook::OnUnsubscribeM5),
-            publish: Chain::new(&list, Hook::AuthOnPublish, Hook::AuthOnPublishM5),
-            deliver: Chain::new(&list, Hook::OnDeliver, Hook::OnDeliverM5),
-            list,
-            events,
-            dropped_events: AtomicU64::new(0),
-        }
+    /// The current set.
+    fn set(&self) -> Arc<PluginSet> {
+        self.set.load_full()
+    }
+
+    /// Makes `set` current: new calls use it, calls in flight finish on
+    /// the set they started with.
+    fn swap(&self, set: PluginSet) {
+        self.exported.store(set.exported.bits(), Ordering::Release);
+        self.set.store(Arc::new(set));
+    }
+
+    fn exported(&self) -> HookSet {
+        HookSet::from_bits(self.exported.load(Ordering::Acquire))
     }
 
     /// The plugins in chain order.
-    pub fn list(&self) -> &[Arc<Plugin>] {
-        &self.list
+    pub fn list(&self) -> Vec<Arc<Plugin>> {
+        self.set().list.clone()
     }
 
     /// The plugin named `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
-        self.list.iter().find(|p| &*p.name == name)
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.set().get(name).cloned()
     }
 
     /// A value from plugin `name`'s key-value store (for inspection).
@@ -266,36 +228,44 @@ impl Plugins {
 
     /// Whether any plugin implements `hook`.
     pub fn implements(&self, hook: Hook) -> bool {
-        self.exported.contains(hook)
+        self.exported().contains(hook)
     }
 
     /// Whether any plugin authenticates clients at CONNECT.
     pub fn authenticates(&self) -> bool {
-        !self.register.v5.is_empty()
+        let e = self.exported();
+        e.contains(Hook::AuthOnRegister) || e.contains(Hook::AuthOnRegisterM5)
+    }
+
+    /// Whether a client of `version` goes through the chain of `v3`, or
+    /// `m5` for MQTT 5 (see `set::Chain`).
+    fn walks(&self, version: ProtocolVersion, v3: Hook, m5: Hook) -> bool {
+        let e = self.exported();
+        e.contains(v3) || (version.is_v5() && e.contains(m5))
     }
 
     /// Whether PUBLISH from a client of `version` goes through
     /// `auth-on-publish(-m5)`.
     pub fn checks_publish(&self, version: ProtocolVersion) -> bool {
-        !self.publish.get(version).is_empty()
+        self.walks(version, Hook::AuthOnPublish, Hook::AuthOnPublishM5)
     }
 
     /// Whether SUBSCRIBE from a client of `version` goes through
     /// `auth-on-subscribe(-m5)`.
     pub fn checks_subscribe(&self, version: ProtocolVersion) -> bool {
-        !self.subscribe.get(version).is_empty()
+        self.walks(version, Hook::AuthOnSubscribe, Hook::AuthOnSubscribeM5)
     }
 
     /// Whether UNSUBSCRIBE from a client of `version` goes through
     /// `on-unsubscribe(-m5)`.
     pub fn checks_unsubscribe(&self, version: ProtocolVersion) -> bool {
-        !self.unsubscribe.get(version).is_empty()
+        self.walks(version, Hook::OnUnsubscribe, Hook::OnUnsubscribeM5)
     }
 
     /// Whether messages to a subscriber of `version` go through
     /// `on-deliver(-m5)`.
     pub fn rewrites_deliveries(&self, version: ProtocolVersion) -> bool {
-        !self.deliver.get(version).is_empty()
+        self.walks(version, Hook::OnDeliver, Hook::OnDeliverM5)
     }
 
     /// Notifications dropped because the dispatcher fell behind.
@@ -315,9 +285,19 @@ async fn walk<'a, T, E, Fut>(
 where
     Fut: Future<Output = Result<chain::Answer<T, E>, CallFailure>>,
 {
+    let mut call = call;
     chain::walk(
         chain,
-        call,
+        move |p| {
+            let answer = call(p);
+            async move {
+                let answer = answer.await;
+                if let Ok(chain::Answer::Error(_)) = &answer {
+                    p.stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                answer
+            }
+        },
         |p| p.settings.on_failure,
         |p, failure| {
             tracing::warn!(plugin = %p.name, hook, "call failed ({failure}); failing open to the next plugin");
@@ -331,56 +311,5 @@ fn clip(s: &str) -> String {
     match s.char_indices().nth(200) {
         Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
         None => s.to_owned(),
-    }
-}
-
-/// The `.wasm` files of `dir`, by file name, skipping hidden and
-/// temporary files: (name without `.wasm`, path).
-fn plugin_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, PluginsError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| PluginsError::Dir {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut files: Vec<(String, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| {
-            let path = e.path();
-            let name = path.file_name()?.to_str()?;
-            let stem = name.strip_suffix(".wasm")?;
-            (!name.starts_with('.') && !stem.is_empty()).then(|| (stem.to_owned(), path.clone()))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// A plugin's settings: its own section over `[plugins]`.
-fn settings(config: &Config, own: Option<&crate::config::PluginConfig>) -> Settings {
-    let d = &config.plugins;
-    let own = own.cloned().unwrap_or_default();
-    let instances = own.instances.unwrap_or(d.instances) as usize;
-    let instances = if instances == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        instances
-    };
-    Settings {
-        priority: own.priority,
-        fuel: own.fuel.unwrap_or(d.fuel),
-        memory_bytes: own.memory_mb.unwrap_or(d.memory_mb) as usize * 1024 * 1024,
-        deadline: Duration::from_millis(u64::from(own.deadline_ms.unwrap_or(d.deadline_ms))),
-        instances,
-        on_failure: own.on_failure.unwrap_or(d.on_failure),
-        breaker_failures: own.breaker_failures.unwrap_or(d.breaker_failures),
-        breaker_backoff: Duration::from_secs(u64::from(
-            own.breaker_backoff_secs.unwrap_or(d.breaker_backoff_secs),
-        )),
-        kv_max_bytes: own.kv_max_bytes.unwrap_or(d.kv_max_bytes),
-        config: own
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
     }
 }

@@ -30,7 +30,7 @@ use super::host::{KvStore, PluginShared, PluginState};
 use super::pool::{Checkout, Pool};
 
 /// A plugin's limits and policies, resolved from the configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// Chain position: plugins with a priority come first, lowest first.
     pub priority: Option<i64>,
@@ -74,6 +74,18 @@ pub enum CallFailure {
 }
 
 impl CallFailure {
+    /// Whether the instance was lost to it (a trap or a host limit).
+    pub fn is_trap(&self) -> bool {
+        matches!(
+            self,
+            CallFailure::Deadline(_)
+                | CallFailure::OutOfFuel
+                | CallFailure::Memory
+                | CallFailure::StackOverflow
+                | CallFailure::Trap(_)
+        )
+    }
+
     fn from_wasmtime(e: &wasmtime::Error) -> Self {
         match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => CallFailure::OutOfFuel,
@@ -93,12 +105,17 @@ impl CallFailure {
     }
 }
 
-/// Counters per plugin.
+/// Counters per plugin version (a reload starts them again).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub calls: AtomicU64,
+    /// Chain calls the plugin answered with its `error` value.
+    pub errors: AtomicU64,
     /// Calls that failed (trap, fuel, memory, deadline, busy, disabled).
     pub failures: AtomicU64,
+    /// Failures where the instance was lost: traps, fuel, memory, stack,
+    /// deadline (a subset of `failures`).
+    pub traps: AtomicU64,
     pub fuel_used: AtomicU64,
     pub instances_created: AtomicU64,
 }
@@ -171,6 +188,16 @@ pub enum LoadError {
     Canary { path: PathBuf, failure: CallFailure },
 }
 
+/// What a plugin is made of besides its settings.
+struct Parts {
+    runtime: Arc<Runtime>,
+    pre: InstancePre<PluginState>,
+    hooks: Arc<Hooks>,
+    exports: HookSet,
+    hash: String,
+    cached: bool,
+}
+
 /// A loaded plugin.
 pub struct Plugin {
     pub name: Arc<str>,
@@ -184,7 +211,7 @@ pub struct Plugin {
     pub shared: Arc<PluginShared>,
     runtime: Arc<Runtime>,
     pre: InstancePre<PluginState>,
-    hooks: Hooks,
+    hooks: Arc<Hooks>,
     /// The hooks it exports.
     exports: HookSet,
     pool: Pool<Box<Instance>>,
@@ -216,6 +243,19 @@ impl Plugin {
                 path: path.to_owned(),
                 source,
             })?;
+        Plugin::from_wasm(runtime, name, path, wasm, settings, None).await
+    }
+
+    /// Compiles (or loads from cache), links and canaries `wasm`, read
+    /// from `path`. `kv` carries a previous version's key-value store over.
+    pub(super) async fn from_wasm(
+        runtime: &Arc<Runtime>,
+        name: &str,
+        path: &Path,
+        wasm: Vec<u8>,
+        settings: Settings,
+        kv: Option<Arc<KvStore>>,
+    ) -> Result<Plugin, LoadError> {
         let compiled = runtime
             .compile(wasm)
             .await
@@ -247,22 +287,62 @@ impl Plugin {
                 },
             });
         }
+        let parts = Parts {
+            runtime: runtime.clone(),
+            pre,
+            hooks: Arc::new(hooks),
+            exports,
+            hash: compiled.hash,
+            cached: compiled.cached,
+        };
+        Plugin::canary(name, path, parts, settings, kv).await
+    }
+
+    /// This plugin (same file, same compiled code) with other settings,
+    /// canaried again; the key-value store carries over.
+    pub(super) async fn reconfigure(&self, settings: Settings) -> Result<Plugin, LoadError> {
+        let parts = Parts {
+            runtime: self.runtime.clone(),
+            pre: self.pre.clone(),
+            hooks: self.hooks.clone(),
+            exports: self.exports,
+            hash: self.hash.clone(),
+            cached: true,
+        };
+        let kv = Some(self.shared.kv.clone());
+        Plugin::canary(&self.name, &self.file, parts, settings, kv).await
+    }
+
+    async fn canary(
+        name: &str,
+        path: &Path,
+        parts: Parts,
+        settings: Settings,
+        kv: Option<Arc<KvStore>>,
+    ) -> Result<Plugin, LoadError> {
+        let kv = match kv {
+            Some(kv) => {
+                kv.set_max_bytes(settings.kv_max_bytes);
+                kv
+            }
+            None => Arc::new(KvStore::new(settings.kv_max_bytes)),
+        };
         let name: Arc<str> = Arc::from(name);
         let plugin = Plugin {
             shared: Arc::new(PluginShared {
                 name: name.clone(),
                 config: settings.config.clone(),
-                kv: KvStore::new(settings.kv_max_bytes),
+                kv,
             }),
             name,
             file: path.to_owned(),
-            hash: compiled.hash,
-            cached: compiled.cached,
+            hash: parts.hash,
+            cached: parts.cached,
             stats: Stats::default(),
-            runtime: runtime.clone(),
-            pre,
-            hooks,
-            exports,
+            runtime: parts.runtime,
+            pre: parts.pre,
+            hooks: parts.hooks,
+            exports: parts.exports,
             pool: Pool::new(settings.instances),
             breaker: Mutex::new(Breaker::new(
                 settings.breaker_failures,
@@ -282,7 +362,7 @@ impl Plugin {
             plugin = %plugin.name,
             file = %path.display(),
             sha256 = %plugin.hash,
-            cached = compiled.cached,
+            cached = plugin.cached,
             hooks = %plugin.hooks().iter().map(Hook::name).collect::<Vec<_>>().join(","),
             "plugin loaded"
         );
@@ -376,6 +456,9 @@ impl Plugin {
             }
             Err(failure) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                if failure.is_trap() {
+                    self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                }
                 if !matches!(failure, CallFailure::Disabled) {
                     tracing::warn!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
                     if let Tripped::For(backoff) = self.breaker().failure(Instant::now()) {

@@ -111,7 +111,8 @@ impl Plugins {
     /// Walks `auth-on-publish(-m5)` for a PUBLISH or a Will. Call only when
     /// [`Plugins::checks_publish`] is true.
     pub async fn authorize_publish(&self, req: &PublishRequest<'_>) -> PublishOutcome {
-        let chain = self.publish.get(req.version);
+        let set = self.set();
+        let chain = set.publish.get(req.version);
         let v5 = req.version.is_v5();
         let id = convert::subscriber_id(req.id);
         let qos = messages::qos(req.qos);
@@ -247,7 +248,8 @@ impl Plugins {
     /// unchanged (no change, `error`, exhaustion, a failed call, or an
     /// invalid change, which is logged).
     pub async fn rewrite_delivery(&self, req: &DeliverRequest<'_>) -> Option<DeliveryChanges> {
-        let chain = self.deliver.get(req.version);
+        let set = self.set();
+        let chain = set.deliver.get(req.version);
         let v5 = req.version.is_v5();
         let id = convert::subscriber_id(req.id);
         let m = req.message;

@@ -93,7 +93,8 @@ impl Plugins {
             return RegisterOutcome::NoPlugins;
         }
         let v5 = req.version.is_v5();
-        let chain = self.register.get(req.version);
+        let set = self.set();
+        let chain = set.register.get(req.version);
         let conn = req.conn.wit();
         let id = convert::subscriber_id(req.id);
         let props = v5.then(|| convert::connect_properties(req.properties));
@@ -148,7 +149,8 @@ impl Plugins {
     /// selects which reason codes a refusal may use (DISCONNECT instead of
     /// CONNACK).
     pub async fn enhanced_auth(&self, req: &AuthRequest<'_>, reauth: bool) -> AuthOutcome {
-        let chain = &self.auth_enhanced;
+        let set = self.set();
+        let chain = &set.auth_enhanced;
         let conn = req.conn.wit();
         let id = convert::subscriber_id(req.id);
         let request = on_auth_m5::AuthRequest {

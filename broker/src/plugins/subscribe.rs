@@ -85,7 +85,8 @@ impl Plugins {
     /// Walks `auth-on-subscribe(-m5)` for a SUBSCRIBE. Call only when
     /// [`Plugins::checks_subscribe`] is true.
     pub async fn authorize_subscribe(&self, req: &SubscribeRequest<'_>) -> SubscribeOutcome {
-        let chain = self.subscribe.get(req.version);
+        let set = self.set();
+        let chain = set.subscribe.get(req.version);
         let v5 = req.version.is_v5();
         let id = convert::subscriber_id(req.id);
         let m5_topics: Vec<wit::TopicSubscription> = req
@@ -200,7 +201,8 @@ impl Plugins {
     /// [`Plugins::checks_unsubscribe`] is true. Errors, exhaustion and
     /// failures leave the request unchanged (as in VerneMQ).
     pub async fn rewrite_unsubscribe(&self, req: &UnsubscribeRequest<'_>) -> UnsubscribeChanges {
-        let chain = self.unsubscribe.get(req.version);
+        let set = self.set();
+        let chain = set.unsubscribe.get(req.version);
         let v5 = req.version.is_v5();
         let id = convert::subscriber_id(req.id);
         let user = req.user_properties.to_vec();

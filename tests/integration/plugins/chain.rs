@@ -25,7 +25,13 @@ async fn chain_runs_in_order_and_stops_at_the_first_answer() {
         plugin_config(c, "a", &[("verdict", "next")]);
         plugin_config(c, "b", &[("verdict", "next")]);
     });
-    let names: Vec<&str> = broker.ctx.plugins.list().iter().map(|p| &*p.name).collect();
+    let names: Vec<String> = broker
+        .ctx
+        .plugins
+        .list()
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
     assert_eq!(names, ["a", "b", "c"], "file-name order");
     let (_, ack) = connack(&broker, &connect_v4_login("x", true, "u", "p")).await;
     assert_eq!(ack.connack().1, 0);
@@ -44,7 +50,13 @@ async fn chain_runs_in_order_and_stops_at_the_first_answer() {
         plugin_config(c, "b", &[("verdict", "deny")]);
         c.plugin.entry("c".into()).or_default().priority = Some(1);
     });
-    let names: Vec<&str> = broker.ctx.plugins.list().iter().map(|p| &*p.name).collect();
+    let names: Vec<String> = broker
+        .ctx
+        .plugins
+        .list()
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
     assert_eq!(names, ["c", "a", "b"]);
     let (_, ack) = connack(&broker, &connect_v4_login("y", true, "u", "p")).await;
     assert_eq!(ack.connack().1, 0);
