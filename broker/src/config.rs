@@ -41,6 +41,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub log: LogConfig,
     pub plugins: PluginsConfig,
+    pub admin: AdminConfig,
     /// `[plugin.NAME]`: settings of the plugin in `NAME.wasm`.
     pub plugin: BTreeMap<String, PluginConfig>,
 }
@@ -269,6 +270,18 @@ pub enum OverflowPolicy {
     DropOldest,
 }
 
+/// `[admin]`: the HTTP admin endpoint (`GET /plugins`, `GET /metrics`;
+/// see `crate::admin`). It has no authentication: keep it on a loopback
+/// or otherwise private address.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `bind`: address of the admin endpoint, e.g. `"127.0.0.1:8888"`;
+    /// must differ from every `server.bind` address. Default: none (no
+    /// admin endpoint).
+    pub bind: Option<SocketAddr>,
+}
+
 /// `[log]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -391,6 +404,14 @@ impl Config {
         if self.session.max_queued_messages == 0 {
             return invalid("session.max_queued_messages", "must be at least 1");
         }
+        if let Some(admin) = self.admin.bind {
+            if let Some(mqtt) = self.server.bind.iter().find(|a| same_socket(a, &admin)) {
+                return invalid(
+                    "admin.bind",
+                    format!("{admin} would share a port with server.bind {mqtt}"),
+                );
+            }
+        }
         if self.log.level.trim().is_empty() {
             return invalid("log.level", "must not be empty");
         }
@@ -419,6 +440,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether two listeners would need the same port: same non-zero port, and
+/// the same address or a wildcard on either side.
+fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 #[cfg(test)]
@@ -500,5 +529,24 @@ mod tests {
         assert!(e.contains("on_failure"), "{e}");
         let e = error_of("[plugin.x]\nfule = 3\n");
         assert!(e.contains("fule"), "{e}");
+        let e = error_of("[admin]\nbind = \"localhost\"\n");
+        assert!(e.contains("bind"), "{e}");
+        let e = error_of("[admin]\nport = 8888\n");
+        assert!(e.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn admin_endpoint_is_off_by_default_and_must_not_share_an_mqtt_address() {
+        assert_eq!(Config::default().admin.bind, None);
+        let c = Config::parse("[admin]\nbind = \"127.0.0.1:8888\"\n").unwrap();
+        assert_eq!(c.admin.bind, Some(SocketAddr::from(([127, 0, 0, 1], 8888))));
+        let e = error_of("[admin]\nbind = \"127.0.0.1:1883\"\n");
+        assert!(e.contains("admin.bind"), "{e}");
+        let e =
+            error_of("[server]\nbind = [\"0.0.0.0:1884\"]\n[admin]\nbind = \"127.0.0.1:1884\"\n");
+        assert!(e.contains("admin.bind"), "{e}");
+        let c =
+            Config::parse("[server]\nbind = [\"127.0.0.1:0\"]\n[admin]\nbind = \"127.0.0.1:0\"\n");
+        assert!(c.is_ok(), "ephemeral ports never clash");
     }
 }

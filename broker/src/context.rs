@@ -69,6 +69,11 @@ impl Context {
             ("[mqtt]", old.mqtt != config.mqtt),
             ("[session]", old.session != config.session),
             ("[log]", old.log != config.log),
+            ("[admin]", old.admin != config.admin),
+            (
+                "plugins.cache_dir",
+                old.plugins.cache_dir != config.plugins.cache_dir,
+            ),
             (
                 "plugins.publish_refusal_v3",
                 old.plugins.publish_refusal_v3 != config.plugins.publish_refusal_v3,

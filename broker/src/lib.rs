@@ -14,7 +14,9 @@
 //!   wasmtime).
 //! - [`server`]: listeners, accept loops, shutdown.
 //! - [`config`], [`metrics`], `sys` (`$SYS` topics).
+//! - [`admin`]: the read-only HTTP admin endpoint (`/plugins`, `/metrics`).
 
+pub mod admin;
 pub mod codec;
 pub mod config;
 mod connection;

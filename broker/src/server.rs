@@ -4,6 +4,8 @@
 //! the real port); [`Server::run`] serves until the shutdown future
 //! completes, then stops accepting, tells every connection to close
 //! (MQTT 5 clients get DISCONNECT 0x8B), and waits for them to flush.
+//! The admin endpoint ([`crate::admin`]), when configured, is bound and
+//! stopped with the MQTT listeners.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +31,12 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the admin endpoint on {addr} (admin.bind): {source}")]
+    AdminBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A broker with its listeners bound.
@@ -36,10 +44,13 @@ pub enum ServerError {
 pub struct Server {
     ctx: Arc<Context>,
     listeners: Vec<TcpListener>,
+    /// The admin endpoint's listener, when `admin.bind` is set.
+    admin: Option<TcpListener>,
 }
 
 impl Server {
-    /// Loads the plugins and binds every address in `config.server.bind`.
+    /// Loads the plugins, binds every address in `config.server.bind`, and
+    /// the admin endpoint's `config.admin.bind` if set.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let plugins = Plugins::load(&config).await?;
         if plugins.authenticates() && config.server.allow_anonymous {
@@ -63,9 +74,18 @@ impl Server {
             })?;
             listeners.push(listener);
         }
+        let admin = match config.admin.bind {
+            Some(addr) => Some(
+                crate::admin::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::AdminBind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Server {
             ctx: Arc::new(Context::new(config, plugins)),
             listeners,
+            admin,
         })
     }
 
@@ -75,6 +95,12 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
+    }
+
+    /// The address the admin endpoint is bound to (with its real port for
+    /// port 0), if `admin.bind` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The broker state, for inspection.
@@ -106,6 +132,9 @@ impl Server {
                 alive_tx.clone(),
             )));
         }
+        let admin = self
+            .admin
+            .map(|listener| crate::admin::spawn(listener, self.ctx.clone()));
         let sys = tokio::spawn(crate::sys::run(self.ctx.clone()));
         let sweeper = tokio::spawn(self.ctx.sweeper.clone().run());
         drop(alive_tx);
@@ -114,7 +143,7 @@ impl Server {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         self.ctx.registry.kick_all(crate::session::Kick::Shutdown);
-        for l in accept_loops {
+        for l in accept_loops.into_iter().chain(admin) {
             l.abort();
             let _ = l.await;
         }

@@ -51,6 +51,30 @@ impl Process {
         }
     }
 
+    /// Waits for a log line containing `needle` (bounded) and returns it.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("sluice never logged {needle:?}"),
+            }
+        }
+    }
+
+    /// The admin endpoint's address, from its log line.
+    fn admin_addr(&self) -> SocketAddr {
+        let line = self.wait_for("admin endpoint on http://");
+        let rest = line
+            .split("admin endpoint on http://")
+            .nth(1)
+            .expect("address");
+        let addr = rest.split_whitespace().next().expect("address");
+        addr.parse().expect("socket address")
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
@@ -203,11 +227,21 @@ async fn shipped_config_runs_with_the_example_plugins() {
     plugins
         .add("acl", "topic-acl")
         .add("stamp", "payload-transform");
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/sluice.toml");
+    // The shipped admin port, moved to an ephemeral one.
+    let shipped = include_str!("../../config/sluice.toml");
+    let admin = "bind = \"127.0.0.1:8888\"";
+    assert!(
+        shipped.contains(admin),
+        "the shipped config enables the admin endpoint"
+    );
+    let scratch = Scratch::new("shipped");
+    let config = scratch.file("sluice.toml");
+    std::fs::write(&config, shipped.replace(admin, "bind = \"127.0.0.1:0\""))
+        .expect("write config");
     let dir = plugins.path.to_str().expect("utf-8 path").to_owned();
     let sluice = Process::start(&[
         "--config",
-        config,
+        config.to_str().expect("utf-8 path"),
         "--plugins",
         &dir,
         "--bind",
@@ -231,4 +265,195 @@ async fn shipped_config_runs_with_the_example_plugins() {
         .send(&publish_v4("private/x", 0, 0, b"nope", false))
         .await;
     assert!(publisher.expect_closed().await.is_empty());
+}
+
+/// A scratch directory for one test, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `[plugins]` section for `dir`, with the compile cache the other
+/// tests share.
+fn plugins_section(dir: &crate::support::PluginDir) -> String {
+    let cache = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-plugin-cache");
+    format!(
+        "[plugins]\ndir = {:?}\ncache_dir = {cache:?}\n",
+        dir.path.to_str().expect("utf-8 path")
+    )
+}
+
+fn sluice_plugins(args: &[&str]) -> std::process::Output {
+    Command::new(SLUICE)
+        .arg("plugins")
+        .args(args)
+        .output()
+        .expect("run sluice plugins")
+}
+
+#[test]
+fn plugins_subcommand_prints_the_chain_as_a_table_and_as_json() {
+    let plugins = crate::support::PluginDir::new();
+    plugins.add("a", "trivial").add("b", "trivial");
+    let scratch = Scratch::new("plugins-cmd");
+    let config = scratch.file("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = [\"127.0.0.1:0\"]\n[admin]\nbind = \"127.0.0.1:0\"\n{}\
+             [plugin.b]\npriority = 1\n[plugin.b.config]\nverdict = \"next\"\n",
+            plugins_section(&plugins)
+        ),
+    )
+    .expect("write config");
+    let sluice = Process::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let admin = sluice.admin_addr().to_string();
+
+    let out = sluice_plugins(&["--admin", &admin]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let heading: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        heading,
+        [
+            "NAME",
+            "FILE",
+            "SHA256",
+            "HOOKS",
+            "CALLS",
+            "ERRORS",
+            "FAILURES",
+            "TRAPS",
+            "FUEL",
+            "USED",
+            "INSTANCES",
+            "LAST",
+            "RELOAD"
+        ],
+        "{stdout}"
+    );
+    let first_words: Vec<&str> = lines[1..3]
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(first_words, ["b", "a"], "chain order:\n{stdout}");
+    for line in &lines[1..3] {
+        assert!(line.contains("auth-on-register"), "{stdout}");
+        assert!(line.ends_with("loaded"), "{stdout}");
+        let sha = line.split_whitespace().nth(2).expect("sha256 column");
+        assert_eq!(sha.len(), 12, "{stdout}");
+    }
+
+    let out = sluice_plugins(&["--admin", &admin, "--json"]);
+    assert!(out.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let names: Vec<&str> = status["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["b", "a"]);
+    assert_eq!(
+        status["plugins"][0]["sha256"].as_str().map(str::len),
+        Some(64)
+    );
+}
+
+#[test]
+fn plugins_subcommand_without_a_broker_says_where_it_looked() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let admin = format!("127.0.0.1:{port}");
+    let out = sluice_plugins(&["--admin", &admin]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot reach the admin endpoint at {admin}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[admin] bind"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+/// A `sluice` with `auth.wasm` (trivial) answering `verdict`.
+fn hup_config(plugins: &crate::support::PluginDir, verdict: &str) -> String {
+    format!(
+        "[server]\nbind = [\"127.0.0.1:0\"]\n{}[plugin.auth.config]\nverdict = \"{verdict}\"\n",
+        plugins_section(plugins)
+    )
+}
+
+/// The CONNACK return code a new MQTT 3.1.1 client gets.
+async fn connack_code(addr: SocketAddr, client: &str) -> u8 {
+    let mut raw = Raw::connect(addr).await;
+    raw.send(&connect_v4(client, true, 60)).await;
+    raw.recv().await.connack().1
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file_and_keeps_it_when_the_new_one_is_invalid() {
+    let plugins = crate::support::PluginDir::new();
+    plugins.add("auth", "trivial");
+    let scratch = Scratch::new("sighup");
+    let config = scratch.file("sluice.toml");
+    std::fs::write(&config, hup_config(&plugins, "ok")).expect("write config");
+    let sluice = Process::start(&["--config", config.to_str().expect("utf-8 path")]);
+    assert_eq!(connack_code(sluice.addr, "before").await, 0);
+
+    std::fs::write(&config, hup_config(&plugins, "deny")).expect("write config");
+    sluice.signal("HUP");
+    sluice.wait_for("received SIGHUP");
+    let line = sluice.wait_for("configuration reloaded");
+    assert!(line.contains("plugin chain changed"), "{line}");
+    // 5: not authorized.
+    assert_eq!(connack_code(sluice.addr, "after").await, 5);
+
+    std::fs::write(&config, "[server\nbind = nope\n").expect("write config");
+    sluice.signal("HUP");
+    let line = sluice.wait_for("configuration reload failed");
+    assert!(line.contains("keeping the running configuration"), "{line}");
+    assert!(
+        line.contains("sluice.toml"),
+        "the reason names the file: {line}"
+    );
+    assert_eq!(connack_code(sluice.addr, "still").await, 5);
+}
+
+#[tokio::test]
+async fn sighup_without_a_config_file_reloads_the_plugin_directory() {
+    let plugins = crate::support::PluginDir::new();
+    let dir = plugins.path.to_str().expect("utf-8 path").to_owned();
+    let sluice = Process::start(&["--bind", "127.0.0.1:0", "--plugins", &dir]);
+    // No authentication plugin and anonymous clients not allowed: refused.
+    assert_ne!(connack_code(sluice.addr, "before").await, 0);
+    plugins.add("auth", "trivial");
+    sluice.signal("HUP");
+    sluice.wait_for("received SIGHUP");
+    sluice.wait_for("plugin directory reloaded");
+    assert_eq!(connack_code(sluice.addr, "after").await, 0);
 }

@@ -4,6 +4,8 @@
 
 mod support;
 
+/// The HTTP admin endpoint.
+mod admin;
 /// The `sluice` executable: flags, config errors, signals.
 mod cli;
 /// CONNECT rules.

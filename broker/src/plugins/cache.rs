@@ -19,6 +19,10 @@ use wasmtime::component::Component;
 
 const MAGIC: &[u8; 8] = b"SLUICE1\n";
 
+/// Artifacts kept; beyond this the least recently used are deleted (hot
+/// reloads of a plugin under development would otherwise fill the disk).
+const MAX_ARTIFACTS: usize = 64;
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
@@ -77,6 +81,10 @@ impl ArtifactCache {
         let path = self.path(wasm_hash)?;
         let bytes = fs::read(&path).ok()?;
         let body = verified_body(&bytes)?;
+        // Marks it recently used, for pruning.
+        if let Ok(file) = fs::File::options().append(true).open(&path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
         // SAFETY: `body` is an artifact this cache serialized with an engine
         // of the same compatibility hash (it is in the file name), in a
         // directory only the broker's user can write, and its checksum
@@ -104,6 +112,30 @@ impl ArtifactCache {
             .and_then(|body| write_atomically(&path, &body));
         if let Err(e) = result {
             tracing::warn!("cannot cache {}: {e}", path.display());
+        }
+        if let Some(dir) = &self.dir {
+            prune(dir, MAX_ARTIFACTS);
+        }
+    }
+}
+
+/// Deletes the least recently used artifacts of `dir` beyond `keep`.
+fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut artifacts: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if artifacts.len() <= keep {
+        return;
+    }
+    artifacts.sort();
+    for (_, path) in &artifacts[..artifacts.len() - keep] {
+        if let Err(e) = fs::remove_file(path) {
+            tracing::debug!("cannot prune {}: {e}", path.display());
         }
     }
 }
@@ -163,6 +195,30 @@ mod tests {
         assert_eq!(verified_body(&bad), None);
         assert_eq!(verified_body(b"\0asm...."), None);
         assert_eq!(verified_body(MAGIC), None);
+    }
+
+    #[test]
+    fn pruning_keeps_the_most_recently_used() {
+        let dir = std::env::temp_dir().join(format!("sluice-prune-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        for i in 0..5u64 {
+            let path = dir.join(format!("{i}.cwasm"));
+            fs::write(&path, b"x").expect("write");
+            let file = fs::File::options().append(true).open(&path).expect("open");
+            file.set_modified(old + std::time::Duration::from_secs(i))
+                .expect("mtime");
+        }
+        fs::write(dir.join("notes.txt"), b"kept").expect("write");
+        prune(&dir, 2);
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .expect("read")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["3.cwasm", "4.cwasm", "notes.txt"]);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

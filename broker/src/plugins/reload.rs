@@ -34,6 +34,8 @@ pub enum ReloadOutcome {
     Replaced,
     /// New settings; same code, canaried again.
     Reconfigured,
+    /// After a rejected version, the file is again the version loaded.
+    Unchanged,
     /// The file was rejected (the error says why); a previous version, if
     /// any, keeps running.
     Failed(String),
@@ -93,7 +95,7 @@ pub(super) struct Reloader {
     /// reloads.
     config: tokio::sync::Mutex<Config>,
     /// Last result per file name (without `.wasm`).
-    results: std::sync::Mutex<BTreeMap<String, (PathBuf, LastReload)>>,
+    results: std::sync::Mutex<BTreeMap<String, Record>>,
     /// Reloads that swapped in a new set.
     reloads: AtomicU64,
 }
@@ -106,11 +108,28 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
+/// The last result for one file.
+struct Record {
+    file: PathBuf,
+    last: LastReload,
+    /// For a failure: the file's hash and the settings it failed with, so
+    /// the same failure is not compiled and logged again at every reload.
+    failed: Option<(String, Settings)>,
+}
+
 /// What loading one file gave.
 enum Loaded {
     /// The plugin already loaded, untouched.
     Kept(Arc<Plugin>),
     New(Arc<Plugin>, ReloadOutcome),
+    /// The same bytes and settings as a version that already failed.
+    StillFailing,
+}
+
+/// Why a file did not load, with the hash and settings it failed with.
+struct Failure {
+    error: LoadError,
+    attempt: Option<(String, Settings)>,
 }
 
 impl Reloader {
@@ -129,10 +148,11 @@ impl Reloader {
         let mut list = Vec::new();
         for (name, path) in plugin_files(&self.dir)? {
             let Some(settings) = settings_of(config, &name) else {
+                tracing::info!(plugin = %name, "plugin disabled in the configuration");
                 continue;
             };
             let plugin = Plugin::load(&self.runtime, &name, &path, settings).await?;
-            self.record(&name, &path, ReloadOutcome::Loaded);
+            self.record(&name, &path, ReloadOutcome::Loaded, None);
             list.push(Arc::new(plugin));
         }
         for name in config.plugin.keys() {
@@ -167,30 +187,41 @@ impl Reloader {
         for (name, path) in &files {
             let old = current.get(name);
             let Some(settings) = settings_of(config, name) else {
-                changed |= old.is_some();
+                self.forget(name);
+                if old.is_some() {
+                    tracing::info!(plugin = %name, "plugin disabled in the configuration");
+                    changed = true;
+                }
                 continue;
             };
             match self.load(name, path, settings, old).await {
-                Ok(Loaded::Kept(p)) => list.push(p),
+                Ok(Loaded::Kept(p)) => {
+                    if self.last_failed(name) {
+                        self.record(name, path, ReloadOutcome::Unchanged, None);
+                    }
+                    list.push(p);
+                }
                 Ok(Loaded::New(p, outcome)) => {
                     tracing::info!(plugin = %name, file = %path.display(), "plugin {}", verb(&outcome));
-                    self.record(name, path, outcome);
+                    self.record(name, path, outcome, None);
                     list.push(p);
                     changed = true;
                 }
-                Err(e) => {
+                Ok(Loaded::StillFailing) => list.extend(old.cloned()),
+                Err(Failure { error, attempt }) => {
                     match old {
                         Some(old) => {
                             tracing::error!(
                                 plugin = %name,
-                                "new version rejected; the loaded version (sha256 {}) keeps running: {e}",
+                                "new version rejected; the loaded version (sha256 {}) keeps running: {error}",
                                 old.hash
                             );
                             list.push(old.clone());
                         }
-                        None => tracing::error!(plugin = %name, "plugin not loaded: {e}"),
+                        None => tracing::error!(plugin = %name, "plugin not loaded: {error}"),
                     }
-                    self.record(name, path, ReloadOutcome::Failed(e.to_string()));
+                    let outcome = ReloadOutcome::Failed(error.to_string());
+                    self.record(name, path, outcome, attempt);
                 }
             }
         }
@@ -211,71 +242,116 @@ impl Reloader {
         true
     }
 
-    /// Loads `path` unless `old` is the same file with the same settings.
+    /// Loads `path` unless `old` is the same file with the same settings,
+    /// or the same file already failed with the same settings.
     async fn load(
         &self,
         name: &str,
         path: &Path,
         settings: Settings,
         old: Option<&Arc<Plugin>>,
-    ) -> Result<Loaded, LoadError> {
-        let wasm = tokio::fs::read(path)
-            .await
-            .map_err(|source| LoadError::Read {
+    ) -> Result<Loaded, Failure> {
+        let failed = |error| Failure {
+            error,
+            attempt: None,
+        };
+        let wasm = tokio::fs::read(path).await.map_err(|source| {
+            failed(LoadError::Read {
                 path: path.to_owned(),
                 source,
-            })?;
-        let Some(old) = old else {
-            let p = Plugin::from_wasm(&self.runtime, name, path, wasm, settings, None).await?;
-            return Ok(Loaded::New(Arc::new(p), ReloadOutcome::Loaded));
-        };
+            })
+        })?;
         let (wasm, hash) = tokio::task::spawn_blocking(move || {
             let hash = sha256_hex(&wasm);
             (wasm, hash)
         })
         .await
-        .map_err(|e| LoadError::Compile {
-            path: path.to_owned(),
-            message: format!("hashing task failed: {e}"),
+        .map_err(|e| {
+            failed(LoadError::Compile {
+                path: path.to_owned(),
+                message: format!("hashing task failed: {e}"),
+            })
         })?;
-        if hash == old.hash {
-            if settings == old.settings {
+        if self.failed_before(name, &hash, &settings) {
+            return Ok(Loaded::StillFailing);
+        }
+        let attempt = Some((hash.clone(), settings.clone()));
+        let result = match old {
+            Some(old) if hash == old.hash && settings == old.settings => {
                 return Ok(Loaded::Kept(old.clone()));
             }
-            let p = old.reconfigure(settings).await?;
-            return Ok(Loaded::New(Arc::new(p), ReloadOutcome::Reconfigured));
+            Some(old) if hash == old.hash => old
+                .reconfigure(settings)
+                .await
+                .map(|p| (p, ReloadOutcome::Reconfigured)),
+            Some(old) => {
+                let kv = Some(old.shared.kv.clone());
+                Plugin::from_wasm(&self.runtime, name, path, wasm, settings, kv)
+                    .await
+                    .map(|p| (p, ReloadOutcome::Replaced))
+            }
+            None => Plugin::from_wasm(&self.runtime, name, path, wasm, settings, None)
+                .await
+                .map(|p| (p, ReloadOutcome::Loaded)),
+        };
+        match result {
+            Ok((p, outcome)) => Ok(Loaded::New(Arc::new(p), outcome)),
+            Err(error) => Err(Failure { error, attempt }),
         }
-        let kv = Some(old.shared.kv.clone());
-        let p = Plugin::from_wasm(&self.runtime, name, path, wasm, settings, kv).await?;
-        Ok(Loaded::New(Arc::new(p), ReloadOutcome::Replaced))
     }
 
-    fn record(&self, name: &str, path: &Path, outcome: ReloadOutcome) {
+    fn results(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Record>> {
+        self.results.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(
+        &self,
+        name: &str,
+        path: &Path,
+        outcome: ReloadOutcome,
+        failed: Option<(String, Settings)>,
+    ) {
         let at = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs();
-        self.results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                name.to_owned(),
-                (path.to_owned(), LastReload { outcome, at }),
-            );
+        let record = Record {
+            file: path.to_owned(),
+            last: LastReload { outcome, at },
+            failed,
+        };
+        self.results().insert(name.to_owned(), record);
+    }
+
+    fn forget(&self, name: &str) {
+        self.results().remove(name);
+    }
+
+    /// Whether the last attempt to load `name` failed.
+    fn last_failed(&self, name: &str) -> bool {
+        self.results()
+            .get(name)
+            .is_some_and(|r| matches!(r.last.outcome, ReloadOutcome::Failed(_)))
+    }
+
+    /// Whether these bytes and settings of `name` already failed to load.
+    fn failed_before(&self, name: &str, hash: &str, settings: &Settings) -> bool {
+        self.results()
+            .get(name)
+            .and_then(|r| r.failed.as_ref())
+            .is_some_and(|(h, s)| h == hash && s == settings)
     }
 
     /// Drops the results of files no longer in the directory.
     fn forget_missing(&self, files: &[(String, PathBuf)]) {
-        self.results
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.results()
             .retain(|name, _| files.iter().any(|(n, _)| n == name));
     }
 
     /// The status of `plugins`.
     pub(super) fn status(&self, plugins: &Plugins) -> Status {
         let set = plugins.set();
-        let results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        let results = self.results();
         let loaded = set
             .list
             .iter()
@@ -292,17 +368,19 @@ impl Reloader {
                     traps: s.traps.load(Ordering::Relaxed),
                     fuel_used: s.fuel_used.load(Ordering::Relaxed),
                     instances: p.instances(),
-                    last_reload: results.get(&*p.name).map(|(_, r)| r.clone()),
+                    last_reload: results.get(&*p.name).map(|r| r.last.clone()),
                 }
             })
             .collect();
         let rejected = results
             .iter()
-            .filter(|(name, _)| set.get(name).is_none())
-            .map(|(name, (file, r))| Rejected {
+            .filter(|(name, r)| {
+                set.get(name).is_none() && matches!(r.last.outcome, ReloadOutcome::Failed(_))
+            })
+            .map(|(name, r)| Rejected {
                 name: name.clone(),
-                file: file.clone(),
-                last_reload: r.clone(),
+                file: r.file.clone(),
+                last_reload: r.last.clone(),
             })
             .collect();
         Status {
@@ -361,6 +439,7 @@ fn verb(outcome: &ReloadOutcome) -> &'static str {
         ReloadOutcome::Loaded => "loaded",
         ReloadOutcome::Replaced => "replaced by its new version",
         ReloadOutcome::Reconfigured => "reconfigured",
+        ReloadOutcome::Unchanged => "unchanged",
         ReloadOutcome::Failed(_) => "rejected",
     }
 }
@@ -396,7 +475,6 @@ pub(super) fn plugin_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, Plugins
 fn settings_of(config: &Config, name: &str) -> Option<Settings> {
     let own = config.plugin.get(name);
     if own.and_then(|p| p.enabled) == Some(false) {
-        tracing::info!(plugin = %name, "plugin disabled in the configuration");
         return None;
     }
     Some(settings(config, own))

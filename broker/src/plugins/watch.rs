@@ -1,6 +1,7 @@
-//! Watching the plugin directory: file-system events (inotify) or, where
-//! they are unavailable or `plugins.watch = "poll"`, polling; debounced,
-//! and waiting for files to settle, before the directory is reloaded.
+//! Watching the plugin directory: file-system events (inotify, through the
+//! notify crate) or, where they are unavailable or `plugins.watch =
+//! "poll"`, polling snapshots of it; debounced, and waiting for files to
+//! settle, before the directory is reloaded.
 //!
 //! Only events about plugin files (`NAME.wasm`, not hidden) count, so
 //! writing `.NAME.wasm.tmp` and renaming it into place reloads once, at
@@ -31,56 +32,61 @@ impl Drop for Watcher {
     }
 }
 
+/// Where changes come from.
+enum Source {
+    /// File-system events; the watcher sends them while it lives.
+    Events(Box<dyn notify::Watcher + Send>),
+    /// Comparing snapshots of the directory at this interval. Done here
+    /// rather than with notify's `PollWatcher`, which compares whole-second
+    /// modification times and only later ones, so it misses a replacement
+    /// within the same second and a restored older file.
+    Poll(Duration),
+}
+
 impl Watcher {
     /// Starts watching `dir` for `plugins`, or returns `None` when watching
-    /// is off or impossible (logged).
+    /// is off.
     pub(super) fn start(
         plugins: &Arc<Plugins>,
         dir: &Path,
         config: &PluginsConfig,
     ) -> Option<Self> {
         let (tx, rx) = mpsc::channel::<()>(1);
-        let handler = move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
-                if is_plugin_change(&event) {
-                    // A full channel already holds a wake-up.
-                    let _ = tx.try_send(());
-                }
-            }
-            Err(e) => tracing::warn!("plugin directory watch: {e}"),
-        };
-        let poll = notify::Config::default()
-            .with_poll_interval(Duration::from_millis(u64::from(config.poll_interval_ms)));
-        let watcher: Box<dyn notify::Watcher + Send> = match config.watch {
+        let interval = Duration::from_millis(u64::from(config.poll_interval_ms));
+        let source = match config.watch {
             WatchMode::Off => {
                 tracing::info!("plugin directory not watched (plugins.watch = \"off\")");
                 return None;
             }
-            WatchMode::Poll => Box::new(polling(handler, poll, dir)?),
-            WatchMode::Auto => {
-                let native = notify::recommended_watcher(handler.clone()).and_then(|mut w| {
-                    w.watch(dir, RecursiveMode::NonRecursive)?;
-                    Ok(w)
-                });
-                match native {
-                    Ok(w) => Box::new(w),
-                    Err(e) => {
-                        tracing::warn!(
-                            "cannot watch {} for file-system events ({e}); polling it every {:?} instead",
-                            dir.display(),
-                            poll.poll_interval().unwrap_or_default()
-                        );
-                        Box::new(polling(handler, poll, dir)?)
-                    }
+            WatchMode::Poll => Source::Poll(interval),
+            WatchMode::Auto => match events(dir, tx.clone()) {
+                Ok(w) => Source::Events(Box::new(w)),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot watch {} for file-system events ({e}); polling it every {interval:?} instead",
+                        dir.display()
+                    );
+                    Source::Poll(interval)
                 }
-            }
+            },
         };
-        tracing::info!("watching {} for plugin changes", dir.display());
+        tracing::info!(
+            "watching {} for plugin changes ({})",
+            dir.display(),
+            match source {
+                Source::Events(_) => "file-system events".to_owned(),
+                Source::Poll(every) => format!("polling every {every:?}"),
+            }
+        );
+        // One look once watching: a change between the initial load and
+        // the watch (or the poller's first snapshot) is not missed.
+        let _ = tx.try_send(());
         let debounce = Duration::from_millis(u64::from(config.watch_debounce_ms));
         let task = tokio::spawn(run(
             Arc::downgrade(plugins),
+            tx,
             rx,
-            watcher,
+            source,
             dir.to_owned(),
             debounce,
         ));
@@ -88,25 +94,21 @@ impl Watcher {
     }
 }
 
-fn polling(
-    handler: impl notify::EventHandler,
-    config: notify::Config,
-    dir: &Path,
-) -> Option<notify::PollWatcher> {
-    let watched = notify::PollWatcher::new(handler, config).and_then(|mut w| {
-        w.watch(dir, RecursiveMode::NonRecursive)?;
-        Ok(w)
-    });
-    match watched {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::error!(
-                "cannot watch {} ({e}); plugins will not be hot-reloaded",
-                dir.display()
-            );
-            None
+/// A native watcher on `dir` that sends a wake-up on `tx` for every change
+/// to a plugin file.
+fn events(dir: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| match event {
+        Ok(event) => {
+            if is_plugin_change(&event) {
+                // A full channel already holds a wake-up.
+                let _ = tx.try_send(());
+            }
         }
-    }
+        Err(e) => tracing::warn!("plugin directory watch: {e}"),
+    };
+    let mut watcher = notify::recommended_watcher(handler)?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
 }
 
 /// Whether `event` may have changed a plugin file (opening or reading one,
@@ -125,20 +127,59 @@ fn is_plugin_change(event: &notify::Event) -> bool {
 /// its plugin files have settled, until the plugins are gone.
 async fn run(
     plugins: Weak<Plugins>,
-    mut changes: mpsc::Receiver<()>,
-    _watcher: Box<dyn notify::Watcher + Send>,
+    tx: mpsc::Sender<()>,
+    changes: mpsc::Receiver<()>,
+    source: Source,
     dir: PathBuf,
+    debounce: Duration,
+) {
+    match source {
+        Source::Events(_watcher) => {
+            drop(tx);
+            reload_on_changes(plugins, changes, &dir, debounce).await;
+        }
+        Source::Poll(every) => {
+            tokio::select! {
+                () = poll(&dir, every, tx) => {}
+                () = reload_on_changes(plugins, changes, &dir, debounce) => {}
+            }
+        }
+    }
+}
+
+/// Sends a wake-up on `tx` whenever a snapshot of `dir` differs from the
+/// previous one.
+async fn poll(dir: &Path, every: Duration, tx: mpsc::Sender<()>) {
+    let mut last = snapshot(dir).await;
+    // Whatever changed before this first snapshot is covered by the
+    // reload `Watcher::start` asked for.
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = snapshot(dir).await;
+        if now != last {
+            last = now;
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+async fn reload_on_changes(
+    plugins: Weak<Plugins>,
+    mut changes: mpsc::Receiver<()>,
+    dir: &Path,
     debounce: Duration,
 ) {
     while changes.recv().await.is_some() {
         loop {
-            let before = snapshot(&dir).await;
+            let before = snapshot(dir).await;
             match tokio::time::timeout(debounce, changes.recv()).await {
                 Ok(Some(())) => continue,
                 Ok(None) => return,
                 Err(_quiet) => {}
             }
-            if snapshot(&dir).await == before {
+            if snapshot(dir).await == before {
                 break;
             }
         }
@@ -149,19 +190,24 @@ async fn run(
     }
 }
 
-/// Name, size and modification time of every plugin file in `dir`.
-async fn snapshot(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
+/// One plugin file as the poller and the settle check see it: name, size,
+/// modification time (full precision) and inode.
+type FileState = (String, u64, Option<SystemTime>, u64);
+
+/// The state of every plugin file in `dir`.
+async fn snapshot(dir: &Path) -> Vec<FileState> {
+    use std::os::unix::fs::MetadataExt as _;
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Vec::new();
         };
-        let mut files: Vec<_> = entries
+        let mut files: Vec<FileState> = entries
             .filter_map(Result::ok)
             .filter_map(|e| {
                 let name = plugin_name(e.file_name().to_str()?)?.to_owned();
                 let meta = e.metadata().ok()?;
-                Some((name, meta.len(), meta.modified().ok()))
+                Some((name, meta.len(), meta.modified().ok(), meta.ino()))
             })
             .collect();
         files.sort();

@@ -9,6 +9,7 @@ mod lang_c;
 mod languages;
 mod modifiers;
 mod pubsub;
+mod reload;
 mod sandbox;
 mod sdk;
 

@@ -25,6 +25,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// dropped.
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The admin endpoint's address, when `admin.bind` is set.
+    pub admin: Option<SocketAddr>,
     pub ctx: Arc<Context>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -80,8 +82,9 @@ impl TestBroker {
                         }
                     };
                     let addr = server.local_addrs()[0];
+                    let admin = server.admin_addr();
                     ready_tx
-                        .send(Ok((addr, server.context().clone())))
+                        .send(Ok((addr, admin, server.context().clone())))
                         .expect("test alive");
                     server
                         .run(async {
@@ -91,7 +94,7 @@ impl TestBroker {
                 });
             })
             .expect("spawn broker thread");
-        let (addr, ctx) = match ready_rx.recv().expect("broker thread answered") {
+        let (addr, admin, ctx) = match ready_rx.recv().expect("broker thread answered") {
             Ok(started) => started,
             Err(e) => {
                 let _ = thread.join();
@@ -100,6 +103,7 @@ impl TestBroker {
         };
         Ok(TestBroker {
             addr,
+            admin,
             ctx,
             stop: Some(stop_tx),
             thread: Some(thread),

@@ -2,7 +2,9 @@
 //! authentication chain, and with the topic-acl plugin on every publish)
 //! side by side with mosquitto, under the same
 //! `loadgen` scenarios, interleaved over several rounds; then the criterion
-//! micro-benchmarks. Writes the tables into `BENCHMARKS.md`.
+//! micro-benchmarks, among them the hot-reload time (a new plugin file
+//! written → the new version active). Writes the tables into
+//! `BENCHMARKS.md`.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
 //! the machine has two or more CPUs). Brokers are restarted for every round,
@@ -219,7 +221,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         started.elapsed(),
         &results,
         &losses,
-        micro.as_deref(),
+        micro.as_ref(),
     );
     println!("{text}");
     if !micro_only {

@@ -94,7 +94,7 @@ pub fn markdown(
     took: Duration,
     results: &Results,
     losses: &Losses,
-    micro: Option<&str>,
+    micro: Option<&Micro>,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Benchmarks\n");
@@ -179,7 +179,8 @@ pub fn markdown(
         );
     }
     if let Some(m) = micro {
-        let _ = writeln!(s, "## Micro-benchmarks (criterion)\n\n{m}");
+        let _ = writeln!(s, "## Micro-benchmarks (criterion)\n\n{}", m.table);
+        let _ = writeln!(s, "## Hot reload: write → active\n\n{}", m.reload);
     }
     s
 }
@@ -228,8 +229,16 @@ fn hook_cost(s: &mut String, results: &Results) {
     }
 }
 
+/// The criterion benchmarks' summaries.
+pub struct Micro {
+    /// Medians of the micro-benchmarks.
+    pub table: String,
+    /// The hot-reload benchmarks (`benches/reload.rs`).
+    pub reload: String,
+}
+
 /// Runs the criterion benchmarks and summarises their medians.
-pub fn micro(root: &Path) -> Result<String> {
+pub fn micro(root: &Path) -> Result<Micro> {
     crate::tools::build_plugins(root)?;
     sh(cargo().args([
         "bench",
@@ -323,5 +332,133 @@ pub fn micro(root: &Path) -> Result<String> {
         };
         let _ = writeln!(s, "| {label} (`{name}`) | {value} | {goal} |");
     }
+    Ok(Micro {
+        table: s,
+        reload: reload_table(root)?,
+    })
+}
+
+/// The plugins `benches/reload.rs` replaces: (benchmark, built plugin,
+/// what is swapped in).
+const RELOADS: &[(&str, &str, &str)] = &[
+    (
+        "reload/rust-small",
+        "topic-acl",
+        "Rust (topic-acl), new version: compiled",
+    ),
+    (
+        "reload/rust-small-cached",
+        "topic-acl",
+        "Rust (topic-acl), version in the artifact cache",
+    ),
+    (
+        "reload/python",
+        "python-allowlist",
+        "Python (python-allowlist), new version: compiled",
+    ),
+];
+
+/// The hot-reload table: every criterion sample of `benches/reload.rs` is
+/// one reload, so the samples give the median and the range.
+fn reload_table(root: &Path) -> Result<String> {
+    let mut s = String::from(
+        "Time from renaming a new version of a plugin into the watched plugin \
+         directory to that version answering calls (`broker/benches/reload.rs`, \
+         in-process, default watch settings: inotify, 100 ms debounce, which \
+         every reload includes). A new version is the plugin with a custom \
+         section holding a nonce, so it is compiled by Cranelift unless cached; \
+         each sample is one reload.\n\n\
+         | plugin | size | reloads | median | min–max | goal |\n|---|---|---|---|---|---|\n",
+    );
+    for (name, plugin, label) in RELOADS {
+        let path = root.join(format!("target/criterion/{name}/new/sample.json"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let iters = json_numbers(&text, "iters")?;
+        let times = json_numbers(&text, "times")?;
+        let per_reload: Vec<f64> = times
+            .iter()
+            .zip(&iters)
+            .map(|(t, n)| t / n.max(1.0))
+            .collect();
+        let min = per_reload.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = per_reload.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let wasm = root.join(format!("target/plugins/{plugin}.wasm"));
+        let size = std::fs::metadata(&wasm)
+            .with_context(|| format!("cannot read {}", wasm.display()))?
+            .len();
+        let goal = if size <= 1 << 20 {
+            if max <= 1e9 {
+                "≤ 1 s: met"
+            } else {
+                "≤ 1 s: missed"
+            }
+        } else {
+            "none (> 1 MiB)"
+        };
+        let _ = writeln!(
+            s,
+            "| {label} (`{name}`) | {} | {} | {} | {}–{} | {goal} |",
+            megabytes(size),
+            iters.iter().sum::<f64>(),
+            duration(median(&per_reload)),
+            duration(min),
+            duration(max),
+        );
+    }
     Ok(s)
+}
+
+/// The numbers of the array `key` in a flat JSON object.
+fn json_numbers(json: &str, key: &str) -> Result<Vec<f64>> {
+    let pat = format!("\"{key}\":[");
+    let at = json
+        .find(&pat)
+        .with_context(|| format!("no {key} in {json}"))?
+        + pat.len();
+    let end = json[at..]
+        .find(']')
+        .with_context(|| format!("unterminated {key}"))?;
+    json[at..at + end]
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .with_context(|| format!("bad {key} in {json}"))
+        })
+        .collect()
+}
+
+fn megabytes(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
+    }
+}
+
+/// Nanoseconds as ms (below 1 s) or s.
+fn duration(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else {
+        format!("{:.0} ms", ns / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{duration, json_numbers, megabytes};
+
+    #[test]
+    fn criterion_samples_parse() {
+        let json = r#"{"sampling_mode":"Flat","iters":[1.0,2.0],"times":[194000000.0,6.5e9]}"#;
+        assert_eq!(json_numbers(json, "iters").unwrap(), [1.0, 2.0]);
+        assert_eq!(json_numbers(json, "times").unwrap(), [1.94e8, 6.5e9]);
+        assert!(json_numbers(json, "other").is_err());
+        assert_eq!(duration(1.94e8), "194 ms");
+        assert_eq!(duration(6.5e9), "6.50 s");
+        assert_eq!(megabytes(111_193), "109 KiB");
+        assert_eq!(megabytes(18_470_390), "17.6 MiB");
+    }
 }

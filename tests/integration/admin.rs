@@ -1,0 +1,293 @@
+//! The admin endpoint: `GET /plugins` (JSON), `GET /metrics` (Prometheus
+//! text), and what it does with requests it does not serve.
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::packets::*;
+use crate::support::{PluginDir, Raw, TestBroker, plugin_config, plugin_wasm, within};
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Parses what the endpoint sent before closing.
+fn answer(bytes: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {text:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    assert!(head.contains("\r\nConnection: close"), "{head}");
+    Answer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// Sends `raw` on a new connection and reads the answer until the
+/// endpoint closes.
+async fn request(addr: SocketAddr, raw: &[u8]) -> Answer {
+    within("an admin answer", async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect to admin");
+        stream.write_all(raw).await.expect("send request");
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).await.expect("read answer");
+        answer(&bytes)
+    })
+    .await
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Answer {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: sluice\r\nAccept: */*\r\n\r\n");
+    request(addr, raw.as_bytes()).await
+}
+
+/// `GET /plugins`, parsed.
+async fn plugins(addr: SocketAddr) -> Value {
+    let a = get(addr, "/plugins").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.head.contains("Content-Type: application/json"),
+        "{}",
+        a.head
+    );
+    serde_json::from_str(&a.body).expect("JSON")
+}
+
+fn names(status: &Value) -> Vec<String> {
+    status["plugins"]
+        .as_array()
+        .expect("plugins array")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+/// A broker with its admin endpoint on an ephemeral port.
+fn admin_broker(tweak: impl FnOnce(&mut sluice_broker::Config)) -> (TestBroker, SocketAddr) {
+    let broker = TestBroker::with(|c| {
+        c.admin.bind = Some("127.0.0.1:0".parse().expect("address"));
+        tweak(c);
+    });
+    let admin = broker.admin.expect("admin endpoint bound");
+    (broker, admin)
+}
+
+/// Two `trivial` plugins: `b` runs first (priority) and defers to `a`,
+/// which accepts, so a CONNECT calls both.
+fn two_plugins(dir: &PluginDir) -> (TestBroker, SocketAddr) {
+    dir.add("a", "trivial").add("b", "trivial");
+    admin_broker(|c| {
+        dir.configure(c);
+        plugin_config(c, "a", &[("verdict", "ok")]);
+        plugin_config(c, "b", &[("verdict", "next")]);
+        c.plugin.entry("b".into()).or_default().priority = Some(1);
+    })
+}
+
+fn calls(status: &Value) -> Vec<u64> {
+    status["plugins"]
+        .as_array()
+        .expect("plugins array")
+        .iter()
+        .map(|p| p["calls"].as_u64().expect("calls"))
+        .collect()
+}
+
+#[tokio::test]
+async fn plugins_are_listed_in_chain_order_with_their_counters() {
+    let dir = PluginDir::new();
+    let (broker, admin) = two_plugins(&dir);
+    let before = plugins(admin).await;
+    assert_eq!(names(&before), ["b", "a"], "chain order: priority first");
+    let wasm = std::fs::read(plugin_wasm("trivial")).expect("read trivial.wasm");
+    let sha256 = format!("{:x}", Sha256::digest(&wasm));
+    for p in before["plugins"].as_array().expect("plugins") {
+        let name = p["name"].as_str().expect("name");
+        assert_eq!(p["sha256"], sha256.as_str(), "{p}");
+        let file = p["file"].as_str().expect("file");
+        assert!(file.ends_with(&format!("{name}.wasm")), "{p}");
+        let hooks = p["hooks"].as_array().expect("hooks");
+        assert!(hooks.iter().any(|h| h == "auth-on-register"), "{p}");
+        assert_eq!(p["last_reload"]["result"], "loaded", "{p}");
+        assert!(p["instances"].as_u64().expect("instances") >= 1, "{p}");
+        for counter in ["errors", "failures", "traps"] {
+            assert_eq!(p[counter], 0, "{counter}: {p}");
+        }
+    }
+    assert_eq!(before["rejected"], serde_json::json!([]));
+
+    let _client = Raw::handshake(broker.addr, &connect_v4("counted", true, 60)).await;
+    let after = plugins(admin).await;
+    let expected: Vec<u64> = calls(&before).iter().map(|c| c + 1).collect();
+    assert_eq!(calls(&after), expected, "one auth-on-register call each");
+    for p in after["plugins"].as_array().expect("plugins") {
+        assert!(p["fuel_used"].as_u64().expect("fuel") > 0, "{p}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_expose_broker_and_plugin_counters() {
+    let dir = PluginDir::new();
+    let (broker, admin) = two_plugins(&dir);
+    let _client = Raw::handshake(broker.addr, &connect_v4("metered", true, 60)).await;
+    let status = plugins(admin).await;
+    let m = get(admin, "/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(
+        m.head
+            .contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+        "{}",
+        m.head
+    );
+    let lines: Vec<&str> = m.body.lines().collect();
+    let has = |line: &str| lines.contains(&line);
+    for (family, kind) in [
+        ("sluice_plugin_calls_total", "counter"),
+        ("sluice_plugin_errors_total", "counter"),
+        ("sluice_plugin_failures_total", "counter"),
+        ("sluice_plugin_traps_total", "counter"),
+        ("sluice_plugin_fuel_used_total", "counter"),
+        ("sluice_plugin_instances", "gauge"),
+        ("sluice_plugin_reloads_total", "counter"),
+        ("sluice_plugin_compiles_total", "counter"),
+        ("sluice_plugins_rejected", "gauge"),
+        ("sluice_messages_received_total", "counter"),
+        ("sluice_clients_connected", "gauge"),
+    ] {
+        assert!(
+            has(&format!("# TYPE {family} {kind}")),
+            "{family}:\n{}",
+            m.body
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("# HELP {family} "))),
+            "{family}:\n{}",
+            m.body
+        );
+    }
+    for p in status["plugins"].as_array().expect("plugins") {
+        let name = p["name"].as_str().expect("name");
+        for (metric, field) in [
+            ("sluice_plugin_calls_total", "calls"),
+            ("sluice_plugin_errors_total", "errors"),
+            ("sluice_plugin_failures_total", "failures"),
+            ("sluice_plugin_traps_total", "traps"),
+            ("sluice_plugin_fuel_used_total", "fuel_used"),
+            ("sluice_plugin_instances", "instances"),
+        ] {
+            let line = format!("{metric}{{plugin=\"{name}\"}} {}", p[field]);
+            assert!(has(&line), "{line} missing:\n{}", m.body);
+        }
+        assert!(p["calls"].as_u64().expect("calls") >= 1, "{p}");
+    }
+    for line in [
+        "sluice_clients_connected 1",
+        "sluice_plugins_loaded 2",
+        "sluice_plugins_rejected 0",
+        "sluice_plugin_reloads_total 0",
+    ] {
+        assert!(has(line), "{line} missing:\n{}", m.body);
+    }
+}
+
+#[tokio::test]
+async fn other_paths_methods_and_garbage_are_refused_and_serving_goes_on() {
+    let (mut broker, admin) = admin_broker(|_| {});
+    assert_eq!(get(admin, "/nope").await.status, 404);
+    assert_eq!(get(admin, "/plugins/extra").await.status, 404);
+    let post = request(
+        admin,
+        b"POST /plugins HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(post.status, 405);
+    assert!(post.head.contains("\r\nAllow: GET"), "{}", post.head);
+    assert_eq!(
+        request(admin, b"HEAD /metrics HTTP/1.0\r\n\r\n")
+            .await
+            .status,
+        405
+    );
+    for garbage in [
+        &b"hello\r\n\r\n"[..],
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+        b"GET /plugins HTTP/9.9\r\n\r\n",
+        b"GET /plugins HTTP/1.1\r\nno header here\r\n\r\n",
+        b"\r\n\r\n",
+    ] {
+        let a = request(admin, garbage).await;
+        assert_eq!(a.status, 400, "{:?}", String::from_utf8_lossy(garbage));
+    }
+    // A head over 8 KiB.
+    let mut big = b"GET /plugins HTTP/1.1\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 9000));
+    big.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(request(admin, &big).await.status, 431);
+    // Half a request, then the client stops sending.
+    let half = within("an answer to half a request", async {
+        let mut stream = TcpStream::connect(admin).await.expect("connect");
+        stream.write_all(b"GET /plu").await.expect("send");
+        stream.shutdown().await.expect("shutdown");
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).await.expect("read");
+        answer(&bytes)
+    })
+    .await;
+    assert_eq!(half.status, 400);
+    // A connection that closes at once gets nothing, and harms nothing.
+    drop(TcpStream::connect(admin).await.expect("connect"));
+
+    let status = plugins(admin).await;
+    assert_eq!(status["plugins"], serde_json::json!([]));
+    assert_eq!(get(admin, "/metrics?x=1").await.status, 200);
+
+    broker.shutdown();
+    assert!(
+        TcpStream::connect(admin).await.is_err(),
+        "admin endpoint still open after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_time_out_and_do_not_lock_the_endpoint() {
+    let (_broker, admin) = admin_broker(|_| {});
+    // As many idle connections as are served at once.
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(TcpStream::connect(admin).await.expect("connect"));
+    }
+    // Answered once the idle ones time out (5 s).
+    assert_eq!(get(admin, "/plugins").await.status, 200);
+    let mut bytes = Vec::new();
+    within("idle connection closed", idle[0].read_to_end(&mut bytes))
+        .await
+        .expect("read");
+    assert_eq!(answer(&bytes).status, 408);
+}
+
+#[test]
+fn an_admin_address_in_use_refuses_to_start_and_names_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let e = TestBroker::try_with(|c| c.admin.bind = Some(addr))
+        .err()
+        .expect("the broker must not start");
+    assert!(e.contains("admin endpoint"), "{e}");
+    assert!(e.contains(&addr.to_string()), "{e}");
+}
