@@ -565,3 +565,58 @@ async fn replacements_under_continuous_load() {
         "sluice grew by {growth} KiB over 18 reloads (tolerance {RSS_TOLERANCE_KIB} KiB): {rss:?}"
     );
 }
+
+impl Sluice {
+    /// Waits (bounded) for a log line containing every one of `needles`.
+    fn wait_for_line(&mut self, needles: &[&str]) -> String {
+        let matches = |l: &String| needles.iter().all(|n| l.contains(n));
+        if let Some(line) = self.lines.iter().find(|l| matches(l)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {needles:?} in: {:#?}", self.lines));
+            self.lines.push(line.clone());
+            if matches(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+/// The real broker's log says which file was rejected and why, and the
+/// plugin that was serving keeps serving.
+#[tokio::test]
+async fn the_log_names_a_rejected_file_and_the_reason() {
+    let dir = PluginDir::new();
+    dir.add("auth", ALLOW);
+    let cache = crate::support::PluginDir::new();
+    let config_file = dir.path.join(".sluice.toml");
+    let toml = format!(
+        "[server]\nbind = [\"127.0.0.1:0\"]\nsys_interval_secs = 0\n\
+         [plugins]\ndir = {:?}\ncache_dir = {:?}\n",
+        dir.path.to_str().expect("utf-8 path"),
+        cache.path.to_str().expect("utf-8 path"),
+    );
+    std::fs::write(&config_file, toml).expect("write config");
+    let mut sluice = Sluice::start(&config_file);
+
+    install_bytes(&dir.path, "broken", b"definitely not wasm");
+    let line = sluice.wait_for_line(&["plugin not loaded", "broken.wasm"]);
+    assert!(line.contains("not a valid WebAssembly component"), "{line}");
+    assert!(line.contains("ERROR"), "logged as an error: {line}");
+
+    let junk = b"also not wasm";
+    install_bytes(&dir.path, "auth", junk);
+    let line = sluice.wait_for_line(&["new version rejected", "auth.wasm"]);
+    assert!(line.contains("keeps running"), "{line}");
+    assert!(line.contains("not a valid WebAssembly component"), "{line}");
+
+    // Still served by the loaded allow-all version.
+    let verdict = within("connect", attempt(sluice.addr, "after", false, 1)).await;
+    assert_eq!(verdict, Ok(Verdict::Accepted));
+}

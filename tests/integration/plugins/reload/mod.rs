@@ -276,6 +276,49 @@ async fn broken_files_are_rejected_and_the_chain_keeps_serving() {
     }
 }
 
+/// A component built against another version of the plugin interface,
+/// and a version whose `init` fails, are refused on reload with the reason;
+/// the loaded version keeps serving.
+#[tokio::test]
+async fn other_wit_versions_and_failing_init_are_refused_on_reload() {
+    let dir = PluginDir::new();
+    dir.add("auth", "trivial");
+    let mut config = crate::support::test_config();
+    let broker = broker_with(&dir, |c| {
+        plugin_config(c, "auth", &[("verdict", "deny")]);
+        config = c.clone();
+    });
+    let good = current(&broker, "auth");
+
+    install(&dir, "future", "other-version");
+    eventually("future rejected", || rejection(&broker, "future").is_some()).await;
+    match rejection(&broker, "future").expect("rejected").1 {
+        ReloadOutcome::Failed(e) => assert!(
+            e.contains("future.wasm")
+                && e.contains("exports no hook of sluice:plugin@0.1.0")
+                && e.contains("sluice:plugin/auth-on-register@0.9.0"),
+            "{e}"
+        ),
+        other => panic!("future: {other:?}"),
+    }
+
+    // New settings that make `init` fail: the loaded version stays.
+    plugin_config(&mut config, "auth", &[("verdict", "maybe")]);
+    assert!(!broker.ctx.reload(&config).await, "the chain is unchanged");
+    assert!(Arc::ptr_eq(&current(&broker, "auth"), &good));
+    match last_outcome(&broker, "auth") {
+        Some(ReloadOutcome::Failed(e)) => assert!(
+            e.contains("auth.wasm")
+                && e.contains("init failed")
+                && e.contains("unknown verdict \"maybe\""),
+            "{e}"
+        ),
+        other => panic!("auth: {other:?}"),
+    }
+    assert_eq!(names(&broker), ["auth"]);
+    assert_eq!(code(&broker, "still-denied").await, V4_NOT_AUTHORIZED);
+}
+
 /// Putting back the loaded version after a broken one was rejected clears
 /// the failure: the file on disk is the one running again.
 #[tokio::test]
