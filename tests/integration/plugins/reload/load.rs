@@ -594,7 +594,7 @@ impl Sluice {
 async fn the_log_names_a_rejected_file_and_the_reason() {
     let dir = PluginDir::new();
     dir.add("auth", ALLOW);
-    let cache = crate::support::PluginDir::new();
+    let cache = PluginDir::new();
     let config_file = dir.path.join(".sluice.toml");
     let toml = format!(
         "[server]\nbind = [\"127.0.0.1:0\"]\nsys_interval_secs = 0\n\
