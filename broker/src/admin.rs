@@ -402,6 +402,18 @@ fn broker_metrics(out: &mut Exposition, ctx: &Context) {
             get(&m.connections_total),
         ),
         (
+            "sluice_connections_refused_limit_total",
+            Counter,
+            "Connections closed at accept because their listener's max_connections was reached.",
+            get(&m.connections_refused_limit),
+        ),
+        (
+            "sluice_connections_refused_rate_total",
+            Counter,
+            "Connections closed at accept because their listener's max_connection_rate was exceeded.",
+            get(&m.connections_refused_rate),
+        ),
+        (
             "sluice_messages_received_total",
             Counter,
             "PUBLISH packets received from clients.",

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::keepalive::Sweeper;
+use crate::listener::TlsListeners;
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::registry::Registry;
@@ -29,6 +30,9 @@ pub struct Context {
     /// Queue limits of sessions no plugin changed (shared by them).
     pub default_limits: Arc<QueueLimits>,
     pub started: Instant,
+    /// The TLS listeners' certificates, reloaded by [`Context::reload`]
+    /// (set by the server once its listeners are bound).
+    pub(crate) tls: TlsListeners,
     id_seed: u64,
     id_counter: AtomicU64,
 }
@@ -52,6 +56,7 @@ impl Context {
             plugins,
             sweeper: Arc::new(Sweeper::default()),
             started: Instant::now(),
+            tls: TlsListeners::default(),
             // Random per process, so assigned ids differ between runs.
             id_seed: RandomState::new().hash_one(std::process::id()),
             id_counter: AtomicU64::new(0),
@@ -60,11 +65,26 @@ impl Context {
 
     /// Applies a configuration file read again (SIGHUP): the plugin
     /// limits and `[plugin.NAME]` sections take effect now (see
-    /// [`Plugins::reconfigure`]); changes anywhere else are logged as
-    /// needing a restart. Returns whether the plugin chain changed.
+    /// [`Plugins::reconfigure`]), and each TLS listener reloads its
+    /// certificates from its `[listener.tls]` (keeping the old ones if the
+    /// new ones fail to load; open connections are untouched); changes
+    /// anywhere else are logged as needing a restart. Returns whether the
+    /// plugin chain changed.
     pub async fn reload(&self, config: &Config) -> bool {
         let old = &self.config;
+        // Listener settings other than the TLS files need a restart.
+        let listener_settings = |c: &Config| {
+            let mut listeners = c.listener.clone();
+            for l in &mut listeners {
+                l.tls = None;
+            }
+            listeners
+        };
         let restart_only = [
+            (
+                "[[listener]] (other than [listener.tls])",
+                listener_settings(old) != listener_settings(config),
+            ),
             ("[server]", old.server != config.server),
             ("[mqtt]", old.mqtt != config.mqtt),
             ("[session]", old.session != config.session),
@@ -98,6 +118,7 @@ impl Context {
                 );
             }
         }
+        self.tls.reload(config);
         let changed = self.plugins.reconfigure(config).await;
         tracing::info!(
             "configuration reloaded; plugin chain {}",

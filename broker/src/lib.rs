@@ -12,7 +12,9 @@
 //! - `connection`: the task that owns one socket.
 //! - [`plugins`]: the wasm plugin host (the only module that touches
 //!   wasmtime).
-//! - [`server`]: listeners, accept loops, shutdown.
+//! - [`listener`]: the MQTT listeners (tcp, tls, ws, wss), their accept
+//!   loops and per-listener limits; [`server`]: start-up and graceful
+//!   shutdown.
 //! - [`config`], [`metrics`], `sys` (`$SYS` topics).
 //! - [`admin`]: the read-only HTTP admin endpoint (`/plugins`, `/metrics`).
 
@@ -22,6 +24,7 @@ pub mod config;
 mod connection;
 pub mod context;
 pub mod keepalive;
+pub mod listener;
 pub mod message;
 pub mod metrics;
 pub mod plugins;

@@ -1,6 +1,6 @@
 //! The `sluice` executable: command line, logging, signals (SIGTERM and
-//! SIGINT shut down, SIGHUP reloads), and `sluice plugins`, a client of a
-//! running broker's admin endpoint.
+//! SIGINT shut down, SIGHUP reloads), `sluice plugins`, a client of a
+//! running broker's admin endpoint, and `sluice check-config`.
 
 use std::io::{IsTerminal, Read as _, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
@@ -28,8 +28,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// TOML configuration file (see README.md for every key). Flags below
-    /// override it.
+    /// TOML configuration file (see docs/config.md for every key). Flags
+    /// below override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on; repeat for several. Default 127.0.0.1:1883.
@@ -52,6 +52,18 @@ enum Command {
     /// Show a running broker's plugins: chain order, counters, last reload
     /// result, and rejected files (read from its admin endpoint).
     Plugins(PluginsArgs),
+    /// Validate a configuration file and print the effective configuration
+    /// (every key, defaults filled in) as TOML; on an invalid file, print
+    /// the error (naming the key and the line) and exit non-zero.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// `sluice check-config`.
+#[derive(Debug, clap::Args)]
+struct CheckConfigArgs {
+    /// The TOML configuration file to check.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
 }
 
 /// `sluice plugins`.
@@ -175,10 +187,26 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs [`run`]; an error is printed as its message (with its causes, on
+/// one line: no backtrace, whatever `RUST_BACKTRACE` says) and the exit
+/// code is 1.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The subcommand, or the broker.
+fn run() -> anyhow::Result<()> {
     let mut args = Args::parse();
-    if let Some(Command::Plugins(plugins)) = args.command.take() {
-        return plugins_command(&plugins);
+    match args.command.take() {
+        Some(Command::Plugins(plugins)) => return plugins_command(&plugins),
+        Some(Command::CheckConfig(check)) => return check_config_command(&check),
+        None => {}
     }
     let config = load_config(&args)?;
     init_logging(&config.log.level)?;
@@ -187,6 +215,37 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args, config))
+}
+
+/// `sluice check-config FILE`: loads and validates the file as the broker
+/// does, then prints the effective configuration as TOML on stdout.
+fn check_config_command(args: &CheckConfigArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.file)?;
+    let text = config
+        .to_toml()
+        .context("cannot print the configuration as TOML")?;
+    // The name goes into a TOML comment, where control characters (line
+    // breaks among them) are not allowed.
+    let file: String = args
+        .file
+        .display()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "# Effective configuration of {file}: every key, defaults filled in.\n\
+         # Optional keys that are unset (e.g. plugins.dir, admin.bind) are left out.\n"
+    )?;
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        writeln!(out)?;
+    }
+    out.flush()?;
+    eprintln!("{file}: valid");
+    Ok(())
 }
 
 /// Where `sluice plugins` looks when neither --admin nor the config says.
@@ -479,6 +538,12 @@ mod tests {
         };
         assert_eq!(p.admin.as_deref(), Some("127.0.0.1:9"));
         assert!(p.json);
+        let args = Args::try_parse_from(["sluice", "check-config", "sluice.toml"]).unwrap();
+        let Some(Command::CheckConfig(c)) = args.command else {
+            panic!("not the check-config subcommand");
+        };
+        assert_eq!(c.file, PathBuf::from("sluice.toml"));
+        assert!(Args::try_parse_from(["sluice", "check-config"]).is_err());
     }
 
     #[test]

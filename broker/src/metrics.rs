@@ -9,6 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     pub clients_connected: AtomicU64,
     pub connections_total: AtomicU64,
+    /// Connections closed on accept because their listener had
+    /// `max_connections` open.
+    pub connections_refused_limit: AtomicU64,
+    /// Connections closed on accept because they came faster than their
+    /// listener's `max_connection_rate`.
+    pub connections_refused_rate: AtomicU64,
     pub messages_received: AtomicU64,
     pub messages_sent: AtomicU64,
     pub messages_dropped: AtomicU64,

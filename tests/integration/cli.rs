@@ -457,3 +457,144 @@ async fn sighup_without_a_config_file_reloads_the_plugin_directory() {
     sluice.wait_for("plugin directory reloaded");
     assert_eq!(connack_code(sluice.addr, "after").await, 0);
 }
+
+/// The repository's example configuration, what `cargo xtask run` uses.
+const SHIPPED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/sluice.toml");
+
+fn check_config(file: &std::path::Path) -> std::process::Output {
+    Command::new(SLUICE)
+        .arg("check-config")
+        .arg(file)
+        // Errors are printed as their message even so.
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run sluice check-config")
+}
+
+#[test]
+fn check_config_prints_the_shipped_config_as_toml_that_reads_back_the_same() {
+    let path = std::path::Path::new(SHIPPED_CONFIG);
+    let out = check_config(path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed = sluice_broker::Config::parse(&stdout).expect("the output is a valid config");
+    let loaded = sluice_broker::Config::load(path).expect("the shipped config is valid");
+    assert_eq!(printed, loaded, "{stdout}");
+    assert!(
+        stdout.contains("[plugin.acl.config]") && stdout.contains("bind = \"127.0.0.1:8888\""),
+        "{stdout}"
+    );
+    assert!(stderr.contains("valid"), "{stderr}");
+}
+
+#[test]
+fn check_config_fills_in_the_defaults() {
+    let scratch = Scratch::new("check-config");
+    let path = scratch.file("small.toml");
+    std::fs::write(
+        &path,
+        "[mqtt]\nmax_inflight = 7\n[[listener]]\nkind = \"ws\"\nbind = \"127.0.0.1:8080\"\n",
+    )
+    .expect("write config");
+    let out = check_config(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "[server]",
+        "bind = [\"127.0.0.1:1883\"]",
+        "allow_anonymous = false",
+        "connect_timeout_secs = 10",
+        "max_inflight = 7",
+        "receive_maximum = 32",
+        "max_session_expiry_secs = 4294967295",
+        "overflow = \"drop_newest\"",
+        "level = \"info\"",
+        "fuel = 50000000",
+        "on_failure = \"deny\"",
+        "watch = \"auto\"",
+        "[[listener]]",
+        "kind = \"ws\"",
+        "bind = \"127.0.0.1:8080\"",
+        "path = \"/mqtt\"",
+        "protocol_versions = [3, 4, 5]",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} not printed:\n{stdout}"
+        );
+    }
+    let printed = sluice_broker::Config::parse(&stdout).expect("valid output");
+    assert_eq!(
+        printed,
+        sluice_broker::Config::load(&path).expect("valid config")
+    );
+}
+
+#[test]
+fn check_config_and_the_broker_refuse_a_bad_file_with_the_same_message() {
+    let scratch = Scratch::new("check-config-bad");
+    let path = scratch.file("bad.toml");
+    for (text, expected) in [
+        (
+            "[server]\nbind = [\"127.0.0.1:0\"]\n\n[mqtt]\nreceive_maximum = 0\n",
+            format!(
+                "invalid config file {}, line 5: `mqtt.receive_maximum` must be between 1 and 65535",
+                path.display()
+            ),
+        ),
+        (
+            "[server]\nbind = []\n[[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:0\"\n",
+            format!(
+                "invalid config file {}, line 3: `listener[0].tls` a tls listener needs a \
+                 [listener.tls] section with cert and key",
+                path.display()
+            ),
+        ),
+        (
+            "[mqtt]\nmax_packet_sise = 100\n",
+            format!(
+                "invalid config file {}, line 2, column 1: `mqtt.max_packet_sise`: unknown field",
+                path.display()
+            ),
+        ),
+    ] {
+        std::fs::write(&path, text).expect("write config");
+        let check = check_config(&path);
+        let broker = Command::new(SLUICE)
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("run sluice");
+        for (what, out) in [("check-config", &check), ("the broker", &broker)] {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{what} accepted:\n{text}");
+            assert_ne!(out.status.code(), Some(0), "{what}");
+            assert!(
+                stderr.contains(&expected),
+                "{what}: {expected:?} not in {stderr:?}"
+            );
+            // The message on one line, not a Debug dump or a backtrace.
+            assert!(
+                stderr.starts_with("error: invalid config file"),
+                "{what}: {stderr}"
+            );
+            assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+            assert!(out.stdout.is_empty(), "{what} printed on stdout");
+        }
+    }
+    let missing = scratch.file("missing.toml");
+    let out = check_config(&missing);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("cannot read config file {}", missing.display())),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -8,8 +8,12 @@ mod support;
 mod admin;
 /// The `sluice` executable: flags, config errors, signals.
 mod cli;
+/// The configuration file: errors naming the key and the line.
+mod config;
 /// CONNECT rules.
 mod connect;
+/// Several listeners with their own settings and limits.
+mod listeners;
 /// MQTT 5 features.
 mod mqtt5;
 /// The wasm plugin host.
@@ -24,3 +28,7 @@ mod robustness;
 mod sessions;
 /// Wildcards, retained messages, unsubscribe.
 mod subscribe;
+/// TLS listeners: certificates, client certificates, reload.
+mod tls;
+/// WebSocket listeners (`ws`, `wss`).
+mod websocket;

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use super::throttle::RateLimit;
-use super::{Connection, Listener, Negotiated, Stats, Transport};
+use super::{ClientCertificate, Connection, Listener, Negotiated, Reauth, Stats, Transport};
 use crate::codec::{
     self, AckKind, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder,
     OutgoingPublish, Packet, ProtocolVersion,
@@ -149,9 +149,10 @@ pub(super) async fn accept<T: Transport>(
     stream: &mut T,
     peer: SocketAddr,
     listener: Arc<Listener>,
+    certificate: Option<Box<ClientCertificate>>,
 ) -> Option<Box<Connection>> {
     let config = &ctx.config;
-    let mut decoder = Decoder::new(config.mqtt.max_packet_size);
+    let mut decoder = Decoder::new(listener.max_packet_size);
     let mut rbuf = BytesMut::with_capacity(512);
     let connect_timeout = Duration::from_secs(u64::from(config.server.connect_timeout_secs));
     let first = tokio::time::timeout(
@@ -199,9 +200,24 @@ pub(super) async fn accept<T: Transport>(
         }
     };
     let version = connect.version;
-    let conn_info = ConnectionInfo::new(peer, listener.addr, listener.kind);
+    if !listener.accepts(version.level()) {
+        let why = format!(
+            "protocol level {} is not accepted on {} ({})",
+            version.level(),
+            listener.name,
+            listener.addr
+        );
+        let refusal = Refusal::new(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, why);
+        refuse(stream, Some(version), refusal, peer).await;
+        return None;
+    }
+    // The TLS client certificate, if any, goes to the plugins with the
+    // connection's facts.
+    let conn_info = ConnectionInfo::new(peer, listener.addr, listener.plugin_kind())
+        .with_certificate(certificate.map(|c| *c));
     let mut handshake = Handshake {
         ctx,
+        listener: &listener,
         connect: &connect,
         conn_info: &conn_info,
         decoder: &mut decoder,
@@ -215,7 +231,7 @@ pub(super) async fn accept<T: Transport>(
         }
     };
     establish(
-        ctx, stream, connect, conn_info, listener, admitted, decoder, rbuf,
+        ctx, stream, connect, conn_info, &listener, admitted, decoder, rbuf,
     )
     .await
 }
@@ -223,6 +239,7 @@ pub(super) async fn accept<T: Transport>(
 /// The state of the CONNECT exchange before the session is attached.
 struct Handshake<'a> {
     ctx: &'a Arc<Context>,
+    listener: &'a Listener,
     connect: &'a Connect,
     conn_info: &'a ConnectionInfo,
     decoder: &'a mut Decoder,
@@ -259,8 +276,10 @@ impl Handshake<'_> {
         if assigned && v5 {
             props.assigned_client_identifier = Some(client_id.as_str().to_owned());
         }
+        // The listener's mountpoint; an authentication plugin may still
+        // move the client elsewhere.
         let id = SubscriberId {
-            mountpoint: crate::session::default_mountpoint(),
+            mountpoint: self.listener.mountpoint.clone(),
             client_id,
         };
 
@@ -542,7 +561,7 @@ async fn establish<T: Transport>(
     stream: &mut T,
     connect: Box<Connect>,
     conn_info: ConnectionInfo,
-    listener: Arc<Listener>,
+    listener: &Listener,
     admitted: Admitted,
     mut decoder: Decoder,
     rbuf: BytesMut,
@@ -592,7 +611,7 @@ async fn establish<T: Transport>(
         }
     };
 
-    let max_packet_size = m.max_packet_size.unwrap_or(config.mqtt.max_packet_size);
+    let max_packet_size = m.max_packet_size.unwrap_or(listener.max_packet_size);
     decoder.set_max_packet_size(max_packet_size);
     let receive_maximum = m
         .receive_maximum
@@ -626,13 +645,17 @@ async fn establish<T: Transport>(
         allow_subscribe: m.allow_subscribe.unwrap_or(true),
         allow_unsubscribe: m.allow_unsubscribe.unwrap_or(true),
         username: m.username.clone().or_else(|| connect.username.clone()),
-        auth_method: cp.authentication_method.clone(),
+        reauth: cp.authentication_method.clone().map(|method| {
+            Arc::new(Reauth {
+                method,
+                conn: conn_info,
+            })
+        }),
         problem_info: cp.request_problem_information.unwrap_or(true),
     };
     let mut conn = Box::new(Connection {
         ctx: ctx.clone(),
         peer,
-        listener,
         session: attached.session,
         decoder,
         neg,

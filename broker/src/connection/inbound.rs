@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{Close, Connection};
 use crate::codec::{self, Ack, AckKind, Auth, Packet};
-use crate::plugins::{AuthOutcome, AuthRequest, AuthStep, ConnectionInfo};
+use crate::plugins::{AuthOutcome, AuthRequest, AuthStep};
 use crate::reason::ReasonCode;
 use crate::session::OutState;
 
@@ -87,13 +87,14 @@ impl Connection {
 
     /// Re-authentication (MQTT 5 AUTH 0x19, then 0x18 exchanges).
     async fn on_auth(&mut self, auth: Auth) -> Result<(), Close> {
-        let Some(method) = self.neg.auth_method.clone() else {
+        let Some(reauth) = self.neg.reauth.clone() else {
             return Err(Close::server(
                 ReasonCode::PROTOCOL_ERROR,
                 "AUTH on a connection that did not use enhanced authentication",
             ));
         };
-        if auth.method.as_deref() != Some(method.as_str()) {
+        let method = reauth.method.as_str();
+        if auth.method.as_deref() != Some(method) {
             return Err(Close::server(
                 ReasonCode::PROTOCOL_ERROR,
                 "the authentication method cannot change",
@@ -109,13 +110,14 @@ impl Connection {
                 ));
             }
         };
-        let conn_info = ConnectionInfo::new(self.peer, self.listener.addr, self.listener.kind);
+        // The connection facts of CONNECT (the client certificate of a TLS
+        // connection included).
         let request = AuthRequest {
-            conn: &conn_info,
+            conn: &reauth.conn,
             id: self.session.id(),
             username: self.neg.username.as_deref(),
             step,
-            method: &method,
+            method,
             data: auth.data.as_deref(),
         };
         let (reason, data) = match self.ctx.plugins.enhanced_auth(&request, true).await {
@@ -147,7 +149,7 @@ impl Connection {
             &mut self.out,
             &Auth {
                 reason,
-                method: Some(method),
+                method: Some(method.to_owned()),
                 data: data.map(Bytes::from),
                 ..Auth::default()
             },

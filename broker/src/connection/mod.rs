@@ -27,20 +27,20 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
 use crate::context::Context;
+use crate::listener::{ClientCertificate, Listener, Slot};
 use crate::message::{Delivery, Will};
 use crate::metrics::Metrics;
-use crate::plugins::ListenerKind;
+use crate::plugins::ConnectionInfo;
 use crate::reason::ReasonCode;
 use crate::registry::Departure;
 use crate::session::{Inflight, Kick, Session};
 use crate::topic::TopicName;
-pub(crate) use transport::Transport;
+pub(crate) use transport::{Stream, Transport};
 
 /// Stop moving queued deliveries into the output buffer above this size;
 /// also stop reading from the client, so a client that does not read
@@ -129,19 +129,28 @@ pub(crate) struct Negotiated {
     pub allow_unsubscribe: bool,
     /// The username later hooks see (a plugin may have replaced it).
     pub username: Option<String>,
-    /// The MQTT 5 Authentication Method of CONNECT, for re-authentication.
-    pub auth_method: Option<String>,
+    /// What re-authentication needs, if CONNECT used enhanced
+    /// authentication (MQTT 5).
+    pub reauth: Option<Arc<Reauth>>,
     /// Whether reason strings and user properties may go on
     /// acknowledgements (MQTT 5 Request Problem Information).
     pub problem_info: bool,
+}
+
+/// What an MQTT 5 re-authentication needs from the CONNECT exchange.
+#[derive(Debug)]
+pub(crate) struct Reauth {
+    /// The Authentication Method of CONNECT.
+    pub method: String,
+    /// The connection facts the hooks saw at CONNECT (client certificate
+    /// included).
+    pub conn: ConnectionInfo,
 }
 
 /// The running state of an established connection.
 pub(crate) struct Connection {
     ctx: Arc<Context>,
     peer: SocketAddr,
-    /// The listener the client came through.
-    listener: Arc<Listener>,
     session: Arc<Session>,
     decoder: Decoder,
     neg: Negotiated,
@@ -162,13 +171,6 @@ pub(crate) struct Connection {
     /// A re-authentication is in progress: the client owes an AUTH 0x18.
     reauthenticating: bool,
     stats: Stats,
-}
-
-/// A listener's facts, shared by its connections.
-#[derive(Debug)]
-pub(crate) struct Listener {
-    pub addr: SocketAddr,
-    pub kind: ListenerKind,
 }
 
 /// What woke the connection.
@@ -205,21 +207,25 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-/// Serves one client connection until it closes.
-pub(crate) async fn run(
+/// Serves one client connection until it closes, on any transport (TLS
+/// and WebSocket handshakes already done); `certificate` is a TLS client's
+/// verified certificate.
+pub(crate) async fn run<T: Transport>(
     ctx: Arc<Context>,
-    mut stream: TcpStream,
+    mut stream: T,
     peer: SocketAddr,
-    listener: Arc<Listener>,
+    // Held until the task ends: the listener's count of open connections
+    // and the server's wait for every connection both go by it.
+    slot: Slot,
+    certificate: Option<Box<ClientCertificate>>,
     mut shutdown: watch::Receiver<bool>,
-    // Held until the task ends: the server waits for every clone to drop.
-    _alive: mpsc::Sender<()>,
 ) {
     // The handshake's state is large and short-lived: on the heap, so that
     // the task of an established connection stays small.
+    let listener = slot.listener().clone();
     let accepted = Box::pin(async {
         tokio::select! {
-            r = handshake::accept(&ctx, &mut stream, peer, listener) => r,
+            r = handshake::accept(&ctx, &mut stream, peer, listener, certificate) => r,
             () = stopping(&mut shutdown) => None,
         }
     })
@@ -248,6 +254,7 @@ pub(crate) async fn run(
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     // Only now may a connection waiting to take the session over have it.
     ctx.registry.release(&session);
+    drop(slot);
 }
 
 impl Connection {
@@ -278,7 +285,7 @@ impl Connection {
                 // Idle buffers go back to the allocator.
                 self.out = BytesMut::new();
             }
-            let has_output = !self.out.is_empty();
+            let has_output = !self.out.is_empty() || stream.has_pending_output();
             let can_read = self.out.len() < OUT_HIGH_WATER && self.pause.is_none();
             let can_take = self.out.len() < OUT_HIGH_WATER;
             // One hand-written poll over every source, in priority order:
@@ -518,15 +525,20 @@ mod tests {
         rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let _client = TcpStream::connect(addr).await.unwrap();
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
             let (stream, peer) = listener.accept().await.unwrap();
             let (_tx, rx) = watch::channel(false);
-            let (alive, _all_done) = mpsc::channel(1);
-            let listener = Arc::new(Listener {
+            let (alive, _all_done) = tokio::sync::mpsc::channel(1);
+            let listener = Arc::new(Listener::new(
+                0,
+                "server.bind[0]".into(),
+                &crate::config::ListenerConfig::tcp(addr),
                 addr,
-                kind: ListenerKind::Tcp,
-            });
-            let task = run(ctx, stream, peer, listener, rx, alive);
+                1024,
+                None,
+            ));
+            let slot = Slot::take(&listener, &alive).unwrap();
+            let task = run(ctx, stream, peer, slot, None, rx);
             let size = size_of_val(&task);
             let conn = size_of::<Connection>();
             eprintln!("connection task future: {size} bytes; Connection: {conn} bytes");

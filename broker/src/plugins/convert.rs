@@ -9,6 +9,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use super::bindings::sluice::plugin::types as wit;
 use crate::codec::{self, ProtocolVersion};
 use crate::config::Config;
+use crate::listener::ClientCertificate;
 use crate::reason::ReasonCode;
 use crate::session::SubscriberId;
 use crate::topic::ClientId;
@@ -33,6 +34,9 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub listener: SocketAddr,
     pub kind: ListenerKind,
+    /// The client's verified TLS certificate, on listeners that ask for
+    /// one.
+    pub certificate: Option<ClientCertificate>,
     wit: std::sync::OnceLock<wit::Connection>,
 }
 
@@ -44,13 +48,34 @@ impl ConnectionInfo {
             peer,
             listener,
             kind,
+            certificate: None,
         }
+    }
+
+    /// These facts with the client's TLS certificate (`None`: it sent none,
+    /// or the listener does not use TLS).
+    pub fn with_certificate(mut self, certificate: Option<ClientCertificate>) -> Self {
+        self.certificate = certificate;
+        self.wit = std::sync::OnceLock::new();
+        self
     }
 
     /// As the hooks see it.
     pub(super) fn wit(&self) -> &wit::Connection {
-        self.wit
-            .get_or_init(|| connection(self.peer, self.listener, self.kind))
+        self.wit.get_or_init(|| {
+            let mut conn = connection(self.peer, self.listener, self.kind);
+            conn.client_certificate = self.certificate.as_ref().map(client_certificate);
+            conn
+        })
+    }
+}
+
+fn client_certificate(c: &ClientCertificate) -> wit::ClientCertificate {
+    wit::ClientCertificate {
+        subject: c.subject.clone(),
+        subject_alt_names: c.subject_alt_names.clone(),
+        sha256_fingerprint: c.sha256_fingerprint.clone(),
+        der: c.der.clone(),
     }
 }
 
@@ -284,6 +309,28 @@ mod tests {
 
     fn check(m: wit::RegisterModifiers, v: ProtocolVersion) -> Result<Modifiers, ModifierError> {
         modifiers(m, v, &Config::default())
+    }
+
+    #[test]
+    fn hooks_see_the_client_certificate() {
+        let peer = "127.0.0.1:50000".parse().unwrap();
+        let listener = "127.0.0.1:8883".parse().unwrap();
+        let plain = ConnectionInfo::new(peer, listener, ListenerKind::Tls);
+        assert!(plain.wit().client_certificate.is_none());
+        assert!(matches!(plain.wit().listener.kind, wit::ListenerKind::Tls));
+        assert_eq!(plain.wit().listener.port, 8883);
+        let cert = ClientCertificate {
+            subject: "CN=device-17,O=Acme".into(),
+            subject_alt_names: vec!["device-17.example".into()],
+            sha256_fingerprint: "ab".repeat(32),
+            der: vec![1, 2, 3],
+        };
+        let info = plain.with_certificate(Some(cert));
+        let seen = info.wit().client_certificate.as_ref().expect("certificate");
+        assert_eq!(seen.subject, "CN=device-17,O=Acme");
+        assert_eq!(seen.subject_alt_names, ["device-17.example"]);
+        assert_eq!(seen.sha256_fingerprint, "ab".repeat(32));
+        assert_eq!(seen.der, [1, 2, 3]);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// dropped.
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// Every listener's address, in `Config::listeners` order (`addr` is
+    /// the first).
+    pub addrs: Vec<SocketAddr>,
     /// The admin endpoint's address, when `admin.bind` is set.
     pub admin: Option<SocketAddr>,
     pub ctx: Arc<Context>,
@@ -81,10 +84,10 @@ impl TestBroker {
                             return;
                         }
                     };
-                    let addr = server.local_addrs()[0];
+                    let addrs = server.local_addrs();
                     let admin = server.admin_addr();
                     ready_tx
-                        .send(Ok((addr, admin, server.context().clone())))
+                        .send(Ok((addrs, admin, server.context().clone())))
                         .expect("test alive");
                     server
                         .run(async {
@@ -94,7 +97,7 @@ impl TestBroker {
                 });
             })
             .expect("spawn broker thread");
-        let (addr, admin, ctx) = match ready_rx.recv().expect("broker thread answered") {
+        let (addrs, admin, ctx) = match ready_rx.recv().expect("broker thread answered") {
             Ok(started) => started,
             Err(e) => {
                 let _ = thread.join();
@@ -102,7 +105,8 @@ impl TestBroker {
             }
         };
         Ok(TestBroker {
-            addr,
+            addr: addrs[0],
+            addrs,
             admin,
             ctx,
             stop: Some(stop_tx),

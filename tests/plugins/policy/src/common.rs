@@ -33,7 +33,50 @@ enum Decision {
     Deny(String),
 }
 
-fn decide(id: &SubscriberId, username: Option<&str>, password: Option<&[u8]>) -> Decision {
+/// For clients of TLS and WebSocket listeners (TCP clients cost nothing
+/// more): stores what the connection looked like under the key
+/// `conn:CLIENT-ID` (unless `record = "off"`): "kind=tls;port=8883;
+/// subject=CN=x,O=y;sans=a,b;sha256=HEX" (subject, sans and sha256 empty
+/// without a certificate). With `deny_subject = SUBJECT`, a client whose
+/// certificate has that subject is refused.
+fn check_connection(conn: &Connection, id: &SubscriberId) -> Option<String> {
+    use sluice::plugin::types::ListenerKind;
+    let kind = match conn.listener.kind {
+        ListenerKind::Tcp => return None,
+        ListenerKind::Tls => "tls",
+        ListenerKind::Ws => "ws",
+        ListenerKind::Wss => "wss",
+    };
+    let cert = conn.client_certificate.as_ref();
+    let subject = cert.map(|c| c.subject.as_str()).unwrap_or_default();
+    if setting("record").as_deref() != Some("off") {
+        let facts = format!(
+            "kind={kind};port={};subject={subject};sans={};sha256={}",
+            conn.listener.port,
+            cert.map(|c| c.subject_alt_names.join(","))
+                .unwrap_or_default(),
+            cert.map(|c| c.sha256_fingerprint.as_str())
+                .unwrap_or_default(),
+        );
+        let _ = host::kv_set(&format!("conn:{}", id.client_id), facts.as_bytes());
+    }
+    match setting("deny_subject") {
+        Some(denied) if cert.is_some() && denied == subject => {
+            Some(format!("certificate subject {subject} is not allowed"))
+        }
+        _ => None,
+    }
+}
+
+fn decide(
+    conn: &Connection,
+    id: &SubscriberId,
+    username: Option<&str>,
+    password: Option<&[u8]>,
+) -> Decision {
+    if let Some(why) = check_connection(conn, id) {
+        return Decision::Deny(why);
+    }
     if let Some(only) = setting("only_user") {
         if username != Some(only.as_str()) {
             return Decision::Next;
@@ -104,7 +147,7 @@ impl exports::sluice::plugin::lifecycle::Guest for Policy {
 
 impl exports::sluice::plugin::auth_on_register::Guest for Policy {
     fn auth_on_register(
-        _conn: Connection,
+        conn: Connection,
         subscriber_id: SubscriberId,
         username: Option<String>,
         password: Option<Vec<u8>>,
@@ -112,7 +155,12 @@ impl exports::sluice::plugin::auth_on_register::Guest for Policy {
     ) -> exports::sluice::plugin::auth_on_register::RegisterVerdict {
         use exports::sluice::plugin::auth_on_register::RegisterVerdict;
         record("auth-on-register", &subscriber_id);
-        match decide(&subscriber_id, username.as_deref(), password.as_deref()) {
+        match decide(
+            &conn,
+            &subscriber_id,
+            username.as_deref(),
+            password.as_deref(),
+        ) {
             Decision::Ok(m) => RegisterVerdict::Ok(m),
             Decision::Next => RegisterVerdict::Next,
             Decision::Deny(why) => {

@@ -1,6 +1,8 @@
 //! Test fixture: an authentication plugin whose answers come from its
 //! configuration (verdict, modifiers), which records every hook call in its
-//! key-value store, and which implements every session hook.
+//! key-value store, and which implements every session hook. On TLS and
+//! WebSocket listeners it also records the connection (listener, client
+//! certificate) and can refuse a certificate subject (`deny_subject`).
 
 wit_bindgen::generate!({
     inline: r#"
@@ -32,7 +34,7 @@ use sluice::plugin::types::{ConnectProperties, M5Denial, Peer};
 
 impl auth_on_register_m5::Guest for Policy {
     fn auth_on_register_m5(
-        _conn: Connection,
+        conn: Connection,
         subscriber_id: SubscriberId,
         username: Option<String>,
         password: Option<Vec<u8>>,
@@ -41,7 +43,12 @@ impl auth_on_register_m5::Guest for Policy {
     ) -> auth_on_register_m5::RegisterVerdictM5 {
         use auth_on_register_m5::RegisterVerdictM5;
         record("auth-on-register-m5", &subscriber_id);
-        match decide(&subscriber_id, username.as_deref(), password.as_deref()) {
+        match decide(
+            &conn,
+            &subscriber_id,
+            username.as_deref(),
+            password.as_deref(),
+        ) {
             Decision::Ok(m) => RegisterVerdictM5::Ok(m),
             Decision::Next => RegisterVerdictM5::Next,
             Decision::Deny(why) => RegisterVerdictM5::Error(M5Denial {

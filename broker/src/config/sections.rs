@@ -1,0 +1,170 @@
+//! The broker's own sections: `[server]`, `[mqtt]`, `[session]`, `[log]`
+//! and `[admin]`, with their defaults.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// `[server]`: listeners and access.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `bind`: plain TCP listener addresses, with default settings (use
+    /// `[[listener]]` for other kinds and per-listener settings); may be
+    /// empty when there are `[[listener]]` sections.
+    /// Default `["127.0.0.1:1883"]`.
+    pub bind: Vec<SocketAddr>,
+    /// `allow_anonymous`: with no authentication plugin loaded, whether
+    /// clients may connect at all. Ignored (with a warning) when an
+    /// authentication plugin is loaded: then the plugin chain decides.
+    /// Default `false`.
+    pub allow_anonymous: bool,
+    /// `connect_timeout_secs`: how long a new connection may take to send
+    /// CONNECT before it is closed. Default 10.
+    pub connect_timeout_secs: u32,
+    /// `sys_interval_secs`: period of the `$SYS/broker/...` statistics;
+    /// 0 disables them. Default 10.
+    pub sys_interval_secs: u32,
+    /// `shutdown_timeout_secs`: how long a graceful shutdown waits for
+    /// connections to flush and close. Default 5.
+    pub shutdown_timeout_secs: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            allow_anonymous: false,
+            connect_timeout_secs: 10,
+            sys_interval_secs: 10,
+            shutdown_timeout_secs: 5,
+        }
+    }
+}
+
+/// `[mqtt]`: protocol limits.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `max_packet_size`: largest packet accepted from a client, in bytes,
+    /// fixed header included (MQTT 5 clients are told in CONNACK).
+    /// Default 1048576 (1 MiB); at most 268435460.
+    pub max_packet_size: u32,
+    /// `max_keepalive`: largest keep alive a client may use, in seconds.
+    /// MQTT 5 clients asking for more (or 0) are given this value in CONNACK
+    /// (Server Keep Alive); MQTT 3.x clients asking for more (or 0) are
+    /// refused with "identifier rejected", as mosquitto does. 0 = no cap.
+    /// Default 0.
+    pub max_keepalive: u16,
+    /// `receive_maximum`: how many QoS 1/2 messages a client may have
+    /// unacknowledged towards the broker (MQTT 5 Receive Maximum). 1..=65535.
+    /// Default 32.
+    pub receive_maximum: u16,
+    /// `max_inflight`: how many QoS 1/2 messages the broker sends a client
+    /// before waiting for acknowledgements (also capped by the client's own
+    /// Receive Maximum). 1..=65535. Default 32.
+    pub max_inflight: u16,
+    /// `topic_alias_maximum`: topic aliases a client may use towards the
+    /// broker (MQTT 5). 0 disables inbound aliases. Default 16.
+    pub topic_alias_maximum: u16,
+    /// `max_client_id_len`: longest client identifier accepted from MQTT
+    /// 3.1.1 and 5 clients (MQTT 3.1 is always limited to 23). Default 65535.
+    pub max_client_id_len: u16,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            max_packet_size: 1024 * 1024,
+            max_keepalive: 0,
+            receive_maximum: 32,
+            max_inflight: 32,
+            topic_alias_maximum: 16,
+            max_client_id_len: u16::MAX,
+        }
+    }
+}
+
+/// The largest packet MQTT can frame: 268435455 bytes of remaining length
+/// plus a 5-byte fixed header.
+pub const MQTT_MAX_PACKET_SIZE: u32 = 268_435_460;
+
+/// `[session]`: session lifetime and queues.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// `max_session_expiry_secs`: cap on the session expiry a client asks
+    /// for; also the expiry of MQTT 3.x persistent sessions (clean session
+    /// 0). 4294967295 = never expire. Default 4294967295.
+    pub max_session_expiry_secs: u32,
+    /// `max_queued_messages`: messages queued for a connected client that
+    /// is not reading fast enough. QoS 0 messages are dropped first.
+    /// Default 1000.
+    pub max_queued_messages: u32,
+    /// `max_offline_messages`: messages queued for a disconnected client
+    /// with a persistent session. Default 1000.
+    pub max_offline_messages: u32,
+    /// `max_queued_bytes`: payload and topic bytes queued per client
+    /// (online or offline); 0 = no byte limit (the message limits still
+    /// apply).
+    /// Default 0.
+    pub max_queued_bytes: u64,
+    /// `queue_qos0_offline`: whether QoS 0 messages are queued for
+    /// disconnected clients. Default false.
+    pub queue_qos0_offline: bool,
+    /// `overflow`: which message a full queue drops: `"drop_newest"` (the
+    /// arriving message) or `"drop_oldest"` (the head of the queue).
+    /// Default `"drop_newest"`.
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_session_expiry_secs: u32::MAX,
+            max_queued_messages: 1000,
+            max_offline_messages: 1000,
+            max_queued_bytes: 0,
+            queue_qos0_offline: false,
+            overflow: OverflowPolicy::DropNewest,
+        }
+    }
+}
+
+/// What a full queue drops.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    DropNewest,
+    DropOldest,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `level`: `error`, `warn`, `info`, `debug` or `trace`, optionally
+    /// per target (`"info,sluice_broker::connection=debug"`).
+    /// Default `"info"`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[admin]`: the HTTP admin endpoint (`GET /plugins`, `GET /metrics`;
+/// see `crate::admin`). It has no authentication: keep it on a loopback
+/// or otherwise private address.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `bind`: address of the admin endpoint, e.g. `"127.0.0.1:8888"`;
+    /// must differ from every `server.bind` address. Default: none (no
+    /// admin endpoint).
+    pub bind: Option<SocketAddr>,
+}

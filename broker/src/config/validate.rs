@@ -1,0 +1,189 @@
+//! The checks serde cannot make: values out of range, and values that
+//! conflict (listeners sharing a port, the admin endpoint on an MQTT port).
+
+use std::net::SocketAddr;
+
+use super::error::{ConfigError, Key};
+use super::{Config, MQTT_MAX_PACKET_SIZE};
+
+impl Config {
+    /// The first value out of range or in conflict, if any.
+    pub(super) fn check(&self) -> Result<(), Problem> {
+        fn invalid(key: Key, problem: impl Into<String>) -> Result<(), Problem> {
+            Err(Problem {
+                key,
+                problem: problem.into(),
+            })
+        }
+        let at_least_one = "must be at least 1";
+        if self.server.bind.is_empty() && self.listener.is_empty() {
+            return invalid(
+                Key::of(["server", "bind"]),
+                "must list at least one address (or add a [[listener]])",
+            );
+        }
+        for (i, l) in self.listener.iter().enumerate() {
+            if let Some((key, problem)) = l.problem() {
+                return invalid(Key::of(["listener"]).index(i).then(key.split('.')), problem);
+            }
+        }
+        let listeners = self.listeners();
+        for (i, a) in listeners.iter().enumerate() {
+            if let Some(b) = listeners[..i]
+                .iter()
+                .find(|b| same_socket(&a.bind, &b.bind))
+            {
+                return invalid(
+                    self.listener_key(i),
+                    format!(
+                        "{} would share a port with the listener on {}",
+                        a.bind, b.bind
+                    ),
+                );
+            }
+        }
+        if self.server.connect_timeout_secs == 0 {
+            return invalid(Key::of(["server", "connect_timeout_secs"]), at_least_one);
+        }
+        // The smallest useful packet: a CONNECT with a short client id.
+        if self.mqtt.max_packet_size < 64 || self.mqtt.max_packet_size > MQTT_MAX_PACKET_SIZE {
+            return invalid(
+                Key::of(["mqtt", "max_packet_size"]),
+                format!("must be between 64 and {MQTT_MAX_PACKET_SIZE}"),
+            );
+        }
+        if self.mqtt.receive_maximum == 0 {
+            return invalid(
+                Key::of(["mqtt", "receive_maximum"]),
+                "must be between 1 and 65535",
+            );
+        }
+        if self.mqtt.max_inflight == 0 {
+            return invalid(
+                Key::of(["mqtt", "max_inflight"]),
+                "must be between 1 and 65535",
+            );
+        }
+        if self.mqtt.max_client_id_len < 23 {
+            return invalid(
+                Key::of(["mqtt", "max_client_id_len"]),
+                "must be at least 23 (MQTT requires servers to accept 23-character ids)",
+            );
+        }
+        if self.session.max_queued_messages == 0 {
+            return invalid(Key::of(["session", "max_queued_messages"]), at_least_one);
+        }
+        if let Some(admin) = self.admin.bind {
+            if let Some(mqtt) = listeners.iter().find(|l| same_socket(&l.bind, &admin)) {
+                return invalid(
+                    Key::of(["admin", "bind"]),
+                    format!(
+                        "{admin} would share a port with the MQTT listener on {}",
+                        mqtt.bind
+                    ),
+                );
+            }
+        }
+        if self.log.level.trim().is_empty() {
+            return invalid(Key::of(["log", "level"]), "must not be empty");
+        }
+        if let Err(e) = self
+            .log
+            .level
+            .parse::<tracing_subscriber::filter::Targets>()
+        {
+            return invalid(
+                Key::of(["log", "level"]),
+                format!(
+                    "is not a log filter ({e}): use error, warn, info, debug or trace, \
+                     optionally per target (\"info,sluice_broker::connection=debug\")"
+                ),
+            );
+        }
+        let plugins = Key::of(["plugins"]);
+        if self.plugins.memory_mb == 0 {
+            return invalid(plugins.then(["memory_mb"]), at_least_one);
+        }
+        if self.plugins.deadline_ms == 0 {
+            return invalid(plugins.then(["deadline_ms"]), at_least_one);
+        }
+        if self.plugins.poll_interval_ms == 0 {
+            return invalid(plugins.then(["poll_interval_ms"]), at_least_one);
+        }
+        if self.plugins.fuel == 0 {
+            return invalid(plugins.then(["fuel"]), at_least_one);
+        }
+        for (name, p) in &self.plugin {
+            let plugin = Key::of(["plugin", name.as_str()]);
+            if p.memory_mb == Some(0) {
+                return invalid(plugin.then(["memory_mb"]), at_least_one);
+            }
+            if p.deadline_ms == Some(0) {
+                return invalid(plugin.then(["deadline_ms"]), at_least_one);
+            }
+            if p.fuel == Some(0) {
+                return invalid(plugin.then(["fuel"]), at_least_one);
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration key of listener `i` of [`Config::listeners`].
+    fn listener_key(&self, i: usize) -> Key {
+        match i.checked_sub(self.server.bind.len()) {
+            None => Key::of(["server", "bind"]),
+            Some(j) => Key::of(["listener"]).index(j).then(["bind"]),
+        }
+    }
+}
+
+/// Whether two listeners would need the same port: same non-zero port, and
+/// the same address or a wildcard on either side.
+fn same_socket(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// A value [`Config::check`] refuses.
+pub(super) struct Problem {
+    pub(super) key: Key,
+    problem: String,
+}
+
+impl Problem {
+    pub(super) fn into_error(self, line: Option<usize>) -> ConfigError {
+        ConfigError::Invalid {
+            path: None,
+            line,
+            key: self.key.to_string(),
+            problem: self.problem,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use crate::config::Config;
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn admin_endpoint_is_off_by_default_and_must_not_share_an_mqtt_address() {
+        assert_eq!(Config::default().admin.bind, None);
+        let c = Config::parse("[admin]\nbind = \"127.0.0.1:8888\"\n").unwrap();
+        assert_eq!(c.admin.bind, Some(SocketAddr::from(([127, 0, 0, 1], 8888))));
+        let e = error_of("[admin]\nbind = \"127.0.0.1:1883\"\n");
+        assert!(e.contains("admin.bind"), "{e}");
+        let e =
+            error_of("[server]\nbind = [\"0.0.0.0:1884\"]\n[admin]\nbind = \"127.0.0.1:1884\"\n");
+        assert!(e.contains("admin.bind"), "{e}");
+        let c =
+            Config::parse("[server]\nbind = [\"127.0.0.1:0\"]\n[admin]\nbind = \"127.0.0.1:0\"\n");
+        assert!(c.is_ok(), "ephemeral ports never clash");
+    }
+}
