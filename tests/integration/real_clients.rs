@@ -23,7 +23,8 @@ fn tool(name: &str) -> String {
     name.to_owned()
 }
 
-fn python() -> String {
+/// The Python with paho-mqtt that `cargo xtask test` installs.
+pub(crate) fn python() -> String {
     // `cargo xtask test` sets SLUICE_PYTHON; after one such run, the
     // virtualenv it made also serves plain `cargo test`.
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/python");
@@ -119,7 +120,9 @@ async fn mosquitto_pub(port: u16, v5: bool, args: &[&str]) {
     );
 }
 
-async fn finish(child: tokio::process::Child) -> String {
+/// Waits (bounded) for a `mosquitto_sub` to exit successfully; its
+/// output.
+pub(crate) async fn finish(child: tokio::process::Child) -> String {
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("mosquitto_sub finished")

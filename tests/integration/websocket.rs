@@ -4,7 +4,6 @@
 //! messages and messages holding several packets.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::real_clients::python;
 use crate::support::packets::*;
 use crate::support::raw::Frame;
 use crate::support::{PluginDir, Raw, TestBroker, plugin_config, within};
@@ -312,28 +312,6 @@ async fn wss_with_client_certificates_reaches_the_plugins() {
     let tls = tls_connect(addr, anonymous).await.expect("TLS handshake");
     let mut c = Mqtt::new(tls);
     assert_eq!(c.try_connect(&connect_v4("no-ws", true, 60)).await, None);
-}
-
-/// Paho for Python (`cargo xtask test` installs it; its virtualenv also
-/// serves a later plain `cargo test`).
-fn python() -> String {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/python");
-    let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| {
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".to_owned()
-        }
-    });
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import paho.mqtt.client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{python} cannot import paho-mqtt: run the suite with `cargo xtask test`, which installs it"
-    );
-    python
 }
 
 /// Subscribes and publishes with Paho's websockets transport (over TLS
