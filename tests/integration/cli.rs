@@ -1,113 +1,16 @@
 //! The `sluice` executable: flags, config errors, signals.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
+use crate::support::Raw;
 use crate::support::packets::*;
-use crate::support::{PATIENCE, Raw};
-
-const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
-
-/// A running `sluice` process and the address it reported.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-    log: std::sync::mpsc::Receiver<String>,
-}
-
-impl Process {
-    /// Starts `sluice` with `args` and waits for its "listening on" line.
-    fn start(args: &[&str]) -> Process {
-        let mut child = Command::new(SLUICE)
-            .args(args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start sluice");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(PATIENCE)
-                .expect("sluice reported its address");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.split_whitespace().next().expect("address");
-                break addr.parse().expect("socket address");
-            }
-        };
-        Process {
-            child,
-            addr,
-            log: rx,
-        }
-    }
-
-    /// Waits for a log line containing `needle` (bounded) and returns it.
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("sluice never logged {needle:?}"),
-            }
-        }
-    }
-
-    /// The admin endpoint's address, from its log line.
-    fn admin_addr(&self) -> SocketAddr {
-        let line = self.wait_for("admin endpoint on http://");
-        let rest = line
-            .split("admin endpoint on http://")
-            .nth(1)
-            .expect("address");
-        let addr = rest.split_whitespace().next().expect("address");
-        addr.parse().expect("socket address")
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit.
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "sluice did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::process::{SLUICE, Sluice};
 
 #[tokio::test]
 async fn sigterm_and_sigint_shut_down_gracefully() {
     for signal in ["TERM", "INT"] {
-        let mut sluice = Process::start(&["--bind", "127.0.0.1:0", "--allow-anonymous"]);
+        let mut sluice = Sluice::start(&["--bind", "127.0.0.1:0", "--allow-anonymous"]);
         let mut v5 = Raw::handshake(sluice.addr, &connect_v5("graceful", true, 60, |_| {})).await;
         let mut v4 = Raw::handshake(sluice.addr, &connect_v4("graceful4", true, 60)).await;
         sluice.signal(signal);
@@ -116,7 +19,7 @@ async fn sigterm_and_sigint_shut_down_gracefully() {
         assert!(v4.expect_closed().await.is_empty());
         let status = sluice.wait();
         assert!(status.success(), "SIG{signal}: exit status {status}");
-        let log: Vec<String> = sluice.log.try_iter().collect();
+        let log = sluice.lines().to_vec();
         assert!(
             log.iter().any(|l| l.contains("shutdown complete")),
             "{log:?}"
@@ -165,7 +68,7 @@ async fn flags_override_the_config_file() {
     )
     .expect("write config");
     let config = path.to_str().expect("utf-8 path");
-    let sluice = Process::start(&[
+    let sluice = Sluice::start(&[
         "--config",
         config,
         "--bind",
@@ -182,27 +85,13 @@ async fn plugin_output_goes_to_the_broker_log() {
     let dir = crate::support::PluginDir::new();
     dir.add("noisy", "hostile");
     let plugins = dir.path.to_str().expect("utf-8 path");
-    let sluice = Process::start(&["--bind", "127.0.0.1:0", "--plugins", plugins]);
+    let mut sluice = Sluice::start(&["--bind", "127.0.0.1:0", "--plugins", plugins]);
     let mut connect = mqttbytes::v4::Connect::new("talker");
     connect.set_login("print", "");
     let mut bytes = bytes::BytesMut::new();
     connect.write(&mut bytes).expect("encode");
     Raw::handshake(sluice.addr, &bytes).await;
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !(seen
-        .iter()
-        .any(|l: &String| l.contains("hello from the sandbox"))
-        && seen
-            .iter()
-            .any(|l| l.contains("complaint from the sandbox")))
-    {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match sluice.log.recv_timeout(left) {
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("plugin output not logged: {seen:#?}"),
-        }
-    }
+    let seen = sluice.wait_until_logged(&["hello from the sandbox", "complaint from the sandbox"]);
     let line = seen
         .iter()
         .find(|l| l.contains("hello from the sandbox"))
@@ -239,7 +128,7 @@ async fn shipped_config_runs_with_the_example_plugins() {
     std::fs::write(&config, shipped.replace(admin, "bind = \"127.0.0.1:0\""))
         .expect("write config");
     let dir = plugins.path.to_str().expect("utf-8 path").to_owned();
-    let sluice = Process::start(&[
+    let sluice = Sluice::start(&[
         "--config",
         config.to_str().expect("utf-8 path"),
         "--plugins",
@@ -322,7 +211,7 @@ fn plugins_subcommand_prints_the_chain_as_a_table_and_as_json() {
         ),
     )
     .expect("write config");
-    let sluice = Process::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let mut sluice = Sluice::start(&["--config", config.to_str().expect("utf-8 path")]);
     let admin = sluice.admin_addr().to_string();
 
     let out = sluice_plugins(&["--admin", &admin]);
@@ -422,7 +311,7 @@ async fn sighup_reloads_the_config_file_and_keeps_it_when_the_new_one_is_invalid
     let scratch = Scratch::new("sighup");
     let config = scratch.file("sluice.toml");
     std::fs::write(&config, hup_config(&plugins, "ok")).expect("write config");
-    let sluice = Process::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let mut sluice = Sluice::start(&["--config", config.to_str().expect("utf-8 path")]);
     assert_eq!(connack_code(sluice.addr, "before").await, 0);
 
     std::fs::write(&config, hup_config(&plugins, "deny")).expect("write config");
@@ -448,7 +337,7 @@ async fn sighup_reloads_the_config_file_and_keeps_it_when_the_new_one_is_invalid
 async fn sighup_without_a_config_file_reloads_the_plugin_directory() {
     let plugins = crate::support::PluginDir::new();
     let dir = plugins.path.to_str().expect("utf-8 path").to_owned();
-    let sluice = Process::start(&["--bind", "127.0.0.1:0", "--plugins", &dir]);
+    let mut sluice = Sluice::start(&["--bind", "127.0.0.1:0", "--plugins", &dir]);
     // No authentication plugin and anonymous clients not allowed: refused.
     assert_ne!(connack_code(sluice.addr, "before").await, 0);
     plugins.add("auth", "trivial");

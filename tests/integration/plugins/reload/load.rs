@@ -4,6 +4,7 @@
 //! within 1 s of its file's rename, and the broker's memory does not grow.
 
 use super::*;
+use crate::support::process::Sluice;
 
 /// What a CONNECT got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,84 +276,6 @@ fn check_attempts(target: &Target, phases: &[Phase]) -> (usize, usize) {
     (log.len(), settled)
 }
 
-/// The real `sluice` executable, for measurements of the whole process.
-struct Sluice {
-    child: Child,
-    addr: SocketAddr,
-    log: std::sync::mpsc::Receiver<String>,
-    /// Log lines read so far.
-    lines: Vec<String>,
-}
-
-impl Sluice {
-    /// Starts `sluice --config config` and waits for its "listening on"
-    /// line.
-    fn start(config: &Path) -> Sluice {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("--config")
-            .arg(config)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start sluice");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut lines = Vec::new();
-        let addr = loop {
-            let line = log
-                .recv_timeout(PATIENCE)
-                .unwrap_or_else(|_| panic!("sluice did not report its address: {lines:#?}"));
-            let addr = line
-                .split("listening on ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(|a| a.parse().expect("socket address"));
-            lines.push(line);
-            if let Some(addr) = addr {
-                break addr;
-            }
-        };
-        Sluice {
-            child,
-            addr,
-            log,
-            lines,
-        }
-    }
-
-    /// Log lines so far that contain `needle`.
-    fn count(&mut self, needle: &str) -> usize {
-        self.lines.extend(self.log.try_iter());
-        self.lines.iter().filter(|l| l.contains(needle)).count()
-    }
-
-    /// Resident set size, from /proc.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
-    }
-}
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// How much the RSS of `sluice` may grow from the 2nd to the 20th reload
 /// (18 reloads; both run the allow-all version). Chosen by measuring on the
 /// 2-core development machine: over five runs it grew by 0.95 to 1.65 MiB
@@ -399,7 +322,7 @@ async fn replacements_under_continuous_load() {
         toml.push_str(&format!("{k} = {v:?}\n"));
     }
     std::fs::write(&config_file, toml).expect("write config");
-    let mut sluice = Sluice::start(&config_file);
+    let mut sluice = Sluice::start(&["--config", config_file.to_str().expect("utf-8 path")]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (inproc, mut tasks) = Target::start("in-process", broker.addr, &stop);
@@ -522,9 +445,8 @@ async fn replacements_under_continuous_load() {
     );
     // The process logged no warning or error (a failed plugin call or a
     // rejected version would be).
-    sluice.count("");
     let complaints: Vec<&String> = sluice
-        .lines
+        .lines()
         .iter()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .collect();
@@ -566,28 +488,6 @@ async fn replacements_under_continuous_load() {
     );
 }
 
-impl Sluice {
-    /// Waits (bounded) for a log line containing every one of `needles`.
-    fn wait_for_line(&mut self, needles: &[&str]) -> String {
-        let matches = |l: &String| needles.iter().all(|n| l.contains(n));
-        if let Some(line) = self.lines.iter().find(|l| matches(l)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .log
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no log line with {needles:?} in: {:#?}", self.lines));
-            self.lines.push(line.clone());
-            if matches(&line) {
-                return line;
-            }
-        }
-    }
-}
-
 /// The real broker's log says which file was rejected and why, and the
 /// plugin that was serving keeps serving.
 #[tokio::test]
@@ -603,16 +503,16 @@ async fn the_log_names_a_rejected_file_and_the_reason() {
         cache.path.to_str().expect("utf-8 path"),
     );
     std::fs::write(&config_file, toml).expect("write config");
-    let mut sluice = Sluice::start(&config_file);
+    let mut sluice = Sluice::start(&["--config", config_file.to_str().expect("utf-8 path")]);
 
     install_bytes(&dir.path, "broken", b"definitely not wasm");
-    let line = sluice.wait_for_line(&["plugin not loaded", "broken.wasm"]);
+    let line = sluice.wait_for_all(&["plugin not loaded", "broken.wasm"]);
     assert!(line.contains("not a valid WebAssembly component"), "{line}");
     assert!(line.contains("ERROR"), "logged as an error: {line}");
 
     let junk = b"also not wasm";
     install_bytes(&dir.path, "auth", junk);
-    let line = sluice.wait_for_line(&["new version rejected", "auth.wasm"]);
+    let line = sluice.wait_for_all(&["new version rejected", "auth.wasm"]);
     assert!(line.contains("keeps running"), "{line}");
     assert!(line.contains("not a valid WebAssembly component"), "{line}");
 

@@ -7,10 +7,9 @@
 //! watcher expects): written as a hidden `.NAME.wasm.tmp`, then renamed to
 //! `NAME.wasm`, except where the test is about partial writes.
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
