@@ -38,6 +38,27 @@ pub struct Compiled {
     pub cached: bool,
 }
 
+/// A plugin file's bytes with their SHA-256 (its identity and artifact
+/// cache key), hashed once.
+#[derive(Debug)]
+pub struct Wasm {
+    pub bytes: Vec<u8>,
+    /// Hex SHA-256 of `bytes`.
+    pub hash: String,
+}
+
+impl Wasm {
+    /// Hashes `bytes` on a blocking thread (a Python plugin is ~18 MB).
+    pub async fn hash(bytes: Vec<u8>) -> Result<Wasm, String> {
+        tokio::task::spawn_blocking(move || {
+            let hash = sha256_hex(&bytes);
+            Wasm { bytes, hash }
+        })
+        .await
+        .map_err(|e| format!("hashing task failed: {e}"))
+    }
+}
+
 /// Engine, linker and cache, shared by all plugins.
 pub struct Runtime {
     pub engine: Engine,
@@ -81,10 +102,10 @@ impl Runtime {
     }
 
     /// Compiles `wasm` (or loads it from the cache) on a blocking thread.
-    pub async fn compile(self: &Arc<Self>, wasm: Vec<u8>) -> Result<Compiled, String> {
+    pub async fn compile(self: &Arc<Self>, wasm: Wasm) -> Result<Compiled, String> {
         let runtime = self.clone();
         tokio::task::spawn_blocking(move || {
-            let hash = sha256_hex(&wasm);
+            let Wasm { bytes: wasm, hash } = wasm;
             if let Some(component) = runtime.cache.load(&runtime.engine, &hash) {
                 return Ok(Compiled {
                     component,

@@ -23,7 +23,7 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use super::breaker::{Breaker, Tripped};
 use super::chain::FailurePolicy;
-use super::engine::Runtime;
+use super::engine::{Runtime, Wasm};
 pub use super::hooks::Hook;
 use super::hooks::{Guests, HookSet, Hooks};
 use super::host::{KvStore, PluginShared, PluginState};
@@ -243,6 +243,12 @@ impl Plugin {
                 path: path.to_owned(),
                 source,
             })?;
+        let wasm = Wasm::hash(wasm)
+            .await
+            .map_err(|message| LoadError::Compile {
+                path: path.to_owned(),
+                message,
+            })?;
         Plugin::from_wasm(runtime, name, path, wasm, settings, None).await
     }
 
@@ -252,7 +258,7 @@ impl Plugin {
         runtime: &Arc<Runtime>,
         name: &str,
         path: &Path,
-        wasm: Vec<u8>,
+        wasm: Wasm,
         settings: Settings,
         kv: Option<Arc<KvStore>>,
     ) -> Result<Plugin, LoadError> {

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::cache::sha256_hex;
-use super::engine::Runtime;
+use super::engine::{Runtime, Wasm};
 use super::hooks::Hook;
 use super::plugin::{LoadError, Plugin, Settings};
 use super::set::PluginSet;
@@ -261,17 +260,13 @@ impl Reloader {
                 source,
             })
         })?;
-        let (wasm, hash) = tokio::task::spawn_blocking(move || {
-            let hash = sha256_hex(&wasm);
-            (wasm, hash)
-        })
-        .await
-        .map_err(|e| {
+        let wasm = Wasm::hash(wasm).await.map_err(|message| {
             failed(LoadError::Compile {
                 path: path.to_owned(),
-                message: format!("hashing task failed: {e}"),
+                message,
             })
         })?;
+        let hash = wasm.hash.clone();
         if self.failed_before(name, &hash, &settings) {
             return Ok(Loaded::StillFailing);
         }
