@@ -12,6 +12,9 @@ mod cli;
 mod config;
 /// CONNECT rules.
 mod connect;
+/// Hostile clients: limits, memory bounds, stuck clients, lingering
+/// closes (issue 13).
+mod hostile;
 /// Several listeners with their own settings and limits.
 mod listeners;
 /// MQTT 5 features.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, reason = "each test module uses a different subset")]
 
+pub mod hostile;
 pub mod packets;
 pub mod process;
 pub mod raw;
@@ -32,6 +33,8 @@ pub struct TestBroker {
     /// The admin endpoint's address, when `admin.bind` is set.
     pub admin: Option<SocketAddr>,
     pub ctx: Arc<Context>,
+    /// The broker's runtime (for its task count).
+    pub runtime: tokio::runtime::Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -87,8 +90,9 @@ impl TestBroker {
                     };
                     let addrs = server.local_addrs();
                     let admin = server.admin_addr();
+                    let handle = tokio::runtime::Handle::current();
                     ready_tx
-                        .send(Ok((addrs, admin, server.context().clone())))
+                        .send(Ok((addrs, admin, server.context().clone(), handle)))
                         .expect("test alive");
                     server
                         .run(async {
@@ -98,7 +102,7 @@ impl TestBroker {
                 });
             })
             .expect("spawn broker thread");
-        let (addrs, admin, ctx) = match ready_rx.recv().expect("broker thread answered") {
+        let (addrs, admin, ctx, runtime) = match ready_rx.recv().expect("broker thread answered") {
             Ok(started) => started,
             Err(e) => {
                 let _ = thread.join();
@@ -110,6 +114,7 @@ impl TestBroker {
             addrs,
             admin,
             ctx,
+            runtime,
             stop: Some(stop_tx),
             thread: Some(thread),
         })

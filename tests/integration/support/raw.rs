@@ -219,6 +219,25 @@ impl Raw {
         }
     }
 
+    /// Reads until the connection ends; returns what came before and how
+    /// it ended: `Ok` for an orderly close (EOF), the error for a reset.
+    /// Panics if it stays open.
+    pub async fn read_until_closed(&mut self) -> (Vec<Frame>, std::io::Result<()>) {
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            while let Some(f) = self.parse() {
+                frames.push(f);
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) => return (frames, Ok(())),
+                Ok(Err(e)) => return (frames, Err(e)),
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("connection still open; got {frames:?}"),
+            }
+        }
+    }
+
     /// Reads until the broker closes the connection; returns what came
     /// before. Panics if it stays open.
     pub async fn expect_closed(&mut self) -> Vec<Frame> {
