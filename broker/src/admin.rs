@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::context::Context;
+use crate::limits::Limit;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginStatus, Status};
 
@@ -332,10 +333,15 @@ impl Exposition {
 
     /// A sample labelled with a plugin name.
     fn plugin_sample(&mut self, name: &str, plugin: &str, value: u64) {
+        self.labelled(name, "plugin", plugin, value);
+    }
+
+    /// A sample with one label.
+    fn labelled(&mut self, name: &str, label: &str, value_of_label: &str, value: u64) {
         let _ = writeln!(
             self.0,
-            "{name}{{plugin=\"{}\"}} {value}",
-            escape_label(plugin)
+            "{name}{{{label}=\"{}\"}} {value}",
+            escape_label(value_of_label)
         );
     }
 }
@@ -455,9 +461,52 @@ fn broker_metrics(out: &mut Exposition, ctx: &Context) {
             "Retained messages.",
             count(ctx.router.retained_count()),
         ),
+        (
+            "sluice_retained_bytes",
+            Gauge,
+            "Bytes of retained messages, as limits.max_retained_bytes counts them.",
+            count(ctx.router.retained_bytes()),
+        ),
+        (
+            "sluice_session_timers",
+            Gauge,
+            "Scheduled session expiries and delayed Wills.",
+            count(ctx.registry.timer_count()),
+        ),
+        (
+            "sluice_memory_allocated_bytes",
+            Gauge,
+            "Heap bytes in use, as the memory budget counts them.",
+            count(crate::memory::allocated()),
+        ),
+        (
+            "sluice_memory_budget_bytes",
+            Gauge,
+            "The memory budget (limits.max_memory_mb).",
+            count(ctx.memory.limit()),
+        ),
+        (
+            "sluice_runtime_alive_tasks",
+            Gauge,
+            "Tasks alive in the broker's runtime (connections, timers, plugin dispatch).",
+            count(
+                tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks(),
+            ),
+        ),
     ];
     for (name, kind, help, value) in families {
         out.single(name, kind, help, value);
+    }
+    let hits = "sluice_limit_hits_total";
+    out.family(
+        hits,
+        Counter,
+        "Times a client ran into a limit (limit: which one; see docs/config.md).",
+    );
+    for limit in Limit::ALL {
+        out.labelled(hits, "limit", limit.label(), m.limits.count(*limit));
     }
 }
 

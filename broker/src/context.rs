@@ -9,13 +9,19 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::keepalive::Sweeper;
+use crate::limits::TopicLimits;
 use crate::listener::TlsListeners;
+use crate::memory::{Budget, Pressure};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::session::QueueLimits;
 use crate::topic::ClientId;
+
+/// Buffered bytes of an incomplete packet past which the memory budget is
+/// consulted before reading more of it.
+const PARTIAL_PACKET_CHECK: usize = 64 * 1024;
 
 /// Shared broker state.
 #[derive(Debug)]
@@ -29,6 +35,10 @@ pub struct Context {
     pub sweeper: Arc<Sweeper>,
     /// Queue limits of sessions no plugin changed (shared by them).
     pub default_limits: Arc<QueueLimits>,
+    /// Topic-shape limits of `[limits]`.
+    pub topic_limits: TopicLimits,
+    /// The memory budget.
+    pub memory: Budget,
     pub started: Instant,
     /// The TLS listeners' certificates, reloaded by [`Context::reload`]
     /// (set by the server once its listeners are bound).
@@ -41,14 +51,23 @@ impl Context {
     /// Fresh state for `config` (already validated) and loaded `plugins`.
     pub fn new(config: Config, plugins: Arc<Plugins>) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let router = Arc::new(Router::new(metrics.clone(), plugins.clone()));
+        let memory = Budget::from_config(&config.limits);
+        let router = Arc::new(Router::new(
+            metrics.clone(),
+            plugins.clone(),
+            &config.limits,
+            memory,
+        ));
         let registry = Arc::new(Registry::new(
             router.clone(),
             metrics.clone(),
             plugins.clone(),
+            config.limits.max_sessions,
         ));
         Context {
             default_limits: Arc::new(QueueLimits::from_config(&config.session)),
+            topic_limits: TopicLimits::from_config(&config.limits),
+            memory,
             config,
             router,
             registry,
@@ -88,6 +107,7 @@ impl Context {
             ("[server]", old.server != config.server),
             ("[mqtt]", old.mqtt != config.mqtt),
             ("[session]", old.session != config.session),
+            ("[limits]", old.limits != config.limits),
             ("[log]", old.log != config.log),
             ("[admin]", old.admin != config.admin),
             (
@@ -125,6 +145,13 @@ impl Context {
             if changed { "changed" } else { "unchanged" }
         );
         changed
+    }
+
+    /// Whether a connection holding `buffered` bytes of a packet not yet
+    /// complete must stop buffering it: the broker is over its memory
+    /// budget and the packet is past the size a read fills anyway.
+    pub fn over_budget_for_partial(&self, buffered: usize) -> bool {
+        buffered >= PARTIAL_PACKET_CHECK && self.memory.pressure() == Pressure::Over
     }
 
     /// A client id for a client that sent an empty one: unique within this

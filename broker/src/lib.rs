@@ -15,6 +15,8 @@
 //! - [`listener`]: the MQTT listeners (tcp, tls, ws, wss), their accept
 //!   loops and per-listener limits; [`server`]: start-up and graceful
 //!   shutdown.
+//! - [`limits`]: what a client may make the broker hold; [`memory`]: the
+//!   memory budget and the allocator that counts it.
 //! - [`config`], [`metrics`], `sys` (`$SYS` topics).
 //! - [`admin`]: the read-only HTTP admin endpoint (`/plugins`, `/metrics`).
 
@@ -24,7 +26,9 @@ pub mod config;
 mod connection;
 pub mod context;
 pub mod keepalive;
+pub mod limits;
 pub mod listener;
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod plugins;

@@ -18,6 +18,12 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// Heap use is counted so that the broker can keep within its memory
+/// budget (`limits.max_memory_mb`).
+#[global_allocator]
+static ALLOCATOR: sluice_broker::memory::CountingAllocator =
+    sluice_broker::memory::CountingAllocator;
+
 /// Sluice: an MQTT 3.1/3.1.1/5.0 broker with sandboxed WebAssembly plugins.
 ///
 /// With no subcommand, runs the broker. SIGHUP re-reads --config (and the

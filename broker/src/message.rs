@@ -14,6 +14,15 @@ use tokio::time::Instant;
 use crate::codec::{MessageProperties, QoS};
 use crate::topic::TopicName;
 
+/// What a message costs beyond its bytes: the shared allocation holding
+/// it (the `Message` and the `Arc` counts) and its topic's.
+const MESSAGE_OVERHEAD: usize = size_of::<Message>() + 2 * 16;
+
+/// Payloads shorter than this are copied out of the read buffer (see
+/// [`Message::own_payload`]); longer ones come from buffers sized for
+/// their packet, so sharing them wastes little.
+const OWN_PAYLOAD_BELOW: usize = 4 * 1024;
+
 /// A published message.
 #[derive(Clone, Debug)]
 pub struct Message {
@@ -48,9 +57,35 @@ impl Message {
         })
     }
 
-    /// Payload bytes counted against queue byte limits.
+    /// Bytes the message holds, as queue and retained-store byte limits
+    /// count them: topic, payload and properties, plus the message's own
+    /// shared allocation.
     pub fn size(&self) -> usize {
-        self.payload.len() + self.topic.as_str().len()
+        MESSAGE_OVERHEAD + self.topic.as_str().len() + self.payload.len() + self.properties.size()
+    }
+
+    /// The message, owning its payload (see [`Message::own_payload`]):
+    /// for a message kept beyond its publication (retained).
+    pub fn detached(self: &Arc<Self>) -> Arc<Message> {
+        if self.payload.len() < OWN_PAYLOAD_BELOW {
+            return self.clone();
+        }
+        Arc::new(Message {
+            payload: Bytes::copy_from_slice(&self.payload),
+            ..(**self).clone()
+        })
+    }
+
+    /// `payload` as a message should hold it: a small payload is copied
+    /// out of the buffer it was read into, so that a message kept in a
+    /// queue holds its own bytes rather than the whole read buffer (which
+    /// [`Message::size`] could not see).
+    pub fn own_payload(payload: Bytes) -> Bytes {
+        if payload.len() < OWN_PAYLOAD_BELOW {
+            Bytes::copy_from_slice(&payload)
+        } else {
+            payload
+        }
     }
 }
 

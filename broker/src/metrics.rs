@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::limits::LimitHits;
+
 /// The broker's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -20,6 +22,8 @@ pub struct Metrics {
     pub messages_dropped: AtomicU64,
     pub bytes_received: AtomicU64,
     pub bytes_sent: AtomicU64,
+    /// Hits of each client limit.
+    pub limits: LimitHits,
 }
 
 impl Metrics {

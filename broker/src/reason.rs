@@ -67,9 +67,10 @@ impl ReasonCode {
             Self::SUCCESS => V3ConnackCode::Accepted,
             Self::UNSUPPORTED_PROTOCOL_VERSION => V3ConnackCode::UnacceptableProtocolVersion,
             Self::CLIENT_IDENTIFIER_NOT_VALID => V3ConnackCode::IdentifierRejected,
-            Self::SERVER_UNAVAILABLE | Self::SERVER_BUSY | Self::SERVER_SHUTTING_DOWN => {
-                V3ConnackCode::ServerUnavailable
-            }
+            Self::SERVER_UNAVAILABLE
+            | Self::SERVER_BUSY
+            | Self::SERVER_SHUTTING_DOWN
+            | Self::QUOTA_EXCEEDED => V3ConnackCode::ServerUnavailable,
             Self::BAD_USER_NAME_OR_PASSWORD | Self::BAD_AUTHENTICATION_METHOD => {
                 V3ConnackCode::BadUsernameOrPassword
             }

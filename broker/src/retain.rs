@@ -6,6 +6,7 @@
 //! overflow a thread's stack.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use foldhash::fast::RandomState;
 
@@ -173,19 +174,31 @@ impl<V> RetainTree<V> {
     /// Calls `visit` for every value whose topic matches `filter` (a leading
     /// wildcard does not match `$` topics). The order is unspecified.
     pub fn for_each_match<'a>(&'a self, filter: &TopicFilter, mut visit: impl FnMut(&'a V)) {
+        let _ = self.try_for_each_match(filter, |v| {
+            visit(v);
+            ControlFlow::Continue(())
+        });
+    }
+
+    /// [`RetainTree::for_each_match`] until `visit` breaks.
+    pub fn try_for_each_match<'a>(
+        &'a self,
+        filter: &TopicFilter,
+        mut visit: impl FnMut(&'a V) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         let f = filter.as_str();
         if !filter.has_wildcards() {
             let mut node = &self.root;
             for level in filter.levels() {
                 match node.children.get(level) {
                     Some(child) => node = child,
-                    None => return,
+                    None => return ControlFlow::Continue(()),
                 }
             }
-            if let Some(value) = &node.value {
-                visit(value);
-            }
-            return;
+            return match &node.value {
+                Some(value) => visit(value),
+                None => ControlFlow::Continue(()),
+            };
         }
         // Frames: a node, and where its filter level starts in `f` (past the
         // end when the filter is used up, `SUBTREE` below a `#`).
@@ -198,7 +211,7 @@ impl<V> RetainTree<V> {
             };
             let Some((level, next)) = level else {
                 if let Some(value) = &node.value {
-                    visit(value);
+                    visit(value)?;
                 }
                 if pos == SUBTREE {
                     stack.extend(node.children.values().map(|c| (c, SUBTREE)));
@@ -216,7 +229,7 @@ impl<V> RetainTree<V> {
                 "#" => {
                     // "a/#" matches "a" too.
                     if let Some(value) = &node.value {
-                        visit(value);
+                        visit(value)?;
                     }
                     stack.extend(children().map(|c| (c, SUBTREE)));
                 }
@@ -224,48 +237,7 @@ impl<V> RetainTree<V> {
                 _ => stack.extend(node.children.get(level).map(|c| (c, next))),
             }
         }
-    }
-
-    /// Keeps only the values for which `keep` holds (used to purge expired
-    /// messages); prunes emptied nodes.
-    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        /// A node being filtered, its children still to filter, and its key
-        /// in the parent.
-        struct Frame<V> {
-            key: Box<str>,
-            node: Node<V>,
-            pending: Vec<(Box<str>, Node<V>)>,
-        }
-        let mut removed = 0;
-        let mut open = |key: Box<str>, mut node: Node<V>| {
-            if node.value.as_ref().is_some_and(|v| !keep(v)) {
-                node.value = None;
-                removed += 1;
-            }
-            let pending = node.children.drain().collect();
-            Frame { key, node, pending }
-        };
-        // Post-order without recursion: children are moved out of their
-        // parent, filtered, and moved back unless they became empty.
-        let root = std::mem::replace(&mut self.root, Node::new());
-        let mut stack = vec![open("".into(), root)];
-        while let Some(top) = stack.last_mut() {
-            if let Some((key, child)) = top.pending.pop() {
-                let frame = open(key, child);
-                stack.push(frame);
-                continue;
-            }
-            let Some(done) = stack.pop() else { break };
-            match stack.last_mut() {
-                Some(parent) => {
-                    if !done.node.is_empty() {
-                        parent.node.children.insert(done.key, done.node);
-                    }
-                }
-                None => self.root = done.node,
-            }
-        }
-        self.len -= removed;
+        ControlFlow::Continue(())
     }
 
     /// Number of nodes, the root included (1 when empty).
@@ -381,23 +353,6 @@ mod tests {
     }
 
     #[test]
-    fn retain_purges_and_prunes() {
-        let mut tree = store(TOPICS);
-        tree.retain(|t| t.len() <= 2);
-        let kept: Vec<_> = TOPICS.iter().copied().filter(|t| t.len() <= 2).collect();
-        assert_eq!(tree.len(), kept.len());
-        let mut all = matched(&tree, "#");
-        all.extend(matched(&tree, "$SYS/#"));
-        all.sort_unstable();
-        let mut kept = kept;
-        kept.sort_unstable();
-        assert_eq!(all, kept);
-        tree.retain(|_| false);
-        assert!(tree.is_empty());
-        assert_eq!(tree.node_count(), 1);
-    }
-
-    #[test]
     fn deep_topics_do_not_overflow_the_stack() {
         let deep = name(&vec!["x"; 20_000].join("/"));
         let mut tree = RetainTree::new();
@@ -407,7 +362,7 @@ mod tests {
         tree.for_each_match(&filter("#"), |v| seen.push(*v));
         seen.sort_unstable();
         assert_eq!(seen, [1, 2]);
-        tree.retain(|v| *v == 1);
+        assert_eq!(tree.remove(&name("x")), Some(2));
         assert_eq!(tree.len(), 1);
         assert_eq!(tree.remove(&deep), Some(1));
         assert_eq!(tree.node_count(), 1);
@@ -469,8 +424,14 @@ mod tests {
                 Ok(())
             };
             check(&tree, &reference)?;
-            tree.retain(|v| *v >= threshold);
-            reference.retain(|_, v| *v >= threshold);
+            let below: Vec<TopicName> = reference
+                .iter()
+                .filter(|(_, v)| **v < threshold)
+                .map(|(t, _)| t.clone())
+                .collect();
+            for topic in &below {
+                prop_assert_eq!(tree.remove(topic), reference.remove(topic));
+            }
             prop_assert_eq!(tree.len(), reference.len());
             check(&tree, &reference)?;
             for (topic, value) in &reference {

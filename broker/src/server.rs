@@ -65,6 +65,18 @@ impl Server {
         } else if !plugins.authenticates() {
             tracing::info!("no authentication plugin loaded; anonymous clients are allowed");
         }
+        let memory = crate::memory::Budget::from_config(&config.limits);
+        if memory.enforced() {
+            tracing::info!(
+                "memory budget: {} MiB of heap (limits.max_memory_mb)",
+                memory.limit() >> 20
+            );
+        } else {
+            tracing::warn!(
+                "memory budget not enforced: this process does not allocate through \
+                 sluice_broker::memory::CountingAllocator"
+            );
+        }
         let listeners = listener::bind_all(&config)?;
         let admin = match config.admin.bind {
             Some(addr) => Some(
@@ -116,6 +128,8 @@ impl Server {
             .map(|listener| crate::admin::spawn(listener, self.ctx.clone()));
         let sys = tokio::spawn(crate::sys::run(self.ctx.clone()));
         let sweeper = tokio::spawn(self.ctx.sweeper.clone().run());
+        let registry = self.ctx.registry.clone();
+        let timers = tokio::spawn(async move { registry.run_timers().await });
         drop(alive_tx);
 
         shutdown.await;
@@ -128,6 +142,7 @@ impl Server {
         }
         sys.abort();
         sweeper.abort();
+        timers.abort();
         let grace = Duration::from_secs(u64::from(self.ctx.config.server.shutdown_timeout_secs));
         if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
             tracing::warn!("connections still open after {grace:?}; exiting anyway");

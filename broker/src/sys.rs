@@ -76,8 +76,9 @@ fn publish_all(ctx: &Context, publisher: u64) {
             properties: MessageProperties::default(),
             expires_at: None,
         });
-        ctx.router.retain(&mountpoint, &message);
+        // The broker's own statistics replace themselves: a full retained
+        // store only leaves them out.
+        let _ = ctx.router.retain(&mountpoint, &message);
         ctx.router.publish(&mountpoint, Some(publisher), &message);
     }
-    ctx.router.purge_expired_retained();
 }

@@ -73,6 +73,14 @@ impl TopicName {
     pub fn is_dollar(&self) -> bool {
         self.0.starts_with('$')
     }
+
+    /// `$SYS` or a topic under it: the broker's own, which clients may not
+    /// publish to.
+    pub fn is_sys(&self) -> bool {
+        self.0
+            .strip_prefix("$SYS")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
 }
 
 impl fmt::Debug for TopicName {

@@ -4,6 +4,12 @@
 
 mod support;
 
+/// The broker's counting allocator, as the `sluice` executable has it, so
+/// that in-process brokers see their heap use too.
+#[global_allocator]
+static ALLOCATOR: sluice_broker::memory::CountingAllocator =
+    sluice_broker::memory::CountingAllocator;
+
 /// The HTTP admin endpoint.
 mod admin;
 /// The `sluice` executable: flags, config errors, signals.

@@ -88,6 +88,10 @@ pub(crate) fn parse_fixed_header(buf: &[u8]) -> Result<Option<FixedHeader>, Deco
         };
         remaining_len |= usize::from(b & 0x7F) << (7 * i);
         if b & 0x80 == 0 {
+            // MQTT 5 §1.5.5 (and 3.1.1 §2.2.3): the shortest encoding only.
+            if i > 0 && b == 0 {
+                return Err(malformed("remaining length not in its shortest form"));
+            }
             return Ok(Some(FixedHeader {
                 byte1,
                 header_len: 2 + i,

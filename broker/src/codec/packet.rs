@@ -71,6 +71,20 @@ pub struct MessageProperties {
 }
 
 impl MessageProperties {
+    /// Bytes these properties hold: their strings and binary data, and a
+    /// pair of strings per user property.
+    pub fn size(&self) -> usize {
+        let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        len(&self.content_type)
+            + len(&self.response_topic)
+            + self.correlation_data.as_ref().map_or(0, Bytes::len)
+            + self
+                .user_properties
+                .iter()
+                .map(|p| size_of::<UserProperty>() + p.0.len() + p.1.len())
+                .sum::<usize>()
+    }
+
     /// True when there is nothing to encode.
     pub fn is_empty(&self) -> bool {
         self.payload_format_indicator.is_none()

@@ -88,6 +88,13 @@ impl<'a> Reader<'a> {
             let b = self.u8(what)?;
             value |= u32::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
+                // MQTT 5 §1.5.5: the fewest bytes that hold the value (a
+                // last byte of 0 after the first adds nothing).
+                if i > 0 && b == 0 {
+                    return Err(malformed(format!(
+                        "{what}: variable byte integer not in its shortest form"
+                    )));
+                }
                 return Ok(value);
             }
         }

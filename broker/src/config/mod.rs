@@ -1,7 +1,7 @@
 //! Broker configuration: the TOML file format, its defaults, and validation.
 //!
 //! Every key is documented on its field, with its default (in `sections`,
-//! `plugins` and `listener`);
+//! `limits`, `plugins` and `listener`);
 //! `docs/config.md` (the reference) and `config/sluice.toml` (a commented
 //! example) repeat them for operators. Errors name the key and, for a file,
 //! the line: unknown keys, values of the wrong type and syntax errors come
@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 mod error;
+mod limits;
 mod listener;
 mod plugins;
 mod sections;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use self::error::{parse_error, spanned_line};
 
 pub use self::error::ConfigError;
+pub use self::limits::{LimitsConfig, MIN_MEMORY_MB};
 pub use self::listener::{ClientAuth, ListenerConfig, ListenerKind, ProtocolLevel, TlsConfig};
 pub use self::plugins::{ConfigValue, PluginConfig, PluginsConfig, PublishRefusal, WatchMode};
 pub use self::sections::{
@@ -38,6 +40,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub mqtt: MqttConfig,
     pub session: SessionConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
     pub plugins: PluginsConfig,
     pub admin: AdminConfig,

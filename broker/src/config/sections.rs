@@ -104,10 +104,10 @@ pub struct SessionConfig {
     /// `max_offline_messages`: messages queued for a disconnected client
     /// with a persistent session. Default 1000.
     pub max_offline_messages: u32,
-    /// `max_queued_bytes`: payload and topic bytes queued per client
-    /// (online or offline); 0 = no byte limit (the message limits still
-    /// apply).
-    /// Default 0.
+    /// `max_queued_bytes`: bytes of messages queued per client (online or
+    /// offline), each counted as its topic, payload and properties plus a
+    /// fixed overhead; 0 = no byte limit (the message limits still apply).
+    /// Default 16777216 (16 MiB).
     pub max_queued_bytes: u64,
     /// `queue_qos0_offline`: whether QoS 0 messages are queued for
     /// disconnected clients. Default false.
@@ -124,7 +124,7 @@ impl Default for SessionConfig {
             max_session_expiry_secs: u32::MAX,
             max_queued_messages: 1000,
             max_offline_messages: 1000,
-            max_queued_bytes: 0,
+            max_queued_bytes: 16 << 20,
             queue_qos0_offline: false,
             overflow: OverflowPolicy::DropNewest,
         }

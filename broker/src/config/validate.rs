@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::error::{ConfigError, Key};
-use super::{Config, MQTT_MAX_PACKET_SIZE};
+use super::{Config, MIN_MEMORY_MB, MQTT_MAX_PACKET_SIZE};
 
 impl Config {
     /// The first value out of range or in conflict, if any.
@@ -72,6 +72,29 @@ impl Config {
         }
         if self.session.max_queued_messages == 0 {
             return invalid(Key::of(["session", "max_queued_messages"]), at_least_one);
+        }
+        let limits = Key::of(["limits"]);
+        let l = &self.limits;
+        for (key, value) in [
+            ("max_topic_levels", l.max_topic_levels),
+            ("max_filters_per_subscribe", l.max_filters_per_subscribe),
+            ("max_auth_rounds", l.max_auth_rounds),
+        ] {
+            if value == 0 {
+                return invalid(limits.then([key]), at_least_one);
+            }
+        }
+        if l.max_topic_length == 0 || l.max_topic_length > u32::from(u16::MAX) {
+            return invalid(
+                limits.then(["max_topic_length"]),
+                "must be between 1 and 65535",
+            );
+        }
+        if l.max_memory_mb.is_some_and(|mb| mb < MIN_MEMORY_MB) {
+            return invalid(
+                limits.then(["max_memory_mb"]),
+                format!("must be at least {MIN_MEMORY_MB}"),
+            );
         }
         if let Some(admin) = self.admin.bind {
             if let Some(mqtt) = listeners.iter().find(|l| same_socket(&l.bind, &admin)) {

@@ -11,19 +11,24 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use super::throttle::RateLimit;
-use super::{ClientCertificate, Connection, Listener, Negotiated, Reauth, Stats, Transport};
+use super::{
+    ClientCertificate, Connection, Listener, Negotiated, Reauth, Stats, Transport,
+    close_gracefully, write_all,
+};
 use crate::codec::{
     self, AckKind, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder,
     OutgoingPublish, Packet, ProtocolVersion,
 };
 use crate::context::Context;
+use crate::limits::Limit;
+use crate::memory::Pressure;
 use crate::message::{Message, Will};
 use crate::plugins::{
     AuthOutcome, AuthRequest, AuthStep, ConnectionInfo, Event, Modifiers, PublishOutcome,
     PublishRequest, RegisterOutcome, RegisterRequest,
 };
 use crate::reason::ReasonCode;
-use crate::registry::Profile;
+use crate::registry::{AttachError, Profile};
 use crate::session::{OutState, SubscriberId};
 use crate::topic::{ClientId, TopicName};
 
@@ -38,6 +43,7 @@ enum Incoming {
 }
 
 async fn read_packet<T: Transport>(
+    ctx: &Context,
     stream: &T,
     buf: &mut BytesMut,
     decoder: &mut Decoder,
@@ -47,6 +53,14 @@ async fn read_packet<T: Transport>(
             Ok(Some(p)) => return Incoming::Packet(p),
             Ok(None) => {}
             Err(e) => return Incoming::Refused(e),
+        }
+        if ctx.over_budget_for_partial(buf.len()) {
+            ctx.metrics.limits.hit(
+                Limit::Memory,
+                &"a new connection",
+                &"large CONNECT or AUTH refused",
+            );
+            return Incoming::Gone;
         }
         if stream.readable().await.is_err() {
             return Incoming::Gone;
@@ -59,20 +73,6 @@ async fn read_packet<T: Transport>(
             Err(_) => return Incoming::Gone,
         }
     }
-}
-
-/// Writes all of `bytes`.
-async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A CONNECT the broker refuses, and why.
@@ -135,11 +135,8 @@ async fn refuse<T: Transport>(
             },
         },
     );
-    let _ = tokio::time::timeout(super::FLUSH_TIMEOUT, async {
-        write_all(&*stream, &buf).await?;
-        stream.shutdown().await
-    })
-    .await;
+    let _ = tokio::time::timeout(super::FLUSH_TIMEOUT, write_all(&*stream, &buf)).await;
+    close_gracefully(stream).await;
 }
 
 /// Runs the CONNECT exchange. `None` when the connection was refused or
@@ -157,7 +154,7 @@ pub(super) async fn accept<T: Transport>(
     let connect_timeout = Duration::from_secs(u64::from(config.server.connect_timeout_secs));
     let first = tokio::time::timeout(
         connect_timeout,
-        read_packet(&*stream, &mut rbuf, &mut decoder),
+        read_packet(ctx, &*stream, &mut rbuf, &mut decoder),
     )
     .await;
     let connect = match first {
@@ -301,12 +298,40 @@ impl Handshake<'_> {
             props.server_keep_alive = Some(cap);
         }
 
+        if ctx.memory.pressure() == Pressure::Over {
+            ctx.metrics
+                .limits
+                .hit(Limit::Memory, &id, &"CONNECT refused");
+            return Err(Refusal::new(
+                ReasonCode::SERVER_BUSY,
+                "the broker is over its memory budget (limits.max_memory_mb)",
+            ));
+        }
+
         let will = match &connect.will {
             None => None,
             Some(w) => {
+                if let Err(limit) = ctx.topic_limits.check_topic(&w.topic) {
+                    ctx.metrics.limits.hit(
+                        limit,
+                        &id,
+                        &format_args!("Will topic of {} bytes", w.topic.len()),
+                    );
+                    return Err(Refusal::new(
+                        ReasonCode::TOPIC_NAME_INVALID,
+                        format!("will topic: {limit} exceeded"),
+                    ));
+                }
                 let topic = TopicName::new(&w.topic).map_err(|e| {
                     Refusal::new(ReasonCode::TOPIC_NAME_INVALID, format!("will topic: {e}"))
                 })?;
+                if topic.is_sys() {
+                    ctx.metrics.limits.hit(Limit::SysPublish, &id, &topic);
+                    return Err(Refusal::new(
+                        ReasonCode::NOT_AUTHORIZED,
+                        "will topic: $SYS topics are the broker's own",
+                    ));
+                }
                 Some(Will {
                     message: Message {
                         topic,
@@ -477,6 +502,8 @@ impl Handshake<'_> {
         let timeout = Duration::from_secs(u64::from(self.ctx.config.server.connect_timeout_secs));
         let mut step = AuthStep::Connect;
         let mut data = self.connect.properties.authentication_data.clone();
+        let max_rounds = self.ctx.config.limits.max_auth_rounds;
+        let mut rounds = 0;
         loop {
             let request = AuthRequest {
                 conn: self.conn_info,
@@ -502,9 +529,11 @@ impl Handshake<'_> {
                     write_all(stream, &buf)
                         .await
                         .map_err(|e| Refusal::new(ReasonCode::UNSPECIFIED_ERROR, e.to_string()))?;
-                    let next =
-                        tokio::time::timeout(timeout, read_packet(stream, self.rbuf, self.decoder))
-                            .await;
+                    let next = tokio::time::timeout(
+                        timeout,
+                        read_packet(self.ctx, stream, self.rbuf, self.decoder),
+                    )
+                    .await;
                     let auth = match next {
                         Ok(Incoming::Packet(Packet::Auth(a))) => a,
                         Ok(Incoming::Packet(Packet::Disconnect(_))) | Ok(Incoming::Gone) => {
@@ -535,6 +564,18 @@ impl Handshake<'_> {
                         return Err(Refusal::new(
                             ReasonCode::PROTOCOL_ERROR,
                             "AUTH must continue authentication with the same method",
+                        ));
+                    }
+                    rounds += 1;
+                    if rounds > max_rounds {
+                        self.ctx.metrics.limits.hit(
+                            Limit::AuthRounds,
+                            id,
+                            &format_args!("{rounds} AUTH packets at CONNECT"),
+                        );
+                        return Err(Refusal::new(
+                            ReasonCode::QUOTA_EXCEEDED,
+                            format!("more than {max_rounds} AUTH rounds (limits.max_auth_rounds)"),
                         ));
                     }
                     step = AuthStep::Continue;
@@ -600,10 +641,14 @@ async fn establish<T: Transport>(
     let attached = match ctx.registry.attach(id.clone(), clean_start, profile).await {
         Ok(a) => a,
         Err(e) => {
+            let reason = match e {
+                AttachError::TooManySessions(_) => ReasonCode::QUOTA_EXCEEDED,
+                AttachError::TakeoverTimedOut(_) => ReasonCode::SERVER_BUSY,
+            };
             refuse(
                 stream,
                 Some(version),
-                Refusal::new(ReasonCode::SERVER_BUSY, e.to_string()),
+                Refusal::new(reason, e.to_string()),
                 peer,
             )
             .await;
@@ -640,6 +685,7 @@ async fn establish<T: Transport>(
         receive_maximum,
         topic_alias_maximum,
         session_expiry,
+        generation: attached.generation,
         will: will.map(Box::new),
         allow_publish: m.allow_publish.unwrap_or(true),
         allow_subscribe: m.allow_subscribe.unwrap_or(true),
@@ -667,9 +713,12 @@ async fn establish<T: Transport>(
         rate: m.max_message_rate.map(|r| Box::new(RateLimit::new(r))),
         publish_cache: None,
         pause: throttle.map(|d| Box::pin(tokio::time::sleep(d))),
-        reauthenticating: false,
+        reauth_rounds: 0,
+        finished: false,
         stats: Stats::default(),
     });
+    // Counted until the connection drops.
+    crate::metrics::Metrics::add(&ctx.metrics.clients_connected, 1);
     codec::encode_connack(
         &mut conn.out,
         version,
@@ -700,9 +749,7 @@ async fn establish<T: Transport>(
     // Packets that arrived right behind CONNECT wait in the read buffer for
     // the main loop; process them now so nothing waits for more input.
     if let Err(close) = conn.process_input().await {
-        let session = conn.session.clone();
         conn.finish(stream, close).await;
-        ctx.registry.release(&session);
         return None;
     }
     Some(conn)

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use super::{Close, Connection};
 use crate::codec::{self, Ack, AckKind, Auth, Packet};
+use crate::limits::Limit;
 use crate::plugins::{AuthOutcome, AuthRequest, AuthStep};
 use crate::reason::ReasonCode;
 use crate::session::OutState;
@@ -100,7 +101,7 @@ impl Connection {
                 "the authentication method cannot change",
             ));
         }
-        let step = match (auth.reason, self.reauthenticating) {
+        let step = match (auth.reason, self.reauth_rounds > 0) {
             (ReasonCode::REAUTHENTICATE, false) => AuthStep::Reauthenticate,
             (ReasonCode::CONTINUE_AUTHENTICATION, true) => AuthStep::Continue,
             (reason, _) => {
@@ -110,6 +111,22 @@ impl Connection {
                 ));
             }
         };
+        self.reauth_rounds += 1;
+        let max = self.ctx.config.limits.max_auth_rounds;
+        if self.reauth_rounds > max {
+            self.ctx.metrics.limits.hit(
+                Limit::AuthRounds,
+                self.session.id(),
+                &format_args!(
+                    "{} AUTH packets in one re-authentication",
+                    self.reauth_rounds
+                ),
+            );
+            return Err(Close::server(
+                ReasonCode::QUOTA_EXCEEDED,
+                format!("more than {max} AUTH rounds (limits.max_auth_rounds)"),
+            ));
+        }
         // The connection facts of CONNECT (the client certificate of a TLS
         // connection included).
         let request = AuthRequest {
@@ -121,12 +138,9 @@ impl Connection {
             data: auth.data.as_deref(),
         };
         let (reason, data) = match self.ctx.plugins.enhanced_auth(&request, true).await {
-            AuthOutcome::Continue(d) => {
-                self.reauthenticating = true;
-                (ReasonCode::CONTINUE_AUTHENTICATION, d)
-            }
+            AuthOutcome::Continue(d) => (ReasonCode::CONTINUE_AUTHENTICATION, d),
             AuthOutcome::Success(d) => {
-                self.reauthenticating = false;
+                self.reauth_rounds = 0;
                 // Authorisation answers were given to the old credentials.
                 self.clear_publish_cache();
                 (ReasonCode::SUCCESS, d)

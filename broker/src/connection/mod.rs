@@ -32,6 +32,7 @@ use tokio::time::Sleep;
 
 use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
 use crate::context::Context;
+use crate::limits::Limit;
 use crate::listener::{ClientCertificate, Listener, Slot};
 use crate::message::{Delivery, Will};
 use crate::metrics::Metrics;
@@ -54,6 +55,13 @@ const READ_CHUNK: usize = 16 * 1024;
 const WRITE_CHUNK: usize = 16 * 1024;
 /// How long a closing connection may take to flush its last bytes.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the broker, closing a connection, keeps reading (and
+/// discarding) what the client still sends, and how much of it: enough for
+/// the client to read the reason code before the socket closes (closing
+/// with unread input makes the kernel reset the connection, and the reset
+/// can overtake the last bytes).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
 
 /// Why a connection ends.
 #[derive(Debug)]
@@ -123,6 +131,8 @@ pub(crate) struct Negotiated {
     /// Topic aliases the client may use towards the broker.
     pub topic_alias_maximum: u16,
     pub session_expiry: u32,
+    /// The session generation this connection holds.
+    pub generation: u64,
     pub will: Option<Box<Will>>,
     pub allow_publish: bool,
     pub allow_subscribe: bool,
@@ -168,8 +178,11 @@ pub(crate) struct Connection {
     /// Reading is paused until this fires (rate limit); a timer exists
     /// only while paused.
     pause: Option<Pin<Box<Sleep>>>,
-    /// A re-authentication is in progress: the client owes an AUTH 0x18.
-    reauthenticating: bool,
+    /// AUTH packets of the re-authentication in progress (0: none; the
+    /// client then owes an AUTH 0x18).
+    reauth_rounds: u32,
+    /// Set once [`Connection::finish`] handed the session back.
+    finished: bool,
     stats: Stats,
 }
 
@@ -233,7 +246,6 @@ pub(crate) async fn run<T: Transport>(
     let Some(mut conn) = accepted else {
         return;
     };
-    Metrics::add(&ctx.metrics.clients_connected, 1);
     Metrics::add(&ctx.metrics.connections_total, 1);
     tracing::debug!(
         client = %conn.session.id(), peer = %peer, version = ?conn.neg.version,
@@ -247,14 +259,27 @@ pub(crate) async fn run<T: Transport>(
     } else {
         conn.serve(&stream).await
     };
-    let session = conn.session.clone();
     Box::pin(conn.finish(&mut stream, close)).await;
-    ctx.metrics
-        .clients_connected
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    // Only now may a connection waiting to take the session over have it.
-    ctx.registry.release(&session);
     drop(slot);
+}
+
+impl Drop for Connection {
+    /// An established connection stops counting; and if its task ended
+    /// without [`Connection::finish`] handing the session back (it
+    /// panicked: tokio catches the panic and drops the task), the session
+    /// is released here, or it would stay marked connected and its client
+    /// could never connect again.
+    fn drop(&mut self) {
+        self.ctx
+            .metrics
+            .clients_connected
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.finished {
+            self.ctx
+                .registry
+                .abandon(&self.session, self.neg.generation, self.neg.session_expiry);
+        }
+    }
 }
 
 impl Connection {
@@ -287,11 +312,12 @@ impl Connection {
             }
             let has_output = !self.out.is_empty() || stream.has_pending_output();
             let can_read = self.out.len() < OUT_HIGH_WATER && self.pause.is_none();
-            let can_take = self.out.len() < OUT_HIGH_WATER;
             // One hand-written poll over every source, in priority order:
             // no future is stored per source, so the task stays small.
             // (Keep alive and lifetime are the sweeper's; it kicks through
-            // the session like a takeover does.)
+            // the session like a takeover does.) The session's signal is
+            // polled even when the output buffer is full, so that a kick
+            // reaches a connection whose client stopped reading.
             let session = &self.session;
             let pause = &mut self.pause;
             let event = std::future::poll_fn(|cx| {
@@ -305,7 +331,7 @@ impl Connection {
                         return Poll::Ready(r.map(|()| Event::Readable));
                     }
                 }
-                if can_take && session.poll_signal(cx).is_ready() {
+                if session.poll_signal(cx).is_ready() {
                     return Poll::Ready(Ok(Event::Queued));
                 }
                 if let Some(sleep) = pause {
@@ -318,6 +344,13 @@ impl Connection {
             .await;
             let input = match event {
                 Err(e) => return Close::Io(e.to_string()),
+                Ok(Event::Queued) if self.out.len() >= OUT_HIGH_WATER => {
+                    // Nothing can be taken now, but a kick must be seen.
+                    if let Some(kick) = self.session.kicked() {
+                        return Close::from(kick);
+                    }
+                    false
+                }
                 Ok(Event::Writable | Event::Queued) => false,
                 Ok(Event::Readable) => match self.read_some(stream) {
                     Ok(n) => n > 0,
@@ -341,6 +374,16 @@ impl Connection {
     /// Reads what the socket has into the read buffer (allocated only now:
     /// an idle connection holds none). `Ok(0)`: nothing after all.
     fn read_some<T: Transport>(&mut self, stream: &T) -> Result<usize, Close> {
+        if self.ctx.over_budget_for_partial(self.rbuf.len()) {
+            self.ctx
+                .metrics
+                .limits
+                .hit(Limit::Memory, self.session.id(), &"large packet refused");
+            return Err(Close::server(
+                ReasonCode::QUOTA_EXCEEDED,
+                "the broker is over its memory budget and cannot buffer a large packet",
+            ));
+        }
         let mut total = 0;
         loop {
             if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
@@ -423,8 +466,13 @@ impl Connection {
         Metrics::add(&m.messages_dropped, s.dropped);
     }
 
-    /// Says goodbye (DISCONNECT for MQTT 5 where the broker closes), flushes,
-    /// and hands the session back to the registry.
+    /// Ends the connection: hands the session back to the registry (which
+    /// parks its state, publishes or schedules the Will, and lets a
+    /// connection waiting to take it over have it), then says goodbye
+    /// (DISCONNECT for MQTT 5 where the broker closes), flushes and closes,
+    /// each step bounded in time. The session is released before the
+    /// socket is done with, so a client that stopped reading delays no
+    /// takeover.
     async fn finish<T: Transport>(mut self: Box<Self>, stream: &mut T, close: Close) {
         let client = self.session.id().clone();
         let mut reason_string = None;
@@ -470,26 +518,7 @@ impl Connection {
                 },
             );
         }
-        if !self.out.is_empty() && !matches!(close, Close::Io(_)) {
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
-                while !self.out.is_empty() {
-                    stream.writable().await?;
-                    if self.write_some(&*stream).is_err() {
-                        break;
-                    }
-                }
-                std::io::Result::Ok(())
-            })
-            .await;
-        }
-        if !matches!(close, Close::ClientDisconnect { .. } | Close::Io(_)) {
-            // The broker ends the connection: half-close after the last
-            // bytes so the client reads them before EOF. (When the client
-            // ended it, dropping the socket closes it; no extra syscall.)
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.shutdown()).await;
-        }
         self.flush_stats();
-
         let will = if close.publishes_will() {
             self.neg.will.take().map(|w| *w)
         } else {
@@ -501,7 +530,56 @@ impl Connection {
             expiry_interval: self.neg.session_expiry,
         };
         self.ctx.registry.detach(&self.session, departure);
+        self.finished = true;
+        self.ctx.registry.release(&self.session);
+
+        if matches!(close, Close::ClientDisconnect { .. } | Close::Io(_)) {
+            // The client ended it: dropping the socket closes it.
+            return;
+        }
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, write_all(&*stream, &self.out)).await;
+        close_gracefully(stream).await;
     }
+}
+
+/// Writes all of `bytes`, waiting for the socket as needed.
+pub(super) async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The broker's side of closing a connection it ends (after a DISCONNECT
+/// or a refused CONNECT): half-close after the last bytes, then read and
+/// discard what the client still sends for a short, bounded time (or until
+/// it closes too), so the client reads those bytes instead of a reset.
+pub(super) async fn close_gracefully<T: Transport>(stream: &mut T) {
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.shutdown()).await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut scratch = BytesMut::with_capacity(8 * 1024);
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            scratch.clear();
+            match stream.try_read_buf(&mut scratch) {
+                // The client closed its side too.
+                Ok(0) => return,
+                Ok(n) => discarded += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use super::{Close, Connection};
 use crate::codec::{self, Ack, AckKind, MessageProperties, Publish, QoS};
 use crate::config::PublishRefusal;
+use crate::limits::Limit;
+use crate::memory::Pressure;
 use crate::message::Message;
 use crate::plugins::{Event, Hook, PublishChanges, PublishOutcome, PublishRequest};
 use crate::reason::ReasonCode;
@@ -130,7 +132,16 @@ impl Connection {
                 code,
                 reason_string,
                 cause,
-            } => self.refuse(&incoming, code, reason_string, &cause),
+            } => {
+                let cause = format!("{cause} (topic {})", incoming.topic);
+                self.refuse_with(
+                    incoming.qos,
+                    incoming.packet_id,
+                    code,
+                    reason_string,
+                    &cause,
+                )
+            }
         }
     }
 
@@ -143,15 +154,62 @@ impl Connection {
     /// resent QoS 2 message).
     fn admit(&mut self, p: Publish) -> Result<Option<Incoming>, Close> {
         self.stats.messages_in += 1;
+        // A topic sent with an alias was checked when the alias was set.
+        if !p.topic.is_empty() {
+            if let Err(limit) = self.ctx.topic_limits.check_topic(&p.topic) {
+                let cause = format!("topic of {} bytes", p.topic.len());
+                self.ctx
+                    .metrics
+                    .limits
+                    .hit(limit, self.session.id(), &cause);
+                let cause = format!("{limit} exceeded ({cause})");
+                self.refuse(&p, ReasonCode::TOPIC_NAME_INVALID, &cause)?;
+                return Ok(None);
+            }
+        }
         let topic = self.resolve_topic(&p)?;
-        if !self.neg.allow_publish {
-            let incoming = Incoming::new(topic, p);
-            self.refuse(
-                &incoming,
+        let refusal = if !self.neg.allow_publish {
+            Some((
                 ReasonCode::NOT_AUTHORIZED,
-                None,
                 "publishing is not allowed for this client",
-            )?;
+            ))
+        } else if topic.is_sys() {
+            self.ctx
+                .metrics
+                .limits
+                .hit(Limit::SysPublish, self.session.id(), &topic);
+            Some((
+                ReasonCode::NOT_AUTHORIZED,
+                "$SYS topics are the broker's own",
+            ))
+        } else {
+            match (p.qos, self.ctx.memory.pressure()) {
+                (QoS::AtMostOnce, Pressure::High | Pressure::Over) => {
+                    self.ctx.metrics.limits.hit(
+                        Limit::Memory,
+                        self.session.id(),
+                        &"QoS 0 PUBLISH dropped",
+                    );
+                    self.stats.dropped += 1;
+                    return Ok(None);
+                }
+                (QoS::AtLeastOnce | QoS::ExactlyOnce, Pressure::Over) => {
+                    self.ctx.metrics.limits.hit(
+                        Limit::Memory,
+                        self.session.id(),
+                        &"PUBLISH refused",
+                    );
+                    Some((
+                        ReasonCode::QUOTA_EXCEEDED,
+                        "the broker is over its memory budget",
+                    ))
+                }
+                _ => None,
+            }
+        };
+        if let Some((code, cause)) = refusal {
+            let cause = format!("{cause} (topic {topic})");
+            self.refuse(&p, code, &cause)?;
             return Ok(None);
         }
         if p.qos == QoS::ExactlyOnce {
@@ -217,12 +275,9 @@ impl Connection {
                 self.pause_reading(d);
             }
         }
-        if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {
-            self.inflight.incoming_qos2_arrived(id);
-        }
-        let message = Arc::new(Message {
+        let mut message = Arc::new(Message {
             topic,
-            payload,
+            payload: Message::own_payload(payload),
             qos,
             retain,
             properties,
@@ -230,13 +285,27 @@ impl Connection {
         });
         let mountpoint = elsewhere.as_ref().unwrap_or(&self.session.id().mountpoint);
         if message.retain {
-            // A retained message outlives the read buffer its payload
-            // points into: give it its own allocation.
-            let stored = Arc::new(Message {
-                payload: Bytes::copy_from_slice(&message.payload),
-                ..(*message).clone()
-            });
-            self.ctx.router.retain(mountpoint, &stored);
+            // A retained message outlives the read buffer its payload may
+            // point into: route and store a copy that owns it.
+            message = message.detached();
+            let stored = &message;
+            if let Err(limit) = self.ctx.router.retain(mountpoint, stored) {
+                let cause = format!("{limit} reached (retained message to {})", message.topic);
+                self.ctx
+                    .metrics
+                    .limits
+                    .hit(limit, self.session.id(), &"retained message refused");
+                return self.refuse_with(
+                    sent_qos,
+                    packet_id,
+                    ReasonCode::QUOTA_EXCEEDED,
+                    None,
+                    &cause,
+                );
+            }
+        }
+        if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {
+            self.inflight.incoming_qos2_arrived(id);
         }
         let matched = self
             .ctx
@@ -260,35 +329,41 @@ impl Connection {
         Ok(())
     }
 
-    /// A PUBLISH the client may not send. MQTT 3.x clients are disconnected
-    /// (3.x cannot refuse one message), or, with `publish_refusal_v3 =
-    /// "drop"`, acknowledged as if delivered; MQTT 5 clients get
-    /// PUBACK/PUBREC with `code`, and QoS 0 is dropped silently.
-    fn refuse(
+    /// Refuses `p` (see [`Connection::refuse_with`]).
+    fn refuse(&mut self, p: &Publish, code: ReasonCode, cause: &str) -> Result<(), Close> {
+        self.refuse_with(p.qos, p.packet_id, code, None, cause)
+    }
+
+    /// A PUBLISH the broker does not take. MQTT 3.x clients are
+    /// disconnected (3.x cannot refuse one message), or, with
+    /// `publish_refusal_v3 = "drop"`, acknowledged as if delivered; MQTT 5
+    /// clients get PUBACK/PUBREC with `code`, and QoS 0 is dropped
+    /// silently.
+    fn refuse_with(
         &mut self,
-        incoming: &Incoming,
+        qos: QoS,
+        packet_id: Option<PacketId>,
         code: ReasonCode,
         reason_string: Option<String>,
         cause: &str,
     ) -> Result<(), Close> {
-        let topic = &incoming.topic;
         if !self.neg.version.is_v5() {
             if self.ctx.config.plugins.publish_refusal_v3 == PublishRefusal::Disconnect {
                 return Err(Close::server(
                     ReasonCode::NOT_AUTHORIZED,
-                    format!("publish to {topic} refused: {cause}"),
+                    format!("publish refused: {cause}"),
                 ));
             }
-            tracing::debug!(client = %self.session.id(), topic = %topic, "publish refused and dropped: {cause}");
-            if let (QoS::ExactlyOnce, Some(id)) = (incoming.qos, incoming.packet_id) {
+            tracing::debug!(client = %self.session.id(), "publish refused and dropped: {cause}");
+            if let (QoS::ExactlyOnce, Some(id)) = (qos, packet_id) {
                 // The QoS 2 flow completes as for a delivered message.
                 self.inflight.incoming_qos2_arrived(id);
             }
-            self.acknowledge(incoming.qos, incoming.packet_id, ReasonCode::SUCCESS, None);
+            self.acknowledge(qos, packet_id, ReasonCode::SUCCESS, None);
             return Ok(());
         }
-        tracing::debug!(client = %self.session.id(), topic = %topic, "publish refused: {cause}");
-        self.acknowledge(incoming.qos, incoming.packet_id, code, reason_string);
+        tracing::debug!(client = %self.session.id(), "publish refused: {cause}");
+        self.acknowledge(qos, packet_id, code, reason_string);
         Ok(())
     }
 

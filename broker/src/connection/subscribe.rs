@@ -5,16 +5,17 @@
 
 use super::{Close, Connection};
 use crate::codec::{
-    self, RetainHandling, SubAck, Subscribe, SubscriptionOptions, Unsubscribe, UserProperty,
+    self, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions, Unsubscribe, UserProperty,
 };
-use crate::message::Delivery;
+use crate::limits::Limit;
+use crate::memory::Pressure;
 use crate::plugins::{
     Event, Hook, SubscribeOutcome, SubscribeRequest, TopicDecision, UnsubscribeChanges,
     UnsubscribeRequest,
 };
 use crate::reason::ReasonCode;
 use crate::session::HeldSubscription;
-use crate::topic::Subscription;
+use crate::topic::{Subscription, TopicFilter};
 
 /// What becomes of one filter of a SUBSCRIBE.
 enum Plan {
@@ -32,28 +33,60 @@ impl Connection {
         }
     }
 
-    /// The broker's own verdict on each filter.
+    /// The broker's own verdict on each filter: the permission, the filter
+    /// syntax, the topic-shape limits, the number of filters per SUBSCRIBE
+    /// and the memory budget.
     fn plan_subscribe(&self, s: &Subscribe) -> Result<Vec<Plan>, Close> {
         if !self.neg.allow_subscribe {
             tracing::debug!(client = %self.session.id(), "subscribe refused");
             let code = self.refusal(ReasonCode::NOT_AUTHORIZED);
             return Ok(s.filters.iter().map(|_| Plan::Refuse(code)).collect());
         }
+        let hits = &self.ctx.metrics.limits;
+        let client = self.session.id();
+        let quota = self.refusal(ReasonCode::QUOTA_EXCEEDED);
+        if self.ctx.memory.pressure() == Pressure::Over {
+            hits.hit(Limit::Memory, client, &"SUBSCRIBE refused");
+            return Ok(s.filters.iter().map(|_| Plan::Refuse(quota)).collect());
+        }
+        let max_filters = self.ctx.config.limits.max_filters_per_subscribe as usize;
+        if s.filters.len() > max_filters {
+            hits.hit(
+                Limit::FiltersPerSubscribe,
+                client,
+                &format_args!("{} filters in one SUBSCRIBE", s.filters.len()),
+            );
+        }
         let mut plans = Vec::with_capacity(s.filters.len());
-        for (raw, options) in &s.filters {
-            match Subscription::parse(raw) {
-                Ok(sub) if sub.group().is_some() && options.no_local => {
-                    return Err(Close::server(
-                        ReasonCode::PROTOCOL_ERROR,
-                        "No Local set on a shared subscription",
-                    ));
-                }
-                Ok(sub) => plans.push(Plan::Subscribe(sub, *options)),
-                Err(e) => {
-                    tracing::debug!(client = %self.session.id(), filter = %raw, "subscription refused: {e}");
-                    plans.push(Plan::Refuse(self.refusal(ReasonCode::TOPIC_FILTER_INVALID)));
-                }
+        for (i, (raw, options)) in s.filters.iter().enumerate() {
+            if i >= max_filters {
+                plans.push(Plan::Refuse(quota));
+                continue;
             }
+            let sub = match Subscription::parse(raw) {
+                Ok(sub) => sub,
+                Err(e) => {
+                    tracing::debug!(client = %client, filter = %raw, "subscription refused: {e}");
+                    plans.push(Plan::Refuse(self.refusal(ReasonCode::TOPIC_FILTER_INVALID)));
+                    continue;
+                }
+            };
+            if sub.group().is_some() && options.no_local {
+                return Err(Close::server(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "No Local set on a shared subscription",
+                ));
+            }
+            if let Err(limit) = self.ctx.topic_limits.check_subscription(raw, &sub) {
+                hits.hit(
+                    limit,
+                    client,
+                    &format_args!("filter of {} bytes refused", raw.len()),
+                );
+                plans.push(Plan::Refuse(self.refusal(ReasonCode::TOPIC_FILTER_INVALID)));
+                continue;
+            }
+            plans.push(Plan::Subscribe(sub, *options));
         }
         Ok(plans)
     }
@@ -114,8 +147,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Stores the accepted subscriptions, answers SUBACK, queues retained
-    /// messages behind it and tells the plugins.
+    /// Stores the accepted subscriptions (within the per-client limit),
+    /// answers SUBACK, queues retained messages behind it (once per
+    /// subscription, however often the packet repeats it) and tells the
+    /// plugins.
     fn on_subscribe_planned(
         &mut self,
         s: &Subscribe,
@@ -123,10 +158,17 @@ impl Connection {
         ack_props: Option<(Option<String>, Vec<UserProperty>)>,
     ) {
         let mut reasons = Vec::with_capacity(plans.len());
-        let mut retained = Vec::new();
         let notify = self.ctx.plugins.implements(Hook::OnSubscribe)
             || self.ctx.plugins.implements(Hook::OnSubscribeM5);
+        let max_held = match self.ctx.config.limits.max_subscriptions_per_client {
+            0 => usize::MAX,
+            n => n as usize,
+        };
+        let ids: Vec<u32> = s.subscription_identifier.into_iter().collect();
         let mut accepted = Vec::new();
+        // Retained messages go out after the SUBACK: remember which filters
+        // want them, each once.
+        let mut retained: Vec<(TopicFilter, QoS)> = Vec::new();
         for plan in plans {
             let (subscription, options) = match plan {
                 Plan::Subscribe(sub, o) => (sub, o),
@@ -135,18 +177,36 @@ impl Connection {
                     continue;
                 }
             };
+            let held = {
+                let mut state = self.session.lock();
+                let new = !state.subscriptions.contains_key(&subscription);
+                if new && state.subscriptions.len() >= max_held {
+                    None
+                } else {
+                    state.subscriptions.insert(
+                        subscription.clone(),
+                        HeldSubscription {
+                            options,
+                            identifier: s.subscription_identifier,
+                        },
+                    );
+                    Some(())
+                }
+            };
+            if held.is_none() {
+                self.ctx.metrics.limits.hit(
+                    Limit::SubscriptionsPerClient,
+                    self.session.id(),
+                    &format_args!("subscription to {subscription} refused"),
+                );
+                reasons.push(self.refusal(ReasonCode::QUOTA_EXCEEDED));
+                continue;
+            }
             let existed = self.ctx.router.subscribe(
                 &self.session,
                 &subscription,
                 options,
                 s.subscription_identifier,
-            );
-            self.session.lock().subscriptions.insert(
-                subscription.clone(),
-                HeldSubscription {
-                    options,
-                    identifier: s.subscription_identifier,
-                },
             );
             reasons.push(ReasonCode(options.qos as u8));
             let send_retained = match options.retain_handling {
@@ -155,18 +215,10 @@ impl Connection {
                 RetainHandling::Never => false,
             };
             if let (true, Subscription::Plain(filter)) = (send_retained, &subscription) {
-                for message in self
-                    .ctx
-                    .router
-                    .retained_matching(&self.session.id().mountpoint, filter)
-                {
-                    retained.push(Delivery {
-                        qos: message.qos.min(options.qos),
-                        message,
-                        retain: true,
-                        subscription_ids: s.subscription_identifier.into_iter().collect(),
-                        shared: None,
-                    });
+                match retained.iter_mut().find(|(f, _)| f == filter) {
+                    // Repeated in this packet: the last occurrence's QoS.
+                    Some(wanted) => wanted.1 = options.qos,
+                    None => retained.push((filter.clone(), options.qos)),
                 }
             }
             if notify {
@@ -188,9 +240,10 @@ impl Connection {
             },
         );
         // Queued behind the SUBACK already in the output buffer.
-        for d in retained {
-            let dropped = self.session.enqueue(d);
-            self.stats.dropped += dropped.len() as u64;
+        for (filter, qos) in &retained {
+            self.ctx
+                .router
+                .queue_retained(&self.session, filter, *qos, &ids);
         }
         if notify && !accepted.is_empty() {
             self.ctx.plugins.notify(Event::Subscribed {

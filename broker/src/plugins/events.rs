@@ -5,14 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use super::bindings::exports::sluice::plugin::{on_message_drop, on_topic_unsubscribed};
 use super::set::PluginSet;
-use super::{Hook, Plugin, Plugins, convert, messages};
+use super::{EVENT_QUEUE_BYTES, Hook, Plugin, Plugins, convert, messages};
 use crate::codec::{ConnectProperties, QoS, SubscriptionOptions, UserProperty};
 use crate::message::Message;
 use crate::session::SubscriberId;
@@ -79,6 +79,63 @@ pub enum Event {
 }
 
 impl Event {
+    /// Bytes the event holds while queued (a shared message counted whole,
+    /// though queues may share it too).
+    fn size(&self) -> usize {
+        let id = |id: &SubscriberId| id.client_id.as_str().len() + id.mountpoint.len();
+        let user = |p: &[UserProperty]| {
+            p.iter()
+                .map(|p| size_of::<UserProperty>() + p.0.len() + p.1.len())
+                .sum::<usize>()
+        };
+        let extra = match self {
+            Event::Wakeup(i) | Event::Offline(i) | Event::Gone(i) | Event::Expired(i) => id(i),
+            Event::Register {
+                id: i,
+                username,
+                properties,
+                ..
+            } => {
+                id(i)
+                    + username.as_ref().map_or(0, String::len)
+                    + properties.as_ref().map_or(0, |p| {
+                        user(&p.user_properties)
+                            + p.authentication_method.as_ref().map_or(0, String::len)
+                            + p.authentication_data.as_ref().map_or(0, |d| d.len())
+                    })
+            }
+            Event::Subscribed {
+                username,
+                id: i,
+                topics,
+                properties,
+            } => {
+                id(i)
+                    + username.as_ref().map_or(0, String::len)
+                    + topics
+                        .iter()
+                        .map(|(t, _)| size_of::<(String, SubscriptionOptions)>() + t.len())
+                        .sum::<usize>()
+                    + properties.as_ref().map_or(0, |(_, u)| user(u))
+            }
+            Event::TopicUnsubscribed { id: i, topics } => {
+                id(i)
+                    + topics
+                        .as_ref()
+                        .map_or(0, |t| t.iter().map(|t| size_of::<String>() + t.len()).sum())
+            }
+            Event::Published {
+                username,
+                id: i,
+                message,
+                ..
+            } => id(i) + username.as_ref().map_or(0, String::len) + message.size(),
+            Event::OfflineMessage { id: i, message, .. }
+            | Event::MessageDropped { id: i, message, .. } => id(i) + message.size(),
+        };
+        size_of::<Event>() + extra
+    }
+
     /// The hooks that receive this event.
     fn hooks(&self) -> &'static [Hook] {
         match self {
@@ -98,8 +155,9 @@ impl Event {
 
 impl Plugins {
     /// Queues a notification for every plugin that implements its hook.
-    /// Never waits: if the dispatcher is far behind, the event is dropped
-    /// and counted. Callers on the message path check
+    /// Never waits: if the dispatcher is far behind (the queue holds
+    /// `EVENT_QUEUE` events or [`EVENT_QUEUE_BYTES`] bytes), the event is
+    /// dropped and counted. Callers on the message path check
     /// [`Plugins::implements`] first, so that they build no event nobody
     /// wants.
     pub fn notify(&self, event: Event) {
@@ -110,7 +168,11 @@ impl Plugins {
         if !event.hooks().iter().any(|h| exported.contains(*h)) {
             return;
         }
-        if tx.try_send(event).is_err() {
+        let size = event.size();
+        let queued = self.queued_event_bytes.fetch_add(size, Ordering::Relaxed);
+        let sent = queued + size <= EVENT_QUEUE_BYTES && tx.try_send((event, size)).is_ok();
+        if !sent {
+            self.queued_event_bytes.fetch_sub(size, Ordering::Relaxed);
             let n = self.dropped_events.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!(
@@ -125,8 +187,13 @@ impl Plugins {
 /// Delivers notifications in order, to every plugin implementing the hook,
 /// in chain order, of the plugin set current when the event is taken from
 /// the queue. Failures are logged by `Plugin::call` and go no further.
-pub(super) async fn dispatch(set: Arc<ArcSwap<PluginSet>>, mut events: mpsc::Receiver<Event>) {
-    while let Some(event) = events.recv().await {
+pub(super) async fn dispatch(
+    set: Arc<ArcSwap<PluginSet>>,
+    mut events: mpsc::Receiver<(Event, usize)>,
+    queued_bytes: Arc<AtomicUsize>,
+) {
+    while let Some((event, size)) = events.recv().await {
+        queued_bytes.fetch_sub(size, Ordering::Relaxed);
         let plugins = set.load_full();
         for p in &plugins.list {
             deliver(p, &event).await;

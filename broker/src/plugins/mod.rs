@@ -89,7 +89,7 @@ mod watch;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
@@ -121,6 +121,9 @@ use crate::config::Config;
 /// Notifications waiting for the dispatcher; beyond this they are dropped
 /// (and counted) rather than slow the broker down.
 const EVENT_QUEUE: usize = 16 * 1024;
+/// Bytes of notifications waiting for the dispatcher (the messages they
+/// carry included); beyond this they are dropped and counted too.
+const EVENT_QUEUE_BYTES: usize = 64 << 20;
 
 /// Why the plugins could not be loaded at startup.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +148,10 @@ pub struct Plugins {
     /// The current set's hooks, as bits: the message path tests a bit
     /// without touching the set.
     exported: AtomicU32,
-    events: Option<mpsc::Sender<Event>>,
+    /// Events and their sizes, to the dispatcher.
+    events: Option<mpsc::Sender<(Event, usize)>>,
+    /// Bytes of the events queued.
+    queued_event_bytes: Arc<AtomicUsize>,
     dropped_events: AtomicU64,
     /// Present when plugins come from a directory.
     reloader: Option<Reloader>,
@@ -180,11 +186,17 @@ impl Plugins {
         tracing::info!("plugin chain: {}", set.order());
         let shared = Arc::new(ArcSwap::from_pointee(set));
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(events::dispatch(shared.clone(), rx));
+        let queued_event_bytes = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(events::dispatch(
+            shared.clone(),
+            rx,
+            queued_event_bytes.clone(),
+        ));
         let plugins = Arc::new(Plugins {
             exported: AtomicU32::new(shared.load().exported.bits()),
             set: shared,
             events: Some(tx),
+            queued_event_bytes,
             dropped_events: AtomicU64::new(0),
             reloader: Some(reloader),
             watcher: std::sync::Mutex::new(None),

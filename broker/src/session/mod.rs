@@ -24,7 +24,7 @@ use crate::subscriptions::ClientKey;
 use crate::topic::{ClientId, Subscription};
 
 pub use inflight::{Inflight, OutEntry, OutState};
-pub use queue::{MessageQueue, QueueLimits};
+pub use queue::{Dropped, MessageQueue, QueueLimits};
 
 /// The default mountpoint, "", shared rather than allocated per session.
 pub fn default_mountpoint() -> Arc<str> {
@@ -77,6 +77,10 @@ pub struct PendingWill {
     pub generation: u64,
 }
 
+/// Identifies a scheduled session timer (expiry, delayed Will): when it is
+/// due, and a sequence number that tells apart timers due at once.
+pub type TimerKey = (tokio::time::Instant, u64);
+
 /// A subscription as the session remembers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeldSubscription {
@@ -104,6 +108,9 @@ pub struct SessionState {
     /// Seconds the session outlives its connection; `u32::MAX` = forever.
     pub expiry_interval: u32,
     pub pending_will: Option<PendingWill>,
+    /// The session's scheduled timers, cancelled when a connection
+    /// attaches or the session ends.
+    pub timers: Vec<TimerKey>,
     /// Set once the session has ended; a connection holding a stale `Arc`
     /// must then start a new one.
     pub ended: bool,
@@ -153,6 +160,7 @@ impl Session {
                 generation: 0,
                 expiry_interval: 0,
                 pending_will: None,
+                timers: Vec::new(),
                 ended: false,
             }),
             signalled: AtomicBool::new(false),
@@ -201,11 +209,14 @@ impl Session {
 
     /// Queues a delivery and wakes the owning connection. Returns the
     /// deliveries the queue dropped to make room (or the new one).
-    pub fn enqueue(&self, delivery: Delivery) -> Vec<Delivery> {
+    pub fn enqueue(&self, delivery: Delivery) -> Dropped {
         let dropped = {
             let mut state = self.lock();
             if state.ended {
-                return vec![delivery];
+                return Dropped {
+                    deliveries: vec![delivery],
+                    limit: None,
+                };
             }
             let limits = state.limits.clone();
             state.queue.push(delivery, self.is_online(), &limits)
@@ -237,6 +248,11 @@ impl Session {
             }
         }
         None
+    }
+
+    /// The kick waiting for the owning connection, if any.
+    pub fn kicked(&self) -> Option<Kick> {
+        self.lock().kicked
     }
 
     /// Asks the owning connection to close.

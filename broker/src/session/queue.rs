@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use crate::codec::QoS;
 use crate::config::{OverflowPolicy, SessionConfig};
+use crate::limits::Limit;
 use crate::message::Delivery;
 
 /// Limits on one session's queue, from `[session]` in the config.
@@ -30,6 +31,23 @@ impl QueueLimits {
     }
 }
 
+/// What a push dropped to stay within the limits.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    /// The deliveries dropped: the new one, or older ones.
+    pub deliveries: Vec<Delivery>,
+    /// The limit that was in the way (none when the queue simply does not
+    /// take QoS 0 while offline).
+    pub limit: Option<Limit>,
+}
+
+impl Dropped {
+    /// Whether nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+}
+
 /// Deliveries in the order they are to be sent.
 #[derive(Debug, Default)]
 pub struct MessageQueue {
@@ -51,16 +69,12 @@ impl MessageQueue {
 
     /// Queues `delivery` within `limits`, dropping what the policy says
     /// when full. Returns the deliveries dropped (possibly `delivery`
-    /// itself), so the caller can count them and re-route shared ones.
-    pub fn push(
-        &mut self,
-        delivery: Delivery,
-        online: bool,
-        limits: &QueueLimits,
-    ) -> Vec<Delivery> {
-        let mut dropped = Vec::new();
+    /// itself), so the caller can count them and re-route shared ones, and
+    /// the limit that made the queue full.
+    pub fn push(&mut self, delivery: Delivery, online: bool, limits: &QueueLimits) -> Dropped {
+        let mut dropped = Dropped::default();
         if !online && delivery.qos == QoS::AtMostOnce && !limits.qos0_offline {
-            dropped.push(delivery);
+            dropped.deliveries.push(delivery);
             return dropped;
         }
         let max = if online {
@@ -70,35 +84,43 @@ impl MessageQueue {
         };
         let size = delivery.message.size() as u64;
         let full = |q: &Self| {
-            q.items.len() >= max || (limits.max_bytes > 0 && q.bytes + size > limits.max_bytes)
+            if q.items.len() >= max {
+                Some(Limit::QueuedMessages)
+            } else if limits.max_bytes > 0 && q.bytes + size > limits.max_bytes {
+                Some(Limit::QueuedBytes)
+            } else {
+                None
+            }
         };
-        while full(self) && !self.items.is_empty() {
+        while let Some(limit) = full(self).filter(|_| !self.items.is_empty()) {
+            dropped.limit = Some(limit);
             if delivery.qos == QoS::AtMostOnce {
-                dropped.push(delivery);
+                dropped.deliveries.push(delivery);
                 return dropped;
             }
             if self.qos0 > 0 {
                 if let Some(i) = self.items.iter().position(|d| d.qos == QoS::AtMostOnce) {
                     if let Some(d) = self.remove_at(i) {
-                        dropped.push(d);
+                        dropped.deliveries.push(d);
                     }
                     continue;
                 }
             }
             match limits.overflow {
                 OverflowPolicy::DropNewest => {
-                    dropped.push(delivery);
+                    dropped.deliveries.push(delivery);
                     return dropped;
                 }
                 OverflowPolicy::DropOldest => {
                     if let Some(d) = self.pop_front() {
-                        dropped.push(d);
+                        dropped.deliveries.push(d);
                     }
                 }
             }
         }
         if max == 0 {
-            dropped.push(delivery);
+            dropped.limit = Some(Limit::QueuedMessages);
+            dropped.deliveries.push(delivery);
             return dropped;
         }
         self.bytes += size;
@@ -212,13 +234,15 @@ mod tests {
         assert!(q.push(delivery(QoS::AtLeastOnce, "b"), true, &l).is_empty());
         // Full: a QoS 1 arrival evicts the queued QoS 0.
         let dropped = q.push(delivery(QoS::AtLeastOnce, "c"), true, &l);
-        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped.deliveries.len(), 1);
+        assert_eq!(dropped.limit, Some(Limit::QueuedMessages));
         assert_eq!(tags(&q), ["b", "c"]);
         // Full of QoS 1: a QoS 0 arrival is dropped.
-        assert_eq!(q.push(delivery(QoS::AtMostOnce, "d"), true, &l).len(), 1);
+        let dropped = q.push(delivery(QoS::AtMostOnce, "d"), true, &l);
+        assert_eq!(dropped.deliveries.len(), 1);
         // Drop newest.
         let dropped = q.push(delivery(QoS::AtLeastOnce, "e"), true, &l);
-        assert_eq!(&dropped[0].message.payload[..], b"e");
+        assert_eq!(&dropped.deliveries[0].message.payload[..], b"e");
         assert_eq!(tags(&q), ["b", "c"]);
     }
 
@@ -236,7 +260,8 @@ mod tests {
     fn offline_qos0_not_queued_by_default() {
         let l = limits(10, OverflowPolicy::DropNewest);
         let mut q = MessageQueue::default();
-        assert_eq!(q.push(delivery(QoS::AtMostOnce, "a"), false, &l).len(), 1);
+        let dropped = q.push(delivery(QoS::AtMostOnce, "a"), false, &l);
+        assert_eq!((dropped.deliveries.len(), dropped.limit), (1, None));
         assert!(q.is_empty());
         let l = QueueLimits {
             qos0_offline: true,
@@ -248,16 +273,18 @@ mod tests {
 
     #[test]
     fn byte_limit() {
+        let each = delivery(QoS::AtLeastOnce, "a").message.size() as u64;
         let l = QueueLimits {
-            max_bytes: 5,
+            max_bytes: 2 * each + 1,
             ..limits(100, OverflowPolicy::DropOldest)
         };
         let mut q = MessageQueue::default();
-        // Each delivery counts topic (1) + payload (1) = 2 bytes.
-        for t in ["a", "b", "c"] {
-            q.push(delivery(QoS::AtLeastOnce, t), true, &l);
+        for t in ["a", "b"] {
+            assert!(q.push(delivery(QoS::AtLeastOnce, t), true, &l).is_empty());
         }
+        let dropped = q.push(delivery(QoS::AtLeastOnce, "c"), true, &l);
+        assert_eq!(dropped.limit, Some(Limit::QueuedBytes));
         assert_eq!(tags(&q), ["b", "c"]);
-        assert_eq!(q.bytes, 4);
+        assert_eq!(q.bytes, 2 * each);
     }
 }

@@ -210,3 +210,16 @@ fn auth_from_a_3_x_client_is_malformed() {
     assert_malformed(decode_after(V3_1_1, &[0xF0, 0x00]));
     assert_malformed(connected(V3_1).decode(&mut BytesMut::from(&[0xF0][..])));
 }
+
+#[test]
+fn variable_byte_integers_must_use_their_shortest_form() {
+    // Remaining length 0 in two bytes: PINGREQ `C0 80 00`.
+    assert_malformed(decode_after(V5, &[0xC0, 0x80, 0x00]));
+    assert_malformed(decode_after(V3_1_1, &[0xC0, 0x80, 0x80, 0x00]));
+    let sub = |block: Vec<u8>| frame(0x82, &[vec![0, 1], block, s("a"), vec![0]].concat());
+    // A Subscription Identifier of 1 in two bytes.
+    assert_malformed(decode_after(V5, &sub(vec![0x03, 0x0B, 0x81, 0x00])));
+    // The shortest forms still decode; 128 needs two bytes.
+    assert!(decode_after(V5, &[0xC0, 0x00]).is_ok());
+    assert!(decode_after(V5, &sub(props(&[p_varint(0x0B, 128)]))).is_ok());
+}

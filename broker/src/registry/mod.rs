@@ -1,6 +1,9 @@
 //! The session registry: finds or creates the session of a connecting client,
 //! takes sessions over from older connections, and ends sessions (on clean
-//! disconnect or expiry), publishing delayed Will messages on the way.
+//! disconnect or expiry), publishing delayed Will messages on the way. The
+//! expiry and Will timers of offline sessions are in [`timers`].
+
+mod timers;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,12 +13,15 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::limits::Limit;
 use crate::message::Will;
 use crate::metrics::Metrics;
 use crate::plugins::{Event, Plugins};
 use crate::router::Router;
 use crate::session::{Inflight, Kick, PendingWill, QueueLimits, Session, SubscriberId};
 use crate::subscriptions::ClientKey;
+
+use self::timers::{Timer, TimerKind, Timers};
 
 /// How long a new connection waits for the connection it takes a session
 /// over from to let go.
@@ -26,6 +32,8 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum AttachError {
     #[error("the connection holding session {0} did not release it within {TAKEOVER_TIMEOUT:?}")]
     TakeoverTimedOut(SubscriberId),
+    #[error("the broker holds limits.max_sessions = {0} sessions")]
+    TooManySessions(u64),
 }
 
 /// A session attached to a new connection.
@@ -95,11 +103,21 @@ pub struct Registry {
     router: Arc<Router>,
     metrics: Arc<Metrics>,
     plugins: Arc<Plugins>,
+    /// Expiry and delayed-Will timers of offline sessions.
+    timers: Timers,
+    /// `limits.max_sessions` (0: no limit).
+    max_sessions: u64,
 }
 
 impl Registry {
-    /// An empty registry routing through `router`.
-    pub fn new(router: Arc<Router>, metrics: Arc<Metrics>, plugins: Arc<Plugins>) -> Self {
+    /// An empty registry routing through `router`, holding at most
+    /// `max_sessions` sessions (0: no limit).
+    pub fn new(
+        router: Arc<Router>,
+        metrics: Arc<Metrics>,
+        plugins: Arc<Plugins>,
+        max_sessions: u64,
+    ) -> Self {
         Registry {
             sessions: Mutex::new(HashSet::new()),
             next_key: AtomicU64::new(1),
@@ -107,6 +125,8 @@ impl Registry {
             router,
             metrics,
             plugins,
+            timers: Timers::default(),
+            max_sessions,
         }
     }
 
@@ -144,6 +164,15 @@ impl Registry {
                 let mut map = self.map();
                 match map.get(&id) {
                     Some(e) => e.0.clone(),
+                    None if self.max_sessions != 0 && map.len() as u64 >= self.max_sessions => {
+                        drop(map);
+                        self.metrics.limits.hit(
+                            Limit::Sessions,
+                            &id,
+                            &"CONNECT refused: no room for a new session",
+                        );
+                        return Err(AttachError::TooManySessions(self.max_sessions));
+                    }
                     None => {
                         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
                         let session =
@@ -169,7 +198,7 @@ impl Registry {
                 Forget,
                 WaitForRelease,
                 EndIt,
-                Resume(Inflight, u64),
+                Resume(Inflight, u64, Vec<crate::session::TimerKey>),
             }
             // Registered before looking, so a release in between wakes us.
             let released = self.released.notified();
@@ -192,6 +221,7 @@ impl Registry {
                     Next::Resume(
                         state.inflight.take().map(|f| *f).unwrap_or_default(),
                         state.generation,
+                        std::mem::take(&mut state.timers),
                     )
                 }
             };
@@ -211,7 +241,10 @@ impl Registry {
                     self.end(&existing);
                     continue;
                 }
-                Next::Resume(inflight, generation) => (inflight, generation),
+                Next::Resume(inflight, generation, timers) => {
+                    self.timers.cancel(&timers);
+                    (inflight, generation)
+                }
             };
             existing.set_upgrade_qos(profile.upgrade_qos);
             existing.set_online(true);
@@ -226,7 +259,7 @@ impl Registry {
 
     /// A connection ends: parks its state in the session, publishes or
     /// schedules its Will, and ends the session now or schedules its expiry.
-    pub fn detach(self: &Arc<Self>, session: &Arc<Session>, departure: Departure) {
+    pub fn detach(&self, session: &Arc<Session>, departure: Departure) {
         let Departure {
             inflight,
             will,
@@ -260,6 +293,7 @@ impl Registry {
             self.end(session);
             return;
         }
+        let now = Instant::now();
         if let Some(will) = will {
             if will.delay_interval == 0 {
                 self.publish_will(session, &will);
@@ -269,42 +303,89 @@ impl Registry {
                     will: Box::new(will),
                     generation,
                 });
-                let registry = self.clone();
-                let session = session.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
-                    let will = {
-                        let mut state = session.lock();
-                        match &state.pending_will {
-                            Some(p) if p.generation == generation => state.pending_will.take(),
-                            _ => None,
-                        }
-                    };
-                    if let Some(will) = will {
-                        registry.publish_will(&session, &will.will);
-                    }
-                });
+                self.schedule(session, generation, TimerKind::Will, now + secs(delay));
             }
         }
         if expiry_interval != u32::MAX {
-            let after = Duration::from_secs(u64::from(expiry_interval));
-            let registry = self.clone();
-            let session = session.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
+            self.schedule(
+                session,
+                generation,
+                TimerKind::Expiry,
+                now + secs(expiry_interval),
+            );
+        }
+    }
+
+    /// Schedules a timer of `session` and records it in the session, so a
+    /// reconnect or the session's end cancels it.
+    fn schedule(&self, session: &Arc<Session>, generation: u64, kind: TimerKind, at: Instant) {
+        let timer = Timer {
+            session: session.clone(),
+            generation,
+            kind,
+        };
+        let key = self.timers.schedule(at, timer);
+        let mut state = session.lock();
+        if state.generation == generation && !state.ended {
+            state.timers.push(key);
+        } else {
+            // Attached again (or ended) meanwhile: the timer is stale.
+            drop(state);
+            self.timers.cancel(&[key]);
+        }
+    }
+
+    /// A timer fell due.
+    fn fire(&self, timer: Timer) {
+        let Timer {
+            session,
+            generation,
+            kind,
+        } = timer;
+        match kind {
+            TimerKind::Will => {
+                let will = {
+                    let mut state = session.lock();
+                    match &state.pending_will {
+                        Some(p) if p.generation == generation => state.pending_will.take(),
+                        _ => None,
+                    }
+                };
+                if let Some(will) = will {
+                    self.publish_will(&session, &will.will);
+                }
+            }
+            TimerKind::Expiry => {
                 let expired = {
                     let state = session.lock();
                     state.generation == generation && !state.connected && !state.ended
                 };
                 if expired {
                     tracing::debug!(session = %session.id(), "session expired");
-                    registry.end(&session);
-                    registry
-                        .plugins
-                        .notify(Event::Expired(session.id().clone()));
+                    self.end(&session);
+                    self.plugins.notify(Event::Expired(session.id().clone()));
                 }
-            });
+            }
         }
+    }
+
+    /// Runs the sessions' timers, and purges expired retained messages
+    /// every second; never returns (the server aborts it at shutdown).
+    pub async fn run_timers(&self) {
+        self.timers
+            .run(
+                Duration::from_secs(1),
+                |timer| self.fire(timer),
+                || {
+                    self.router.purge_expired_retained();
+                },
+            )
+            .await;
+    }
+
+    /// Number of scheduled session timers (expiry, delayed Will).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
     }
 
     fn publish_will(&self, session: &Session, will: &Will) {
@@ -312,7 +393,11 @@ impl Registry {
         tracing::debug!(session = %session.id(), topic = %message.topic, "publishing will");
         let mountpoint = will.mountpoint.as_ref().unwrap_or(&session.id().mountpoint);
         if message.retain {
-            self.router.retain(mountpoint, &message);
+            if let Err(limit) = self.router.retain(mountpoint, &message) {
+                self.metrics
+                    .limits
+                    .hit(limit, session.id(), &"Will not retained");
+            }
         }
         self.router
             .publish(mountpoint, Some(session.key()), &message);
@@ -328,6 +413,7 @@ impl Registry {
                 return;
             }
             state.ended = true;
+            self.timers.cancel(&std::mem::take(&mut state.timers));
             let subscriptions: Vec<_> = state.subscriptions.drain().map(|(s, _)| s).collect();
             let queued: Vec<_> = state.queue.drain().collect();
             let inflight: Vec<_> = state
@@ -368,6 +454,29 @@ impl Registry {
         }
     }
 
+    /// A connection task ended without handing its session back (it
+    /// panicked): if the session is still that connection's (`generation`),
+    /// it is detached as if the connection was lost, without its QoS
+    /// state, and released, so its client can connect again.
+    pub fn abandon(&self, session: &Arc<Session>, generation: u64, expiry_interval: u32) {
+        {
+            let state = session.lock();
+            if !state.connected || state.generation != generation {
+                return;
+            }
+        }
+        tracing::error!(session = %session.id(), "a connection task failed; its session is released");
+        self.detach(
+            session,
+            Departure {
+                inflight: Inflight::default(),
+                will: None,
+                expiry_interval,
+            },
+        );
+        self.release(session);
+    }
+
     /// A connection let go of `session`: a connection waiting to take it
     /// over may now.
     pub fn release(&self, session: &Session) {
@@ -388,4 +497,9 @@ impl Registry {
     pub fn next_key(&self) -> ClientKey {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// `n` seconds.
+fn secs(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n))
 }

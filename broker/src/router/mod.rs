@@ -5,21 +5,29 @@
 //! matching nodes and queues one delivery per session (overlapping
 //! subscriptions merge into one copy at the highest QoS, carrying every
 //! subscription identifier). Shared subscriptions deliver to one member per
-//! group, preferring connected members.
+//! group, preferring connected members. The retained messages live in
+//! [`retained`].
+
+mod retained;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::time::Instant;
 
 use crate::codec::{QoS, SubscriptionOptions};
+use crate::config::LimitsConfig;
+use crate::limits::Limit;
+use crate::memory::{Budget, Pressure};
 use crate::message::{Delivery, Message, SharedOrigin};
 use crate::metrics::Metrics;
 use crate::plugins::{DropReason, Event, Hook, Plugins};
-use crate::retain::RetainTree;
 use crate::session::Session;
 use crate::subscriptions::{ClientKey, NodeMatch, SubscriptionTree};
 use crate::topic::{Subscription, TopicFilter};
+
+use self::retained::{RetainedLimits, RetainedStore};
 
 /// A subscription as the tree stores it.
 #[derive(Debug)]
@@ -33,14 +41,15 @@ pub struct Subscriber {
 }
 
 type Trees = HashMap<Arc<str>, SubscriptionTree<Subscriber>>;
-type Retained = HashMap<Arc<str>, RetainTree<Arc<Message>>>;
 
 /// Routes messages between sessions; one per broker.
 #[derive(Debug)]
 pub struct Router {
     trees: RwLock<Trees>,
-    retained: RwLock<Retained>,
+    retained: RwLock<RetainedStore>,
     metrics: Arc<Metrics>,
+    /// Under high pressure, QoS 0 deliveries are not queued.
+    memory: Budget,
     /// Told of messages queued for offline sessions and of messages full
     /// queues drop.
     plugins: Arc<Plugins>,
@@ -76,11 +85,17 @@ struct Merged<'a> {
 
 impl Router {
     /// A router with no subscriptions and no retained messages.
-    pub fn new(metrics: Arc<Metrics>, plugins: Arc<Plugins>) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        plugins: Arc<Plugins>,
+        limits: &LimitsConfig,
+        memory: Budget,
+    ) -> Self {
         Router {
             trees: RwLock::new(HashMap::new()),
-            retained: RwLock::new(HashMap::new()),
+            retained: RwLock::new(RetainedStore::new(RetainedLimits::from_config(limits))),
             metrics,
+            memory,
             plugins,
         }
     }
@@ -191,13 +206,25 @@ impl Router {
     /// shared deliveries are not re-routed: the group member was chosen and
     /// its queue is full, which is the overload the limit exists for.
     fn enqueue(&self, session: &Arc<Session>, d: Delivery) -> bool {
+        if d.qos == QoS::AtMostOnce && self.memory.pressure() >= Pressure::High {
+            Metrics::add(&self.metrics.messages_dropped, 1);
+            self.metrics
+                .limits
+                .hit(Limit::Memory, session.id(), &"QoS 0 delivery dropped");
+            return false;
+        }
         let offline = (self.plugins.implements(Hook::OnOfflineMessage) && !session.is_online())
             .then(|| (d.message.clone(), d.qos, d.retain));
         let dropped = session.enqueue(d);
-        let n = dropped.len() as u64;
+        let n = dropped.deliveries.len() as u64;
         Metrics::add(&self.metrics.messages_dropped, n);
+        if let Some(limit) = dropped.limit {
+            self.metrics
+                .limits
+                .hit(limit, session.id(), &"queue full, message dropped");
+        }
         if n > 0 && self.plugins.implements(Hook::OnMessageDrop) {
-            for d in &dropped {
+            for d in &dropped.deliveries {
                 self.plugins.notify(Event::MessageDropped {
                     id: session.id().clone(),
                     message: d.message.clone(),
@@ -208,7 +235,11 @@ impl Router {
         }
         if let Some((message, qos, retain)) = offline {
             // Unless it was not queued after all (its drop was reported).
-            if !dropped.iter().any(|d| Arc::ptr_eq(&d.message, &message)) {
+            if !dropped
+                .deliveries
+                .iter()
+                .any(|d| Arc::ptr_eq(&d.message, &message))
+            {
                 self.plugins.notify(Event::OfflineMessage {
                     id: session.id().clone(),
                     message,
@@ -220,48 +251,75 @@ impl Router {
         n == 0
     }
 
-    /// Stores `message` as the retained message of its topic, or clears it
-    /// when the payload is empty.
-    pub fn retain(&self, mountpoint: &Arc<str>, message: &Arc<Message>) {
-        let mut retained = write(&self.retained);
-        if message.payload.is_empty() {
-            if let Some(tree) = retained.get_mut(mountpoint) {
-                tree.remove(&message.topic);
-                if tree.is_empty() {
-                    retained.remove(mountpoint);
-                }
+    /// Queues the retained messages matching `filter` for `session`, which
+    /// just subscribed with `qos` and `subscription_ids`: one at a time
+    /// into its queue, with its limits, stopping at the first the queue
+    /// has no room for (never collecting them first).
+    pub fn queue_retained(
+        &self,
+        session: &Arc<Session>,
+        filter: &TopicFilter,
+        qos: QoS,
+        subscription_ids: &[u32],
+    ) {
+        self.for_each_retained(&session.id().mountpoint, filter, |message| {
+            let d = Delivery {
+                qos: message.qos.min(qos),
+                message: message.clone(),
+                retain: true,
+                subscription_ids: subscription_ids.to_vec(),
+                shared: None,
+            };
+            if self.enqueue(session, d) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
             }
-        } else {
-            retained
-                .entry(mountpoint.clone())
-                .or_default()
-                .insert(&message.topic, message.clone());
-        }
+        });
+    }
+
+    /// Stores `message` as the retained message of its topic, or clears it
+    /// when the payload is empty. A message the retained limits have no
+    /// room for is refused (and counted).
+    pub fn retain(&self, mountpoint: &Arc<str>, message: &Arc<Message>) -> Result<(), Limit> {
+        write(&self.retained).set(mountpoint, message)
+    }
+
+    /// Calls `visit` with the unexpired retained messages matching
+    /// `filter`, under the store's read lock (so `visit` must not take the
+    /// router's locks; taking a session's is fine), until it breaks.
+    pub fn for_each_retained(
+        &self,
+        mountpoint: &str,
+        filter: &TopicFilter,
+        visit: impl FnMut(&Arc<Message>) -> ControlFlow<()>,
+    ) {
+        read(&self.retained).for_each_match(mountpoint, filter, Instant::now(), visit);
     }
 
     /// The unexpired retained messages matching `filter`.
     pub fn retained_matching(&self, mountpoint: &str, filter: &TopicFilter) -> Vec<Arc<Message>> {
-        let now = Instant::now();
-        let retained = read(&self.retained);
         let mut out = Vec::new();
-        if let Some(tree) = retained.get(mountpoint) {
-            tree.for_each_match(filter, |m| {
-                if !m.is_expired(now) {
-                    out.push(m.clone());
-                }
-            });
-        }
+        self.for_each_retained(mountpoint, filter, |m| {
+            out.push(m.clone());
+            ControlFlow::Continue(())
+        });
         out
     }
 
-    /// Drops expired retained messages.
-    pub fn purge_expired_retained(&self) {
+    /// Drops expired retained messages (looking at those alone). Returns
+    /// when the next one expires.
+    pub fn purge_expired_retained(&self) -> Option<Instant> {
         let now = Instant::now();
-        let mut retained = write(&self.retained);
-        for tree in retained.values_mut() {
-            tree.retain(|m| !m.is_expired(now));
+        let due = read(&self.retained)
+            .next_expiry()
+            .is_some_and(|at| at <= now);
+        if !due {
+            return read(&self.retained).next_expiry();
         }
-        retained.retain(|_, t| !t.is_empty());
+        let mut retained = write(&self.retained);
+        retained.purge_expired(now);
+        retained.next_expiry()
     }
 
     /// Adds or replaces `session`'s subscription. Returns whether it
@@ -358,6 +416,12 @@ impl Router {
 
     /// Number of retained messages across all mountpoints.
     pub fn retained_count(&self) -> usize {
-        read(&self.retained).values().map(|t| t.len()).sum()
+        read(&self.retained).len()
+    }
+
+    /// Bytes of retained messages, as `limits.max_retained_bytes` counts
+    /// them.
+    pub fn retained_bytes(&self) -> usize {
+        read(&self.retained).bytes()
     }
 }
