@@ -15,18 +15,20 @@ use super::{v4, v5};
 use crate::support::packets::*;
 use crate::support::{Raw, TestBroker};
 
-/// What the client writes after the broker's answer: more than the
-/// socket buffers take in one go, one packet per write.
-const WRITTEN_AFTER: usize = 256 * 1024;
+/// Writes the client makes after the broker's answer, one packet each,
+/// `WRITE_EVERY` apart: about 100 ms of writing (100 KiB), well inside
+/// the lingering close's bounded drain (the broker must not close during
+/// it), and long enough that a broker that closes at once does so while
+/// the client is still writing.
+const WRITES_AFTER: usize = 100;
+const WRITE_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Writes `packet` over and over, one write each, until `total` bytes;
-/// the first failure ends it.
-async fn keep_writing(raw: &mut Raw, packet: &[u8], total: usize) -> std::io::Result<()> {
-    let mut written = 0;
-    while written < total {
+/// Writes `packet` `WRITES_AFTER` times, paced by `WRITE_EVERY` (the
+/// client's pace, not a wait for a condition); the first failure ends it.
+async fn keep_writing(raw: &mut Raw, packet: &[u8]) -> std::io::Result<()> {
+    for _ in 0..WRITES_AFTER {
         raw.stream.write_all(packet).await?;
-        written += packet.len();
-        tokio::task::yield_now().await;
+        tokio::time::sleep(WRITE_EVERY).await;
     }
     Ok(())
 }
@@ -53,7 +55,7 @@ async fn exceeding_receive_maximum_is_read_as_disconnect_0x93() {
     );
 
     let more = publish_v5("greedy", 0, 0, &payload, None);
-    let written = keep_writing(&mut raw, &more, WRITTEN_AFTER).await;
+    let written = keep_writing(&mut raw, &more).await;
     let (frames, end) = raw.read_until_closed().await;
     assert!(
         written.is_ok(),
@@ -80,7 +82,7 @@ async fn refused_connect_with_pipelined_input(connect: Vec<u8>, publish: Vec<u8>
     raw.send(&burst).await;
     assert_eq!(raw.recv().await.connack().1, code);
 
-    let written = keep_writing(&mut raw, &publish, WRITTEN_AFTER).await;
+    let written = keep_writing(&mut raw, &publish).await;
     let (frames, end) = raw.read_until_closed().await;
     assert!(
         written.is_ok(),

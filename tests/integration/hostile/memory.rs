@@ -30,27 +30,33 @@ const SLACK_MIB: u64 = 40;
 const IDLE_BOUND_MIB: u64 = 24;
 
 /// Clients that each announce a PUBLISH of 1 MiB - 1 bytes and send
-/// most of it, then stall: the broker holds the partial packet.
-const STALLERS: usize = 50;
+/// most of it, then stall: the broker holds the partial packets (about
+/// 40 % of the budget, so that the queues below have room to take the
+/// broker over it).
+const STALLERS: usize = 25;
 /// Bytes of the announced packet each staller sends before stalling.
 const STALLED_BYTES: usize = 1_000_000;
 
 /// Subscribers that stop reading, each with its own topic, so that every
 /// queued message is a distinct allocation.
-const STUCK: usize = 48;
-/// Payload of the messages queued for them.
-const QUEUED_PAYLOAD: usize = 100 * 1024;
-/// Messages the filler publishes at most (200 MB, three times the budget)
-/// before the test gives up waiting for a refusal.
-const FILL_CAP: usize = 2_000;
+const STUCK: usize = 73;
+/// Payload of the messages queued for them: under 64 KiB, so that over the
+/// budget the broker answers PUBACK 0x97 (a larger packet would close the
+/// connection instead).
+const QUEUED_PAYLOAD: usize = 32 * 1024;
+/// Messages the filler publishes at most (200 MiB, three times the
+/// budget) before the test gives up waiting for a refusal.
+const FILL_CAP: usize = 6_400;
 
-/// Retained messages of 1 MiB stored first: a quarter of the budget,
-/// which stays after the clients have gone.
+/// Retained messages of `RETAINED_PAYLOAD` bytes stored first: a quarter
+/// of the budget, which stays after the clients have gone.
 const RETAINED: usize = 16;
+/// 1 MB: with its headers, the message fits `mqtt.max_packet_size`.
+const RETAINED_PAYLOAD: usize = 1_000_000;
 
-/// A staller: MQTT 5 CONNECT, then the start of a 1 MiB - 1 PUBLISH.
-async fn staller(addr: std::net::SocketAddr, i: usize) -> Raw {
-    let mut raw = Raw::handshake(addr, &super::v5(&format!("staller-{i}"))).await;
+/// A staller's second step, once connected: the start of a 1 MiB - 1
+/// PUBLISH, then nothing.
+async fn stall(mut raw: Raw) -> Raw {
     // Remaining length 1,048,571: a 4-byte fixed header makes the packet
     // 1 MiB - 1, just under `mqtt.max_packet_size`.
     const REMAINING: usize = 1_048_571;
@@ -98,29 +104,9 @@ async fn a_hundred_clients_cannot_push_rss_past_the_memory_budget() {
     let bound = (BUDGET_MIB + SLACK_MIB) * 1024;
     let what = "RSS under the memory budget";
 
-    // Retained messages: one client, a quarter of the budget.
+    // Every client connects first, while the broker is under budget.
     let mut retainer = Raw::handshake(addr, &super::v5("retainer")).await;
-    let mega = vec![b'r'; 1024 * 1024];
-    for i in 0..RETAINED {
-        let pkid = u16::try_from(i + 1).expect("packet id");
-        watch
-            .guard(
-                bound,
-                what,
-                puback(&mut retainer, pkid, &format!("mem/r/{i}"), &mega, true),
-            )
-            .await;
-    }
-
-    // Partial packets.
-    let mut started = tokio::task::JoinSet::new();
-    for i in 0..STALLERS {
-        started.spawn(staller(addr, i));
-    }
-    let stallers = watch.guard(bound, what, started.join_all()).await;
-
-    // Subscribers that stop reading, and a publisher that fills their
-    // queues until the broker refuses (0x97 Quota exceeded).
+    let mut filler = Raw::handshake(addr, &super::v5("filler")).await;
     let mut stuck = Vec::new();
     for i in 0..STUCK {
         let connect = super::v5(&format!("stuck-{i}"));
@@ -134,32 +120,48 @@ async fn a_hundred_clients_cannot_push_rss_past_the_memory_budget() {
         assert_eq!(raw.recv_kind(9).await.ack_codes(true), [1]);
         stuck.push(raw);
     }
-    let mut filler = Raw::handshake(addr, &super::v5("filler")).await;
+    let mut stallers = Vec::new();
+    for i in 0..STALLERS {
+        stallers.push(Raw::handshake(addr, &super::v5(&format!("staller-{i}"))).await);
+    }
+
+    // Retained messages: a quarter of the budget.
+    let mega = vec![b'r'; RETAINED_PAYLOAD];
+    for i in 0..RETAINED {
+        let pkid = u16::try_from(i + 1).expect("packet id");
+        let topic = format!("mem/r/{i}");
+        let publish = puback(&mut retainer, pkid, &topic, &mega, true);
+        watch.guard(bound, what, publish).await;
+    }
+
+    // Partial packets, all at once.
+    let mut stalling = tokio::task::JoinSet::new();
+    for raw in stallers {
+        stalling.spawn(stall(raw));
+    }
+    let stallers = watch.guard(bound, what, stalling.join_all()).await;
+
+    // The stuck subscribers' queues, filled until the broker refuses
+    // (0x97 Quota exceeded; at once if the partial packets took it over
+    // the budget).
     let payload = vec![b'q'; QUEUED_PAYLOAD];
-    let mut refused_after = None;
+    let mut refused = false;
     for n in 0..FILL_CAP {
         let pkid = u16::try_from(n % 60_000 + 1).expect("packet id");
         let topic = format!("mem/q/{}", n % STUCK);
-        let code = watch
-            .guard(
-                bound,
-                what,
-                puback(&mut filler, pkid, &topic, &payload, false),
-            )
-            .await;
+        let publish = puback(&mut filler, pkid, &topic, &payload, false);
+        let code = watch.guard(bound, what, publish).await;
         if code == 0x97 {
-            refused_after = Some(n);
+            refused = true;
             break;
         }
         assert!(code < 0x80, "PUBACK {code:#04x}");
     }
-    let refused_after = refused_after.unwrap_or_else(|| {
-        panic!(
-            "{FILL_CAP} messages of {QUEUED_PAYLOAD} bytes were queued and none refused; RSS peaked at {}",
-            mib(watch.max_kib())
-        )
-    });
-    assert!(refused_after > 0, "refused from the first message");
+    assert!(
+        refused,
+        "{FILL_CAP} messages of {QUEUED_PAYLOAD} bytes were queued and none refused; RSS peaked at {}",
+        mib(watch.max_kib())
+    );
 
     // Over the budget: new clients are turned away.
     let (_, ack) = connect_answer(addr, &super::v5("latecomer")).await;
