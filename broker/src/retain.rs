@@ -35,10 +35,6 @@ impl<V> Node<V> {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.value.is_none() && self.children.is_empty()
-    }
-
     fn find(&self, topic: &TopicName) -> Option<&Node<V>> {
         let mut node = self;
         for level in topic.levels() {

@@ -291,3 +291,39 @@ fn an_admin_address_in_use_refuses_to_start_and_names_it() {
     assert!(e.contains("admin endpoint"), "{e}");
     assert!(e.contains(&addr.to_string()), "{e}");
 }
+
+/// Every limit has its `sluice_limit_hits_total` sample, and a hit shows
+/// in it; the memory gauges are there (the test binary counts its heap
+/// like `sluice` does).
+#[tokio::test]
+async fn limit_hits_and_memory_are_metrics() {
+    let (broker, admin) = admin_broker(|c| c.limits.max_topic_levels = 2);
+    let mut raw = Raw::handshake(broker.addr, &connect_v5("deep", true, 60, |_| {})).await;
+    raw.send(&publish_v5("a/b/c", 1, 1, b"x", None)).await;
+    assert_eq!(raw.recv_kind(4).await.ack_reason(), 0x90);
+    let a = get(admin, "/metrics").await;
+    assert_eq!(a.status, 200);
+    assert!(
+        a.body.contains("# TYPE sluice_limit_hits_total counter"),
+        "{}",
+        a.body
+    );
+    for limit in sluice_broker::limits::Limit::ALL {
+        let hits = u64::from(*limit == sluice_broker::limits::Limit::TopicLevels);
+        let sample = format!(
+            "sluice_limit_hits_total{{limit=\"{}\"}} {hits}\n",
+            limit.label()
+        );
+        assert!(a.body.contains(&sample), "{sample} in {}", a.body);
+    }
+    let gauge = |name: &str| -> u64 {
+        a.body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {}", a.body))
+    };
+    assert!(gauge("sluice_memory_allocated_bytes") > 0);
+    assert!(gauge("sluice_memory_budget_bytes") >= 64 << 20);
+    assert!(gauge("sluice_runtime_alive_tasks") > 0);
+}

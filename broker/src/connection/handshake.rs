@@ -147,19 +147,20 @@ pub(super) async fn accept<T: Transport>(
     peer: SocketAddr,
     listener: Arc<Listener>,
     certificate: Option<Box<ClientCertificate>>,
+    // What is left of the connect timeout.
+    left_ms: u32,
 ) -> Option<Box<Connection>> {
-    let config = &ctx.config;
+    let deadline = Instant::now() + Duration::from_millis(u64::from(left_ms));
     let mut decoder = Decoder::new(listener.max_packet_size);
     let mut rbuf = BytesMut::with_capacity(512);
-    let connect_timeout = Duration::from_secs(u64::from(config.server.connect_timeout_secs));
-    let first = tokio::time::timeout(
-        connect_timeout,
+    let first = tokio::time::timeout_at(
+        deadline,
         read_packet(ctx, &*stream, &mut rbuf, &mut decoder),
     )
     .await;
     let connect = match first {
         Err(_) => {
-            tracing::info!(peer = %peer, "no CONNECT within {connect_timeout:?}; closing");
+            tracing::info!(peer = %peer, "no CONNECT within the connect timeout; closing");
             return None;
         }
         Ok(Incoming::Gone) => return None,

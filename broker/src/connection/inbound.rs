@@ -111,16 +111,16 @@ impl Connection {
                 ));
             }
         };
+        // AUTH 0x19 starts the exchange, as CONNECT does at first: the
+        // rounds counted are the continuations after it.
         self.reauth_rounds += 1;
+        let rounds = self.reauth_rounds - 1;
         let max = self.ctx.config.limits.max_auth_rounds;
-        if self.reauth_rounds > max {
+        if rounds > max {
             self.ctx.metrics.limits.hit(
                 Limit::AuthRounds,
                 self.session.id(),
-                &format_args!(
-                    "{} AUTH packets in one re-authentication",
-                    self.reauth_rounds
-                ),
+                &format_args!("{rounds} AUTH rounds in one re-authentication"),
             );
             return Err(Close::server(
                 ReasonCode::QUOTA_EXCEEDED,

@@ -178,8 +178,9 @@ pub(crate) struct Connection {
     /// Reading is paused until this fires (rate limit); a timer exists
     /// only while paused.
     pause: Option<Pin<Box<Sleep>>>,
-    /// AUTH packets of the re-authentication in progress (0: none; the
-    /// client then owes an AUTH 0x18).
+    /// AUTH packets of the re-authentication in progress, its AUTH 0x19
+    /// included (0: none in progress; otherwise the client owes an AUTH
+    /// 0x18).
     reauth_rounds: u32,
     /// Set once [`Connection::finish`] handed the session back.
     finished: bool,
@@ -233,12 +234,39 @@ pub(crate) async fn run<T: Transport>(
     certificate: Option<Box<ClientCertificate>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Nothing of the handshake exists before the client sends something:
+    // a connection that stays silent costs its small task until the
+    // connect timeout. What is left of the timeout then bounds the rest of
+    // CONNECT (kept in milliseconds: the task stays small).
+    let left_ms = Box::pin(async {
+        let timeout = Duration::from_secs(u64::from(ctx.config.server.connect_timeout_secs));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let first = tokio::select! {
+            r = tokio::time::timeout_at(deadline, stream.readable()) => r,
+            () = stopping(&mut shutdown) => return None,
+        };
+        match first {
+            Ok(Ok(())) => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                Some(u32::try_from(left.as_millis()).unwrap_or(u32::MAX))
+            }
+            Ok(Err(_)) => None,
+            Err(_) => {
+                tracing::info!(peer = %peer, "no CONNECT within {timeout:?}; closing");
+                None
+            }
+        }
+    })
+    .await;
+    let Some(left_ms) = left_ms else {
+        return;
+    };
     // The handshake's state is large and short-lived: on the heap, so that
     // the task of an established connection stays small.
     let listener = slot.listener().clone();
     let accepted = Box::pin(async {
         tokio::select! {
-            r = handshake::accept(&ctx, &mut stream, peer, listener, certificate) => r,
+            r = handshake::accept(&ctx, &mut stream, peer, listener, certificate, left_ms) => r,
             () = stopping(&mut shutdown) => None,
         }
     })

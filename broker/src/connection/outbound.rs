@@ -62,7 +62,8 @@ impl Connection {
             .send_window
             .saturating_sub(self.inflight.outgoing_len());
         let mut batch = std::mem::take(&mut self.batch);
-        if let Some(kick) = self.session.take_batch(&mut batch, BATCH, room) {
+        let bytes = OUT_HIGH_WATER.saturating_sub(self.out.len());
+        if let Some(kick) = self.session.take_batch(&mut batch, BATCH, room, bytes) {
             self.batch = batch;
             return Err(kick);
         }

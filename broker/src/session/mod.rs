@@ -226,10 +226,18 @@ impl Session {
     }
 
     /// Moves up to `max` deliveries from the front of the queue into `out`,
-    /// at most `room` of them QoS 1/2 (the send window), stopping at the
-    /// first that does not fit so that order is kept. Returns the kick, if
-    /// the registry asked the connection to close.
-    pub fn take_batch(&self, out: &mut Vec<Delivery>, max: usize, mut room: usize) -> Option<Kick> {
+    /// at most `room` of them QoS 1/2 (the send window) and about `bytes`
+    /// of messages (at least one delivery), stopping at the first that does
+    /// not fit so that order is kept: what leaves the queue leaves its
+    /// limits, so a connection takes no more than it can write soon.
+    /// Returns the kick, if the registry asked the connection to close.
+    pub fn take_batch(
+        &self,
+        out: &mut Vec<Delivery>,
+        max: usize,
+        mut room: usize,
+        mut bytes: usize,
+    ) -> Option<Kick> {
         let mut state = self.lock();
         if let Some(kick) = state.kicked {
             return Some(kick);
@@ -237,6 +245,11 @@ impl Session {
         while out.len() < max {
             match state.queue.front() {
                 Some(d) if d.qos == QoS::AtMostOnce || room > 0 => {
+                    let size = d.message.size();
+                    if size > bytes && !out.is_empty() {
+                        break;
+                    }
+                    bytes = bytes.saturating_sub(size);
                     if d.qos != QoS::AtMostOnce {
                         room -= 1;
                     }

@@ -7,6 +7,10 @@ use bytes::BytesMut;
 use super::{topic_of, v4, v5};
 use crate::support::hostile::*;
 use crate::support::packets::*;
+use sluice_broker::Config;
+use sluice_broker::limits::Limit;
+
+use crate::support::raw::Frame;
 use crate::support::{PluginDir, Raw, TestBroker, eventually, plugin_config};
 
 /// SUBACK codes for `filters` (QoS 0 each) from an MQTT 5 client.
@@ -250,31 +254,98 @@ fn auth_data(f: &crate::support::raw::Frame) -> Vec<u8> {
     panic!("no authentication data in {f:?}")
 }
 
-/// The `challenge` fixture answers one AUTH round and then decides, so it
-/// cannot push a client past the limit; this is the boundary: an exchange
-/// of exactly `max_auth_rounds` AUTH packets from the client succeeds.
-/// (Going past it needs a fixture that keeps answering "continue"; see
-/// the issue 13 notes.)
-#[tokio::test]
-async fn an_exchange_of_max_auth_rounds_is_allowed() {
+/// The answer to a `challenge` nonce.
+fn response(nonce: &[u8]) -> Vec<u8> {
     use hmac::{Hmac, Mac};
-    let config = toml_config("[limits]\nmax_auth_rounds = 1\n");
-    let dir = PluginDir::new();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").expect("any key size");
+    mac.update(nonce);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// A broker with `limits.max_auth_rounds = max` and the `challenge`
+/// fixture asking for `rounds` answers; also its configuration.
+fn challenge_broker(max: u32, rounds: u32, dir: &PluginDir) -> (TestBroker, Config) {
+    let mut config = toml_config(&format!("[limits]\nmax_auth_rounds = {max}\n"));
     dir.add("challenge", "challenge");
-    let broker = TestBroker::with(|c| {
-        *c = config;
-        dir.configure(c);
-        plugin_config(c, "challenge", &[("secret", "s3cret")]);
-    });
+    dir.configure(&mut config);
+    plugin_config(
+        &mut config,
+        "challenge",
+        &[("secret", "s3cret"), ("rounds", &rounds.to_string())],
+    );
+    let c = config.clone();
+    (TestBroker::with(|b| *b = c), config)
+}
+
+/// Answers the broker's nonces until it sends something else, which is
+/// returned with the number of AUTH packets sent.
+async fn answer_challenges(raw: &mut Raw, first: Frame) -> (usize, Frame) {
+    let mut sent = 0;
+    let mut frame = first;
+    while frame.kind() == 15 && frame.body.first() == Some(&0x18) {
+        raw.send(&auth_packet(0x18, &response(&auth_data(&frame))))
+            .await;
+        sent += 1;
+        frame = raw.recv().await;
+    }
+    (sent, frame)
+}
+
+/// An exchange of exactly `max_auth_rounds` AUTH packets from the client
+/// succeeds; one more is refused with CONNACK 0x97 and counted.
+#[tokio::test]
+async fn auth_rounds_past_max_auth_rounds_are_refused_at_connect() {
+    for (rounds, code) in [(3, 0x00), (4, 0x97)] {
+        let dir = PluginDir::new();
+        let (broker, _) = challenge_broker(3, rounds, &dir);
+        let mut raw = Raw::connect(broker.addr).await;
+        raw.send(&connect_v5("rounds", true, 60, |p| {
+            p.authentication_method = Some(METHOD.into())
+        }))
+        .await;
+        let first = raw.recv().await;
+        let (answered, last) = answer_challenges(&mut raw, first).await;
+        assert_eq!(answered, rounds as usize, "every nonce was answered");
+        assert_eq!(last.connack().1, code, "{rounds} rounds asked, 3 allowed");
+        let hits = broker.ctx.metrics.limits.count(Limit::AuthRounds);
+        assert_eq!(hits, u64::from(code != 0));
+    }
+}
+
+/// A re-authentication counts its rounds too (the AUTH 0x19 that starts it
+/// is not one, as CONNECT is not): past the limit it is DISCONNECT 0x97.
+#[tokio::test]
+async fn auth_rounds_past_max_auth_rounds_end_a_reauthentication() {
+    let dir = PluginDir::new();
+    let (broker, mut config) = challenge_broker(2, 2, &dir);
     let mut raw = Raw::connect(broker.addr).await;
-    raw.send(&connect_v5("rounds", true, 60, |p| {
+    raw.send(&connect_v5("reauth", true, 60, |p| {
         p.authentication_method = Some(METHOD.into())
     }))
     .await;
-    let nonce = auth_data(&raw.recv().await);
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").expect("any key size");
-    mac.update(&nonce);
-    raw.send(&auth_packet(0x18, &mac.finalize().into_bytes()))
-        .await;
-    assert_eq!(raw.recv().await.connack().1, 0);
+    let first = raw.recv().await;
+    let (answered, connack) = answer_challenges(&mut raw, first).await;
+    assert_eq!((answered, connack.connack().1), (2, 0));
+    // Within the limit: AUTH 0x19, two answers, AUTH 0x00.
+    raw.send(&auth_packet(0x19, b"")).await;
+    let first = raw.recv().await;
+    let (answered, done) = answer_challenges(&mut raw, first).await;
+    assert_eq!(answered, 2);
+    assert_eq!((done.kind(), done.body[0]), (15, 0x00), "AUTH success");
+    // The plugin now asks for three answers: the third is one too many.
+    plugin_config(
+        &mut config,
+        "challenge",
+        &[("secret", "s3cret"), ("rounds", "3")],
+    );
+    assert!(
+        broker.ctx.reload(&config).await,
+        "the plugin's settings changed"
+    );
+    raw.send(&auth_packet(0x19, b"")).await;
+    let first = raw.recv().await;
+    let (answered, last) = answer_challenges(&mut raw, first).await;
+    assert_eq!(answered, 3);
+    assert_eq!(last.disconnect_reason(), 0x97);
+    assert_eq!(broker.ctx.metrics.limits.count(Limit::AuthRounds), 1);
 }

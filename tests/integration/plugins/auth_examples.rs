@@ -130,8 +130,15 @@ async fn password_file_checks_passwords_v4_and_v5() {
     assert_eq!(code_v4(&broker, "a4", "alice", "secret").await, 0);
     assert_eq!(code_v5(&broker, "a5", "alice", "secret").await, 0);
     assert_eq!(code_v4(&broker, "b4", "bob", "bob-pw").await, 0);
-    assert_eq!(code_v5(&broker, "b5", "bob", "bob-pw").await, 0);
+    // Connected (the session lives as long as the connection).
+    let (b5, ack) = connack(
+        &broker,
+        &connect_v5_login("b5", true, "bob", "bob-pw", |_| {}),
+    )
+    .await;
+    assert_eq!(ack.connack().1, 0);
     assert!(broker.ctx.registry.get(&id("", "b5")).is_some());
+    drop(b5);
     // Wrong passwords.
     assert_eq!(
         code_v4(&broker, "w4", "alice", "Secret").await,

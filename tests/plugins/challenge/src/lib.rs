@@ -4,6 +4,8 @@
 //! answers AUTH 0x18 with a random 16-byte nonce, kept in the key-value store
 //! under the client id; the client must answer with
 //! HMAC-SHA256(secret, nonce), where `secret` comes from the plugin config.
+//! With `rounds = "N"` in the config, a right answer is met with another
+//! nonce until the client has answered N of them (default 1).
 
 wit_bindgen::generate!({
     inline: r#"
@@ -36,6 +38,27 @@ fn secret() -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Challenges a client must answer (config `rounds`, default 1).
+fn rounds() -> u32 {
+    host::config()
+        .into_iter()
+        .find(|(k, _)| k == "rounds")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// A fresh nonce for `key`, and the verdict that sends it.
+fn challenge(key: &str) -> AuthVerdict {
+    let mut nonce = [0u8; 16];
+    if getrandom::fill(&mut nonce).is_err() {
+        return deny(0x80, "no randomness");
+    }
+    if host::kv_set(key, &nonce).is_err() {
+        return deny(0x97, "nonce store full");
+    }
+    AuthVerdict::ContinueAuthentication(Some(nonce.to_vec()))
+}
+
 fn deny(code: u8, why: &str) -> AuthVerdict {
     AuthVerdict::Error(M5Denial {
         reason_code: code,
@@ -50,16 +73,13 @@ impl on_auth_m5::Guest for Challenge {
             return AuthVerdict::Next;
         }
         let key = format!("nonce/{}/{}", id.mountpoint, id.client_id);
+        let answered = format!("answered/{}/{}", id.mountpoint, id.client_id);
         match request.step {
             AuthStep::Connect | AuthStep::Reauthenticate => {
-                let mut nonce = [0u8; 16];
-                if getrandom::fill(&mut nonce).is_err() {
-                    return deny(0x80, "no randomness");
+                if host::kv_set(&answered, &0u32.to_le_bytes()).is_err() {
+                    return deny(0x97, "store full");
                 }
-                if host::kv_set(&key, &nonce).is_err() {
-                    return deny(0x97, "nonce store full");
-                }
-                AuthVerdict::ContinueAuthentication(Some(nonce.to_vec()))
+                challenge(&key)
             }
             AuthStep::ContinueAuthentication => {
                 let Some(nonce) = host::kv_get(&key) else {
@@ -70,10 +90,24 @@ impl on_auth_m5::Guest for Challenge {
                     return deny(0x80, "bad secret");
                 };
                 mac.update(&nonce);
-                match mac.verify_slice(request.data.as_deref().unwrap_or_default()) {
-                    Ok(()) => AuthVerdict::Success(Some(b"welcome".to_vec())),
-                    Err(_) => deny(0x86, "wrong response to the challenge"),
+                if mac
+                    .verify_slice(request.data.as_deref().unwrap_or_default())
+                    .is_err()
+                {
+                    return deny(0x86, "wrong response to the challenge");
                 }
+                let done = host::kv_get(&answered)
+                    .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+                    .map_or(0, u32::from_le_bytes)
+                    + 1;
+                if done >= rounds() {
+                    host::kv_delete(&answered);
+                    return AuthVerdict::Success(Some(b"welcome".to_vec()));
+                }
+                if host::kv_set(&answered, &done.to_le_bytes()).is_err() {
+                    return deny(0x97, "store full");
+                }
+                challenge(&key)
             }
         }
     }
