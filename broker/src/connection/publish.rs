@@ -168,6 +168,25 @@ impl Connection {
             }
         }
         let topic = self.resolve_topic(&p)?;
+        if p.qos == QoS::ExactlyOnce {
+            let Some(id) = p.packet_id else {
+                return Err(Close::server(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "QoS 2 without packet id",
+                ));
+            };
+            if self.inflight.incoming_qos2_contains(id) {
+                // A resend of a message already taken: acknowledge again
+                // (whatever the broker's state now).
+                codec::encode_ack(
+                    &mut self.out,
+                    self.neg.version,
+                    AckKind::PubRec,
+                    &Ack::new(id),
+                );
+                return Ok(None);
+            }
+        }
         let refusal = if !self.neg.allow_publish {
             Some((
                 ReasonCode::NOT_AUTHORIZED,
@@ -212,29 +231,13 @@ impl Connection {
             self.refuse(&p, code, &cause)?;
             return Ok(None);
         }
-        if p.qos == QoS::ExactlyOnce {
-            let Some(id) = p.packet_id else {
-                return Err(Close::server(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "QoS 2 without packet id",
-                ));
-            };
-            if self.inflight.incoming_qos2_contains(id) {
-                // A resend of a message already routed: acknowledge again.
-                codec::encode_ack(
-                    &mut self.out,
-                    self.neg.version,
-                    AckKind::PubRec,
-                    &Ack::new(id),
-                );
-                return Ok(None);
-            }
-            if self.inflight.incoming_qos2_len() >= usize::from(self.neg.receive_maximum) {
-                return Err(Close::server(
-                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                    "more unacknowledged QoS 2 messages than the receive maximum",
-                ));
-            }
+        if p.qos == QoS::ExactlyOnce
+            && self.inflight.incoming_qos2_len() >= usize::from(self.neg.receive_maximum)
+        {
+            return Err(Close::server(
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                "more unacknowledged QoS 2 messages than the receive maximum",
+            ));
         }
         Ok(Some(Incoming::new(topic, p)))
     }

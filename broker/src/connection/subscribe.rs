@@ -180,9 +180,8 @@ impl Connection {
             let held = {
                 let mut state = self.session.lock();
                 let new = !state.subscriptions.contains_key(&subscription);
-                if new && state.subscriptions.len() >= max_held {
-                    None
-                } else {
+                let room = !new || state.subscriptions.len() < max_held;
+                if room {
                     state.subscriptions.insert(
                         subscription.clone(),
                         HeldSubscription {
@@ -190,10 +189,10 @@ impl Connection {
                             identifier: s.subscription_identifier,
                         },
                     );
-                    Some(())
                 }
+                room
             };
-            if held.is_none() {
+            if !held {
                 self.ctx.metrics.limits.hit(
                     Limit::SubscriptionsPerClient,
                     self.session.id(),
