@@ -14,9 +14,11 @@
 //!   test suite (and the example plugins' unit tests on the host).
 //!
 //! - `cargo xtask bench [--quick]`: Sluice side by side with mosquitto
-//!   under the `loadgen` scenarios, then the criterion micro-benchmarks;
-//!   writes `BENCHMARKS.md`. `--quick` runs short scenarios and skips
-//!   criterion (under two minutes).
+//!   under the `loadgen` scenarios, the soak (normal clients without and
+//!   with hostile ones), then the criterion micro-benchmarks; writes
+//!   `BENCHMARKS.md`. `--quick` runs short scenarios and skips criterion
+//!   (about two and a half minutes); `--soak-only` runs only the soak and
+//!   replaces only its section of `BENCHMARKS.md`.
 //!
 //! - `cargo xtask passwd [--iterations N] FILE USER [PASSWORD]`: adds or
 //!   updates USER's line in the password file FILE of the `password-file`
@@ -47,7 +49,7 @@ mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, python_with_paho};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | build-plugins | bench [--quick] [--micro-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | build-plugins | bench [--quick] [--micro-only | --soak-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
 
 fn main() -> ExitCode {
     match try_main() {

@@ -3,14 +3,17 @@
 //! side by side with mosquitto, under the same
 //! `loadgen` scenarios, interleaved over several rounds; then the criterion
 //! micro-benchmarks, among them the hot-reload time (a new plugin file
-//! written → the new version active). Writes the tables into
-//! `BENCHMARKS.md`.
+//! written → the new version active); and the soak (`soak.rs`): normal
+//! clients without and with hostile ones beside them. Writes the tables
+//! into `BENCHMARKS.md`; `--soak-only` runs only the soak and replaces only
+//! its section.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
 //! the machine has two or more CPUs). Brokers are restarted for every round,
 //! and the idle-memory scenario runs first on a fresh broker.
 
 mod report;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -176,6 +179,16 @@ pub type Losses = BTreeMap<(Broker, &'static str), f64>;
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let micro_only = args.iter().any(|a| a == "--micro-only");
+    let soak_only = args.iter().any(|a| a == "--soak-only");
+    if let Some(unknown) = args
+        .iter()
+        .find(|a| !matches!(a.as_str(), "--quick" | "--micro-only" | "--soak-only"))
+    {
+        bail!("unknown bench option {unknown}");
+    }
+    if micro_only && soak_only {
+        bail!("--micro-only and --soak-only exclude each other");
+    }
     if !micro_only {
         sh(cargo().args([
             "build",
@@ -190,30 +203,48 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "loadgen",
         ]))?;
         install_mosquitto()?;
-        build_plugins(root)?;
+        if !soak_only {
+            build_plugins(root)?;
+        }
     }
     // Measurement time, after the builds.
     let started = Instant::now();
     let machine = report::Machine::probe();
     let load_before = report::loadavg();
-    let (results, losses) = if micro_only {
+    let pin = machine.cpus >= 2;
+    let (results, losses) = if micro_only || soak_only {
         (Results::new(), Losses::new())
     } else {
-        side_by_side(root, quick, machine.cpus >= 2)?
+        side_by_side(root, quick, pin)?
     };
-    let micro = if quick {
+    let command = match (quick, micro_only, soak_only) {
+        (true, _, true) => "cargo xtask bench --soak-only --quick",
+        (false, _, true) => "cargo xtask bench --soak-only",
+        (true, ..) => "cargo xtask bench --quick",
+        (_, true, _) => "cargo xtask bench --micro-only",
+        _ => "cargo xtask bench",
+    };
+    let soak = if micro_only {
+        None
+    } else {
+        let runs = soak::run(root, quick, pin)?;
+        Some(soak::section(root, &runs, &machine.date, command, quick))
+    };
+    let micro = if quick || soak_only {
         None
     } else {
         Some(report::micro(root)?)
     };
     let load_after = report::loadavg();
-    let command = if quick {
-        "cargo xtask bench --quick"
-    } else if micro_only {
-        "cargo xtask bench --micro-only"
-    } else {
-        "cargo xtask bench"
-    };
+    let path = root.join("BENCHMARKS.md");
+    if let (true, Some(section)) = (soak_only, &soak) {
+        // Only the soak section changes; the other figures stay.
+        println!("{section}");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, soak::splice(&old, section)).context("cannot write BENCHMARKS.md")?;
+        eprintln!("xtask: updated the soak section of BENCHMARKS.md");
+        return Ok(());
+    }
     let text = report::markdown(
         &machine,
         command,
@@ -221,11 +252,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         started.elapsed(),
         &results,
         &losses,
+        soak.as_deref(),
         micro.as_ref(),
     );
     println!("{text}");
     if !micro_only {
-        std::fs::write(root.join("BENCHMARKS.md"), &text).context("cannot write BENCHMARKS.md")?;
+        std::fs::write(&path, &text).context("cannot write BENCHMARKS.md")?;
         eprintln!("xtask: wrote BENCHMARKS.md");
     }
     Ok(())
@@ -247,7 +279,7 @@ fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)
             Broker::SluiceAclUncached,
         ] {
             eprintln!("xtask: round {round}/{rounds}: {}", broker.label());
-            let mut running = start(root, &dir, broker, pin)?;
+            let mut running = start(root, &dir, broker, pin, None)?;
             let outcome = (|| -> Result<()> {
                 for s in SCENARIOS {
                     let base = matches!(broker, Broker::Sluice | Broker::Mosquitto);
@@ -283,18 +315,32 @@ fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)
 }
 
 /// Starts `broker` on its port and waits until it accepts connections.
-fn start(root: &Path, dir: &Path, broker: Broker, pin: bool) -> Result<Child> {
+/// With `soak_log`, the broker keeps its default queue limits (the other
+/// scenarios raise them to 1,000,000 messages) and logs into that file.
+fn start(
+    root: &Path,
+    dir: &Path,
+    broker: Broker,
+    pin: bool,
+    soak_log: Option<&Path>,
+) -> Result<Child> {
     let port = broker.port();
     let mut cmd = launcher(pin.then_some(1));
+    let queue = soak_log.is_none();
     match broker {
         Broker::Sluice | Broker::SluiceChain | Broker::SluiceAcl | Broker::SluiceAclUncached => {
             let config = dir.join(format!("sluice-{port}.toml"));
             let mut text = format!(
                 "[server]\nbind = [\"127.0.0.1:{port}\"]\nallow_anonymous = {}\n\
                  sys_interval_secs = 0\n\
-                 [session]\nmax_queued_messages = 1000000\n\
+                 {}\
                  [log]\nlevel = \"warn\"\n",
-                broker != Broker::SluiceChain
+                broker != Broker::SluiceChain,
+                if queue {
+                    "[session]\nmax_queued_messages = 1000000\n"
+                } else {
+                    ""
+                }
             );
             if let Broker::SluiceAcl | Broker::SluiceAclUncached = broker {
                 let plugins = dir.join(format!("acl-{port}"));
@@ -343,7 +389,12 @@ fn start(root: &Path, dir: &Path, broker: Broker, pin: bool) -> Result<Child> {
                 &config,
                 format!(
                     "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                     max_queued_messages 1000000\nlog_type error\n"
+                     {}log_type error\n",
+                    if queue {
+                        "max_queued_messages 1000000\n"
+                    } else {
+                        ""
+                    }
                 ),
             )?;
             let bin = if Path::new("/usr/sbin/mosquitto").exists() {
@@ -354,9 +405,16 @@ fn start(root: &Path, dir: &Path, broker: Broker, pin: bool) -> Result<Child> {
             cmd.arg(bin).arg("-c").arg(&config);
         }
     }
+    let stderr = match soak_log {
+        Some(log) => Stdio::from(
+            std::fs::File::create(log)
+                .with_context(|| format!("cannot create {}", log.display()))?,
+        ),
+        None => Stdio::inherit(),
+    };
     let mut child = cmd
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .with_context(|| format!("cannot start {}", broker.label()))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -443,7 +501,7 @@ fn loadgen(
     cmd.arg(name)
         .args(["--addr", &format!("127.0.0.1:{}", broker.port())])
         .args(args.split_whitespace());
-    if name == "idle" {
+    if name == "idle" || name == "soak" {
         cmd.args(["--pid", &pid.to_string()]);
     }
     let out = cmd

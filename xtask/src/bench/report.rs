@@ -87,6 +87,10 @@ fn cell(values: Option<&Vec<f64>>) -> String {
 }
 
 /// The whole `BENCHMARKS.md`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per part of the file"
+)]
 pub fn markdown(
     machine: &Machine,
     command: &str,
@@ -94,6 +98,7 @@ pub fn markdown(
     took: Duration,
     results: &Results,
     losses: &Losses,
+    soak: Option<&str>,
     micro: Option<&Micro>,
 ) -> String {
     let mut s = String::new();
@@ -177,6 +182,9 @@ pub fn markdown(
              10,000 msg/s from one publisher to one subscriber with send times in \
              the payloads.\n"
         );
+    }
+    if let Some(soak) = soak {
+        s.push_str(soak);
     }
     if let Some(m) = micro {
         let _ = writeln!(s, "## Micro-benchmarks (criterion)\n\n{}", m.table);

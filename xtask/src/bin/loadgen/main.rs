@@ -9,6 +9,8 @@
 //!   connect  --workers N --secs S
 //!   latency  --rate R --secs S --size B
 //!   idle     --pid PID --conns N
+//!   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS
+//!            --pid PID --rss-limit-mb M
 //! ```
 //!
 //! Prints one JSON line of figures. Targets the given address only (the
@@ -19,6 +21,7 @@
 
 mod client;
 mod scenarios;
+mod soak;
 mod wire;
 
 use std::collections::HashMap;
@@ -33,7 +36,9 @@ const USAGE: &str = "usage: loadgen SCENARIO --addr ADDR [options]
   shared   --pubs N --subs N --msgs N --size B --qos Q
   connect  --workers N --secs S
   latency  --rate R --secs S --size B
-  idle     --pid PID --conns N";
+  idle     --pid PID --conns N
+  soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS --pid PID --rss-limit-mb M
+           (KINDS: some of amp,deep,stuck,slow,connect,garbage)";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -90,6 +95,18 @@ fn main() -> Result<()> {
             }
             "idle" => {
                 scenarios::idle_memory(addr, num("pid", "0")? as u32, num("conns", "10000")?).await
+            }
+            "soak" => {
+                let settings = soak::Soak {
+                    secs: get("secs", "10").parse().context("--secs")?,
+                    pairs: num("pairs", "4")?,
+                    rate: num("rate", "1000")? as u64,
+                    size,
+                    hostile: soak::Kinds::parse(&get("hostile", "0"))?,
+                    pid: num("pid", "0")? as u32,
+                    rss_limit_mb: num("rss-limit-mb", "3072")? as u64,
+                };
+                soak::soak(addr, settings).await
             }
             other => bail!("unknown scenario {other}\n{USAGE}"),
         }

@@ -408,7 +408,7 @@ pub async fn latency(addr: SocketAddr, rate: u64, secs: f64, size: usize) -> Res
 }
 
 /// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read the status of process {pid}"))?;
     status

@@ -56,6 +56,47 @@ pub fn publish(topic: &str, qos: u8, packet_id: u16, payload: &[u8]) -> Vec<u8> 
     packet(0x30 | (qos << 1), &body)
 }
 
+/// One SUBSCRIBE holding `copies` copies of `filter` (MQTT 3.1.1 allows
+/// any number of filters in a packet).
+pub fn subscribe_many(packet_id: u16, filter: &str, copies: usize, qos: u8) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    for _ in 0..copies {
+        string(&mut body, filter);
+        body.push(qos);
+    }
+    packet(0x82, &body)
+}
+
+/// MQTT 5 CONNECT that keeps its session `session_expiry` seconds after
+/// the connection ends (clean start 0) and carries a QoS 0 Will published
+/// `will_delay` seconds after an abrupt close.
+pub fn connect_v5_will(
+    client_id: &str,
+    session_expiry: u32,
+    will_topic: &str,
+    will_delay: u32,
+    will_payload: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(&mut body, "MQTT");
+    body.push(5);
+    body.push(0x04); // Will flag; clean start 0
+    body.extend_from_slice(&0u16.to_be_bytes());
+    // Properties: Session Expiry Interval.
+    body.push(5);
+    body.push(0x11);
+    body.extend_from_slice(&session_expiry.to_be_bytes());
+    string(&mut body, client_id);
+    // Will properties: Will Delay Interval.
+    body.push(5);
+    body.push(0x18);
+    body.extend_from_slice(&will_delay.to_be_bytes());
+    string(&mut body, will_topic);
+    body.extend_from_slice(&(will_payload.len() as u16).to_be_bytes());
+    body.extend_from_slice(will_payload);
+    packet(0x10, &body)
+}
+
 pub fn puback(packet_id: u16) -> [u8; 4] {
     let id = packet_id.to_be_bytes();
     [0x40, 2, id[0], id[1]]
@@ -131,5 +172,21 @@ mod tests {
         let g = parse(&buf, f.end).unwrap();
         assert_eq!((g.kind(), g.end), (12, buf.len()));
         assert!(parse(&buf[..buf.len() - 1], f.end).is_none());
+    }
+
+    #[test]
+    fn many_filters_and_v5_will() {
+        let sub = subscribe_many(3, "amp/#", 1000, 0);
+        let f = parse(&sub, 0).unwrap();
+        assert_eq!((f.first, f.end), (0x82, sub.len()));
+        assert_eq!(f.end - f.start, 2 + 1000 * 8);
+        let c = connect_v5_will("id", 600, "w/t", 300, b"bye");
+        let f = parse(&c, 0).unwrap();
+        assert_eq!((f.kind(), f.end), (1, c.len()));
+        // Protocol level 5, Will flag, then the client id after 5 bytes
+        // of properties.
+        assert_eq!(&c[f.start + 6..f.start + 8], &[5, 0x04]);
+        assert_eq!(&c[f.start + 16..f.start + 20], &[0, 2, b'i', b'd']);
+        assert!(c.ends_with(&[0, 3, b'b', b'y', b'e']));
     }
 }
