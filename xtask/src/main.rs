@@ -11,7 +11,12 @@
 //! - `cargo xtask test`: install what the tests need (the wasm target,
 //!   Debian's mosquitto-clients, paho-mqtt in a project-local virtualenv),
 //!   build the plugins, then check formatting and lints and run the whole
-//!   test suite (and the example plugins' unit tests on the host).
+//!   test suite (and the example plugins' unit tests on the host), then
+//!   each fuzz target for 20 seconds.
+//! - `cargo xtask fuzz [decode|topic|config] [--secs N]`: build the fuzz
+//!   targets in `fuzz/` and run one (or each) for N seconds (default 60)
+//!   from the committed seed corpus; fails naming the crash file if one is
+//!   found. `--seeds` rewrites the seed corpus.
 //!
 //! - `cargo xtask bench [--quick]`: Sluice side by side with mosquitto
 //!   under the `loadgen` scenarios, the soak (normal clients without and
@@ -42,6 +47,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod fuzz;
 mod langs;
 mod new_plugin;
 mod passwd;
@@ -49,7 +55,7 @@ mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, python_with_paho};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | build-plugins | bench [--quick] [--micro-only | --soak-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
 
 fn main() -> ExitCode {
     match try_main() {
@@ -73,6 +79,7 @@ fn try_main() -> Result<()> {
             run(&root, &rest)
         }
         Some("test") => test(&root),
+        Some("fuzz") => fuzz::run(&root, &args.collect::<Vec<_>>()),
         Some("build-plugins") => build_plugins(&root),
         Some("bench") => bench::run(&root, &args.collect::<Vec<_>>()),
         Some("passwd") => passwd::run(&invoked_in, &args.collect::<Vec<_>>()),
@@ -170,5 +177,7 @@ fn test(root: &Path) -> Result<()> {
         .arg("--manifest-path")
         .arg(root.join("example-plugins/Cargo.toml"))
         .env("CARGO_TARGET_DIR", root.join("target/example-plugins-host")))?;
+    // A short run of each fuzz target, from the committed seeds.
+    fuzz::fuzz(root, &fuzz::TARGETS, fuzz::TEST_SECS)?;
     Ok(())
 }
