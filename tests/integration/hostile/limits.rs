@@ -240,7 +240,7 @@ fn auth_packet(reason: u8, data: &[u8]) -> Vec<u8> {
 }
 
 /// The authentication data of an AUTH frame.
-fn auth_data(f: &crate::support::raw::Frame) -> Vec<u8> {
+fn auth_data(f: &Frame) -> Vec<u8> {
     assert_eq!(f.kind(), 15, "expected AUTH, got {f:?}");
     let (n, len) = crate::support::raw::varint(&f.body[1..]);
     let mut props = &f.body[1 + n..1 + n + len];
