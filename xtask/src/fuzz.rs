@@ -20,8 +20,8 @@
 //! cargo accept it; nothing else unstable is used, and cargo-fuzz need not
 //! be installed. The broker keeps 16 codegen units (a rebuild of it takes
 //! 2 minutes here), the crates not instrumented build at opt-level 1. A
-//! cold build took 15 minutes here this way and 18 through cargo-fuzz, on
-//! a machine busy with other builds. No sanitizer: the broker has no
+//! cold build took 9 to 15 minutes here this way and 18 through
+//! cargo-fuzz, on a 2-core machine busy with other builds. No sanitizer: the broker has no
 //! unsafe code, and a panic (assertions, with overflow checks and debug
 //! assertions on) is what the targets look for. libFuzzer itself is C++
 //! built by `libfuzzer-sys`, so a C++ compiler is installed if missing.
