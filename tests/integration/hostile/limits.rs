@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 
-use super::{topic_of, v4, v5};
+use super::{accepted, puback_v5, topic_of, v4, v5};
 use crate::support::hostile::*;
 use crate::support::packets::*;
 use sluice_broker::Config;
@@ -20,23 +20,6 @@ async fn suback_v5(raw: &mut Raw, pkid: u16, filters: &[(&str, u8)]) -> Vec<u8> 
     let ack = raw.recv_kind(9).await;
     assert_eq!(ack.packet_id(), pkid);
     ack.ack_codes(true)
-}
-
-/// Publishes (MQTT 5, QoS 1, `retain`) and returns the PUBACK reason.
-async fn puback_v5(raw: &mut Raw, pkid: u16, topic: &str, payload: &[u8], retain: bool) -> u8 {
-    let mut bytes = publish_v5(topic, 1, pkid, payload, None);
-    if retain {
-        bytes[0] |= 0x01;
-    }
-    raw.send(&bytes).await;
-    let ack = raw.recv_kind(4).await;
-    assert_eq!(ack.packet_id(), pkid);
-    ack.ack_reason()
-}
-
-/// A PUBACK reason that accepts (0x00, or 0x10 "no matching subscribers").
-fn accepted(code: u8) -> bool {
-    code < 0x80
 }
 
 #[tokio::test]

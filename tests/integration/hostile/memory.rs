@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::v4;
+use super::{puback_v5, v4};
 use crate::support::hostile::*;
 use crate::support::packets::*;
 use crate::support::{PATIENCE, Raw};
@@ -74,19 +74,6 @@ async fn stall(mut raw: Raw) -> Raw {
     raw
 }
 
-/// Publishes `payload` retained or not at QoS 1 (MQTT 5) and returns the
-/// PUBACK reason.
-async fn puback(raw: &mut Raw, pkid: u16, topic: &str, payload: &[u8], retain: bool) -> u8 {
-    let mut bytes = publish_v5(topic, 1, pkid, payload, None);
-    if retain {
-        bytes[0] |= 0x01;
-    }
-    raw.send(&bytes).await;
-    let ack = raw.recv_kind(4).await;
-    assert_eq!(ack.packet_id(), pkid);
-    ack.ack_reason()
-}
-
 #[tokio::test]
 async fn a_hundred_clients_cannot_push_rss_past_the_memory_budget() {
     let idle = {
@@ -130,7 +117,7 @@ async fn a_hundred_clients_cannot_push_rss_past_the_memory_budget() {
     for i in 0..RETAINED {
         let pkid = u16::try_from(i + 1).expect("packet id");
         let topic = format!("mem/r/{i}");
-        let publish = puback(&mut retainer, pkid, &topic, &mega, true);
+        let publish = puback_v5(&mut retainer, pkid, &topic, &mega, true);
         watch.guard(bound, what, publish).await;
     }
 
@@ -149,7 +136,7 @@ async fn a_hundred_clients_cannot_push_rss_past_the_memory_budget() {
     for n in 0..FILL_CAP {
         let pkid = u16::try_from(n % 60_000 + 1).expect("packet id");
         let topic = format!("mem/q/{}", n % STUCK);
-        let publish = puback(&mut filler, pkid, &topic, &payload, false);
+        let publish = puback_v5(&mut filler, pkid, &topic, &payload, false);
         let code = watch.guard(bound, what, publish).await;
         if code == 0x97 {
             refused = true;

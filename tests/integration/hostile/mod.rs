@@ -133,3 +133,21 @@ fn topic_of(f: &crate::support::raw::Frame) -> String {
     let len = usize::from(u16::from_be_bytes([f.body[0], f.body[1]]));
     String::from_utf8_lossy(&f.body[2..2 + len]).into_owned()
 }
+
+/// Publishes `payload` at QoS 1 from an MQTT 5 client (retained or not)
+/// and returns the PUBACK reason.
+async fn puback_v5(raw: &mut Raw, pkid: u16, topic: &str, payload: &[u8], retain: bool) -> u8 {
+    let mut bytes = publish_v5(topic, 1, pkid, payload, None);
+    if retain {
+        bytes[0] |= 0x01;
+    }
+    raw.send(&bytes).await;
+    let ack = raw.recv_kind(4).await;
+    assert_eq!(ack.packet_id(), pkid);
+    ack.ack_reason()
+}
+
+/// A PUBACK reason that accepts (0x00, or 0x10 "no matching subscribers").
+fn accepted(code: u8) -> bool {
+    code < 0x80
+}

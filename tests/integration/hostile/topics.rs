@@ -3,7 +3,7 @@
 //! bytes); publishing under `$SYS`; variable byte integers in their
 //! shortest form only.
 
-use super::{closed_without_answer, ping, topic_of, v4, v5};
+use super::{accepted, closed_without_answer, ping, puback_v5, topic_of, v4, v5};
 use crate::support::hostile::*;
 use crate::support::packets::*;
 use crate::support::{Raw, TestBroker};
@@ -39,24 +39,6 @@ async fn subscribe_code_v4(raw: &mut Raw, pkid: u16, filter: &str) -> u8 {
     ack.ack_codes(false)[0]
 }
 
-/// Publishes at QoS 1 from `raw` (MQTT 5); returns the PUBACK reason.
-async fn publish_code_v5(raw: &mut Raw, pkid: u16, topic: &str, retain: bool) -> u8 {
-    let mut bytes = publish_v5(topic, 1, pkid, b"x", None);
-    if retain {
-        bytes[0] |= 0x01;
-    }
-    raw.send(&bytes).await;
-    let ack = raw.recv_kind(4).await;
-    assert_eq!(ack.packet_id(), pkid);
-    ack.ack_reason()
-}
-
-/// A reason code that accepts a PUBLISH (0x00, or 0x10 "no matching
-/// subscribers").
-fn accepted(code: u8) -> bool {
-    code < 0x80
-}
-
 #[tokio::test]
 async fn deep_and_long_publish_topics_are_refused_on_mqtt5() {
     let broker = TestBroker::start();
@@ -66,7 +48,7 @@ async fn deep_and_long_publish_topics_are_refused_on_mqtt5() {
     for (what, topic) in hostile_topics() {
         // QoS 1: PUBACK 0x90 Topic Name invalid.
         assert_eq!(
-            publish_code_v5(&mut raw, 1, &topic, false).await,
+            puback_v5(&mut raw, 1, &topic, b"x", false).await,
             0x90,
             "{what}"
         );
@@ -82,7 +64,7 @@ async fn deep_and_long_publish_topics_are_refused_on_mqtt5() {
     // None of them reached the `#` subscriber: the next thing it gets
     // from this publisher is the marker sent after them.
     assert!(accepted(
-        publish_code_v5(&mut raw, 3, "marker", false).await
+        puback_v5(&mut raw, 3, "marker", b"x", false).await
     ));
     assert_eq!(topic_of(&watcher.recv_kind(3).await), "marker");
 }
@@ -154,11 +136,11 @@ async fn default_topic_limits_are_128_levels_and_4096_bytes() {
     let at = [levels(MAX_LEVELS), "t".repeat(MAX_LENGTH)];
     let over = [levels(MAX_LEVELS + 1), "t".repeat(MAX_LENGTH + 1)];
     for topic in &at {
-        assert!(accepted(publish_code_v5(&mut raw, 1, topic, false).await));
+        assert!(accepted(puback_v5(&mut raw, 1, topic, b"x", false).await));
         assert_eq!(subscribe_code_v5(&mut raw, 2, topic).await, 0);
     }
     for topic in &over {
-        assert_eq!(publish_code_v5(&mut raw, 3, topic, false).await, 0x90);
+        assert_eq!(puback_v5(&mut raw, 3, topic, b"x", false).await, 0x90);
         assert_eq!(subscribe_code_v5(&mut raw, 4, topic).await, 0x8F);
     }
     // `$share/g/` counts towards the length, not the levels.
@@ -183,11 +165,11 @@ async fn max_topic_levels_is_configurable() {
         0
     );
     assert_eq!(
-        publish_code_v5(&mut publisher, 1, &levels(9), false).await,
+        puback_v5(&mut publisher, 1, &levels(9), b"x", false).await,
         0x90
     );
     assert_eq!(
-        publish_code_v5(&mut publisher, 2, &levels(8), false).await,
+        puback_v5(&mut publisher, 2, &levels(8), b"x", false).await,
         0
     );
     assert_eq!(topic_of(&sub.recv_kind(3).await), levels(8));
@@ -203,7 +185,7 @@ async fn clients_cannot_publish_to_sys() {
     for topic in ["$SYS/broker/uptime", "$SYS"] {
         // Refused like an unauthorized publish: 0x87 Not authorized.
         assert_eq!(
-            publish_code_v5(&mut raw, 1, topic, true).await,
+            puback_v5(&mut raw, 1, topic, b"x", true).await,
             0x87,
             "{topic}"
         );
@@ -217,7 +199,7 @@ async fn clients_cannot_publish_to_sys() {
         raw.send(&qos0).await;
     }
     // Nothing reached the `$SYS/#` subscriber before the marker.
-    assert!(accepted(publish_code_v5(&mut raw, 3, "marker", true).await));
+    assert!(accepted(puback_v5(&mut raw, 3, "marker", b"x", true).await));
     assert_eq!(topic_of(&sys.recv_kind(3).await), "marker");
     // And nothing was retained: a new subscriber to `$SYS/#` then to the
     // (retained) marker gets the marker first.
