@@ -2,6 +2,7 @@
 //! SIGINT shut down, SIGHUP reloads), `sluice plugins`, a client of a
 //! running broker's admin endpoint, and `sluice check-config`.
 
+use std::future::Future;
 use std::io::{IsTerminal, Read as _, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
 use std::path::PathBuf;
@@ -124,17 +125,24 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
+/// SIGTERM or SIGINT, whichever comes first. The handlers are installed
+/// when this is called, not when the future is first polled: from then on
+/// the signals' default action (ending the process at once) no longer
+/// applies.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("received SIGTERM"),
-        _ = int.recv() => tracing::info!("received SIGINT"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("received SIGTERM"),
+            _ = int.recv() => tracing::info!("received SIGINT"),
+        }
     }
 }
 
@@ -179,14 +187,16 @@ async fn reload_config(args: &Args, ctx: &Context) {
 
 /// Runs the broker until SIGTERM or SIGINT.
 async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
-    // Installed first: SIGHUP's default action would end the process.
+    // Installed before the listeners: the signals' default actions would
+    // end the process (a client that connects and signals at once).
     let hangups = signal(SignalKind::hangup())
         .inspect_err(|e| tracing::error!("cannot handle SIGHUP ({e}); reloading needs a restart"))
         .ok();
+    let shutdown = shutdown_signal();
     let server = Server::bind(config).await?;
     let reloads =
         hangups.map(|h| tokio::spawn(reload_on_hangup(h, args, server.context().clone())));
-    server.run(shutdown_signal()).await;
+    server.run(shutdown).await;
     if let Some(task) = reloads {
         task.abort();
     }
