@@ -586,6 +586,12 @@ fn plugin_metrics(out: &mut Exposition, status: &Status, dropped_events: u64) {
             status.compiles,
         ),
         (
+            "sluice_plugin_cache_refused_total",
+            Counter,
+            "Cached compiled plugins refused (failed their ownership or authentication checks) and compiled again.",
+            status.cache_refused,
+        ),
+        (
             "sluice_plugin_events_dropped_total",
             Counter,
             "Plugin notifications dropped because their dispatcher fell behind.",

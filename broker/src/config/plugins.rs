@@ -16,8 +16,13 @@ use super::FailurePolicy;
 pub struct PluginsConfig {
     /// `dir`: directory of `.wasm` plugins (`--plugins`). Default: none.
     pub dir: Option<PathBuf>,
-    /// `cache_dir`: where compiled plugins are cached. Default:
-    /// `.cache` inside `dir`.
+    /// `cache_dir`: where compiled plugins are cached (created mode 0700;
+    /// refused, and plugins compiled at every load, if it is a symbolic
+    /// link, another user's, or writable by group or others). Default,
+    /// never inside `dir`: `$CACHE_DIRECTORY/plugins` (systemd),
+    /// `$XDG_CACHE_HOME/sluice/plugins`, `$HOME/.cache/sluice/plugins`, or
+    /// `sluice-UID/plugins` in the temporary directory, the first whose
+    /// variable is set.
     pub cache_dir: Option<PathBuf>,
     /// `fuel`: fuel per hook call (about one unit per wasm instruction).
     /// Default 50000000.

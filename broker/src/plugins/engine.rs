@@ -3,7 +3,7 @@
 //! epoch ticker, the linker with what plugins may import, and compilation
 //! (off the async threads, through the artifact cache).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings::Plugin;
-use super::cache::{ArtifactCache, sha256_hex};
+use super::cache::{ArtifactCache, resolve_dir, sha256_hex};
 use super::host::PluginState;
 
 /// How often the epoch advances: the granularity at which a running plugin
@@ -24,8 +24,6 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub enum RuntimeError {
     #[error("cannot configure wasmtime: {0}")]
     Engine(String),
-    #[error("cannot use the plugin cache directory: {0}")]
-    Cache(#[from] std::io::Error),
 }
 
 /// A compiled plugin.
@@ -78,8 +76,13 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// The engine, its epoch ticker, and a linker offering WASI (sandboxed)
-    /// and the `host` interface.
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
+    /// and the `host` interface. Compiled plugins are cached in
+    /// `cache_dir` (`plugins.cache_dir`), or by default outside
+    /// `plugin_dir` (see [`cache::default_dir`]); a cache directory that
+    /// cannot be used is logged and the broker runs without a cache.
+    ///
+    /// [`cache::default_dir`]: super::cache::default_dir
+    pub fn new(cache_dir: Option<PathBuf>, plugin_dir: &Path) -> Result<Arc<Self>, RuntimeError> {
         let mut config = Config::new();
         config
             .consume_fuel(true)
@@ -91,7 +94,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let cache = ArtifactCache::new(&engine, cache_dir)?;
+        let cache = ArtifactCache::new(&engine, Some(resolve_dir(cache_dir, plugin_dir)));
         start_ticker(&engine);
         Ok(Arc::new(Runtime {
             engine,
@@ -134,6 +137,12 @@ impl Runtime {
     /// Components compiled so far (cache misses).
     pub fn compiles(&self) -> u64 {
         self.compiles.load(Ordering::Relaxed)
+    }
+
+    /// Cached artifacts refused so far (they failed a check or their
+    /// authentication, and were recompiled).
+    pub fn cache_refused(&self) -> u64 {
+        self.cache.refused()
     }
 }
 

@@ -175,12 +175,7 @@ impl Plugins {
         let Some(dir) = &config.plugins.dir else {
             return Ok(Arc::new(Plugins::none()));
         };
-        let cache_dir = config
-            .plugins
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| dir.join(".cache"));
-        let runtime = Runtime::new(Some(cache_dir))?;
+        let runtime = Runtime::new(config.plugins.cache_dir.clone(), dir)?;
         let reloader = Reloader::new(runtime, dir.clone(), config.clone());
         let set = reloader.initial(config).await?;
         tracing::info!("plugin chain: {}", set.order());

@@ -84,6 +84,9 @@ pub struct Status {
     pub reloads: u64,
     /// Components compiled by Cranelift since start (artifact cache misses).
     pub compiles: u64,
+    /// Cached artifacts refused since start (failed their checks or their
+    /// authentication; recompiled instead).
+    pub cache_refused: u64,
 }
 
 /// Reloads the plugin directory.
@@ -383,6 +386,7 @@ impl Reloader {
             rejected,
             reloads: self.reloads.load(Ordering::Relaxed),
             compiles: self.runtime.compiles(),
+            cache_refused: self.runtime.cache_refused(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `tests/plugins/`), real clients.
 
 mod auth_examples;
+mod cache;
 mod chain;
 mod enhanced_auth;
 mod examples;

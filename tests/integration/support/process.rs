@@ -27,7 +27,20 @@ impl Sluice {
     /// Starts `sluice` with `args` and waits (bounded) for its
     /// "listening on" line.
     pub fn start(args: &[&str]) -> Sluice {
-        let mut child = Command::new(SLUICE)
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`Sluice::start`], with environment variables set (`None`:
+    /// removed).
+    pub fn start_with_env(args: &[&str], env: &[(&str, Option<&std::ffi::OsStr>)]) -> Sluice {
+        let mut command = Command::new(SLUICE);
+        for (name, value) in env {
+            match value {
+                Some(v) => command.env(name, v),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command
             .args(args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
