@@ -574,6 +574,12 @@ fn plugin_metrics(out: &mut Exposition, status: &Status, dropped_events: u64) {
             count(status.rejected.len()),
         ),
         (
+            "sluice_plugins_ignored",
+            Gauge,
+            "Plugin files not tried: disabled in the configuration, or not a readable file (dangling symlink, symlink loop, directory).",
+            count(status.ignored.len()),
+        ),
+        (
             "sluice_plugin_reloads_total",
             Counter,
             "Reloads that changed the plugin chain.",

@@ -57,7 +57,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show a running broker's plugins: chain order, counters, last reload
-    /// result, and rejected files (read from its admin endpoint).
+    /// result, rejected and ignored files (read from its admin endpoint).
     Plugins(PluginsArgs),
     /// Validate a configuration file and print the effective configuration
     /// (every key, defaults filled in) as TOML; on an invalid file, print
@@ -372,6 +372,8 @@ struct StatusView {
     #[serde(default)]
     rejected: Vec<RejectedView>,
     #[serde(default)]
+    ignored: Vec<IgnoredView>,
+    #[serde(default)]
     reloads: u64,
     #[serde(default)]
     compiles: u64,
@@ -400,6 +402,13 @@ struct RejectedView {
 }
 
 #[derive(Debug, Deserialize)]
+struct IgnoredView {
+    name: String,
+    file: String,
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
 struct ReloadView {
     result: String,
     #[serde(default)]
@@ -422,7 +431,7 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Prints the plugin table, then the rejected files.
+/// Prints the plugin table, then the rejected and the ignored files.
 fn write_status(out: &mut impl Write, status: &StatusView) -> std::io::Result<()> {
     if status.plugins.is_empty() {
         writeln!(out, "no plugins loaded")?;
@@ -438,6 +447,15 @@ fn write_status(out: &mut impl Write, status: &StatusView) -> std::io::Result<()
             .map(|r| vec![r.name.clone(), r.file.clone(), r.last_reload.describe()])
             .collect();
         write_table(out, &REJECTED_COLUMNS, &rows)?;
+    }
+    if !status.ignored.is_empty() {
+        writeln!(out, "\nignored files (not tried):")?;
+        let rows: Vec<Vec<String>> = status
+            .ignored
+            .iter()
+            .map(|i| vec![i.name.clone(), i.file.clone(), one_line(&i.reason)])
+            .collect();
+        write_table(out, &IGNORED_COLUMNS, &rows)?;
     }
     writeln!(
         out,
@@ -464,6 +482,8 @@ const PLUGIN_COLUMNS: [Column; 11] = [
 ];
 
 const REJECTED_COLUMNS: [Column; 3] = [("NAME", false), ("FILE", false), ("ERROR", false)];
+
+const IGNORED_COLUMNS: [Column; 3] = [("NAME", false), ("FILE", false), ("REASON", false)];
 
 fn plugin_row(p: &PluginView) -> Vec<String> {
     vec![
@@ -601,6 +621,8 @@ mod tests {
                  "instances":1,"last_reload":null}],
               "rejected":[{"name":"x","file":"/p/x.wasm",
                  "last_reload":{"result":"failed","error":"not a component","at":2}}],
+              "ignored":[{"name":"ghost","file":"/p/ghost.wasm",
+                 "reason":"a dangling symlink: its target /b/ghost.wasm does not exist","at":3}],
               "reloads":4,"compiles":5}"#,
         )
         .unwrap();
@@ -621,6 +643,13 @@ mod tests {
         assert_eq!(&lines[2][calls_end - 1..calls_end], "3");
         assert!(
             text.contains("x     /p/x.wasm  failed: not a component"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ignored files (not tried):\nNAME   FILE           REASON\n\
+                 ghost  /p/ghost.wasm  a dangling symlink: its target /b/ghost.wasm does not exist\n"
+            ),
             "{text}"
         );
         assert!(text.ends_with("reloads: 4, compiles: 5\n"), "{text}");

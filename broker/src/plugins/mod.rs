@@ -82,6 +82,7 @@ mod pool;
 mod publish;
 mod register;
 mod reload;
+mod scan;
 mod set;
 mod subscribe;
 mod watch;
@@ -110,7 +111,7 @@ pub use self::register::{
     AuthOutcome, AuthRequest, AuthStep, Refusal, RegisterOutcome, RegisterRequest,
 };
 use self::reload::Reloader;
-pub use self::reload::{PluginStatus, Rejected, ReloadOutcome, Status};
+pub use self::reload::{Ignored, PluginStatus, Rejected, ReloadOutcome, Status};
 use self::set::PluginSet;
 pub use self::subscribe::{
     SubscribeOutcome, SubscribeRequest, TopicDecision, UnsubscribeChanges, UnsubscribeRequest,

@@ -9,6 +9,16 @@
 //! something changed is a new set built and swapped in. A file that fails
 //! leaves the previous version in the chain, and the failure is logged
 //! with the file and kept for `sluice plugins`. Reloads are serialised.
+//!
+//! The directory is read by `scan.rs`, through symlinks. A `NAME.wasm`
+//! that is not tried is listed as ignored with the reason: disabled in the
+//! configuration (`enabled = false`), or not a readable file (a dangling
+//! symlink, a symlink loop, a directory). At start such a file stops the
+//! broker, like any plugin that fails to load; at run time one whose
+//! plugin is loaded is a rejected new version (the loaded one keeps
+//! running). Rejections and ignored files are logged once per change, not
+//! at every reload: rejections at error, ignored files at warn, disabled
+//! ones at info.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use super::engine::{Runtime, Wasm};
 use super::hooks::Hook;
 use super::plugin::{LoadError, Plugin, Settings};
+use super::scan::{Entry, Unusable, scan};
 use super::set::PluginSet;
 use super::{Plugins, PluginsError};
 use crate::config::{Config, PluginConfig};
@@ -74,12 +85,27 @@ pub struct Rejected {
     pub last_reload: LastReload,
 }
 
+/// A `.wasm` entry of the plugin directory that is not loaded and was not
+/// tried: disabled in the configuration, or not a readable file (a
+/// dangling symlink, a symlink loop, a directory, ...).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Ignored {
+    pub name: String,
+    /// The entry in the plugin directory (the link, for a symlink).
+    pub file: PathBuf,
+    pub reason: String,
+    /// Since when, in seconds since the Unix epoch.
+    pub at: u64,
+}
+
 /// The plugins as `sluice plugins` shows them.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Status {
     /// In chain order.
     pub plugins: Vec<PluginStatus>,
     pub rejected: Vec<Rejected>,
+    /// By name.
+    pub ignored: Vec<Ignored>,
     /// Reloads that changed the chain.
     pub reloads: u64,
     /// Components compiled by Cranelift since start (artifact cache misses).
@@ -113,11 +139,24 @@ impl std::fmt::Debug for Reloader {
 /// The last result for one file.
 struct Record {
     file: PathBuf,
-    last: LastReload,
-    /// For a failure: the file's hash and the settings it failed with, so
-    /// the same failure is not compiled and logged again at every reload.
-    failed: Option<(String, Settings)>,
+    last: Last,
 }
+
+enum Last {
+    /// Loaded, or tried.
+    Reload {
+        last: LastReload,
+        /// For a failure: the file's hash and the settings it failed with,
+        /// so the same failure is not compiled and logged again at every
+        /// reload.
+        failed: Option<(String, Settings)>,
+    },
+    /// Not tried, for this reason, since `at`.
+    Ignored { reason: String, at: u64 },
+}
+
+/// Why a file is ignored, as listed.
+const DISABLED: &str = "disabled in the configuration (enabled = false)";
 
 /// What loading one file gave.
 enum Loaded {
@@ -145,20 +184,25 @@ impl Reloader {
         }
     }
 
-    /// The set at start: every plugin must load.
+    /// The set at start: every plugin must load (a disabled one is
+    /// ignored; a `NAME.wasm` that is not a readable file fails the start).
     pub(super) async fn initial(&self, config: &Config) -> Result<PluginSet, PluginsError> {
         let mut list = Vec::new();
-        for (name, path) in plugin_files(&self.dir)? {
-            let Some(settings) = settings_of(config, &name) else {
-                tracing::info!(plugin = %name, "plugin disabled in the configuration");
+        let entries = scan(&self.dir)?;
+        for Entry { name, path, usable } in &entries {
+            let Some(settings) = settings_of(config, name) else {
+                self.ignore(name, path, DISABLED);
                 continue;
             };
-            let plugin = Plugin::load(&self.runtime, &name, &path, settings).await?;
-            self.record(&name, &path, ReloadOutcome::Loaded, None);
+            if let Err(unusable) = usable {
+                return Err(unreadable(path, unusable).into());
+            }
+            let plugin = Plugin::load(&self.runtime, name, path, settings).await?;
+            self.record(name, path, ReloadOutcome::Loaded, None);
             list.push(Arc::new(plugin));
         }
         for name in config.plugin.keys() {
-            if !list.iter().any(|p| &*p.name == name.as_str()) {
+            if !entries.iter().any(|e| e.name == *name) {
                 tracing::warn!(
                     "[plugin.{name}] is configured but there is no {name}.wasm in {}",
                     self.dir.display()
@@ -176,8 +220,8 @@ impl Reloader {
             *current_config = config;
         }
         let config = &*current_config;
-        let files = match plugin_files(&self.dir) {
-            Ok(files) => files,
+        let entries = match scan(&self.dir) {
+            Ok(entries) => entries,
             Err(e) => {
                 tracing::error!("plugin reload skipped; the chain is unchanged: {e}");
                 return false;
@@ -186,16 +230,23 @@ impl Reloader {
         let current = plugins.set();
         let mut list = Vec::new();
         let mut changed = false;
-        for (name, path) in &files {
+        for Entry { name, path, usable } in &entries {
             let old = current.get(name);
             let Some(settings) = settings_of(config, name) else {
-                self.forget(name);
-                if old.is_some() {
-                    tracing::info!(plugin = %name, "plugin disabled in the configuration");
-                    changed = true;
-                }
+                self.ignore(name, path, DISABLED);
+                changed |= old.is_some();
                 continue;
             };
+            if let Err(unusable) = usable {
+                match old {
+                    Some(old) => {
+                        self.unusable_version(name, path, unusable, old);
+                        list.push(old.clone());
+                    }
+                    None => self.ignore(name, path, &unusable.to_string()),
+                }
+                continue;
+            }
             match self.load(name, path, settings, old).await {
                 Ok(Loaded::Kept(p)) => {
                     if self.last_failed(name) {
@@ -233,7 +284,7 @@ impl Reloader {
                 changed = true;
             }
         }
-        self.forget_missing(&files);
+        self.forget_missing(&entries);
         if !changed {
             return false;
         }
@@ -309,41 +360,82 @@ impl Reloader {
         outcome: ReloadOutcome,
         failed: Option<(String, Settings)>,
     ) {
-        let at = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
         let record = Record {
             file: path.to_owned(),
-            last: LastReload { outcome, at },
-            failed,
+            last: Last::Reload {
+                last: LastReload { outcome, at: now() },
+                failed,
+            },
         };
         self.results().insert(name.to_owned(), record);
     }
 
-    fn forget(&self, name: &str) {
-        self.results().remove(name);
+    /// Lists `name` as ignored for `reason`, and logs it (a disabled
+    /// plugin at info, anything else at warn), unless it already is.
+    fn ignore(&self, name: &str, path: &Path, reason: &str) {
+        let mut results = self.results();
+        let same = results.get(name).is_some_and(|r| {
+            r.file == path && matches!(&r.last, Last::Ignored { reason: was, .. } if was == reason)
+        });
+        if same {
+            return;
+        }
+        if reason == DISABLED {
+            tracing::info!(plugin = %name, file = %path.display(), "plugin disabled in the configuration; not loaded");
+        } else {
+            tracing::warn!(plugin = %name, file = %path.display(), "plugin file ignored: {reason}");
+        }
+        let last = Last::Ignored {
+            reason: reason.to_owned(),
+            at: now(),
+        };
+        results.insert(
+            name.to_owned(),
+            Record {
+                file: path.to_owned(),
+                last,
+            },
+        );
     }
 
-    /// Whether the last attempt to load `name` failed.
+    /// Records (and logs, once) that loaded plugin `name`'s file is now
+    /// `unusable`: a rejected new version, `old` keeps running.
+    fn unusable_version(&self, name: &str, path: &Path, unusable: &Unusable, old: &Plugin) {
+        let error = unreadable(path, unusable);
+        let outcome = ReloadOutcome::Failed(error.to_string());
+        let same = self.results().get(name).is_some_and(
+            |r| matches!(&r.last, Last::Reload { last, .. } if last.outcome == outcome),
+        );
+        if !same {
+            tracing::error!(
+                plugin = %name,
+                "new version rejected; the loaded version (sha256 {}) keeps running: {error}",
+                old.hash
+            );
+            self.record(name, path, outcome, None);
+        }
+    }
+
+    /// Whether the last attempt to load `name` failed, or its file was
+    /// ignored.
     fn last_failed(&self, name: &str) -> bool {
-        self.results()
-            .get(name)
-            .is_some_and(|r| matches!(r.last.outcome, ReloadOutcome::Failed(_)))
+        self.results().get(name).is_some_and(|r| match &r.last {
+            Last::Reload { last, .. } => matches!(last.outcome, ReloadOutcome::Failed(_)),
+            Last::Ignored { .. } => true,
+        })
     }
 
     /// Whether these bytes and settings of `name` already failed to load.
     fn failed_before(&self, name: &str, hash: &str, settings: &Settings) -> bool {
-        self.results()
-            .get(name)
-            .and_then(|r| r.failed.as_ref())
-            .is_some_and(|(h, s)| h == hash && s == settings)
+        self.results().get(name).is_some_and(|r| {
+            matches!(&r.last, Last::Reload { failed: Some((h, s)), .. } if h == hash && s == settings)
+        })
     }
 
     /// Drops the results of files no longer in the directory.
-    fn forget_missing(&self, files: &[(String, PathBuf)]) {
+    fn forget_missing(&self, entries: &[Entry]) {
         self.results()
-            .retain(|name, _| files.iter().any(|(n, _)| n == name));
+            .retain(|name, _| entries.iter().any(|e| e.name == *name));
     }
 
     /// The status of `plugins`.
@@ -366,24 +458,37 @@ impl Reloader {
                     traps: s.traps.load(Ordering::Relaxed),
                     fuel_used: s.fuel_used.load(Ordering::Relaxed),
                     instances: p.instances(),
-                    last_reload: results.get(&*p.name).map(|r| r.last.clone()),
+                    last_reload: results.get(&*p.name).and_then(|r| match &r.last {
+                        Last::Reload { last, .. } => Some(last.clone()),
+                        Last::Ignored { .. } => None,
+                    }),
                 }
             })
             .collect();
-        let rejected = results
-            .iter()
-            .filter(|(name, r)| {
-                set.get(name).is_none() && matches!(r.last.outcome, ReloadOutcome::Failed(_))
-            })
-            .map(|(name, r)| Rejected {
-                name: name.clone(),
-                file: r.file.clone(),
-                last_reload: r.last.clone(),
-            })
-            .collect();
+        let mut rejected = Vec::new();
+        let mut ignored = Vec::new();
+        for (name, r) in results.iter().filter(|(name, _)| set.get(name).is_none()) {
+            match &r.last {
+                Last::Reload { last, .. } if matches!(last.outcome, ReloadOutcome::Failed(_)) => {
+                    rejected.push(Rejected {
+                        name: name.clone(),
+                        file: r.file.clone(),
+                        last_reload: last.clone(),
+                    });
+                }
+                Last::Reload { .. } => {}
+                Last::Ignored { reason, at } => ignored.push(Ignored {
+                    name: name.clone(),
+                    file: r.file.clone(),
+                    reason: reason.clone(),
+                    at: *at,
+                }),
+            }
+        }
         Status {
             plugins: loaded,
             rejected,
+            ignored,
             reloads: self.reloads.load(Ordering::Relaxed),
             compiles: self.runtime.compiles(),
             cache_refused: self.runtime.cache_refused(),
@@ -424,7 +529,8 @@ impl Plugins {
         r.reload(self, Some(config.clone())).await
     }
 
-    /// Every loaded plugin with its counters, and the files that failed.
+    /// Every loaded plugin with its counters, the files that failed and
+    /// the files ignored.
     pub fn status(&self) -> Status {
         match &self.reloader {
             Some(r) => r.status(self),
@@ -443,31 +549,20 @@ fn verb(outcome: &ReloadOutcome) -> &'static str {
     }
 }
 
-/// Whether `file_name` names a plugin: `NAME.wasm`, not hidden (editors'
-/// and copy tools' temporary files are hidden or have another suffix).
-pub(super) fn plugin_name(file_name: &str) -> Option<&str> {
-    let stem = file_name.strip_suffix(".wasm")?;
-    (!file_name.starts_with('.') && !stem.is_empty()).then_some(stem)
+/// The error of loading `path`, which is `unusable`.
+fn unreadable(path: &Path, unusable: &Unusable) -> LoadError {
+    LoadError::Read {
+        path: path.to_owned(),
+        source: std::io::Error::other(unusable.clone()),
+    }
 }
 
-/// The `.wasm` files of `dir`, by file name, skipping hidden and
-/// temporary files: (name without `.wasm`, path).
-pub(super) fn plugin_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, PluginsError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| PluginsError::Dir {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut files: Vec<(String, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| {
-            let path = e.path();
-            let name = plugin_name(path.file_name()?.to_str()?)?.to_owned();
-            Some((name, path))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+/// Seconds since the Unix epoch.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 /// The settings of plugin `name`, or `None` when it is disabled.
@@ -506,27 +601,5 @@ fn settings(config: &Config, own: Option<&PluginConfig>) -> Settings {
             .iter()
             .map(|(k, v)| (k.clone(), v.to_string()))
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::plugin_name;
-
-    #[test]
-    fn only_visible_wasm_files_are_plugins() {
-        assert_eq!(plugin_name("acl.wasm"), Some("acl"));
-        assert_eq!(plugin_name("10-acl.wasm"), Some("10-acl"));
-        for ignored in [
-            ".acl.wasm",
-            "acl.wasm.tmp",
-            "acl.wasm~",
-            ".wasm",
-            "acl.wasm.part",
-            ".#acl.wasm",
-            "acl.txt",
-        ] {
-            assert_eq!(plugin_name(ignored), None, "{ignored}");
-        }
     }
 }

@@ -7,6 +7,20 @@
 //! writing `.NAME.wasm.tmp` and renaming it into place reloads once, at
 //! the rename. A file still being written (its size or modification time
 //! changed during the quiet period) is waited for.
+//!
+//! Symlinks: plugin files are seen through their links (`stat`, not
+//! `lstat`: the size, modification time and inode of the target, and
+//! where the link points). Replacing a link (`ln -sf`) is an event on
+//! `NAME.wasm`. Events on any other symlink or directory in the plugin
+//! directory count too, for the links that lead through it: a Kubernetes
+//! ConfigMap update swaps `..data` (a symlink to a hidden timestamped
+//! directory) atomically, which changes every `NAME.wasm ->
+//! ..data/NAME.wasm` at once. A target rewritten in place elsewhere (or
+//! behind a chain of links) makes no event in the plugin directory: rather
+//! than also watching every target's directory (watches to add and drop as
+//! links change, and directories such as a build tree busy with unrelated
+//! writes), events mode also polls the symlinked plugin files, and only
+//! those, every `plugins.poll_interval_ms`; polling mode sees them anyway.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -17,7 +31,7 @@ use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::Plugins;
-use super::reload::plugin_name;
+use super::scan::plugin_name;
 use crate::config::{PluginsConfig, WatchMode};
 
 /// The running watcher; dropping it stops watching.
@@ -34,8 +48,9 @@ impl Drop for Watcher {
 
 /// Where changes come from.
 enum Source {
-    /// File-system events; the watcher sends them while it lives.
-    Events(Box<dyn notify::Watcher + Send>),
+    /// File-system events (the watcher sends them while it lives), and
+    /// polling of symlinked plugin files at this interval.
+    Events(Box<dyn notify::Watcher + Send>, Duration),
     /// Comparing snapshots of the directory at this interval. Done here
     /// rather than with notify's `PollWatcher`, which compares whole-second
     /// modification times and only later ones, so it misses a replacement
@@ -60,7 +75,7 @@ impl Watcher {
             }
             WatchMode::Poll => Source::Poll(interval),
             WatchMode::Auto => match events(dir, tx.clone()) {
-                Ok(w) => Source::Events(Box::new(w)),
+                Ok(w) => Source::Events(Box::new(w), interval),
                 Err(e) => {
                     tracing::warn!(
                         "cannot watch {} for file-system events ({e}); polling it every {interval:?} instead",
@@ -74,7 +89,8 @@ impl Watcher {
             "watching {} for plugin changes ({})",
             dir.display(),
             match source {
-                Source::Events(_) => "file-system events".to_owned(),
+                Source::Events(..) =>
+                    format!("file-system events; symlinked plugin files polled every {interval:?}"),
                 Source::Poll(every) => format!("polling every {every:?}"),
             }
         );
@@ -95,11 +111,12 @@ impl Watcher {
 }
 
 /// A native watcher on `dir` that sends a wake-up on `tx` for every change
-/// to a plugin file.
+/// to a plugin file, or to a symlink or directory plugin files may lead
+/// through.
 fn events(dir: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
     let handler = move |event: notify::Result<notify::Event>| match event {
         Ok(event) => {
-            if is_plugin_change(&event) {
+            if is_plugin_change(&event) || is_link_change(&event) {
                 // A full channel already holds a wake-up.
                 let _ = tx.try_send(());
             }
@@ -123,6 +140,17 @@ fn is_plugin_change(event: &notify::Event) -> bool {
         })
 }
 
+/// Whether `event` is about a symlink or a directory in the plugin
+/// directory (as it is now: one that is gone no longer leads anywhere, and
+/// the links through it are polled).
+fn is_link_change(event: &notify::Event) -> bool {
+    !matches!(event.kind, EventKind::Access(_))
+        && event
+            .paths
+            .iter()
+            .any(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink() || m.is_dir()))
+}
+
 /// Reloads after each burst of changes, once the directory is quiet and
 /// its plugin files have settled, until the plugins are gone.
 async fn run(
@@ -133,31 +161,41 @@ async fn run(
     dir: PathBuf,
     debounce: Duration,
 ) {
-    match source {
-        Source::Events(_watcher) => {
-            drop(tx);
-            reload_on_changes(plugins, changes, &dir, debounce).await;
-        }
-        Source::Poll(every) => {
-            tokio::select! {
-                () = poll(&dir, every, tx) => {}
-                () = reload_on_changes(plugins, changes, &dir, debounce) => {}
-            }
-        }
+    let (_watcher, every, scope) = match source {
+        Source::Events(watcher, every) => (Some(watcher), every, Scope::Links),
+        Source::Poll(every) => (None, every, Scope::All),
+    };
+    tokio::select! {
+        () = poll(&dir, every, tx, scope) => {}
+        () = reload_on_changes(plugins, changes, &dir, debounce) => {}
     }
 }
 
-/// Sends a wake-up on `tx` whenever a snapshot of `dir` differs from the
-/// previous one.
-async fn poll(dir: &Path, every: Duration, tx: mpsc::Sender<()>) {
-    let mut last = snapshot(dir).await;
+/// Which plugin files the poller compares.
+#[derive(Clone, Copy)]
+enum Scope {
+    All,
+    /// Symlinks only (events report the rest).
+    Links,
+}
+
+/// Sends a wake-up on `tx` whenever a snapshot of `dir` (its plugin files
+/// in `scope`) differs from the previous one.
+async fn poll(dir: &Path, every: Duration, tx: mpsc::Sender<()>, scope: Scope) {
+    let in_scope = |mut files: Vec<FileState>| {
+        if let Scope::Links = scope {
+            files.retain(|f| f.link.is_some());
+        }
+        files
+    };
+    let mut last = in_scope(snapshot(dir).await);
     // Whatever changed before this first snapshot is covered by the
     // reload `Watcher::start` asked for.
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let now = snapshot(dir).await;
+        let now = in_scope(snapshot(dir).await);
         if now != last {
             last = now;
             let _ = tx.try_send(());
@@ -190,9 +228,17 @@ async fn reload_on_changes(
     }
 }
 
-/// One plugin file as the poller and the settle check see it: name, size,
-/// modification time (full precision) and inode.
-type FileState = (String, u64, Option<SystemTime>, u64);
+/// One plugin file as the poller and the settle check see it, through its
+/// symlink if it is one.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FileState {
+    name: String,
+    /// Where the symlink points, if it is one.
+    link: Option<PathBuf>,
+    /// Size, modification time (full precision), device and inode of what
+    /// it leads to; `None` if it leads nowhere (a dangling link, a loop).
+    target: Option<(u64, Option<SystemTime>, u64, u64)>,
+}
 
 /// The state of every plugin file in `dir`.
 async fn snapshot(dir: &Path) -> Vec<FileState> {
@@ -206,8 +252,12 @@ async fn snapshot(dir: &Path) -> Vec<FileState> {
             .filter_map(Result::ok)
             .filter_map(|e| {
                 let name = plugin_name(e.file_name().to_str()?)?.to_owned();
-                let meta = e.metadata().ok()?;
-                Some((name, meta.len(), meta.modified().ok(), meta.ino()))
+                let path = e.path();
+                let link = std::fs::read_link(&path).ok();
+                let target = std::fs::metadata(&path)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok(), m.dev(), m.ino()));
+                Some(FileState { name, link, target })
             })
             .collect();
         files.sort();
@@ -223,7 +273,7 @@ mod tests {
 
     use notify::event::{AccessKind, CreateKind, EventKind, ModifyKind, RenameMode};
 
-    use super::is_plugin_change;
+    use super::{is_link_change, is_plugin_change};
 
     fn event(kind: EventKind, paths: &[&str]) -> notify::Event {
         let mut e = notify::Event::new(kind);
@@ -246,5 +296,27 @@ mod tests {
         // A reload opening the file is no change.
         let open = EventKind::Access(AccessKind::Any);
         assert!(!is_plugin_change(&event(open, &["/p/acl.wasm"])));
+    }
+
+    #[test]
+    fn changes_to_symlinks_and_directories_count() {
+        let dir = std::env::temp_dir().join(format!("sluice-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("..2026_01")).expect("mkdir");
+        std::os::unix::fs::symlink("..2026_01", dir.join("..data")).expect("symlink");
+        std::fs::write(dir.join(".acl.wasm.tmp"), b"wasm").expect("write");
+        let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_owned();
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let swap = event(rename, &[&path("..data_tmp"), &path("..data")]);
+        let made = event(EventKind::Create(CreateKind::Any), &[&path("..2026_01")]);
+        let tmp = event(
+            EventKind::Create(CreateKind::File),
+            &[&path(".acl.wasm.tmp")],
+        );
+        let gone = event(EventKind::Create(CreateKind::Any), &[&path("..gone")]);
+        let read = event(EventKind::Access(AccessKind::Any), &[&path("..data")]);
+        let counted = [&swap, &made, &tmp, &gone, &read].map(is_link_change);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(counted, [true, true, false, false, false]);
     }
 }

@@ -1,7 +1,8 @@
 //! Hot reload of the plugin directory: replacing, adding and removing
 //! `.wasm` files under a running broker (watched with inotify or by
-//! polling), broken files, the compile cache, configuration reloads, and
-//! calls in flight while their plugin is replaced.
+//! polling), broken files, the compile cache, configuration reloads,
+//! calls in flight while their plugin is replaced, and symlinks (and the
+//! files left out, listed as ignored).
 //!
 //! Files are put in place the way deployment tools should do it (and the
 //! watcher expects): written as a hidden `.NAME.wasm.tmp`, then renamed to
@@ -671,3 +672,7 @@ async fn a_call_in_flight_finishes_on_the_old_version() {
     assert_eq!(new.stats.calls.load(Relaxed), 1);
     assert_eq!(new.stats.failures.load(Relaxed), 0);
 }
+
+// ---- 9. symlinks, and the files left out: see `symlinks` ----
+
+mod symlinks;
