@@ -20,10 +20,13 @@
 //!
 //! - `cargo xtask bench [--quick]`: Sluice side by side with mosquitto
 //!   under the `loadgen` scenarios, the soak (normal clients without and
-//!   with hostile ones), then the criterion micro-benchmarks; writes
+//!   with hostile ones), the stuck plugin, then the criterion
+//!   micro-benchmarks; writes
 //!   `BENCHMARKS.md`. `--quick` runs short scenarios and skips criterion
-//!   (about two and a half minutes); `--soak-only` runs only the soak and
-//!   replaces only its section of `BENCHMARKS.md`.
+//!   (about three minutes); `--soak-only` runs only the soak and
+//!   replaces only its section of `BENCHMARKS.md`; `--stuck-only` does the
+//!   same for the stuck plugin (unrelated clients' round trips while
+//!   clients keep a plugin spinning).
 //!
 //! - `cargo xtask passwd [--iterations N] FILE USER [PASSWORD]`: adds or
 //!   updates USER's line in the password file FILE of the `password-file`
@@ -55,7 +58,7 @@ mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, python_with_paho};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
 
 fn main() -> ExitCode {
     match try_main() {

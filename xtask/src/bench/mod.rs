@@ -3,10 +3,12 @@
 //! side by side with mosquitto, under the same
 //! `loadgen` scenarios, interleaved over several rounds; then the criterion
 //! micro-benchmarks, among them the hot-reload time (a new plugin file
-//! written → the new version active); and the soak (`soak.rs`): normal
-//! clients without and with hostile ones beside them. Writes the tables
-//! into `BENCHMARKS.md`; `--soak-only` runs only the soak and replaces only
-//! its section.
+//! written → the new version active); the soak (`soak.rs`): normal
+//! clients without and with hostile ones beside them; and the stuck plugin
+//! (`stuck.rs`): unrelated clients' round trips without and with clients
+//! keeping a plugin spinning. Writes the tables into `BENCHMARKS.md`;
+//! `--soak-only` and `--stuck-only` run only the soak or the stuck plugin
+//! and replace only its section.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
 //! the machine has two or more CPUs). Brokers are restarted for every round,
@@ -14,6 +16,7 @@
 
 mod report;
 mod soak;
+mod stuck;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -37,6 +40,9 @@ pub enum Broker {
     SluiceAcl,
     /// The same, with caching off: every message goes through wasm.
     SluiceAclUncached,
+    /// With the `spinner` test fixture on `auth-on-publish` (the stuck
+    /// plugin runs).
+    SluiceSpinner,
 }
 
 impl Broker {
@@ -47,6 +53,7 @@ impl Broker {
             Broker::Mosquitto => "mosquitto",
             Broker::SluiceAcl => "sluice + topic-acl (cached)",
             Broker::SluiceAclUncached => "sluice + topic-acl (every message)",
+            Broker::SluiceSpinner => "sluice + spinner",
         }
     }
 
@@ -57,6 +64,7 @@ impl Broker {
             Broker::Mosquitto => 18_903,
             Broker::SluiceAcl => 18_904,
             Broker::SluiceAclUncached => 18_905,
+            Broker::SluiceSpinner => 18_906,
         }
     }
 }
@@ -180,14 +188,22 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let micro_only = args.iter().any(|a| a == "--micro-only");
     let soak_only = args.iter().any(|a| a == "--soak-only");
-    if let Some(unknown) = args
-        .iter()
-        .find(|a| !matches!(a.as_str(), "--quick" | "--micro-only" | "--soak-only"))
-    {
+    let stuck_only = args.iter().any(|a| a == "--stuck-only");
+    if let Some(unknown) = args.iter().find(|a| {
+        !matches!(
+            a.as_str(),
+            "--quick" | "--micro-only" | "--soak-only" | "--stuck-only"
+        )
+    }) {
         bail!("unknown bench option {unknown}");
     }
-    if micro_only && soak_only {
-        bail!("--micro-only and --soak-only exclude each other");
+    if [micro_only, soak_only, stuck_only]
+        .iter()
+        .filter(|o| **o)
+        .count()
+        > 1
+    {
+        bail!("--micro-only, --soak-only and --stuck-only exclude each other");
     }
     if !micro_only {
         sh(cargo().args([
@@ -202,7 +218,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "--bin",
             "loadgen",
         ]))?;
-        install_mosquitto()?;
+        if !stuck_only {
+            install_mosquitto()?;
+        }
         if !soak_only {
             build_plugins(root)?;
         }
@@ -212,37 +230,59 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let machine = report::Machine::probe();
     let load_before = report::loadavg();
     let pin = machine.cpus >= 2;
-    let (results, losses) = if micro_only || soak_only {
+    let (results, losses) = if micro_only || soak_only || stuck_only {
         (Results::new(), Losses::new())
     } else {
         side_by_side(root, quick, pin)?
     };
-    let command = match (quick, micro_only, soak_only) {
-        (true, _, true) => "cargo xtask bench --soak-only --quick",
-        (false, _, true) => "cargo xtask bench --soak-only",
+    let command = match (quick, micro_only, soak_only, stuck_only) {
+        (true, _, true, _) => "cargo xtask bench --soak-only --quick",
+        (false, _, true, _) => "cargo xtask bench --soak-only",
+        (true, _, _, true) => "cargo xtask bench --stuck-only --quick",
+        (false, _, _, true) => "cargo xtask bench --stuck-only",
         (true, ..) => "cargo xtask bench --quick",
-        (_, true, _) => "cargo xtask bench --micro-only",
+        (_, true, ..) => "cargo xtask bench --micro-only",
         _ => "cargo xtask bench",
     };
-    let soak = if micro_only {
+    let soak = if micro_only || stuck_only {
         None
     } else {
         let runs = soak::run(root, quick, pin)?;
         Some(soak::section(root, &runs, &machine.date, command, quick))
     };
-    let micro = if quick || soak_only {
+    let stuck = if micro_only || soak_only {
+        None
+    } else {
+        let runs = stuck::run(root, quick, pin)?;
+        Some(stuck::section(
+            &runs,
+            &machine.date,
+            command,
+            &report::revision(root),
+            quick,
+            pin,
+            machine.cpus,
+        ))
+    };
+    let micro = if quick || soak_only || stuck_only {
         None
     } else {
         Some(report::micro(root)?)
     };
     let load_after = report::loadavg();
     let path = root.join("BENCHMARKS.md");
-    if let (true, Some(section)) = (soak_only, &soak) {
-        // Only the soak section changes; the other figures stay.
+    let only = match (&soak, &stuck) {
+        (Some(section), None) if soak_only => Some((soak::HEADING, section, "soak")),
+        (None, Some(section)) if stuck_only => Some((stuck::HEADING, section, "stuck plugin")),
+        _ => None,
+    };
+    if let Some((heading, section, what)) = only {
+        // Only this section changes; the other figures stay.
         println!("{section}");
         let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, soak::splice(&old, section)).context("cannot write BENCHMARKS.md")?;
-        eprintln!("xtask: updated the soak section of BENCHMARKS.md");
+        std::fs::write(&path, report::splice(&old, heading, section))
+            .context("cannot write BENCHMARKS.md")?;
+        eprintln!("xtask: updated the {what} section of BENCHMARKS.md");
         return Ok(());
     }
     let text = report::markdown(
@@ -253,6 +293,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         &results,
         &losses,
         soak.as_deref(),
+        stuck.as_deref(),
         micro.as_ref(),
     );
     println!("{text}");
@@ -328,7 +369,11 @@ fn start(
     let mut cmd = launcher(pin.then_some(1));
     let queue = soak_log.is_none();
     match broker {
-        Broker::Sluice | Broker::SluiceChain | Broker::SluiceAcl | Broker::SluiceAclUncached => {
+        Broker::Sluice
+        | Broker::SluiceChain
+        | Broker::SluiceAcl
+        | Broker::SluiceAclUncached
+        | Broker::SluiceSpinner => {
             let config = dir.join(format!("sluice-{port}.toml"));
             let mut text = format!(
                 "[server]\nbind = [\"127.0.0.1:{port}\"]\nallow_anonymous = {}\n\
@@ -357,6 +402,25 @@ fn start(
                      cache_secs = \"{cache_secs}\"\n",
                     plugins.display(),
                     dir.join("plugin-cache").display()
+                ));
+            }
+            if broker == Broker::SluiceSpinner {
+                let plugins = dir.join(format!("spinner-{port}"));
+                let _ = std::fs::remove_dir_all(&plugins);
+                std::fs::create_dir_all(&plugins)?;
+                std::fs::copy(
+                    root.join("target/plugins/spinner.wasm"),
+                    plugins.join("spinner.wasm"),
+                )?;
+                text.push_str(&format!(
+                    "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\ndeadline_ms = {}\n\
+                     [plugin.spinner]\nfuel = {}\n\
+                     [plugin.spinner.config]\nspin_ms = \"{}\"\n",
+                    plugins.display(),
+                    dir.join("plugin-cache").display(),
+                    stuck::DEADLINE_MS,
+                    stuck::SPINNER_FUEL,
+                    stuck::SPIN_MS,
                 ));
             }
             if broker == Broker::SluiceChain {

@@ -43,6 +43,25 @@ impl Machine {
     }
 }
 
+/// What a section measured, for sections that may be newer than the rest
+/// of the file: " (Sluice at `REV`)", or nothing outside a git checkout.
+pub fn revision(root: &Path) -> String {
+    Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            format!(
+                " (Sluice at `{}`)",
+                String::from_utf8_lossy(&o.stdout).trim()
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// The 1/5/15-minute load averages.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -99,6 +118,7 @@ pub fn markdown(
     results: &Results,
     losses: &Losses,
     soak: Option<&str>,
+    stuck: Option<&str>,
     micro: Option<&Micro>,
 ) -> String {
     let mut s = String::new();
@@ -185,6 +205,9 @@ pub fn markdown(
     }
     if let Some(soak) = soak {
         s.push_str(soak);
+    }
+    if let Some(stuck) = stuck {
+        s.push_str(stuck);
     }
     if let Some(m) = micro {
         let _ = writeln!(s, "## Micro-benchmarks (criterion)\n\n{}", m.table);
@@ -454,9 +477,35 @@ fn duration(ns: f64) -> String {
     }
 }
 
+/// Replaces the section of `markdown` that starts with `heading` (up to the
+/// next `## ` heading) with `section`, or adds it before the
+/// micro-benchmarks (or at the end).
+pub fn splice(markdown: &str, heading: &str, section: &str) -> String {
+    let (before, after) = match markdown.find(heading) {
+        Some(at) => {
+            let rest = &markdown[at + heading.len()..];
+            let end = rest
+                .find("\n## ")
+                .map_or(markdown.len(), |i| at + heading.len() + i + 1);
+            (&markdown[..at], &markdown[end..])
+        }
+        None => match markdown.find("## Micro-benchmarks") {
+            Some(at) => (&markdown[..at], &markdown[at..]),
+            None => (markdown, ""),
+        },
+    };
+    let mut s = before.to_owned();
+    if !s.is_empty() && !s.ends_with("\n\n") {
+        s.push_str(if s.ends_with('\n') { "\n" } else { "\n\n" });
+    }
+    s.push_str(section);
+    s.push_str(after);
+    s
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{duration, json_numbers, megabytes};
+    use super::{duration, json_numbers, megabytes, splice};
 
     #[test]
     fn criterion_samples_parse() {
@@ -468,5 +517,42 @@ mod tests {
         assert_eq!(duration(6.5e9), "6.50 s");
         assert_eq!(megabytes(111_193), "109 KiB");
         assert_eq!(megabytes(18_470_390), "17.6 MiB");
+    }
+
+    #[test]
+    fn splice_replaces_only_its_section() {
+        const HEADING: &str = "## Soak: hostile clients";
+        let new = format!("{HEADING}\n\nnew\n\n");
+        let doc = "# Benchmarks\n\ntable\n\n## Micro-benchmarks (criterion)\n\nmicro\n";
+        let once = splice(doc, HEADING, &new);
+        assert_eq!(
+            once,
+            format!("# Benchmarks\n\ntable\n\n{new}## Micro-benchmarks (criterion)\n\nmicro\n")
+        );
+        let newer = format!("{HEADING}\n\nnewer\n\n");
+        assert_eq!(
+            splice(&once, HEADING, &newer),
+            once.replace("new\n", "newer\n")
+        );
+        let last = "# Benchmarks\n\ntable\n";
+        assert_eq!(splice(last, HEADING, &new), format!("{last}\n{new}"));
+        assert_eq!(
+            splice(&splice(last, HEADING, &new), HEADING, &new),
+            format!("{last}\n{new}")
+        );
+        // A second section goes in beside the first, and each is replaced
+        // on its own.
+        let stuck = "## Stuck plugin\n\nstuck\n\n";
+        let both = splice(&once, "## Stuck plugin", stuck);
+        assert_eq!(
+            both,
+            format!(
+                "# Benchmarks\n\ntable\n\n{new}{stuck}## Micro-benchmarks (criterion)\n\nmicro\n"
+            )
+        );
+        assert_eq!(
+            splice(&both, HEADING, &newer),
+            both.replace("new\n", "newer\n")
+        );
     }
 }

@@ -8,7 +8,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::Result;
 
@@ -24,8 +23,8 @@ const RSS_LIMIT_MB: u32 = 3072;
 const PAIRS: u32 = 4;
 const RATE: u32 = 1000;
 
-/// The section's heading, which `splice` looks for.
-const HEADING: &str = "## Soak: hostile clients";
+/// The section's heading, which `report::splice` looks for.
+pub const HEADING: &str = "## Soak: hostile clients";
 
 /// One soak run.
 pub struct Run {
@@ -76,22 +75,7 @@ pub fn run(root: &Path, quick: bool, pin: bool) -> Result<Vec<Run>> {
 /// The "Soak: hostile clients" section.
 pub fn section(root: &Path, runs: &[Run], date: &str, command: &str, quick: bool) -> String {
     let secs = if quick { SECS.0 } else { SECS.1 };
-    // The section may be newer than the rest of the file: say what it
-    // measured.
-    let revision = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["describe", "--always", "--dirty"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| {
-            format!(
-                " (Sluice at `{}`)",
-                String::from_utf8_lossy(&o.stdout).trim()
-            )
-        })
-        .unwrap_or_default();
+    let revision = super::report::revision(root);
     let mut s = String::new();
     let _ = writeln!(s, "{HEADING}\n");
     let _ = writeln!(
@@ -215,32 +199,7 @@ pub fn section(root: &Path, runs: &[Run], date: &str, command: &str, quick: bool
     s
 }
 
-/// Replaces the soak section of `markdown` with `section`, or adds it
-/// before the micro-benchmarks (or at the end).
-pub fn splice(markdown: &str, section: &str) -> String {
-    let (before, after) = match markdown.find(HEADING) {
-        Some(at) => {
-            let rest = &markdown[at + HEADING.len()..];
-            let end = rest
-                .find("\n## ")
-                .map_or(markdown.len(), |i| at + HEADING.len() + i + 1);
-            (&markdown[..at], &markdown[end..])
-        }
-        None => match markdown.find("## Micro-benchmarks") {
-            Some(at) => (&markdown[..at], &markdown[at..]),
-            None => (markdown, ""),
-        },
-    };
-    let mut s = before.to_owned();
-    if !s.is_empty() && !s.ends_with("\n\n") {
-        s.push_str(if s.ends_with('\n') { "\n" } else { "\n\n" });
-    }
-    s.push_str(section);
-    s.push_str(after);
-    s
-}
-
-fn count(v: f64) -> String {
+pub(super) fn count(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.0}")
     } else {
@@ -248,7 +207,7 @@ fn count(v: f64) -> String {
     }
 }
 
-fn micros(us: f64) -> String {
+pub(super) fn micros(us: f64) -> String {
     if !us.is_finite() {
         "—".into()
     } else if us >= 1e6 {
@@ -260,7 +219,7 @@ fn micros(us: f64) -> String {
     }
 }
 
-fn millis(ms: f64) -> String {
+pub(super) fn millis(ms: f64) -> String {
     micros(ms * 1000.0)
 }
 
@@ -281,26 +240,5 @@ fn lost(loss: f64, sent: f64) -> String {
         "0".into()
     } else {
         format!("{loss:.0} of {sent:.0}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{HEADING, splice};
-
-    #[test]
-    fn splice_replaces_only_the_soak_section() {
-        let new = format!("{HEADING}\n\nnew\n\n");
-        let doc = "# Benchmarks\n\ntable\n\n## Micro-benchmarks (criterion)\n\nmicro\n";
-        let once = splice(doc, &new);
-        assert_eq!(
-            once,
-            format!("# Benchmarks\n\ntable\n\n{new}## Micro-benchmarks (criterion)\n\nmicro\n")
-        );
-        let newer = format!("{HEADING}\n\nnewer\n\n");
-        assert_eq!(splice(&once, &newer), once.replace("new\n", "newer\n"));
-        let last = "# Benchmarks\n\ntable\n";
-        assert_eq!(splice(last, &new), format!("{last}\n{new}"));
-        assert_eq!(splice(&splice(last, &new), &new), format!("{last}\n{new}"));
     }
 }

@@ -48,6 +48,38 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Connects and completes an MQTT 5 CONNECT (clean start).
+    pub async fn open_v5(addr: SocketAddr, client_id: &str) -> Result<Conn> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            buf: vec![0; 64 * 1024],
+            len: 0,
+        };
+        conn.stream.write_all(&wire::connect_v5(client_id)).await?;
+        let (_, body) = conn.expect(2).await?;
+        if body.get(1) != Some(&0) {
+            bail!("CONNACK refused for {client_id}: {body:?}");
+        }
+        Ok(conn)
+    }
+
+    /// Subscribes (MQTT 5) and waits for SUBACK.
+    pub async fn subscribe_v5(&mut self, filter: &str, qos: u8) -> Result<()> {
+        self.stream
+            .write_all(&wire::subscribe_v5(1, filter, qos))
+            .await?;
+        let (_, body) = self.expect(9).await?;
+        // One filter: its reason code is the last byte.
+        if body.last().is_none_or(|code| *code >= 0x80) || body.len() < 4 {
+            bail!("SUBSCRIBE {filter} refused");
+        }
+        Ok(())
+    }
+
     /// Subscribes and waits for SUBACK.
     pub async fn subscribe(&mut self, filter: &str, qos: u8) -> Result<()> {
         self.stream

@@ -11,6 +11,7 @@
 //!   idle     --pid PID --conns N
 //!   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS
 //!            --pid PID --rss-limit-mb M
+//!   stuckplugin --secs S --stuck K --clients N --rate R --late-ms L
 //! ```
 //!
 //! Prints one JSON line of figures. Targets the given address only (the
@@ -22,6 +23,7 @@
 mod client;
 mod scenarios;
 mod soak;
+mod stuck;
 mod wire;
 
 use std::collections::HashMap;
@@ -38,7 +40,8 @@ const USAGE: &str = "usage: loadgen SCENARIO --addr ADDR [options]
   latency  --rate R --secs S --size B
   idle     --pid PID --conns N
   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS --pid PID --rss-limit-mb M
-           (KINDS: some of amp,deep,stuck,slow,connect,garbage)";
+           (KINDS: some of amp,deep,stuck,slow,connect,garbage)
+  stuckplugin --secs S --stuck K --clients N --rate R --late-ms L";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -107,6 +110,16 @@ fn main() -> Result<()> {
                     rss_limit_mb: num("rss-limit-mb", "3072")? as u64,
                 };
                 soak::soak(addr, settings).await
+            }
+            "stuckplugin" => {
+                let settings = stuck::Stuck {
+                    secs: get("secs", "10").parse().context("--secs")?,
+                    stuck: num("stuck", "4")?,
+                    clients: num("clients", "4")?,
+                    rate: num("rate", "100")?.max(1) as u64,
+                    late_ms: num("late-ms", "100")? as u64,
+                };
+                stuck::stuck_plugin(addr, settings).await
             }
             other => bail!("unknown scenario {other}\n{USAGE}"),
         }

@@ -97,6 +97,72 @@ pub fn connect_v5_will(
     packet(0x10, &body)
 }
 
+/// MQTT 5 CONNECT with clean start, no keep-alive and no properties.
+pub fn connect_v5(client_id: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(&mut body, "MQTT");
+    body.push(5);
+    body.push(0x02);
+    body.extend_from_slice(&0u16.to_be_bytes());
+    body.push(0); // no properties
+    string(&mut body, client_id);
+    packet(0x10, &body)
+}
+
+/// MQTT 5 SUBSCRIBE of one filter, no properties.
+pub fn subscribe_v5(packet_id: u16, filter: &str, qos: u8) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    body.push(0);
+    string(&mut body, filter);
+    body.push(qos);
+    packet(0x82, &body)
+}
+
+/// MQTT 5 PUBLISH without properties.
+pub fn publish_v5(topic: &str, qos: u8, packet_id: u16, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(topic.len() + payload.len() + 5);
+    string(&mut body, topic);
+    if qos > 0 {
+        body.extend_from_slice(&packet_id.to_be_bytes());
+    }
+    body.push(0);
+    body.extend_from_slice(payload);
+    packet(0x30 | (qos << 1), &body)
+}
+
+/// Packet id and payload of an MQTT 5 PUBLISH frame (its properties
+/// skipped); `None` if it is malformed.
+pub fn publish_parts_v5<'a>(buf: &'a [u8], f: &Frame) -> Option<(Option<u16>, &'a [u8])> {
+    let body = &buf[f.start..f.end];
+    let tlen = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    let mut at = 2 + tlen;
+    let id = if (f.first >> 1) & 3 > 0 {
+        at += 2;
+        Some(u16::from_be_bytes([*body.get(at - 2)?, *body.get(at - 1)?]))
+    } else {
+        None
+    };
+    let (props, n) = read_varint(body.get(at..)?)?;
+    body.get(at + n + props..).map(|payload| (id, payload))
+}
+
+/// The reason code of an MQTT 5 PUBACK body (0 when it is left out).
+pub fn puback_code(body: &[u8]) -> u8 {
+    body.get(2).copied().unwrap_or(0)
+}
+
+/// A variable byte integer at the front of `bytes`: (value, its length).
+fn read_varint(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut n = 0usize;
+    for (i, b) in bytes.iter().take(4).enumerate() {
+        n |= usize::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((n, i + 1));
+        }
+    }
+    None
+}
+
 pub fn puback(packet_id: u16) -> [u8; 4] {
     let id = packet_id.to_be_bytes();
     [0x40, 2, id[0], id[1]]
@@ -172,6 +238,26 @@ mod tests {
         let g = parse(&buf, f.end).unwrap();
         assert_eq!((g.kind(), g.end), (12, buf.len()));
         assert!(parse(&buf[..buf.len() - 1], f.end).is_none());
+    }
+
+    #[test]
+    fn v5_publish_and_puback() {
+        let p = publish_v5("spin/0", 1, 9, b"payload");
+        let f = parse(&p, 0).unwrap();
+        assert_eq!((f.kind(), f.end), (3, p.len()));
+        assert_eq!(publish_parts_v5(&p, &f), Some((Some(9), &b"payload"[..])));
+        // A PUBLISH as a broker may send it: QoS 0, two bytes of properties.
+        let mut body = vec![0, 1, b't', 3, 0x01, 0x01, 0x00];
+        body.extend_from_slice(b"xy");
+        let q = packet(0x30, &body);
+        let g = parse(&q, 0).unwrap();
+        assert_eq!(publish_parts_v5(&q, &g), Some((None, &b"xy"[..])));
+        assert_eq!(puback_code(&[0, 9]), 0);
+        assert_eq!(puback_code(&[0, 9, 0x87, 0]), 0x87);
+        let c = connect_v5("id");
+        let h = parse(&c, 0).unwrap();
+        assert_eq!(&c[h.start + 6..h.start + 7], &[5]);
+        assert!(c.ends_with(&[0, 0, 2, b'i', b'd']));
     }
 
     #[test]
