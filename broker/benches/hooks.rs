@@ -15,6 +15,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice_broker::codec::{ConnectProperties, MessageProperties, ProtocolVersion, QoS};
 use sluice_broker::config::{Config, ConfigValue};
+use sluice_broker::limits::MessageLimits;
 use sluice_broker::plugins::{
     ConnectionInfo, ListenerKind, Plugins, PublishOutcome, PublishRequest, RegisterOutcome,
     RegisterRequest,
@@ -144,6 +145,7 @@ fn publish_hook(c: &mut Criterion) {
     };
     let topic = TopicName::new("bench/1").expect("topic");
     let props = MessageProperties::default();
+    let limits = MessageLimits::from_config(&config);
     let mut group = c.benchmark_group("publish-hook");
     for (name, size) in [("acl-64B", 64), ("acl-64KiB", 64 * 1024)] {
         let payload = Bytes::from(vec![b'x'; size]);
@@ -158,6 +160,7 @@ fn publish_hook(c: &mut Criterion) {
             properties: &props,
             expiry: None,
             is_will: false,
+            limits: &limits,
         };
         group.bench_function(name, |b| {
             b.to_async(&rt).iter_custom(|iters| {

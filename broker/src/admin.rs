@@ -513,7 +513,7 @@ fn broker_metrics(out: &mut Exposition, ctx: &Context) {
 /// One per-plugin metric family: name, type, help, and its value.
 type PluginFamily = (&'static str, Kind, &'static str, fn(&PluginStatus) -> u64);
 
-const PLUGIN_FAMILIES: [PluginFamily; 6] = [
+const PLUGIN_FAMILIES: [PluginFamily; 10] = [
     (
         "sluice_plugin_calls_total",
         Kind::Counter,
@@ -537,6 +537,30 @@ const PLUGIN_FAMILIES: [PluginFamily; 6] = [
         Kind::Counter,
         "Hook calls that trapped.",
         |p| p.traps,
+    ),
+    (
+        "sluice_plugin_deadlines_total",
+        Kind::Counter,
+        "Hook calls cut at their deadline.",
+        |p| p.deadlines,
+    ),
+    (
+        "sluice_plugin_out_of_fuel_total",
+        Kind::Counter,
+        "Hook calls that ran out of fuel.",
+        |p| p.out_of_fuel,
+    ),
+    (
+        "sluice_plugin_invalid_answers_total",
+        Kind::Counter,
+        "Answers refused as invalid (a modifier out of range or past the operator's limits).",
+        |p| p.invalid,
+    ),
+    (
+        "sluice_plugin_busy_total",
+        Kind::Counter,
+        "Hook calls that found no free instance within the deadline.",
+        |p| p.busy,
     ),
     (
         "sluice_plugin_fuel_used_total",
@@ -590,6 +614,12 @@ fn plugin_metrics(out: &mut Exposition, status: &Status, dropped_events: u64) {
             Counter,
             "Plugins compiled to machine code (compile-cache misses).",
             status.compiles,
+        ),
+        (
+            "sluice_plugins_required_missing",
+            Gauge,
+            "Required plugins not loaded: the hooks they served refuse every client.",
+            count(status.required_missing.len()),
         ),
         (
             "sluice_plugin_cache_refused_total",

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::keepalive::Sweeper;
-use crate::limits::TopicLimits;
+use crate::limits::MessageLimits;
 use crate::listener::TlsListeners;
 use crate::memory::{Budget, Pressure};
 use crate::metrics::Metrics;
@@ -35,8 +35,8 @@ pub struct Context {
     pub sweeper: Arc<Sweeper>,
     /// Queue limits of sessions no plugin changed (shared by them).
     pub default_limits: Arc<QueueLimits>,
-    /// Topic-shape limits of `[limits]`.
-    pub topic_limits: TopicLimits,
+    /// Topic shapes and message sizes, for clients and plugins alike.
+    pub limits: MessageLimits,
     /// The memory budget.
     pub memory: Budget,
     pub started: Instant,
@@ -66,7 +66,7 @@ impl Context {
         ));
         Context {
             default_limits: Arc::new(QueueLimits::from_config(&config.session)),
-            topic_limits: TopicLimits::from_config(&config.limits),
+            limits: MessageLimits::from_config(&config),
             memory,
             config,
             router,

@@ -61,6 +61,7 @@ limits! {
     QueuedMessages => "queued_messages", "session.max_queued_messages";
     QueuedBytes => "queued_bytes", "session.max_queued_bytes";
     SysPublish => "sys_publish", "($SYS is the broker's own)";
+    ClientMaxPacket => "client_max_packet", "(the client's Maximum Packet Size)";
 }
 
 impl Limit {
@@ -115,6 +116,25 @@ impl TopicLimits {
             return Err(Limit::TopicLevels);
         }
         Ok(())
+    }
+}
+
+/// What a message may be, whoever made it (a client, or a plugin's
+/// changes): its topic's shape, and its payload and properties' size
+/// (`mqtt.max_packet_size`: a plugin cannot turn a small message into one
+/// no client could have sent).
+#[derive(Clone, Copy, Debug)]
+pub struct MessageLimits {
+    pub topics: TopicLimits,
+    pub max_payload: usize,
+}
+
+impl MessageLimits {
+    pub fn from_config(c: &crate::Config) -> Self {
+        MessageLimits {
+            topics: TopicLimits::from_config(&c.limits),
+            max_payload: c.mqtt.max_packet_size as usize,
+        }
     }
 }
 

@@ -143,6 +143,18 @@ pub enum AckKind {
     PubComp,
 }
 
+impl AckKind {
+    /// The packet's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AckKind::PubAck => "PUBACK",
+            AckKind::PubRec => "PUBREC",
+            AckKind::PubRel => "PUBREL",
+            AckKind::PubComp => "PUBCOMP",
+        }
+    }
+}
+
 /// Appends PUBACK, PUBREC, PUBREL or PUBCOMP.
 pub fn encode_ack(buf: &mut BytesMut, version: ProtocolVersion, kind: AckKind, ack: &Ack) {
     encode::ack(buf, version, kind, ack);

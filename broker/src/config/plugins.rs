@@ -137,6 +137,14 @@ pub struct PluginConfig {
     /// `kv_max_bytes`: as `plugins.kv_max_bytes`. Default:
     /// `plugins.kv_max_bytes`.
     pub kv_max_bytes: Option<u64>,
+    /// `required`: whether clients may go unchecked without this plugin.
+    /// When a required plugin that was loaded disappears (removed, renamed,
+    /// disabled) or fails to load with no version to keep, the
+    /// authorisation hooks it served refuse everything until it is back;
+    /// `true` here also makes the broker refuse to start without it.
+    /// Default: true for a plugin exporting an authentication or
+    /// authorisation hook, false for the others.
+    pub required: Option<bool>,
     /// `config`: key/values the plugin reads with `host.config()`.
     pub config: BTreeMap<String, ConfigValue>,
 }

@@ -116,16 +116,18 @@ async fn refuse<T: Transport>(
     version: Option<ProtocolVersion>,
     refusal: Refusal,
     peer: SocketAddr,
+    // The client's Maximum Packet Size, once its CONNECT is known.
+    client_max: Option<u32>,
 ) {
     tracing::info!(peer = %peer, reason = %refusal.reason, "connection refused: {}", refusal.why);
     let Some(version) = version else {
         return;
     };
     let mut buf = BytesMut::new();
-    codec::encode_connack(
+    super::encode_within(
         &mut buf,
-        version,
-        &ConnAck {
+        client_max.unwrap_or(u32::MAX),
+        &mut ConnAck {
             session_present: false,
             reason: refusal.reason,
             properties: ConnAckProperties {
@@ -134,6 +136,8 @@ async fn refuse<T: Transport>(
                 ..ConnAckProperties::default()
             },
         },
+        |out, ack| codec::encode_connack(out, version, ack),
+        |ack| ack.properties.reason_string = None,
     );
     let _ = tokio::time::timeout(super::FLUSH_TIMEOUT, write_all(&*stream, &buf)).await;
     close_gracefully(stream).await;
@@ -180,7 +184,7 @@ pub(super) async fn accept<T: Transport>(
             };
             let why = format!("unsupported protocol {name:?} level {level}");
             let refusal = Refusal::new(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, why);
-            refuse(stream, Some(version), refusal, peer).await;
+            refuse(stream, Some(version), refusal, peer, None).await;
             return None;
         }
         Ok(Incoming::Refused(e)) => {
@@ -192,6 +196,7 @@ pub(super) async fn accept<T: Transport>(
                 version,
                 Refusal::new(e.reason_code(), e.to_string()),
                 peer,
+                None,
             )
             .await;
             return None;
@@ -206,7 +211,8 @@ pub(super) async fn accept<T: Transport>(
             listener.addr
         );
         let refusal = Refusal::new(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, why);
-        refuse(stream, Some(version), refusal, peer).await;
+        let client_max = connect.properties.maximum_packet_size;
+        refuse(stream, Some(version), refusal, peer, client_max).await;
         return None;
     }
     // The TLS client certificate, if any, goes to the plugins with the
@@ -224,7 +230,8 @@ pub(super) async fn accept<T: Transport>(
     let admitted = match handshake.admit(&*stream).await {
         Ok(a) => a,
         Err(r) => {
-            refuse(stream, Some(version), r, peer).await;
+            let client_max = connect.properties.maximum_packet_size;
+            refuse(stream, Some(version), r, peer, client_max).await;
             return None;
         }
     };
@@ -312,7 +319,7 @@ impl Handshake<'_> {
         let will = match &connect.will {
             None => None,
             Some(w) => {
-                if let Err(limit) = ctx.topic_limits.check_topic(&w.topic) {
+                if let Err(limit) = ctx.limits.topics.check_topic(&w.topic) {
                     ctx.metrics.limits.hit(
                         limit,
                         &id,
@@ -401,7 +408,7 @@ impl Handshake<'_> {
         };
         let id = modifiers.subscriber_id.clone().unwrap_or(id);
         let (will, throttle) = match will {
-            Some(w) if ctx.plugins.checks_publish(connect.version) => {
+            Some(w) if ctx.plugins.checks_publish() => {
                 let username = modifiers
                     .username
                     .as_deref()
@@ -443,6 +450,7 @@ impl Handshake<'_> {
             properties: &m.properties,
             expiry: will.expiry_interval,
             is_will: true,
+            limits: &self.ctx.limits,
         };
         match self.ctx.plugins.authorize_publish(&request).await {
             PublishOutcome::Accepted { changes, .. } => {
@@ -476,6 +484,7 @@ impl Handshake<'_> {
                 code,
                 reason_string,
                 cause,
+                overrun: _,
             } => {
                 let reason = if crate::plugins::is_connack_refusal(code) {
                     code
@@ -651,6 +660,7 @@ async fn establish<T: Transport>(
                 Some(version),
                 Refusal::new(reason, e.to_string()),
                 peer,
+                connect.properties.maximum_packet_size,
             )
             .await;
             return None;
@@ -716,6 +726,7 @@ async fn establish<T: Transport>(
         pause: throttle.map(|d| Box::pin(tokio::time::sleep(d))),
         reauth_rounds: 0,
         finished: false,
+        overruns: 0,
         stats: Stats::default(),
     });
     // Counted until the connection drops.

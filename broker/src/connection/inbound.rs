@@ -45,14 +45,14 @@ impl Connection {
                 Ok(())
             }
             Packet::Subscribe(s) => {
-                if self.ctx.plugins.checks_subscribe(self.neg.version) {
+                if self.ctx.plugins.checks_subscribe() {
                     Box::pin(self.on_subscribe_checked(s)).await
                 } else {
                     self.on_subscribe(s)
                 }
             }
             Packet::Unsubscribe(u) => {
-                if self.ctx.plugins.checks_unsubscribe(self.neg.version) {
+                if self.ctx.plugins.checks_unsubscribe() {
                     Box::pin(self.on_unsubscribe_checked(u)).await
                 } else {
                     self.on_unsubscribe(u, None)

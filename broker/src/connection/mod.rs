@@ -184,6 +184,9 @@ pub(crate) struct Connection {
     reauth_rounds: u32,
     /// Set once [`Connection::finish`] handed the session back.
     finished: bool,
+    /// Plugin calls in a row that this client's requests made overrun
+    /// (see `throttle`).
+    overruns: u8,
     stats: Stats,
 }
 
@@ -313,7 +316,7 @@ impl Drop for Connection {
 impl Connection {
     async fn serve<T: Transport>(&mut self, stream: &T) -> Close {
         loop {
-            let filled = if self.ctx.plugins.rewrites_deliveries(self.neg.version) {
+            let filled = if self.ctx.plugins.rewrites_deliveries() {
                 // On the heap: the plugin call's state is large.
                 Box::pin(self.fill_outgoing_rewritten()).await
             } else {
@@ -520,7 +523,7 @@ impl Connection {
             }
             Close::Shutdown => {
                 // Send what is queued before saying goodbye.
-                let _ = if self.ctx.plugins.rewrites_deliveries(self.neg.version) {
+                let _ = if self.ctx.plugins.rewrites_deliveries() {
                     self.fill_outgoing_rewritten().await
                 } else {
                     self.fill_outgoing()
@@ -537,13 +540,17 @@ impl Connection {
             }
         };
         if let (Some(reason), ProtocolVersion::V5) = (reason, self.neg.version) {
-            codec::encode_disconnect(
+            let mut goodbye = Disconnect {
+                reason,
+                reason_string,
+                ..Disconnect::default()
+            };
+            encode_within(
                 &mut self.out,
-                &Disconnect {
-                    reason,
-                    reason_string,
-                    ..Disconnect::default()
-                },
+                self.neg.client_max_packet,
+                &mut goodbye,
+                codec::encode_disconnect,
+                |d| d.reason_string = None,
             );
         }
         self.flush_stats();
@@ -568,6 +575,29 @@ impl Connection {
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, write_all(&*stream, &self.out)).await;
         close_gracefully(stream).await;
     }
+}
+
+/// Encodes `packet` into `out` with its optional properties (reason
+/// string, user properties: often a plugin's) if it then fits `max`, the
+/// client's Maximum Packet Size, and otherwise again without them (`strip`
+/// removes them): MQTT 5 forbids sending them past the client's limit.
+/// Returns whether they were left out.
+pub(super) fn encode_within<P>(
+    out: &mut BytesMut,
+    max: u32,
+    packet: &mut P,
+    encode: impl Fn(&mut BytesMut, &P),
+    strip: impl FnOnce(&mut P),
+) -> bool {
+    let start = out.len();
+    encode(out, packet);
+    if u32::try_from(out.len() - start).unwrap_or(u32::MAX) <= max {
+        return false;
+    }
+    out.truncate(start);
+    strip(packet);
+    encode(out, packet);
+    true
 }
 
 /// Writes all of `bytes`, waiting for the socket as needed.

@@ -82,6 +82,7 @@ impl Connection {
             message: &d.message,
             qos: d.qos,
             retain: d.retain,
+            limits: &self.ctx.limits,
         };
         let Some(c) = self.ctx.plugins.rewrite_delivery(&request).await else {
             return d;

@@ -38,10 +38,13 @@ pub(super) struct Incoming {
 }
 
 /// Acceptances `auth-on-publish` said may be reused: per topic, when the
-/// acceptance lapses for each QoS and RETAIN flag.
+/// acceptance lapses for each QoS and RETAIN flag; all of them given by
+/// one version of the plugin set (`generation`), and forgotten when it
+/// changes.
 #[derive(Debug, Default)]
 pub(super) struct PublishCache {
     entries: HashMap<TopicName, [Option<Instant>; 6]>,
+    generation: u64,
 }
 
 fn slot(qos: QoS, retain: bool) -> usize {
@@ -49,14 +52,34 @@ fn slot(qos: QoS, retain: bool) -> usize {
 }
 
 impl PublishCache {
-    fn allows(&self, topic: &TopicName, qos: QoS, retain: bool, now: Instant) -> bool {
-        self.entries
-            .get(topic)
-            .and_then(|lapses| lapses[slot(qos, retain)])
-            .is_some_and(|until| until > now)
+    fn allows(
+        &self,
+        generation: u64,
+        topic: &TopicName,
+        qos: QoS,
+        retain: bool,
+        now: Instant,
+    ) -> bool {
+        generation == self.generation
+            && self
+                .entries
+                .get(topic)
+                .and_then(|lapses| lapses[slot(qos, retain)])
+                .is_some_and(|until| until > now)
     }
 
-    fn insert(&mut self, topic: TopicName, qos: QoS, retain: bool, until: Instant) {
+    fn insert(
+        &mut self,
+        generation: u64,
+        topic: TopicName,
+        qos: QoS,
+        retain: bool,
+        until: Instant,
+    ) {
+        if generation != self.generation {
+            self.entries.clear();
+            self.generation = generation;
+        }
         if self.entries.len() >= CACHE_ENTRIES && !self.entries.contains_key(&topic) {
             let now = Instant::now();
             let latest = |l: &[Option<Instant>; 6]| l.iter().flatten().max().copied();
@@ -84,9 +107,11 @@ impl Connection {
         let Some(incoming) = self.admit(p)? else {
             return Ok(None);
         };
-        if self.ctx.plugins.checks_publish(self.neg.version) {
+        if self.ctx.plugins.checks_publish() {
+            let generation = self.ctx.plugins.generation();
             let cached = self.publish_cache.as_ref().is_some_and(|cache| {
                 cache.allows(
+                    generation,
                     &incoming.topic,
                     incoming.qos,
                     incoming.retain,
@@ -104,6 +129,9 @@ impl Connection {
     /// Routes a PUBLISH that `auth-on-publish(-m5)` accepts, or refuses it.
     pub(super) async fn authorize_publish(&mut self, incoming: Incoming) -> Result<(), Close> {
         let now = Instant::now();
+        // The set that answers: a reload during the call must not make its
+        // acceptance reusable under the new set.
+        let generation = self.ctx.plugins.generation();
         let request = PublishRequest {
             id: self.session.id(),
             username: self.neg.username.as_deref(),
@@ -115,11 +143,16 @@ impl Connection {
             properties: &incoming.properties,
             expiry: incoming.expiry,
             is_will: false,
+            limits: &self.ctx.limits,
         };
         match self.ctx.plugins.authorize_publish(&request).await {
             PublishOutcome::Accepted { changes, cache } => {
+                if self.overruns > 0 {
+                    self.plugin_overrun(false);
+                }
                 if let Some(ttl) = cache {
                     self.publish_cache.get_or_insert_with(Box::default).insert(
+                        generation,
                         incoming.topic.clone(),
                         incoming.qos,
                         incoming.retain,
@@ -132,7 +165,9 @@ impl Connection {
                 code,
                 reason_string,
                 cause,
+                overrun,
             } => {
+                self.plugin_overrun(overrun);
                 let cause = format!("{cause} (topic {})", incoming.topic);
                 self.refuse_with(
                     incoming.qos,
@@ -156,7 +191,7 @@ impl Connection {
         self.stats.messages_in += 1;
         // A topic sent with an alias was checked when the alias was set.
         if !p.topic.is_empty() {
-            if let Err(limit) = self.ctx.topic_limits.check_topic(&p.topic) {
+            if let Err(limit) = self.ctx.limits.topics.check_topic(&p.topic) {
                 let cause = format!("topic of {} bytes", p.topic.len());
                 self.ctx
                     .metrics
@@ -384,12 +419,21 @@ impl Connection {
             QoS::ExactlyOnce => AckKind::PubRec,
         };
         if let Some(id) = packet_id {
-            let ack = Ack {
-                reason,
-                reason_string: reason_string.filter(|_| self.neg.problem_info),
-                ..Ack::new(id)
-            };
-            codec::encode_ack(&mut self.out, self.neg.version, kind, &ack);
+            let version = self.neg.version;
+            let stripped = super::encode_within(
+                &mut self.out,
+                self.neg.client_max_packet,
+                &mut Ack {
+                    reason,
+                    reason_string: reason_string.filter(|_| self.neg.problem_info),
+                    ..Ack::new(id)
+                },
+                |out, ack| codec::encode_ack(out, version, kind, ack),
+                |ack| ack.reason_string = None,
+            );
+            if stripped {
+                self.over_client_max(kind.name());
+            }
         }
     }
 
@@ -462,21 +506,23 @@ mod tests {
         let mut cache = PublishCache::default();
         let now = Instant::now();
         let t = TopicName::new("a/b").unwrap();
-        assert!(!cache.allows(&t, QoS::AtMostOnce, false, now));
+        assert!(!cache.allows(0, &t, QoS::AtMostOnce, false, now));
         cache.insert(
+            0,
             t.clone(),
             QoS::AtMostOnce,
             false,
             now + Duration::from_secs(5),
         );
-        assert!(cache.allows(&t, QoS::AtMostOnce, false, now));
+        assert!(cache.allows(0, &t, QoS::AtMostOnce, false, now));
         // Another QoS or RETAIN flag is another question.
-        assert!(!cache.allows(&t, QoS::AtLeastOnce, false, now));
-        assert!(!cache.allows(&t, QoS::AtMostOnce, true, now));
-        assert!(!cache.allows(&t, QoS::AtMostOnce, false, now + Duration::from_secs(6)));
+        assert!(!cache.allows(0, &t, QoS::AtLeastOnce, false, now));
+        assert!(!cache.allows(0, &t, QoS::AtMostOnce, true, now));
+        assert!(!cache.allows(0, &t, QoS::AtMostOnce, false, now + Duration::from_secs(6)));
         for i in 0..1000 {
             let topic = TopicName::new(&format!("t/{i}")).unwrap();
             cache.insert(
+                0,
                 topic,
                 QoS::AtMostOnce,
                 false,
@@ -486,6 +532,7 @@ mod tests {
         assert!(cache.entries.len() <= CACHE_ENTRIES);
         // Another QoS of a cached topic adds no entry.
         cache.insert(
+            0,
             last_topic(),
             QoS::AtLeastOnce,
             false,
@@ -494,6 +541,21 @@ mod tests {
         assert!(cache.entries.len() <= CACHE_ENTRIES);
         // The latest entries survive.
         let last = TopicName::new("t/999").unwrap();
-        assert!(cache.allows(&last, QoS::AtMostOnce, false, now));
+        assert!(cache.allows(0, &last, QoS::AtMostOnce, false, now));
+    }
+
+    #[tokio::test]
+    async fn a_new_plugin_set_forgets_every_acceptance() {
+        let mut cache = PublishCache::default();
+        let now = Instant::now();
+        let t = TopicName::new("a/b").unwrap();
+        let later = now + Duration::from_secs(60);
+        cache.insert(0, t.clone(), QoS::AtMostOnce, false, later);
+        assert!(cache.allows(0, &t, QoS::AtMostOnce, false, now));
+        assert!(!cache.allows(1, &t, QoS::AtMostOnce, false, now));
+        let u = TopicName::new("c").unwrap();
+        cache.insert(1, u.clone(), QoS::AtMostOnce, false, later);
+        assert_eq!(cache.entries.len(), 1, "the old set's entries are gone");
+        assert!(cache.allows(1, &u, QoS::AtMostOnce, false, now));
     }
 }

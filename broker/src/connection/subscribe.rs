@@ -3,7 +3,7 @@
 //! implements them, the router, retained messages, the acknowledgement and
 //! the notifications (`on-subscribe`, `on-topic-unsubscribed`).
 
-use super::{Close, Connection};
+use super::{Close, Connection, encode_within};
 use crate::codec::{
     self, QoS, RetainHandling, SubAck, Subscribe, SubscriptionOptions, Unsubscribe, UserProperty,
 };
@@ -23,6 +23,12 @@ enum Plan {
     Refuse(ReasonCode),
 }
 
+/// Leaves the optional properties out of a SUBACK or UNSUBACK.
+fn strip_ack_properties(ack: &mut SubAck) {
+    ack.reason_string = None;
+    ack.user_properties.clear();
+}
+
 impl Connection {
     /// The code that refuses a topic: 0x80 is the only one MQTT 3.x has.
     fn refusal(&self, code: ReasonCode) -> ReasonCode {
@@ -31,6 +37,17 @@ impl Connection {
         } else {
             ReasonCode::UNSPECIFIED_ERROR
         }
+    }
+
+    /// Counts and logs an acknowledgement sent without its properties (a
+    /// plugin's reason string or user properties) because with them it
+    /// would exceed the client's Maximum Packet Size.
+    pub(super) fn over_client_max(&self, packet: &str) {
+        self.ctx.metrics.limits.hit(
+            Limit::ClientMaxPacket,
+            self.session.id(),
+            &format_args!("{packet} sent without its reason string and user properties"),
+        );
     }
 
     /// The broker's own verdict on each filter: the permission, the filter
@@ -77,7 +94,7 @@ impl Connection {
                     "No Local set on a shared subscription",
                 ));
             }
-            if let Err(limit) = self.ctx.topic_limits.check_subscription(raw, &sub) {
+            if let Err(limit) = self.ctx.limits.topics.check_subscription(raw, &sub) {
                 hits.hit(
                     limit,
                     client,
@@ -121,7 +138,9 @@ impl Connection {
             topics: decisions,
             reason_string,
             user_properties,
+            overrun,
         } = outcome;
+        self.plugin_overrun(overrun);
         let mut decisions = decisions.into_iter();
         for plan in &mut plans {
             if let Plan::Subscribe(..) = plan {
@@ -228,16 +247,22 @@ impl Connection {
             Some((r, u)) if self.neg.problem_info => (r, u),
             _ => (None, Vec::new()),
         };
-        codec::encode_suback(
+        let version = self.neg.version;
+        let stripped = encode_within(
             &mut self.out,
-            self.neg.version,
-            &SubAck {
+            self.neg.client_max_packet,
+            &mut SubAck {
                 packet_id: s.packet_id,
                 reasons,
                 reason_string,
                 user_properties,
             },
+            |out, ack| codec::encode_suback(out, version, ack),
+            strip_ack_properties,
         );
+        if stripped {
+            self.over_client_max("SUBACK");
+        }
         // Queued behind the SUBACK already in the output buffer.
         for (filter, qos) in &retained {
             self.ctx
@@ -329,16 +354,22 @@ impl Connection {
         } else {
             (None, Vec::new())
         };
-        codec::encode_unsuback(
+        let version = self.neg.version;
+        let stripped = encode_within(
             &mut self.out,
-            self.neg.version,
-            &SubAck {
+            self.neg.client_max_packet,
+            &mut SubAck {
                 packet_id: u.packet_id,
                 reasons,
                 reason_string,
                 user_properties,
             },
+            |out, ack| codec::encode_unsuback(out, version, ack),
+            strip_ack_properties,
         );
+        if stripped {
+            self.over_client_max("UNSUBACK");
+        }
         if !removed.is_empty() {
             self.ctx.plugins.notify(Event::TopicUnsubscribed {
                 id: self.session.id().clone(),

@@ -1,11 +1,14 @@
-//! A token bucket for a client's PUBLISH rate (a plugin's
-//! `max-message-rate`): when the client goes over, the connection stops
-//! reading from its socket until the rate allows again.
+//! Slowing a client down: a token bucket for its PUBLISH rate (a
+//! plugin's `max-message-rate`), and the back-off of a client whose
+//! requests keep using up a plugin's limits. Either way the connection
+//! stops reading from its socket for a while.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::Connection;
 
 /// Messages per second, with a burst of one second's worth.
 #[derive(Debug)]
@@ -36,9 +39,54 @@ impl RateLimit {
     }
 }
 
+/// Reading pauses this long after a plugin call the client's request made
+/// overrun its limits, doubling with each further one in a row.
+const OVERRUN_PAUSE: Duration = Duration::from_millis(100);
+/// The longest such pause.
+const OVERRUN_PAUSE_MAX: Duration = Duration::from_secs(6);
+
+/// The pause after `n` overruns in a row (n ≥ 1).
+fn overrun_pause(n: u8) -> Duration {
+    let doublings = u32::from(n.saturating_sub(1)).min(6);
+    (OVERRUN_PAUSE * (1 << doublings)).min(OVERRUN_PAUSE_MAX)
+}
+
+impl Connection {
+    /// After a plugin call for this client: `overrun` when the call used up
+    /// a limit its request drove (deadline, fuel, memory, no free
+    /// instance). A client that keeps doing that is read from less and
+    /// less often, so that it cannot hold the plugin's instances and
+    /// workers from everyone else; the plugin itself stays in service.
+    pub(super) fn plugin_overrun(&mut self, overrun: bool) {
+        if !overrun {
+            self.overruns = 0;
+            return;
+        }
+        self.overruns = self.overruns.saturating_add(1);
+        let pause = overrun_pause(self.overruns);
+        if self.overruns == 1 {
+            tracing::warn!(
+                client = %self.session.id(),
+                "a plugin call for this client ran out of time, fuel, memory or instances; \
+                 reading from it pauses for {pause:?}, and longer while this goes on"
+            );
+        }
+        self.pause_reading(pause);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrun_pauses_double_up_to_a_bound() {
+        assert_eq!(overrun_pause(1), Duration::from_millis(100));
+        assert_eq!(overrun_pause(2), Duration::from_millis(200));
+        assert_eq!(overrun_pause(6), Duration::from_millis(3200));
+        assert_eq!(overrun_pause(7), OVERRUN_PAUSE_MAX);
+        assert_eq!(overrun_pause(u8::MAX), OVERRUN_PAUSE_MAX);
+    }
 
     #[test]
     fn bursts_then_paces() {

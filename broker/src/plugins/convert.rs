@@ -232,6 +232,47 @@ pub fn modifiers(
             ));
         }
     }
+    // A plugin may lower the operator's limits for a client, never raise
+    // them.
+    let at_most = |field: &'static str, value: Option<u64>, key: &str, max: u64| match value {
+        Some(v) if v > max => Err(bad(
+            field,
+            format!("{v} exceeds the broker's {key} of {max}"),
+        )),
+        _ => Ok(()),
+    };
+    let s = &config.session;
+    let q = &config.mqtt;
+    at_most(
+        "max-online-messages",
+        m.max_online_messages.map(u64::from),
+        "session.max_queued_messages",
+        u64::from(s.max_queued_messages),
+    )?;
+    at_most(
+        "max-offline-messages",
+        m.max_offline_messages.map(u64::from),
+        "session.max_offline_messages",
+        u64::from(s.max_offline_messages),
+    )?;
+    at_most(
+        "receive-maximum",
+        m.receive_maximum.map(u64::from),
+        "mqtt.receive_maximum",
+        u64::from(q.receive_maximum),
+    )?;
+    at_most(
+        "topic-alias-maximum",
+        m.topic_alias_maximum.map(u64::from),
+        "mqtt.topic_alias_maximum",
+        u64::from(q.topic_alias_maximum),
+    )?;
+    at_most(
+        "max-inflight-messages",
+        m.max_inflight_messages.map(u64::from),
+        "mqtt.max_inflight",
+        u64::from(q.max_inflight),
+    )?;
     Ok(Modifiers {
         subscriber_id,
         username: m.username,

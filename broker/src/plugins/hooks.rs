@@ -162,6 +162,27 @@ impl HookSet {
     pub fn iter(self) -> impl Iterator<Item = Hook> {
         Hook::ALL.into_iter().filter(move |h| self.contains(*h))
     }
+
+    /// The hooks in both sets.
+    pub fn intersection(self, other: HookSet) -> HookSet {
+        HookSet(self.0 & other.0)
+    }
+
+    /// The hooks that decide whether a client may do something: a plugin
+    /// exporting one is required by default (see `set::Missing`).
+    pub fn auth() -> HookSet {
+        [
+            Hook::AuthOnRegister,
+            Hook::AuthOnRegisterM5,
+            Hook::OnAuthM5,
+            Hook::AuthOnSubscribe,
+            Hook::AuthOnSubscribeM5,
+            Hook::AuthOnPublish,
+            Hook::AuthOnPublishM5,
+        ]
+        .into_iter()
+        .collect()
+    }
 }
 
 impl FromIterator<Hook> for HookSet {

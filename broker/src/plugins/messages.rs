@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::bindings::sluice::plugin::types as wit;
 use super::convert::{ModifierError, bad};
 use crate::codec::{MessageProperties, QoS, RetainHandling, SubscriptionOptions, UserProperty};
+use crate::limits::MessageLimits;
 use crate::message::Message;
 use crate::topic::TopicName;
 
@@ -114,6 +115,41 @@ pub fn mountpoint(field: &'static str, m: &str) -> Result<Arc<str>, ModifierErro
 /// Checks a topic name a plugin chose.
 pub fn topic(field: &'static str, t: &str) -> Result<TopicName, ModifierError> {
     TopicName::new(t).map_err(|e| bad(field, format!("is not a valid topic name: {e}")))
+}
+
+/// A topic a plugin routes or sends a message to: a valid name within the
+/// operator's topic limits.
+pub fn limited_topic(
+    field: &'static str,
+    t: &str,
+    limits: &MessageLimits,
+) -> Result<TopicName, ModifierError> {
+    let name = topic(field, t)?;
+    limits
+        .topics
+        .check_topic(t)
+        .map_err(|limit| bad(field, format!("exceeds {limit}")))?;
+    Ok(name)
+}
+
+/// Checks that a message with `payload` and `properties` (as a plugin
+/// changed them) fits `mqtt.max_packet_size`.
+pub fn within_size(
+    payload: usize,
+    properties: Option<&MessageProperties>,
+    limits: &MessageLimits,
+) -> Result<(), ModifierError> {
+    let size = payload + properties.map_or(0, MessageProperties::size);
+    if size > limits.max_payload {
+        return Err(bad(
+            "payload",
+            format!(
+                "and properties make {size} bytes, more than mqtt.max_packet_size ({})",
+                limits.max_payload
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn subscription_options(o: SubscriptionOptions) -> wit::SubscriptionOptions {

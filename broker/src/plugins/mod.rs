@@ -76,6 +76,9 @@ mod engine;
 mod events;
 mod hooks;
 mod host;
+mod kv;
+mod limiter;
+mod log;
 mod messages;
 mod plugin;
 mod pool;
@@ -116,7 +119,6 @@ use self::set::PluginSet;
 pub use self::subscribe::{
     SubscribeOutcome, SubscribeRequest, TopicDecision, UnsubscribeChanges, UnsubscribeRequest,
 };
-use crate::codec::ProtocolVersion;
 use crate::config::Config;
 
 /// Notifications waiting for the dispatcher; beyond this they are dropped
@@ -139,6 +141,11 @@ pub enum PluginsError {
     Runtime(#[from] engine::RuntimeError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(
+        "plugin {name} is required ([plugin.{name}] required = true) but not loaded: \
+         no {name}.wasm in {dir}, or it is disabled"
+    )]
+    RequiredMissing { name: String, dir: PathBuf },
 }
 
 /// The loaded plugins: the current [`PluginSet`], swapped as a whole when
@@ -151,6 +158,8 @@ pub struct Plugins {
     exported: AtomicU32,
     /// Events and their sizes, to the dispatcher.
     events: Option<mpsc::Sender<(Event, usize)>>,
+    /// See [`Plugins::generation`].
+    generation: AtomicU64,
     /// Bytes of the events queued.
     queued_event_bytes: Arc<AtomicUsize>,
     dropped_events: AtomicU64,
@@ -192,6 +201,7 @@ impl Plugins {
             exported: AtomicU32::new(shared.load().exported.bits()),
             set: shared,
             events: Some(tx),
+            generation: AtomicU64::new(0),
             queued_event_bytes,
             dropped_events: AtomicU64::new(0),
             reloader: Some(reloader),
@@ -213,6 +223,13 @@ impl Plugins {
     fn swap(&self, set: PluginSet) {
         self.exported.store(set.exported.bits(), Ordering::Release);
         self.set.store(Arc::new(set));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Bumped whenever the plugin set changes: what the previous set
+    /// allowed (a cached publish acceptance) no longer holds.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn exported(&self) -> HookSet {
@@ -245,35 +262,31 @@ impl Plugins {
         e.contains(Hook::AuthOnRegister) || e.contains(Hook::AuthOnRegisterM5)
     }
 
-    /// Whether a client of `version` goes through the chain of `v3`, or
-    /// `m5` for MQTT 5 (see `set::Chain`).
-    fn walks(&self, version: ProtocolVersion, v3: Hook, m5: Hook) -> bool {
+    /// Whether some plugin implements `v3` or `m5`: clients of every
+    /// version then go through the chain (see `set::Chain`).
+    fn walks(&self, v3: Hook, m5: Hook) -> bool {
         let e = self.exported();
-        e.contains(v3) || (version.is_v5() && e.contains(m5))
+        e.contains(v3) || e.contains(m5)
     }
 
-    /// Whether PUBLISH from a client of `version` goes through
-    /// `auth-on-publish(-m5)`.
-    pub fn checks_publish(&self, version: ProtocolVersion) -> bool {
-        self.walks(version, Hook::AuthOnPublish, Hook::AuthOnPublishM5)
+    /// Whether PUBLISH goes through `auth-on-publish(-m5)`.
+    pub fn checks_publish(&self) -> bool {
+        self.walks(Hook::AuthOnPublish, Hook::AuthOnPublishM5)
     }
 
-    /// Whether SUBSCRIBE from a client of `version` goes through
-    /// `auth-on-subscribe(-m5)`.
-    pub fn checks_subscribe(&self, version: ProtocolVersion) -> bool {
-        self.walks(version, Hook::AuthOnSubscribe, Hook::AuthOnSubscribeM5)
+    /// Whether SUBSCRIBE goes through `auth-on-subscribe(-m5)`.
+    pub fn checks_subscribe(&self) -> bool {
+        self.walks(Hook::AuthOnSubscribe, Hook::AuthOnSubscribeM5)
     }
 
-    /// Whether UNSUBSCRIBE from a client of `version` goes through
-    /// `on-unsubscribe(-m5)`.
-    pub fn checks_unsubscribe(&self, version: ProtocolVersion) -> bool {
-        self.walks(version, Hook::OnUnsubscribe, Hook::OnUnsubscribeM5)
+    /// Whether UNSUBSCRIBE goes through `on-unsubscribe(-m5)`.
+    pub fn checks_unsubscribe(&self) -> bool {
+        self.walks(Hook::OnUnsubscribe, Hook::OnUnsubscribeM5)
     }
 
-    /// Whether messages to a subscriber of `version` go through
-    /// `on-deliver(-m5)`.
-    pub fn rewrites_deliveries(&self, version: ProtocolVersion) -> bool {
-        self.walks(version, Hook::OnDeliver, Hook::OnDeliverM5)
+    /// Whether messages to subscribers go through `on-deliver(-m5)`.
+    pub fn rewrites_deliveries(&self) -> bool {
+        self.walks(Hook::OnDeliver, Hook::OnDeliverM5)
     }
 
     /// Notifications dropped because the dispatcher fell behind.

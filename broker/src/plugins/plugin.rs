@@ -19,14 +19,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use wasmtime::component::InstancePre;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::breaker::{Breaker, Tripped};
 use super::chain::FailurePolicy;
 use super::engine::{Runtime, Wasm};
 pub use super::hooks::Hook;
 use super::hooks::{Guests, HookSet, Hooks};
-use super::host::{KvStore, PluginShared, PluginState};
+use super::host::{PluginShared, PluginState};
+use super::kv::KvStore;
+use super::limiter::{InstanceLimits, LimitExceeded};
+use super::log::PluginLog;
 use super::pool::{Checkout, Pool};
 
 /// A plugin's limits and policies, resolved from the configuration.
@@ -36,7 +39,8 @@ pub struct Settings {
     pub priority: Option<i64>,
     /// Fuel per call (roughly, wasm instructions).
     pub fuel: u64,
-    /// Linear-memory cap per instance, in bytes.
+    /// Memory budget per instance, in bytes: every linear memory and table
+    /// of the instance together.
     pub memory_bytes: usize,
     /// Wall-clock limit per call (and per instantiation).
     pub deadline: Duration,
@@ -46,6 +50,8 @@ pub struct Settings {
     pub breaker_failures: u32,
     pub breaker_backoff: Duration,
     pub kv_max_bytes: u64,
+    /// `required`, when set (see [`Plugin::is_required`]).
+    pub required: Option<bool>,
     /// `[plugin.NAME.config]`.
     pub config: Vec<(String, String)>,
 }
@@ -74,6 +80,31 @@ pub enum CallFailure {
 }
 
 impl CallFailure {
+    /// Whether the call used up a limit its request can drive: the
+    /// deadline, fuel, memory, or no free instance. A client whose requests
+    /// do this is slowed down; it never disables the plugin for everyone.
+    pub fn is_overrun(&self) -> bool {
+        matches!(
+            self,
+            CallFailure::Busy(_)
+                | CallFailure::Deadline(_)
+                | CallFailure::OutOfFuel
+                | CallFailure::Memory
+        )
+    }
+
+    /// Whether it is the plugin's own fault (a trap, a failed
+    /// instantiation): what the circuit breaker counts.
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            CallFailure::StackOverflow
+                | CallFailure::Trap(_)
+                | CallFailure::Instantiate(_)
+                | CallFailure::Init(_)
+        )
+    }
+
     /// Whether the instance was lost to it (a trap or a host limit).
     pub fn is_trap(&self) -> bool {
         matches!(
@@ -86,16 +117,22 @@ impl CallFailure {
         )
     }
 
-    fn from_wasmtime(e: &wasmtime::Error) -> Self {
+    /// The failure `e` is, for a call with `deadline`.
+    fn from_wasmtime(e: &wasmtime::Error, deadline: Duration) -> Self {
+        if e.downcast_ref::<LimitExceeded>().is_some() {
+            return CallFailure::Memory;
+        }
         match e.downcast_ref::<Trap>() {
+            // Only the epoch callback interrupts: the deadline passed.
+            Some(Trap::Interrupt) => CallFailure::Deadline(deadline),
             Some(Trap::OutOfFuel) => CallFailure::OutOfFuel,
             Some(Trap::StackOverflow) => CallFailure::StackOverflow,
             Some(Trap::MemoryOutOfBounds) | Some(Trap::AllocationTooLarge) => CallFailure::Memory,
             _ => {
                 let text = format!("{e:#}");
-                // StoreLimits with trap_on_grow_failure reports a refused
-                // memory.grow as a plain error.
-                if text.contains("growing memory") || text.contains("memory minimum size") {
+                // A memory whose minimum size is already past the budget
+                // fails at instantiation with a plain error.
+                if text.contains("memory minimum size") {
                     CallFailure::Memory
                 } else {
                     CallFailure::Trap(text)
@@ -116,6 +153,15 @@ pub struct Stats {
     /// Failures where the instance was lost: traps, fuel, memory, stack,
     /// deadline (a subset of `failures`).
     pub traps: AtomicU64,
+    /// Calls cut at their deadline (a subset of `traps`).
+    pub deadlines: AtomicU64,
+    /// Calls that ran out of fuel (a subset of `traps`).
+    pub out_of_fuel: AtomicU64,
+    /// Calls that found no free instance within the deadline.
+    pub busy: AtomicU64,
+    /// Answers refused as invalid (a modifier out of range or past the
+    /// operator's limits).
+    pub invalid: AtomicU64,
     pub fuel_used: AtomicU64,
     pub instances_created: AtomicU64,
 }
@@ -131,10 +177,13 @@ pub struct Instance {
 pub type CallFuture<'c, R> =
     Pin<Box<dyn Future<Output = (Box<Instance>, wasmtime::Result<R>)> + Send + 'c>>;
 
-/// A hook call bounded by a wall-clock deadline. Most calls finish in
-/// their first poll, so the timer is only set up when a call has to wait
-/// (an epoch yield, or a host call that waits): the common case costs no
-/// timer registration.
+/// A hook call bounded by a wall-clock deadline. Running guest code is
+/// interrupted by the epoch callback (see `Plugin::new_store`); this covers
+/// the rest: a call waiting in a host call, and a call that ends after its
+/// deadline (its answer came too late and is not used), checked by the
+/// clock at every poll. Most calls finish in their first poll, so the timer
+/// is only set up when a call has to wait: the common case costs no timer
+/// registration.
 struct WithDeadline<'c, R> {
     call: CallFuture<'c, R>,
     ends: Instant,
@@ -153,9 +202,16 @@ impl<R> Future for WithDeadline<'_, R> {
     ) -> std::task::Poll<Self::Output> {
         use std::task::Poll;
         if let Poll::Ready(v) = self.call.as_mut().poll(cx) {
+            // A first poll that finished is a fast call: no clock read.
+            if self.timer.is_some() && Instant::now() > self.ends {
+                return Poll::Ready(Err(Elapsed));
+            }
             return Poll::Ready(Ok(v));
         }
         let ends = self.ends;
+        if Instant::now() >= ends {
+            return Poll::Ready(Err(Elapsed));
+        }
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(ends)));
@@ -338,6 +394,7 @@ impl Plugin {
             shared: Arc::new(PluginShared {
                 name: name.clone(),
                 config: settings.config.clone(),
+                log: Arc::new(PluginLog::new(name.clone())),
                 kv,
             }),
             name,
@@ -375,9 +432,32 @@ impl Plugin {
         Ok(plugin)
     }
 
+    /// Counts and logs (at warn, with the plugin, the hook, the client and
+    /// the field) an answer refused as invalid.
+    pub fn invalid_answer(
+        &self,
+        client: &dyn std::fmt::Display,
+        hook: &str,
+        problem: &dyn std::fmt::Display,
+    ) {
+        self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            plugin = %self.name, hook, client = %client,
+            "plugin answer refused: invalid {problem}"
+        );
+    }
+
     /// Instances in existence (idle or in use).
     pub fn instances(&self) -> usize {
         self.pool.live()
+    }
+
+    /// Whether clients may not go unchecked without it: its `required`
+    /// setting, by default whether it exports an authorisation hook.
+    pub fn is_required(&self) -> bool {
+        self.settings
+            .required
+            .unwrap_or_else(|| self.exports.intersects(HookSet::auth()))
     }
 
     /// Whether the plugin exports `hook`.
@@ -391,19 +471,29 @@ impl Plugin {
     }
 
     fn new_store(&self) -> Store<PluginState> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.settings.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = InstanceLimits::new(self.settings.memory_bytes);
         let mut store = Store::new(
             &self.runtime.engine,
             PluginState::new(self.shared.clone(), limits),
         );
         store.limiter(|s| &mut s.limits);
-        // At every epoch tick past the deadline, yield to the async runtime
-        // and move the deadline one tick on: a long call never blocks a
-        // worker thread, and the call's timeout can fire.
-        store.epoch_deadline_async_yield_and_update(1);
+        // At every epoch tick (5 ms) the guest is looked at: past the end
+        // of its call it is interrupted (a trap), by the call's own clock,
+        // however busy the runtime's timers are; otherwise it yields to the
+        // runtime behind every other task ready to run (`yield_now`), so a
+        // spinning plugin neither blocks a worker thread nor delays the
+        // other clients.
+        store.epoch_deadline_callback(|ctx| {
+            let over = ctx
+                .data()
+                .call_ends
+                .is_some_and(|ends| Instant::now() >= ends);
+            Ok(if over {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
         store
     }
 
@@ -412,11 +502,11 @@ impl Plugin {
     async fn instantiate(&self) -> Result<Box<Instance>, CallFailure> {
         let mut store = self.new_store();
         let deadline = self.settings.deadline;
-        self.arm(&mut store);
+        self.arm(&mut store, Instant::now() + deadline);
         let instance = tokio::time::timeout(deadline, self.pre.instantiate_async(&mut store))
             .await
             .map_err(|_| CallFailure::Deadline(deadline))?
-            .map_err(|e| match CallFailure::from_wasmtime(&e) {
+            .map_err(|e| match CallFailure::from_wasmtime(&e, deadline) {
                 CallFailure::Trap(t) => CallFailure::Instantiate(t),
                 other => other,
             })?;
@@ -426,20 +516,21 @@ impl Plugin {
             .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
         if let Some(lifecycle) = &guests.lifecycle {
-            self.arm(&mut store);
+            self.arm(&mut store, Instant::now() + deadline);
             let init = tokio::time::timeout(deadline, lifecycle.call_init(&mut store))
                 .await
                 .map_err(|_| CallFailure::Deadline(deadline))?
-                .map_err(|e| CallFailure::from_wasmtime(&e))?;
+                .map_err(|e| CallFailure::from_wasmtime(&e, deadline))?;
             init.map_err(CallFailure::Init)?;
         }
         Ok(Box::new(Instance { store, guests }))
     }
 
-    /// Resets the per-call budgets.
-    fn arm(&self, store: &mut Store<PluginState>) {
+    /// Resets the per-call budgets: fuel, and the call's end.
+    fn arm(&self, store: &mut Store<PluginState>, ends: Instant) {
         // Fuel is enabled on the engine, so this cannot fail.
         let _ = store.set_fuel(self.settings.fuel);
+        store.data_mut().call_ends = Some(ends);
         store.set_epoch_deadline(1);
     }
 
@@ -452,7 +543,8 @@ impl Plugin {
         f: impl FnOnce(Box<Instance>) -> CallFuture<'c, R>,
     ) -> Result<R, CallFailure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.call_inner(f).await;
+        let started = Instant::now();
+        let result = self.call_inner(f, started).await;
         match &result {
             Ok(_) => {
                 let mut breaker = self.breaker();
@@ -461,19 +553,31 @@ impl Plugin {
                 }
             }
             Err(failure) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                let s = &self.stats;
+                s.failures.fetch_add(1, Ordering::Relaxed);
                 if failure.is_trap() {
-                    self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                    s.traps.fetch_add(1, Ordering::Relaxed);
                 }
-                if !matches!(failure, CallFailure::Disabled) {
+                match failure {
+                    CallFailure::Deadline(_) => s.deadlines.fetch_add(1, Ordering::Relaxed),
+                    CallFailure::OutOfFuel => s.out_of_fuel.fetch_add(1, Ordering::Relaxed),
+                    CallFailure::Busy(_) => s.busy.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+                if failure.is_fault() {
                     tracing::warn!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
-                    if let Tripped::For(backoff) = self.breaker().failure(Instant::now()) {
+                    let tripped = self.breaker().failure(started, Instant::now());
+                    if let Tripped::For(backoff) = tripped {
                         tracing::error!(
                             plugin = %self.name,
-                            "plugin disabled for {backoff:?} after {} consecutive failures",
+                            "plugin disabled for {backoff:?} after {} consecutive faults",
                             self.settings.breaker_failures
                         );
                     }
+                } else if failure.is_overrun() {
+                    // The chain's caller logs it with the client, which
+                    // is slowed down.
+                    tracing::debug!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
                 }
             }
         }
@@ -487,12 +591,12 @@ impl Plugin {
     async fn call_inner<'c, R>(
         &self,
         f: impl FnOnce(Box<Instance>) -> CallFuture<'c, R>,
+        started: Instant,
     ) -> Result<R, CallFailure> {
-        if !self.breaker().allows(Instant::now) {
+        if !self.breaker().allows(|| started) {
             return Err(CallFailure::Disabled);
         }
         let deadline = self.settings.deadline;
-        let started = Instant::now();
         let ends = started + deadline;
         let mut instance = match self.pool.checkout(ends).await {
             Some(Checkout::Idle(i)) => i,
@@ -505,7 +609,7 @@ impl Plugin {
             },
             None => return Err(CallFailure::Busy(deadline)),
         };
-        self.arm(&mut instance.store);
+        self.arm(&mut instance.store, ends);
         let Ok((instance, result)) = (WithDeadline {
             call: f(instance),
             ends,
@@ -535,7 +639,7 @@ impl Plugin {
             Err(e) => {
                 drop(instance);
                 self.pool.discard();
-                Err(CallFailure::from_wasmtime(&e))
+                Err(CallFailure::from_wasmtime(&e, deadline))
             }
         }
     }

@@ -19,6 +19,7 @@ use super::chain::{Answer, Outcome};
 use super::convert::{self, ModifierError, bad};
 use super::{CallFailure, Hook, Plugins, clip, messages, walk};
 use crate::codec::{MessageProperties, ProtocolVersion, QoS};
+use crate::limits::MessageLimits;
 use crate::message::Message;
 use crate::reason::ReasonCode;
 use crate::session::SubscriberId;
@@ -43,6 +44,8 @@ pub struct PublishRequest<'a> {
     /// Message Expiry Interval, seconds.
     pub expiry: Option<u32>,
     pub is_will: bool,
+    /// What the plugins' changes must stay within.
+    pub limits: &'a MessageLimits,
 }
 
 /// Validated changes to a message.
@@ -73,6 +76,10 @@ pub enum PublishOutcome {
         reason_string: Option<String>,
         /// What to log.
         cause: String,
+        /// The refusal came from a plugin call that used up a limit the
+        /// request drove (deadline, fuel, memory, no free instance): the
+        /// client is slowed down.
+        overrun: bool,
     },
 }
 
@@ -86,6 +93,8 @@ pub struct DeliverRequest<'a> {
     pub message: &'a Message,
     pub qos: QoS,
     pub retain: bool,
+    /// What the plugins' changes must stay within.
+    pub limits: &'a MessageLimits,
 }
 
 /// Validated changes to one delivery.
@@ -112,17 +121,27 @@ impl Plugins {
     /// [`Plugins::checks_publish`] is true.
     pub async fn authorize_publish(&self, req: &PublishRequest<'_>) -> PublishOutcome {
         let set = self.set();
-        let chain = set.publish.get(req.version);
-        let v5 = req.version.is_v5();
+        let chains = &set.publish;
+        if let Some(name) = chains.missing() {
+            return PublishOutcome::Refused {
+                code: ReasonCode::NOT_AUTHORIZED,
+                reason_string: None,
+                cause: format!("required plugin {name} is not loaded (fail closed)"),
+                overrun: false,
+            };
+        }
+        let chain = chains.plugins();
         let id = convert::subscriber_id(req.id);
         let qos = messages::qos(req.qos);
         let topic = req.topic.as_str();
-        let props = v5.then(|| messages::properties(req.properties, req.expiry));
+        let props = chains
+            .needs_m5(req.version)
+            .then(|| messages::properties(req.properties, req.expiry));
         let outcome = walk(chain, "auth-on-publish", |p| {
             let (id, props) = (&id, &props);
             async move {
                 match props {
-                    Some(props) if p.implements(Hook::AuthOnPublishM5) => {
+                    Some(props) if chains.m5_for(p, req.version) => {
                         let verdict = hook_call_with_payload!(
                             p,
                             Hook::AuthOnPublishM5,
@@ -183,6 +202,7 @@ impl Plugins {
             code,
             reason_string: None,
             cause,
+            overrun: false,
         };
         match outcome {
             Outcome::Accepted { index, value } => {
@@ -193,12 +213,15 @@ impl Plugins {
                         cache: None,
                     };
                 };
-                match publish_changes(m) {
+                match publish_changes(m, req.limits) {
                     Ok((changes, cache)) => PublishOutcome::Accepted { changes, cache },
-                    Err(e) => refused(
-                        ReasonCode::UNSPECIFIED_ERROR,
-                        format!("plugin {plugin} returned an invalid {e}"),
-                    ),
+                    Err(e) => {
+                        chain[index].invalid_answer(req.id, "auth-on-publish", &e);
+                        refused(
+                            ReasonCode::UNSPECIFIED_ERROR,
+                            format!("plugin {plugin} returned an invalid {e}"),
+                        )
+                    }
                 }
             }
             Outcome::Refused { index, error } => {
@@ -222,6 +245,7 @@ impl Plugins {
                                 code,
                                 reason_string: convert::reason_string(e.reason_string),
                                 cause,
+                                overrun: false,
                             }
                         } else {
                             refused(
@@ -232,10 +256,12 @@ impl Plugins {
                     }
                 }
             }
-            Outcome::Failed { index, failure } => refused(
-                ReasonCode::NOT_AUTHORIZED,
-                format!("plugin {} failed: {failure}", chain[index].name),
-            ),
+            Outcome::Failed { index, failure } => PublishOutcome::Refused {
+                code: ReasonCode::NOT_AUTHORIZED,
+                reason_string: None,
+                cause: format!("plugin {} failed: {failure}", chain[index].name),
+                overrun: failure.is_overrun(),
+            },
             Outcome::Exhausted => refused(
                 ReasonCode::NOT_AUTHORIZED,
                 "every auth-on-publish plugin answered next".into(),
@@ -249,18 +275,21 @@ impl Plugins {
     /// invalid change, which is logged).
     pub async fn rewrite_delivery(&self, req: &DeliverRequest<'_>) -> Option<DeliveryChanges> {
         let set = self.set();
-        let chain = set.deliver.get(req.version);
+        let chains = &set.deliver;
+        let chain = chains.plugins();
         let v5 = req.version.is_v5();
         let id = convert::subscriber_id(req.id);
         let m = req.message;
         let qos = messages::qos(req.qos);
         let topic = m.topic.as_str();
-        let props = v5.then(|| messages::message_properties(m, Instant::now()));
+        let props = chains
+            .needs_m5(req.version)
+            .then(|| messages::message_properties(m, Instant::now()));
         let outcome = walk(chain, "on-deliver", |p| {
             let (id, props) = (&id, &props);
             async move {
                 match props {
-                    Some(props) if p.implements(Hook::OnDeliverM5) => {
+                    Some(props) if chains.m5_for(p, req.version) => {
                         let verdict = hook_call_with_payload!(
                             p,
                             Hook::OnDeliverM5,
@@ -312,13 +341,16 @@ impl Plugins {
         })
         .await;
         match outcome {
-            Outcome::Accepted { index, value } => match delivery_changes(value?, v5) {
-                Ok(changes) => Some(changes),
-                Err(e) => {
-                    tracing::warn!(client = %req.id, plugin = %chain[index].name, "on-deliver returned an invalid {e}; message sent unchanged");
-                    None
+            Outcome::Accepted { index, value } => {
+                let via_m5 = chains.m5_for(&chain[index], req.version);
+                match delivery_changes(value?, v5, via_m5, req.limits) {
+                    Ok(changes) => Some(changes),
+                    Err(e) => {
+                        chain[index].invalid_answer(req.id, "on-deliver", &e);
+                        None
+                    }
                 }
-            },
+            }
             Outcome::Refused { index, error } => {
                 tracing::debug!(client = %req.id, plugin = %chain[index].name, "on-deliver error: {}; message sent unchanged", clip(&error));
                 None
@@ -336,12 +368,13 @@ impl Plugins {
 /// and how long the acceptance may be cached.
 fn publish_changes(
     m: wit::PublishModifiers,
+    limits: &MessageLimits,
 ) -> Result<(Option<Box<PublishChanges>>, Option<Duration>), ModifierError> {
     let changes = PublishChanges {
         topic: m
             .topic
             .as_deref()
-            .map(|t| messages::topic("topic", t))
+            .map(|t| messages::limited_topic("topic", t, limits))
             .transpose()?,
         payload: m.payload.map(Bytes::from),
         qos: m.qos.map(messages::qos_from),
@@ -364,6 +397,13 @@ fn publish_changes(
             .transpose()?,
         properties: m.properties.map(messages::properties_from).transpose()?,
     };
+    if let Some(payload) = &changes.payload {
+        messages::within_size(
+            payload.len(),
+            changes.properties.as_ref().map(|(p, _)| p),
+            limits,
+        )?;
+    }
     if changes == PublishChanges::default() {
         let cache = m
             .cache_secs
@@ -375,22 +415,42 @@ fn publish_changes(
     Ok((Some(Box::new(changes)), None))
 }
 
-fn delivery_changes(m: wit::DeliverModifiers, v5: bool) -> Result<DeliveryChanges, ModifierError> {
+/// The changes `on-deliver(-m5)` made, for a subscriber of MQTT 5 (`v5`)
+/// or 3.x, answered through the m5 hook or not (`via_m5`).
+fn delivery_changes(
+    mut m: wit::DeliverModifiers,
+    v5: bool,
+    via_m5: bool,
+    limits: &MessageLimits,
+) -> Result<DeliveryChanges, ModifierError> {
     if m.properties.is_some() && !v5 {
-        return Err(bad(
-            "properties",
-            "cannot be sent to an MQTT 3.x subscriber",
-        ));
+        if !via_m5 {
+            return Err(bad(
+                "properties",
+                "cannot be sent to an MQTT 3.x subscriber",
+            ));
+        }
+        // An m5 hook serving an MQTT 3.x subscriber: the properties have
+        // nowhere to go.
+        m.properties = None;
     }
-    Ok(DeliveryChanges {
+    let changes = DeliveryChanges {
         topic: m
             .topic
             .as_deref()
-            .map(|t| messages::topic("topic", t))
+            .map(|t| messages::limited_topic("topic", t, limits))
             .transpose()?,
         payload: m.payload.map(Bytes::from),
         properties: m.properties.map(messages::properties_from).transpose()?,
-    })
+    };
+    if let Some(payload) = &changes.payload {
+        messages::within_size(
+            payload.len(),
+            changes.properties.as_ref().map(|(p, _)| p),
+            limits,
+        )?;
+    }
+    Ok(changes)
 }
 
 #[cfg(test)]
@@ -410,6 +470,44 @@ mod tests {
         }
     }
 
+    fn limits() -> MessageLimits {
+        MessageLimits::from_config(&crate::Config::default())
+    }
+
+    #[test]
+    fn changes_stay_within_the_operator_limits() {
+        let limits = MessageLimits {
+            max_payload: 100,
+            ..limits()
+        };
+        let big = wit::PublishModifiers {
+            payload: Some(vec![0; 101]),
+            ..none()
+        };
+        assert_eq!(publish_changes(big, &limits).unwrap_err().field, "payload");
+        let fits = wit::PublishModifiers {
+            payload: Some(vec![0; 100]),
+            ..none()
+        };
+        assert!(publish_changes(fits, &limits).is_ok());
+        let deep = wit::PublishModifiers {
+            topic: Some("a/".repeat(200) + "b"),
+            ..none()
+        };
+        assert_eq!(publish_changes(deep, &limits).unwrap_err().field, "topic");
+        let big = wit::DeliverModifiers {
+            topic: None,
+            payload: Some(vec![0; 101]),
+            properties: None,
+        };
+        assert_eq!(
+            delivery_changes(big, true, false, &limits)
+                .unwrap_err()
+                .field,
+            "payload"
+        );
+    }
+
     #[test]
     fn cache_only_for_plain_acceptances() {
         let plain = wit::PublishModifiers {
@@ -417,7 +515,7 @@ mod tests {
             ..none()
         };
         assert_eq!(
-            publish_changes(plain).unwrap(),
+            publish_changes(plain, &limits()).unwrap(),
             (None, Some(Duration::from_secs(30)))
         );
         let changed = wit::PublishModifiers {
@@ -425,10 +523,10 @@ mod tests {
             retain: Some(true),
             ..none()
         };
-        let (changes, cache) = publish_changes(changed).unwrap();
+        let (changes, cache) = publish_changes(changed, &limits()).unwrap();
         assert_eq!(changes.unwrap().retain, Some(true));
         assert_eq!(cache, None);
-        assert_eq!(publish_changes(none()).unwrap(), (None, None));
+        assert_eq!(publish_changes(none(), &limits()).unwrap(), (None, None));
     }
 
     #[test]
@@ -457,7 +555,7 @@ mod tests {
             ),
         ];
         for (m, field) in cases {
-            assert_eq!(publish_changes(m).unwrap_err().field, field);
+            assert_eq!(publish_changes(m, &limits()).unwrap_err().field, field);
         }
     }
 
@@ -469,10 +567,17 @@ mod tests {
             properties: Some(messages::properties(&MessageProperties::default(), None)),
         };
         assert_eq!(
-            delivery_changes(m.clone(), false).unwrap_err().field,
+            delivery_changes(m.clone(), false, false, &limits())
+                .unwrap_err()
+                .field,
             "properties"
         );
-        assert!(delivery_changes(m, true).is_ok());
+        // An m5 hook serving an MQTT 3.x subscriber: the properties are
+        // dropped, the rest applies.
+        let via_m5 = delivery_changes(m.clone(), false, true, &limits()).unwrap();
+        assert_eq!(via_m5.properties, None);
+        assert_eq!(via_m5.payload.as_deref(), Some(&b"x"[..]));
+        assert!(delivery_changes(m, true, false, &limits()).is_ok());
         assert!(is_puback_refusal(ReasonCode::NOT_AUTHORIZED));
         assert!(!is_puback_refusal(ReasonCode::BANNED));
     }

@@ -92,17 +92,22 @@ impl Plugins {
         if !self.authenticates() {
             return RegisterOutcome::NoPlugins;
         }
-        let v5 = req.version.is_v5();
         let set = self.set();
-        let chain = set.register.get(req.version);
+        let chains = &set.register;
+        if let Some(name) = chains.missing() {
+            return RegisterOutcome::Refused(missing(name));
+        }
+        let chain = chains.plugins();
         let conn = req.conn.wit();
         let id = convert::subscriber_id(req.id);
-        let props = v5.then(|| convert::connect_properties(req.properties));
+        let props = chains
+            .needs_m5(req.version)
+            .then(|| convert::connect_properties(req.properties));
         let outcome = walk(chain, "auth-on-register", |p| {
             let (id, props) = (&id, &props);
             async move {
                 match props {
-                    Some(props) if p.implements(Hook::AuthOnRegisterM5) => {
+                    Some(props) if chains.m5_for(p, req.version) => {
                         call_register_m5(p, conn, id, req, props).await
                     }
                     _ => call_register(p, conn, id, req).await,
@@ -113,18 +118,32 @@ impl Plugins {
         match outcome {
             Outcome::Accepted { index, value } => {
                 let plugin = chain[index].name.clone();
+                // An m5 hook answering for an MQTT 3.x client: the MQTT 5
+                // settings have nothing to apply to.
+                let via_m5_for_v3 =
+                    !req.version.is_v5() && chains.m5_for(&chain[index], req.version);
+                let value = value.map(|mut m| {
+                    if via_m5_for_v3 {
+                        m.receive_maximum = None;
+                        m.topic_alias_maximum = None;
+                    }
+                    m
+                });
                 match value.map(|m| convert::modifiers(m, req.version, config)) {
                     None => RegisterOutcome::Accepted {
                         plugin,
                         modifiers: Modifiers::default(),
                     },
                     Some(Ok(modifiers)) => RegisterOutcome::Accepted { plugin, modifiers },
-                    Some(Err(e)) => RegisterOutcome::Refused(Refusal {
-                        code: ReasonCode::UNSPECIFIED_ERROR,
-                        reason_string: None,
-                        server_reference: None,
-                        cause: format!("plugin {plugin} returned an invalid {e}"),
-                    }),
+                    Some(Err(e)) => {
+                        chain[index].invalid_answer(req.id, "auth-on-register", &e);
+                        RegisterOutcome::Refused(Refusal {
+                            code: ReasonCode::UNSPECIFIED_ERROR,
+                            reason_string: None,
+                            server_reference: None,
+                            cause: format!("plugin {plugin} returned an invalid {e}"),
+                        })
+                    }
                 }
             }
             Outcome::Refused { index, error } => {
@@ -150,6 +169,9 @@ impl Plugins {
     /// CONNACK).
     pub async fn enhanced_auth(&self, req: &AuthRequest<'_>, reauth: bool) -> AuthOutcome {
         let set = self.set();
+        if let Some(name) = &set.auth_enhanced_missing {
+            return AuthOutcome::Refused(missing(name));
+        }
         let chain = &set.auth_enhanced;
         let conn = req.conn.wit();
         let id = convert::subscriber_id(req.id);
@@ -264,6 +286,16 @@ impl Denied {
 }
 
 type RegisterAnswer = Result<Answer<Option<wit::RegisterModifiers>, Denied>, CallFailure>;
+
+/// The refusal of a chain that misses a required plugin.
+fn missing(name: &str) -> Refusal {
+    Refusal {
+        code: ReasonCode::NOT_AUTHORIZED,
+        reason_string: None,
+        server_reference: None,
+        cause: format!("required plugin {name} is not loaded (fail closed)"),
+    }
+}
 
 async fn call_register(
     p: &Plugin,

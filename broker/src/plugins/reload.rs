@@ -30,7 +30,7 @@ use super::engine::{Runtime, Wasm};
 use super::hooks::Hook;
 use super::plugin::{LoadError, Plugin, Settings};
 use super::scan::{Entry, Unusable, scan};
-use super::set::PluginSet;
+use super::set::{Missing, PluginSet};
 use super::{Plugins, PluginsError};
 use crate::config::{Config, PluginConfig};
 
@@ -72,6 +72,14 @@ pub struct PluginStatus {
     pub errors: u64,
     pub failures: u64,
     pub traps: u64,
+    /// Calls cut at their deadline, out of fuel, or finding no free
+    /// instance in time: limits clients' requests can drive (they slow
+    /// the client down, not the plugin's breaker).
+    pub deadlines: u64,
+    pub out_of_fuel: u64,
+    pub busy: u64,
+    /// Answers refused as invalid.
+    pub invalid: u64,
     pub fuel_used: u64,
     pub instances: usize,
     pub last_reload: Option<LastReload>,
@@ -113,6 +121,9 @@ pub struct Status {
     /// Cached artifacts refused since start (failed their checks or their
     /// authentication; recompiled instead).
     pub cache_refused: u64,
+    /// Required plugins that are not loaded: the hooks they served refuse
+    /// every client.
+    pub required_missing: Vec<String>,
 }
 
 /// Reloads the plugin directory.
@@ -201,7 +212,14 @@ impl Reloader {
             self.record(name, path, ReloadOutcome::Loaded, None);
             list.push(Arc::new(plugin));
         }
-        for name in config.plugin.keys() {
+        for (name, own) in &config.plugin {
+            let loaded = list.iter().any(|p| *p.name == **name);
+            if own.required == Some(true) && !loaded {
+                return Err(PluginsError::RequiredMissing {
+                    name: name.clone(),
+                    dir: self.dir.clone(),
+                });
+            }
             if !entries.iter().any(|e| e.name == *name) {
                 tracing::warn!(
                     "[plugin.{name}] is configured but there is no {name}.wasm in {}",
@@ -209,7 +227,7 @@ impl Reloader {
                 );
             }
         }
-        Ok(PluginSet::new(list))
+        Ok(PluginSet::new(list, Vec::new()))
     }
 
     /// Brings `plugins` in line with the directory and `config` (or the
@@ -285,10 +303,21 @@ impl Reloader {
             }
         }
         self.forget_missing(&entries);
+        let missing = Missing::after(&current, &list, config);
+        for m in missing.iter().filter(|m| !current.missing.contains(m)) {
+            tracing::error!(
+                plugin = %m.name,
+                "required plugin is gone: the hooks it served ({}) refuse every client until it is back \
+                 (or [plugin.{}] required = false)",
+                m.hooks.iter().map(Hook::name).collect::<Vec<_>>().join(", "),
+                m.name
+            );
+        }
+        changed |= missing != current.missing;
         if !changed {
             return false;
         }
-        let set = PluginSet::new(list);
+        let set = PluginSet::new(list, missing);
         tracing::info!("plugin chain: {}", set.order());
         plugins.swap(set);
         self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -456,6 +485,10 @@ impl Reloader {
                     errors: s.errors.load(Ordering::Relaxed),
                     failures: s.failures.load(Ordering::Relaxed),
                     traps: s.traps.load(Ordering::Relaxed),
+                    deadlines: s.deadlines.load(Ordering::Relaxed),
+                    out_of_fuel: s.out_of_fuel.load(Ordering::Relaxed),
+                    busy: s.busy.load(Ordering::Relaxed),
+                    invalid: s.invalid.load(Ordering::Relaxed),
                     fuel_used: s.fuel_used.load(Ordering::Relaxed),
                     instances: p.instances(),
                     last_reload: results.get(&*p.name).and_then(|r| match &r.last {
@@ -492,6 +525,12 @@ impl Reloader {
             reloads: self.reloads.load(Ordering::Relaxed),
             compiles: self.runtime.compiles(),
             cache_refused: self.runtime.cache_refused(),
+            required_missing: plugins
+                .set()
+                .missing
+                .iter()
+                .map(|m| m.name.to_string())
+                .collect(),
         }
     }
 }
@@ -596,6 +635,7 @@ fn settings(config: &Config, own: Option<&PluginConfig>) -> Settings {
             own.breaker_backoff_secs.unwrap_or(d.breaker_backoff_secs),
         )),
         kv_max_bytes: own.kv_max_bytes.unwrap_or(d.kv_max_bytes),
+        required: own.required,
         config: own
             .config
             .iter()

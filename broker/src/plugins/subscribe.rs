@@ -40,6 +40,10 @@ pub struct SubscribeOutcome {
     pub topics: Vec<TopicDecision>,
     pub reason_string: Option<String>,
     pub user_properties: Vec<UserProperty>,
+    /// The topics were refused because a plugin call used up a limit the
+    /// request drove (deadline, fuel, memory, no free instance): the
+    /// client is slowed down.
+    pub overrun: bool,
 }
 
 /// An UNSUBSCRIBE, as the hooks see it.
@@ -86,8 +90,21 @@ impl Plugins {
     /// [`Plugins::checks_subscribe`] is true.
     pub async fn authorize_subscribe(&self, req: &SubscribeRequest<'_>) -> SubscribeOutcome {
         let set = self.set();
-        let chain = set.subscribe.get(req.version);
+        let chains = &set.subscribe;
+        let chain = chains.plugins();
         let v5 = req.version.is_v5();
+        if let Some(name) = chains.missing() {
+            tracing::warn!(client = %req.id, "required plugin {name} is not loaded; every topic refused (fail closed)");
+            return SubscribeOutcome {
+                topics: vec![
+                    TopicDecision::Rejected(v3_code(ReasonCode::NOT_AUTHORIZED, v5));
+                    req.topics.len()
+                ],
+                reason_string: None,
+                user_properties: Vec::new(),
+                overrun: false,
+            };
+        }
         let id = convert::subscriber_id(req.id);
         let m5_topics: Vec<wit::TopicSubscription> = req
             .topics
@@ -109,7 +126,7 @@ impl Plugins {
         let outcome = walk(chain, "auth-on-subscribe", |p| {
             let (id, m5_topics, v3_topics, props) = (&id, &m5_topics, &v3_topics, &props);
             async move {
-                if v5 && p.implements(Hook::AuthOnSubscribeM5) {
+                if chains.m5_for(p, req.version) {
                     let verdict = hook_call!(
                         p,
                         Hook::AuthOnSubscribeM5,
@@ -154,18 +171,16 @@ impl Plugins {
             topics: vec![TopicDecision::Rejected(v3_code(code, v5)); req.topics.len()],
             reason_string: None,
             user_properties: Vec::new(),
+            overrun: false,
         };
         match outcome {
-            Outcome::Accepted { index, value } => {
-                let plugin = &chain[index].name;
-                match accepted(value, req) {
-                    Ok(outcome) => outcome,
-                    Err(problem) => {
-                        tracing::warn!(client = %req.id, plugin = %plugin, "auth-on-subscribe returned an invalid answer ({problem}); every topic refused");
-                        all(ReasonCode::UNSPECIFIED_ERROR)
-                    }
+            Outcome::Accepted { index, value } => match accepted(value, req) {
+                Ok(outcome) => outcome,
+                Err(problem) => {
+                    chain[index].invalid_answer(req.id, "auth-on-subscribe", &problem);
+                    all(ReasonCode::UNSPECIFIED_ERROR)
                 }
-            }
+            },
             Outcome::Refused { index, error } => {
                 let plugin = &chain[index].name;
                 match error {
@@ -188,7 +203,10 @@ impl Plugins {
             }
             Outcome::Failed { index, failure } => {
                 tracing::warn!(client = %req.id, plugin = %chain[index].name, "auth-on-subscribe failed ({failure}); every topic refused");
-                all(ReasonCode::NOT_AUTHORIZED)
+                SubscribeOutcome {
+                    overrun: failure.is_overrun(),
+                    ..all(ReasonCode::NOT_AUTHORIZED)
+                }
             }
             Outcome::Exhausted => {
                 tracing::debug!(client = %req.id, "every auth-on-subscribe plugin answered next; every topic refused");
@@ -202,14 +220,14 @@ impl Plugins {
     /// failures leave the request unchanged (as in VerneMQ).
     pub async fn rewrite_unsubscribe(&self, req: &UnsubscribeRequest<'_>) -> UnsubscribeChanges {
         let set = self.set();
-        let chain = set.unsubscribe.get(req.version);
-        let v5 = req.version.is_v5();
+        let chains = &set.unsubscribe;
+        let chain = chains.plugins();
         let id = convert::subscriber_id(req.id);
         let user = req.user_properties.to_vec();
         let outcome = walk(chain, "on-unsubscribe", |p| {
             let (id, user) = (&id, &user);
             async move {
-                if v5 && p.implements(Hook::OnUnsubscribeM5) {
+                if chains.m5_for(p, req.version) {
                     let verdict =
                         hook_call!(p, Hook::OnUnsubscribeM5, on_unsubscribe_m5, |g, store| g
                             .call_on_unsubscribe_m5(store, req.username, id, req.topics, user))
@@ -251,7 +269,7 @@ impl Plugins {
                 match checked_unsubscribe(changes, req) {
                     Ok(c) => c,
                     Err(problem) => {
-                        tracing::warn!(client = %req.id, plugin = %chain[index].name, "on-unsubscribe returned an invalid answer ({problem}); request unchanged");
+                        chain[index].invalid_answer(req.id, "on-unsubscribe", &problem);
                         UnsubscribeChanges::default()
                     }
                 }
@@ -298,6 +316,7 @@ fn accepted(value: Accepted, req: &SubscribeRequest<'_>) -> Result<SubscribeOutc
             topics: as_requested(),
             reason_string: None,
             user_properties: Vec::new(),
+            overrun: false,
         }),
         Accepted::V3(Some(list)) => {
             if list.len() != n {
@@ -323,6 +342,7 @@ fn accepted(value: Accepted, req: &SubscribeRequest<'_>) -> Result<SubscribeOutc
                 topics,
                 reason_string: None,
                 user_properties: Vec::new(),
+                overrun: false,
             })
         }
         Accepted::M5(Some(changes)) => {
@@ -357,6 +377,7 @@ fn accepted(value: Accepted, req: &SubscribeRequest<'_>) -> Result<SubscribeOutc
                 topics,
                 reason_string: convert::reason_string(changes.reason_string),
                 user_properties,
+                overrun: false,
             })
         }
     }

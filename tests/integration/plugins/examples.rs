@@ -395,6 +395,7 @@ async fn payload_handles_do_not_accumulate() {
         properties: &properties,
         expiry: None,
         is_will: false,
+        limits: &broker.ctx.limits,
     };
     for n in 0..120_000 {
         let outcome = plugins.authorize_publish(&request).await;

@@ -362,3 +362,115 @@ async fn invalid_modifiers_refuse_the_client() {
     let (_, ack) = connack(&broker, &connect_v5("new", true, 60, |_| {})).await;
     assert_eq!(ack.connack().1, 0);
 }
+
+/// A plugin may lower the operator's limits for a client, never raise
+/// them: a register modifier past them refuses the client (0x80), logged
+/// with the plugin and the field and counted.
+#[tokio::test]
+async fn register_modifiers_past_the_operators_limits_are_refused() {
+    for (key, value) in [
+        ("receive_maximum", "33"),
+        ("topic_alias_maximum", "17"),
+        ("max_offline", "1001"),
+    ] {
+        let dir = PluginDir::new();
+        dir.add("auth", "policy");
+        let broker = broker_with(&dir, |c| plugin_config(c, "auth", &[(key, value)]));
+        let (_, ack) = connack(&broker, &connect_v5("greedy", true, 60, |_| {})).await;
+        assert_eq!(ack.connack().1, 0x80, "{key} = {value}");
+        let plugin = broker.ctx.plugins.get("auth").expect("loaded");
+        assert_eq!(
+            plugin
+                .stats
+                .invalid
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+    // At the limits themselves: accepted.
+    let dir = PluginDir::new();
+    dir.add("auth", "policy");
+    let broker = broker_with(&dir, |c| {
+        plugin_config(
+            c,
+            "auth",
+            &[("receive_maximum", "32"), ("max_offline", "1000")],
+        );
+    });
+    let (_, ack) = connack(&broker, &connect_v5("fair", true, 60, |_| {})).await;
+    assert_eq!(ack.connack().1, 0);
+}
+
+/// A plugin cannot make a small message larger than any client could have
+/// sent (`mqtt.max_packet_size`): `auth-on-publish` growing the payload
+/// past it refuses the message, which reaches no subscriber.
+#[tokio::test]
+async fn a_payload_grown_past_max_packet_size_is_refused() {
+    let dir = PluginDir::new();
+    dir.add("pubsub", "pubsub");
+    let big = "b".repeat(2048);
+    let broker = broker_with(&dir, |c| {
+        c.mqtt.max_packet_size = 1024;
+        plugin_config(c, "pubsub", &[("pub_payload", &format!("grow=>{big}"))]);
+    });
+    let mut sub = Raw::handshake(broker.addr, &connect_v4("watcher", true, 60)).await;
+    sub.send(&subscribe_v4(1, "#", 0)).await;
+    sub.recv_kind(9).await;
+    let mut raw = Raw::handshake(broker.addr, &connect_v5("grower", true, 60, |_| {})).await;
+    raw.send(&publish_v5("grow", 1, 1, b"small", None)).await;
+    assert_eq!(raw.recv_kind(4).await.ack_reason(), 0x80);
+    raw.send(&publish_v5("marker", 1, 2, b"m", None)).await;
+    raw.recv_kind(4).await;
+    let first = sub.recv_kind(3).await.publish_v4();
+    assert_eq!(
+        &first.topic[..],
+        "marker",
+        "the grown message was not routed"
+    );
+    let plugin = broker.ctx.plugins.get("pubsub").expect("loaded");
+    assert_eq!(
+        plugin
+            .stats
+            .invalid
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+/// A plugin's reason string is left out of an acknowledgement that would
+/// otherwise exceed the client's Maximum Packet Size (MQTT 5 forbids
+/// sending it), and the hit is counted.
+#[tokio::test]
+async fn plugin_properties_stay_within_the_clients_maximum_packet_size() {
+    let dir = PluginDir::new();
+    dir.add("pubsub", "pubsub");
+    let long = "r".repeat(500);
+    let broker = broker_with(&dir, |c| {
+        plugin_config(c, "pubsub", &[("suback_reason", &long)]);
+    });
+    let (mut raw, _) = connack(
+        &broker,
+        &connect_v5("small", true, 60, |p| p.max_packet_size = Some(128)),
+    )
+    .await;
+    raw.send(&subscribe_v5(1, vec![filter_v5("t", 0)], None))
+        .await;
+    let suback = raw.recv_kind(9).await;
+    assert!(
+        suback.to_bytes().len() <= 128,
+        "{} bytes",
+        suback.to_bytes().len()
+    );
+    assert_eq!(suback.ack_codes(true), [0]);
+    let hits = broker
+        .ctx
+        .metrics
+        .limits
+        .count(sluice_broker::limits::Limit::ClientMaxPacket);
+    assert_eq!(hits, 1);
+    // A client without the limit gets the reason string.
+    let (mut raw, _) = connack(&broker, &connect_v5("large", true, 60, |_| {})).await;
+    raw.send(&subscribe_v5(1, vec![filter_v5("t", 0)], None))
+        .await;
+    assert!(raw.recv_kind(9).await.to_bytes().len() > 500);
+}

@@ -141,7 +141,8 @@ mod load;
 
 /// A plugin dropped into the directory joins the chain at its place (file
 /// name order, or first with a priority); removing its file takes it out,
-/// and clients are served by the rest.
+/// and clients are served by the rest (for plugins the configuration says
+/// are not required: see `fail_closed` for the others).
 #[tokio::test]
 async fn added_plugins_join_the_chain_in_order_and_removed_ones_leave() {
     let dir = PluginDir::new();
@@ -151,6 +152,9 @@ async fn added_plugins_join_the_chain_in_order_and_removed_ones_leave() {
         plugin_config(c, "c", &[("verdict", "deny")]);
         plugin_config(c, "d", &[("verdict", "ok")]);
         c.plugin.entry("z".into()).or_default().priority = Some(1);
+        for name in ["c", "z"] {
+            c.plugin.entry(name.into()).or_default().required = Some(false);
+        }
     });
     assert_eq!(names(&broker), ["b", "d"]);
     assert_eq!(code(&broker, "one").await, 0);
@@ -468,12 +472,20 @@ async fn config_reload_reconfigures_and_disables_plugins() {
     assert!(!broker.ctx.reload(&config).await);
     assert!(Arc::ptr_eq(&current(&broker, "auth"), &now));
 
-    // Disabled: out of the chain.
+    // Disabled: out of the chain. It was required (it authenticates), so
+    // clients are refused rather than let in anonymously...
     config.plugin.get_mut("auth").expect("section").enabled = Some(false);
     assert!(broker.ctx.reload(&config).await);
     assert!(names(&broker).is_empty());
-    assert_eq!(code(&broker, "anonymous").await, 0);
+    assert_eq!(code(&broker, "fail-closed").await, V4_NOT_AUTHORIZED);
     assert!(broker.ctx.plugins.status().plugins.is_empty());
+    assert_eq!(broker.ctx.plugins.status().required_missing, ["auth"]);
+    // ...until the configuration says it is not required.
+    config.plugin.get_mut("auth").expect("section").required = Some(false);
+    assert!(broker.ctx.reload(&config).await);
+    assert_eq!(code(&broker, "anonymous").await, 0);
+    assert!(broker.ctx.plugins.status().required_missing.is_empty());
+    config.plugin.get_mut("auth").expect("section").required = None;
 
     // Enabled again: back, with no compile.
     config.plugin.get_mut("auth").expect("section").enabled = None;
@@ -675,4 +687,5 @@ async fn a_call_in_flight_finishes_on_the_old_version() {
 
 // ---- 9. symlinks, and the files left out: see `symlinks` ----
 
+mod fail_closed;
 mod symlinks;

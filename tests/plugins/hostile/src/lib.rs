@@ -102,6 +102,27 @@ fn behave(username: Option<&str>) -> Outcome {
                 Err(e) => Outcome::Refuse(format!("network access failed: {e}")),
             }
         }
+        "log-flood" => {
+            // 500 records of 64 KiB: the broker cuts each and writes at
+            // most its per-second allowance, counting the rest.
+            let line = "z".repeat(64 << 10);
+            for _ in 0..500 {
+                host::log(host::LogLevel::Info, &line);
+            }
+            Outcome::Accept(None)
+        }
+        "kv-flood" => {
+            // Tiny keys until the store is full: each entry counts its
+            // overhead, so they run out long before millions.
+            let mut n: u32 = 0;
+            while host::kv_set(&format!("k{n}"), &[]).is_ok() {
+                n += 1;
+            }
+            for i in 0..n {
+                host::kv_delete(&format!("k{i}"));
+            }
+            Outcome::Refuse(format!("kv entries: {n}"))
+        }
         "print" => {
             println!("hello from the sandbox");
             eprintln!("complaint from the sandbox");
