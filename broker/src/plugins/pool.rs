@@ -1,7 +1,11 @@
-//! A bounded pool of reusable items (a plugin's instances): at most `max`
-//! exist at once, idle ones are reused most-recently-returned first, and a
+//! A bounded pool of reusable items (a plugin's instances): up to `max`
+//! are kept, idle ones are reused most-recently-returned first, and a
 //! caller that finds none idle and the pool full waits for one to be
-//! returned or discarded.
+//! returned or discarded. A caller that has waited [`PATIENCE`] may create
+//! one more, up to twice `max` in all (a burst): calls stuck in their
+//! instances (a plugin spinning to its deadline for some clients) do not
+//! make every other caller wait for the deadline too. Items over `max` are
+//! dropped when returned, so the burst does not stay.
 
 use std::pin::pin;
 use std::sync::Mutex;
@@ -19,6 +23,10 @@ pub enum Checkout<T> {
     /// creation failed).
     Create,
 }
+
+/// How long a caller waits for a kept item before it may create one in a
+/// burst.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The pool.
 #[derive(Debug)]
@@ -45,19 +53,26 @@ impl<T> Pool<T> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn reserve(&self) -> bool {
+    /// Room for one more item, up to `limit` in all.
+    fn reserve_within(&self, limit: usize) -> bool {
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < limit).then_some(n + 1)
             })
             .is_ok()
     }
 
-    /// An idle item or room for a new one, waiting until `ends` at most.
+    fn reserve(&self) -> bool {
+        self.reserve_within(self.max)
+    }
+
+    /// An idle item or room for a new one, waiting until `ends` at most
+    /// (after [`PATIENCE`], room in the burst will do).
     pub async fn checkout(&self, ends: Instant) -> Option<Checkout<T>> {
         if let Some(item) = self.idle().pop() {
             return Some(Checkout::Idle(item));
         }
+        let burst_from = Instant::now() + PATIENCE;
         loop {
             let mut freed = pin!(self.freed.notified());
             // Registered before looking, so a return in between wakes us.
@@ -65,10 +80,20 @@ impl<T> Pool<T> {
             if let Some(item) = self.idle().pop() {
                 return Some(Checkout::Idle(item));
             }
-            if self.reserve() {
+            let limit = if Instant::now() >= burst_from {
+                self.max * 2
+            } else {
+                self.max
+            };
+            if self.reserve_within(limit) {
                 return Some(Checkout::Create);
             }
-            if tokio::time::timeout_at(ends, freed).await.is_err() {
+            let wake = if limit == self.max {
+                burst_from.min(ends)
+            } else {
+                ends
+            };
+            if tokio::time::timeout_at(wake, freed).await.is_err() && Instant::now() >= ends {
                 return None;
             }
         }
@@ -84,9 +109,20 @@ impl<T> Pool<T> {
         true
     }
 
-    /// Returns an item for reuse.
+    /// Returns an item for reuse (or drops it, if a burst has more than
+    /// `max` in existence).
     pub fn put_back(&self, item: T) {
-        self.idle().push(item);
+        let over = self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > self.max).then(|| n - 1)
+            })
+            .is_ok();
+        if over {
+            drop(item);
+        } else {
+            self.idle().push(item);
+        }
         self.freed.notify_one();
     }
 
@@ -130,9 +166,11 @@ mod tests {
             Some(Checkout::Create)
         ));
         assert_eq!(pool.live(), 2);
-        // Full and nothing idle: waits, and times out.
-        let t = Instant::now() + Duration::from_millis(20);
+        // Full and nothing idle: a caller with less time than the patience
+        // waits, and times out.
+        let t = Instant::now() + PATIENCE / 2;
         assert!(pool.checkout(t).await.is_none());
+        assert_eq!(pool.live(), 2);
     }
 
     #[tokio::test]
@@ -166,5 +204,34 @@ mod tests {
         assert!(pool.seed(1));
         assert!(!pool.seed(2));
         assert_eq!(pool.live(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_waited_may_burst_to_twice_max() {
+        let pool = Pool::new(1);
+        assert!(matches!(
+            pool.checkout(soon()).await,
+            Some(Checkout::Create)
+        ));
+        // The only kept item is busy: after the patience, room in the burst.
+        let started = Instant::now();
+        assert!(matches!(
+            pool.checkout(soon()).await,
+            Some(Checkout::Create)
+        ));
+        assert!(Instant::now() - started >= PATIENCE);
+        assert_eq!(pool.live(), 2);
+        // Twice max busy: a caller waits to its deadline.
+        let t = Instant::now() + Duration::from_millis(50);
+        assert!(pool.checkout(t).await.is_none());
+        // The burst item is dropped when returned; the kept one is reused.
+        pool.put_back(1);
+        assert_eq!(pool.live(), 1);
+        pool.put_back(2);
+        assert_eq!(pool.live(), 1);
+        assert!(matches!(
+            pool.checkout(soon()).await,
+            Some(Checkout::Idle(2))
+        ));
     }
 }
