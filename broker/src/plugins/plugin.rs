@@ -477,7 +477,7 @@ impl Plugin {
             PluginState::new(self.shared.clone(), limits),
         );
         store.limiter(|s| &mut s.limits);
-        // At every epoch tick (5 ms) the guest is looked at: past the end
+        // At every epoch tick (1 ms) the guest is looked at: past the end
         // of its call it is interrupted (a trap), by the call's own clock,
         // however busy the runtime's timers are; otherwise it yields to the
         // runtime behind every other task ready to run (`yield_now`), so a

@@ -2,10 +2,10 @@
 //! are kept, idle ones are reused most-recently-returned first, and a
 //! caller that finds none idle and the pool full waits for one to be
 //! returned or discarded. A caller that has waited [`PATIENCE`] may create
-//! one more, up to twice `max` in all (a burst): calls stuck in their
-//! instances (a plugin spinning to its deadline for some clients) do not
-//! make every other caller wait for the deadline too. Items over `max` are
-//! dropped when returned, so the burst does not stay.
+//! one more, up to [`burst`]`(max)` in all: calls stuck in their instances
+//! (a plugin spinning to its deadline for some clients) do not make every
+//! other caller wait for the deadline too. Items over `max` are dropped
+//! when returned, so the burst does not stay.
 
 use std::pin::pin;
 use std::sync::Mutex;
@@ -27,6 +27,13 @@ pub enum Checkout<T> {
 /// How long a caller waits for a kept item before it may create one in a
 /// burst.
 pub const PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How many items may exist in a burst, for a pool keeping `max`: twice as
+/// many, and at least four more (a few stuck calls must not take a small
+/// pool's whole burst).
+pub fn burst(max: usize) -> usize {
+    (max * 2).max(max + 4)
+}
 
 /// The pool.
 #[derive(Debug)]
@@ -81,7 +88,7 @@ impl<T> Pool<T> {
                 return Some(Checkout::Idle(item));
             }
             let limit = if Instant::now() >= burst_from {
-                self.max * 2
+                burst(self.max)
             } else {
                 self.max
             };
@@ -207,7 +214,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_caller_that_waited_may_burst_to_twice_max() {
+    async fn a_caller_that_waited_may_burst() {
+        assert_eq!((burst(1), burst(2), burst(8)), (5, 6, 16));
         let pool = Pool::new(1);
         assert!(matches!(
             pool.checkout(soon()).await,
@@ -220,18 +228,24 @@ mod tests {
             Some(Checkout::Create)
         ));
         assert!(Instant::now() - started >= PATIENCE);
-        assert_eq!(pool.live(), 2);
-        // Twice max busy: a caller waits to its deadline.
+        for _ in 2..burst(1) {
+            assert!(matches!(
+                pool.checkout(soon()).await,
+                Some(Checkout::Create)
+            ));
+        }
+        assert_eq!(pool.live(), burst(1));
+        // The whole burst busy: a caller waits to its deadline.
         let t = Instant::now() + Duration::from_millis(50);
         assert!(pool.checkout(t).await.is_none());
-        // The burst item is dropped when returned; the kept one is reused.
-        pool.put_back(1);
-        assert_eq!(pool.live(), 1);
-        pool.put_back(2);
+        // Items over `max` are dropped when returned; the kept one is reused.
+        for item in 1..=burst(1) {
+            pool.put_back(item);
+        }
         assert_eq!(pool.live(), 1);
         assert!(matches!(
             pool.checkout(soon()).await,
-            Some(Checkout::Idle(2))
+            Some(Checkout::Idle(5))
         ));
     }
 }
