@@ -499,6 +499,9 @@ fn broker_metrics(out: &mut Exposition, ctx: &Context) {
     for (name, kind, help, value) in families {
         out.single(name, kind, help, value);
     }
+    if let Some(store) = &ctx.store {
+        store_metrics(out, store);
+    }
     let hits = "sluice_limit_hits_total";
     out.family(
         hits,
@@ -507,6 +510,78 @@ fn broker_metrics(out: &mut Exposition, ctx: &Context) {
     );
     for limit in Limit::ALL {
         out.labelled(hits, "limit", limit.label(), m.limits.count(*limit));
+    }
+}
+
+/// The store's metrics (`[persistence]`).
+fn store_metrics(out: &mut Exposition, store: &crate::store::Store) {
+    use Kind::{Counter, Gauge};
+    let s = store.stats();
+    let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let families = [
+        (
+            "sluice_store_disk_bytes",
+            Gauge,
+            "Bytes the store occupies on disk.",
+            store.disk_bytes(),
+        ),
+        (
+            "sluice_store_messages",
+            Gauge,
+            "Messages held in the store by queued or in-flight deliveries.",
+            count(store.held_messages()),
+        ),
+        (
+            "sluice_store_batches_total",
+            Counter,
+            "Batches committed by the store's writer (group commit).",
+            get(&s.batches),
+        ),
+        (
+            "sluice_store_ops_total",
+            Counter,
+            "Changes submitted to the store.",
+            get(&s.ops),
+        ),
+        (
+            "sluice_store_written_bytes_total",
+            Counter,
+            "Key and value bytes written by committed batches.",
+            get(&s.bytes),
+        ),
+        (
+            "sluice_store_syncs_total",
+            Counter,
+            "fsyncs of the store.",
+            get(&s.syncs),
+        ),
+        (
+            "sluice_store_failures_total",
+            Counter,
+            "Batches or fsyncs that failed.",
+            get(&s.failures),
+        ),
+        (
+            "sluice_store_commit_microseconds_total",
+            Counter,
+            "Time spent committing batches (fsync included with durability = always).",
+            get(&s.commit_micros),
+        ),
+        (
+            "sluice_store_commit_microseconds_max",
+            Gauge,
+            "Longest batch commit since start.",
+            get(&s.commit_micros_max),
+        ),
+        (
+            "sluice_store_backlog_bytes",
+            Gauge,
+            "Bytes of changes submitted and not yet taken by the writer.",
+            count(store.backlog()),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.single(name, kind, help, value);
     }
 }
 

@@ -17,6 +17,7 @@ use crate::plugins::Plugins;
 use crate::registry::Registry;
 use crate::router::Router;
 use crate::session::QueueLimits;
+use crate::store::Store;
 use crate::topic::ClientId;
 
 /// Buffered bytes of an incomplete packet past which the memory budget is
@@ -39,6 +40,9 @@ pub struct Context {
     pub limits: MessageLimits,
     /// The memory budget.
     pub memory: Budget,
+    /// Where persistent sessions and retained messages are stored
+    /// (`[persistence] dir`), if anywhere.
+    pub store: Option<Arc<Store>>,
     pub started: Instant,
     /// The TLS listeners' certificates, reloaded by [`Context::reload`]
     /// (set by the server once its listeners are bound).
@@ -49,7 +53,7 @@ pub struct Context {
 
 impl Context {
     /// Fresh state for `config` (already validated) and loaded `plugins`.
-    pub fn new(config: Config, plugins: Arc<Plugins>) -> Self {
+    pub fn new(config: Config, plugins: Arc<Plugins>, store: Option<Arc<Store>>) -> Self {
         let metrics = Arc::new(Metrics::default());
         let memory = Budget::from_config(&config.limits);
         let router = Arc::new(Router::new(
@@ -57,17 +61,20 @@ impl Context {
             plugins.clone(),
             &config.limits,
             memory,
+            store.clone(),
         ));
         let registry = Arc::new(Registry::new(
             router.clone(),
             metrics.clone(),
             plugins.clone(),
             config.limits.max_sessions,
+            store.clone(),
         ));
         Context {
             default_limits: Arc::new(QueueLimits::from_config(&config.session)),
             limits: MessageLimits::from_config(&config),
             memory,
+            store,
             config,
             router,
             registry,

@@ -17,6 +17,8 @@
 //!   shutdown.
 //! - [`limits`]: what a client may make the broker hold; [`memory`]: the
 //!   memory budget and the allocator that counts it.
+//! - [`store`]: persistent sessions, queues, retained messages and plugin
+//!   key-value data on disk (`[persistence]`).
 //! - [`config`], [`metrics`], `sys` (`$SYS` topics).
 //! - [`admin`]: the read-only HTTP admin endpoint (`/plugins`, `/metrics`).
 
@@ -38,6 +40,7 @@ pub mod retain;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod subscriptions;
 mod sys;
 pub mod topic;

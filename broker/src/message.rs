@@ -136,4 +136,7 @@ pub struct Delivery {
     pub subscription_ids: Vec<u32>,
     /// Set when routed through a shared subscription.
     pub shared: Option<Arc<SharedOrigin>>,
+    /// Its entry in the store, for a persistent session's QoS 1/2
+    /// delivery.
+    pub stored: Option<crate::store::Stored>,
 }

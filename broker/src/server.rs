@@ -20,10 +20,13 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::listener::{self, Bound, ListenerError, TlsListeners};
 use crate::plugins::Plugins;
+use crate::store::{Recovered, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot load plugins: {0}")]
     Plugins(#[from] crate::plugins::PluginsError),
     #[error(transparent)]
@@ -51,6 +54,15 @@ impl Server {
     /// (loading TLS certificates), and the admin endpoint's
     /// `config.admin.bind` if set.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        // The store is read before anything else: a newer format refuses
+        // to start before a listener opens.
+        let (store, recovered) = match &config.persistence.dir {
+            Some(_) => {
+                let (store, recovered) = Store::open(&config.persistence)?;
+                (Some(store), Some(recovered))
+            }
+            None => (None, None),
+        };
         let plugins = Plugins::load(&config).await?;
         if plugins.authenticates() && config.server.allow_anonymous {
             tracing::warn!(
@@ -86,8 +98,11 @@ impl Server {
             ),
             None => None,
         };
-        let mut ctx = Context::new(config, plugins);
+        let mut ctx = Context::new(config, plugins, store);
         ctx.tls = TlsListeners::of(&listeners);
+        if let (Some(store), Some(recovered)) = (&ctx.store, recovered) {
+            restore(&ctx, store, recovered);
+        }
         Ok(Server {
             ctx: Arc::new(ctx),
             listeners,
@@ -147,6 +162,32 @@ impl Server {
         if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
             tracing::warn!("connections still open after {grace:?}; exiting anyway");
         }
+        if let Some(store) = &self.ctx.store {
+            store.close();
+        }
         tracing::info!("shutdown complete");
     }
+}
+
+/// Gives what the store held back to the router, the registry and the
+/// plugins, and logs how much it was.
+fn restore(ctx: &Context, store: &Arc<Store>, recovered: Recovered) {
+    let Recovered {
+        sessions,
+        retained,
+        plugin_kv,
+        report,
+        ..
+    } = recovered;
+    let refused = ctx.router.restore_retained(retained);
+    if refused > 0 {
+        tracing::warn!("store: {refused} retained messages are over [limits] and were dropped");
+    }
+    ctx.plugins.restore_kv(store, plugin_kv);
+    let expired = ctx.registry.restore(sessions, &ctx.default_limits);
+    tracing::info!(
+        "store {} (durability {}): recovered {report}; {expired} sessions had expired",
+        store.dir().display(),
+        format!("{:?}", store.durability()).to_lowercase()
+    );
 }

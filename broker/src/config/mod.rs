@@ -28,8 +28,8 @@ pub use self::limits::{LimitsConfig, MIN_MEMORY_MB};
 pub use self::listener::{ClientAuth, ListenerConfig, ListenerKind, ProtocolLevel, TlsConfig};
 pub use self::plugins::{ConfigValue, PluginConfig, PluginsConfig, PublishRefusal, WatchMode};
 pub use self::sections::{
-    AdminConfig, LogConfig, MQTT_MAX_PACKET_SIZE, MqttConfig, OverflowPolicy, ServerConfig,
-    SessionConfig,
+    AdminConfig, Durability, LogConfig, MQTT_MAX_PACKET_SIZE, MqttConfig, OverflowPolicy,
+    PersistenceConfig, ServerConfig, SessionConfig,
 };
 pub use crate::plugins::FailurePolicy;
 
@@ -44,6 +44,7 @@ pub struct Config {
     pub log: LogConfig,
     pub plugins: PluginsConfig,
     pub admin: AdminConfig,
+    pub persistence: PersistenceConfig,
     /// `[[listener]]`: listeners with a kind and settings of their own,
     /// beside the plain TCP ones of `server.bind`.
     pub listener: Vec<ListenerConfig>,

@@ -1,7 +1,8 @@
-//! The broker's own sections: `[server]`, `[mqtt]`, `[session]`, `[log]`
-//! and `[admin]`, with their defaults.
+//! The broker's own sections: `[server]`, `[mqtt]`, `[session]`, `[log]`,
+//! `[admin]` and `[persistence]`, with their defaults.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -167,4 +168,53 @@ pub struct AdminConfig {
     /// must differ from every `server.bind` address. Default: none (no
     /// admin endpoint).
     pub bind: Option<SocketAddr>,
+}
+
+/// `[persistence]`: the on-disk store of sessions, queues, in-flight QoS
+/// state, retained messages and plugin key-value data (see
+/// `crate::store`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// `dir`: directory of the store, created if missing. Default: none
+    /// (everything is kept in memory and lost at exit).
+    pub dir: Option<PathBuf>,
+    /// `durability`: when a write is on disk. `"always"`: acknowledgements
+    /// (PUBACK, PUBREC, PUBREL, SUBACK, CONNACK of a persistent session)
+    /// wait until the batch holding the change is fsynced; `"interval"`:
+    /// they wait until it is written to the operating system (which
+    /// survives a crash of the broker), and the store is fsynced every
+    /// `sync_interval_ms`; `"none"`: they do not wait. Default
+    /// `"interval"`.
+    pub durability: Durability,
+    /// `sync_interval_ms`: fsync period of `durability = "interval"`
+    /// (at least 1). Default 1000.
+    pub sync_interval_ms: u32,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        PersistenceConfig {
+            dir: None,
+            durability: Durability::Interval,
+            sync_interval_ms: 1000,
+        }
+    }
+}
+
+impl PersistenceConfig {
+    /// The fsync period of `durability = "interval"`.
+    pub fn sync_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.sync_interval_ms.max(1)))
+    }
+}
+
+/// When a store write is on disk (`persistence.durability`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    Always,
+    #[default]
+    Interval,
+    None,
 }

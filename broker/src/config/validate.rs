@@ -73,6 +73,9 @@ impl Config {
         if self.session.max_queued_messages == 0 {
             return invalid(Key::of(["session", "max_queued_messages"]), at_least_one);
         }
+        if self.persistence.sync_interval_ms == 0 {
+            return invalid(Key::of(["persistence", "sync_interval_ms"]), at_least_one);
+        }
         let limits = Key::of(["limits"]);
         let l = &self.limits;
         for (key, value) in [

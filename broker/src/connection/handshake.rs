@@ -28,8 +28,9 @@ use crate::plugins::{
     PublishRequest, RegisterOutcome, RegisterRequest,
 };
 use crate::reason::ReasonCode;
-use crate::registry::{AttachError, Profile};
+use crate::registry::{AttachError, Departure, Profile};
 use crate::session::{OutState, SubscriberId};
+use crate::store::SessionRecord;
 use crate::topic::{ClientId, TopicName};
 
 /// MQTT 3.1 limits client ids to 23 characters.
@@ -647,6 +648,7 @@ async fn establish<T: Transport>(
     let profile = Profile {
         limits,
         upgrade_qos: m.upgrade_qos.unwrap_or(false),
+        persistent: session_expiry > 0,
     };
     let attached = match ctx.registry.attach(id.clone(), clean_start, profile).await {
         Ok(a) => a,
@@ -667,6 +669,44 @@ async fn establish<T: Transport>(
         }
     };
 
+    if let Some(p) = attached.session.persisted() {
+        // The session (and the Will, published at restart if the broker
+        // stops without this connection ending) is on disk before CONNACK.
+        let ticket = {
+            let mut state = attached.session.lock();
+            state.level = version.level();
+            state.expiry_interval = session_expiry;
+            p.put_session(&SessionRecord {
+                level: version.level(),
+                expiry_interval: session_expiry,
+                disconnected_at: 0,
+                will: will.clone(),
+                will_due: 0,
+            })
+        };
+        if let Some(t) = p.store().must_wait(ticket) {
+            if let Err(e) = p.store().wait(t).await {
+                refuse(
+                    stream,
+                    Some(version),
+                    Refusal::new(ReasonCode::SERVER_UNAVAILABLE, e.to_string()),
+                    peer,
+                    connect.properties.maximum_packet_size,
+                )
+                .await;
+                ctx.registry.detach(
+                    &attached.session,
+                    Departure {
+                        inflight: attached.inflight,
+                        will: None,
+                        expiry_interval: session_expiry,
+                    },
+                );
+                ctx.registry.release(&attached.session);
+                return None;
+            }
+        }
+    }
     let max_packet_size = m.max_packet_size.unwrap_or(listener.max_packet_size);
     decoder.set_max_packet_size(max_packet_size);
     let receive_maximum = m
@@ -728,6 +768,8 @@ async fn establish<T: Transport>(
         finished: false,
         overruns: 0,
         stats: Stats::default(),
+        ticket: 0,
+        held: None,
     });
     // Counted until the connection drops.
     crate::metrics::Metrics::add(&ctx.metrics.clients_connected, 1);

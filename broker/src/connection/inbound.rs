@@ -173,11 +173,16 @@ impl Connection {
 
     /// PUBACK, or PUBCOMP: the message is done.
     fn on_completed(&mut self, ack: &Ack, state: OutState) {
-        if self.inflight.complete(ack.packet_id, state).is_none() {
-            tracing::debug!(
+        match self.inflight.complete(ack.packet_id, state) {
+            Some(entry) => {
+                if let Some(p) = self.session.persisted() {
+                    p.done(&entry.delivery);
+                }
+            }
+            None => tracing::debug!(
                 client = %self.session.id(), packet_id = %ack.packet_id,
                 "acknowledgement for an unknown packet id ignored"
-            );
+            ),
         }
     }
 
@@ -185,11 +190,23 @@ impl Connection {
         let version = self.neg.version;
         if ack.reason.is_error() {
             // The client refused the message: QoS 2 flow ends here.
-            self.inflight
+            let entry = self
+                .inflight
                 .complete(ack.packet_id, OutState::AwaitingPubRec);
+            if let (Some(p), Some(entry)) = (self.session.persisted(), entry) {
+                p.done(&entry.delivery);
+            }
             return;
         }
         let reason = if self.inflight.received(ack.packet_id) {
+            // PUBREL goes once the new state is stored: after a restart the
+            // message is not sent again (the client may have released it).
+            if let (Some(p), Some(entry)) =
+                (self.session.persisted(), self.inflight.get(ack.packet_id))
+            {
+                let t = p.sent(&entry.delivery, ack.packet_id, OutState::AwaitingPubComp);
+                self.ticket = self.ticket.max(t);
+            }
             ReasonCode::SUCCESS
         } else {
             ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
@@ -203,6 +220,9 @@ impl Connection {
 
     fn on_pubrel(&mut self, ack: &Ack) {
         let reason = if self.inflight.incoming_qos2_released(ack.packet_id) {
+            if let Some(p) = self.session.persisted() {
+                p.released_qos2(ack.packet_id);
+            }
             ReasonCode::SUCCESS
         } else {
             ReasonCode::PACKET_IDENTIFIER_NOT_FOUND

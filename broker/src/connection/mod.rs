@@ -10,6 +10,7 @@
 //! can affect another connection except through the router and the
 //! registry.
 
+mod durable;
 mod handshake;
 mod inbound;
 mod outbound;
@@ -188,6 +189,10 @@ pub(crate) struct Connection {
     /// (see `throttle`).
     overruns: u8,
     stats: Stats,
+    /// The store ticket of the changes the packet being handled made.
+    ticket: u64,
+    /// Responses waiting for the store (see `durable`).
+    held: Option<Box<durable::Held>>,
 }
 
 /// What woke the connection.
@@ -197,6 +202,8 @@ enum Event {
     Queued,
     /// A rate-limit pause is over.
     Resume,
+    /// The store committed what held responses wait for.
+    Committed(Result<(), crate::store::StoreError>),
 }
 
 /// Topic aliases of an MQTT 5 connection.
@@ -351,7 +358,13 @@ impl Connection {
             // reaches a connection whose client stopped reading.
             let session = &self.session;
             let pause = &mut self.pause;
+            let held = &mut self.held;
             let event = std::future::poll_fn(|cx| {
+                if let Some(h) = held {
+                    if let Poll::Ready(r) = h.poll_committed(cx) {
+                        return Poll::Ready(Ok(Event::Committed(r)));
+                    }
+                }
                 if has_output {
                     if let Poll::Ready(r) = stream.poll_write_ready(cx) {
                         return Poll::Ready(r.map(|()| Event::Writable));
@@ -390,6 +403,12 @@ impl Connection {
                 Ok(Event::Resume) => {
                     self.pause = None;
                     true
+                }
+                Ok(Event::Committed(r)) => {
+                    if let Err(close) = self.release_responses(r) {
+                        return close;
+                    }
+                    false
                 }
             };
             if input {
@@ -468,7 +487,9 @@ impl Connection {
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(packet)) => {
                     any = true;
+                    let mark = self.out.len();
                     self.handle(packet).await?;
+                    self.hold_responses(mark);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -653,6 +674,7 @@ mod tests {
         let ctx = Arc::new(Context::new(
             config,
             Arc::new(crate::plugins::Plugins::none()),
+            None,
         ));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

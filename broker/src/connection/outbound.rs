@@ -106,9 +106,13 @@ impl Connection {
         }
     }
 
-    /// Tells the plugins that `d` was dropped.
+    /// Tells the plugins that `d` was dropped (and the store, if it holds
+    /// it).
     fn dropped(&mut self, d: &Delivery, reason: DropReason) {
         self.stats.dropped += 1;
+        if let Some(p) = self.session.persisted() {
+            p.done(d);
+        }
         if self.ctx.plugins.implements(Hook::OnMessageDrop) {
             self.ctx.plugins.notify(Event::MessageDropped {
                 id: self.session.id().clone(),
@@ -128,6 +132,7 @@ impl Connection {
             self.dropped(&d, DropReason::Expired);
             return;
         }
+        let persisted = self.session.persisted().filter(|_| d.stored.is_some());
         let v5 = version.is_v5();
         let (alias, alias_is_new) = if v5 {
             self.outbound_alias(&m.topic)
@@ -176,6 +181,10 @@ impl Connection {
             } else {
                 OutState::AwaitingPubRec
             };
+            if let Some(p) = persisted {
+                // Its packet id, so a resend after a restart uses it.
+                p.sent(&d, id, state);
+            }
             self.inflight.push(id, d, state);
         }
     }

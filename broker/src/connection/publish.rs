@@ -20,6 +20,7 @@ use crate::memory::Pressure;
 use crate::message::Message;
 use crate::plugins::{Event, Hook, PublishChanges, PublishOutcome, PublishRequest};
 use crate::reason::ReasonCode;
+use crate::store::Store;
 use crate::topic::{PacketId, TopicName};
 
 /// Cached acceptances kept per connection; beyond this the oldest half is
@@ -322,6 +323,9 @@ impl Connection {
             expires_at: Message::expiry_from_interval(expiry),
         });
         let mountpoint = elsewhere.as_ref().unwrap_or(&self.session.id().mountpoint);
+        // What routing stores (retained, queued for persistent sessions)
+        // is collected as this packet's ticket.
+        Store::begin();
         if message.retain {
             // A retained message outlives the read buffer its payload may
             // point into: route and store a copy that owns it.
@@ -342,13 +346,14 @@ impl Connection {
                 );
             }
         }
-        if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {
-            self.inflight.incoming_qos2_arrived(id);
-        }
         let matched = self
             .ctx
             .router
             .publish(mountpoint, Some(self.session.key()), &message);
+        self.ticket = self.ticket.max(Store::touched());
+        if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {
+            self.qos2_arrived(id);
+        }
         let plugins = &self.ctx.plugins;
         if plugins.implements(Hook::OnPublish) || plugins.implements(Hook::OnPublishM5) {
             plugins.notify(Event::Published {
@@ -365,6 +370,15 @@ impl Connection {
         };
         self.acknowledge(sent_qos, packet_id, reason, None);
         Ok(())
+    }
+
+    /// A new QoS 2 message `id` was taken: its id is kept (and stored,
+    /// for a persistent session) until PUBREL.
+    fn qos2_arrived(&mut self, id: PacketId) {
+        self.inflight.incoming_qos2_arrived(id);
+        if let Some(p) = self.session.persisted() {
+            self.ticket = self.ticket.max(p.incoming_qos2(id));
+        }
     }
 
     /// Refuses `p` (see [`Connection::refuse_with`]).
@@ -395,7 +409,7 @@ impl Connection {
             tracing::debug!(client = %self.session.id(), "publish refused and dropped: {cause}");
             if let (QoS::ExactlyOnce, Some(id)) = (qos, packet_id) {
                 // The QoS 2 flow completes as for a delivered message.
-                self.inflight.incoming_qos2_arrived(id);
+                self.qos2_arrived(id);
             }
             self.acknowledge(qos, packet_id, ReasonCode::SUCCESS, None);
             return Ok(());

@@ -226,6 +226,10 @@ impl Connection {
                 options,
                 s.subscription_identifier,
             );
+            if let Some(p) = self.session.persisted() {
+                let t = p.subscribe(&subscription, &options, s.subscription_identifier);
+                self.ticket = self.ticket.max(t);
+            }
             reasons.push(ReasonCode(options.qos as u8));
             let send_retained = match options.retain_handling {
                 RetainHandling::OnSubscribe => true,
@@ -335,6 +339,10 @@ impl Connection {
                 Ok(subscription) => {
                     let existed = self.ctx.router.unsubscribe(&self.session, &subscription);
                     self.session.lock().subscriptions.remove(&subscription);
+                    if let Some(p) = self.session.persisted() {
+                        let t = p.unsubscribe(&subscription);
+                        self.ticket = self.ticket.max(t);
+                    }
                     if existed {
                         if notify {
                             removed.push(raw.clone());

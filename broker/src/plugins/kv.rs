@@ -1,13 +1,16 @@
 //! A plugin's key-value store: shared by every instance of the plugin
 //! and carried over to its next version on reload, bounded in bytes, with
 //! every entry counted at its key, its value and a fixed overhead (so that
-//! tiny keys cannot turn the quota into millions of entries).
+//! tiny keys cannot turn the quota into millions of entries). With a
+//! broker store (`[persistence]`), each store is written through to it and
+//! read back at start ([`KvStore::bind`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::bindings::sluice::plugin::host;
+use crate::store::Store;
 
 /// Longest key.
 const MAX_KEY_LEN: usize = 256;
@@ -20,6 +23,8 @@ pub const ENTRY_OVERHEAD: u64 = 64;
 pub struct KvStore {
     max_bytes: AtomicU64,
     inner: Mutex<KvInner>,
+    /// The broker store and the plugin's name there, once bound.
+    backing: OnceLock<(Arc<Store>, Arc<str>)>,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +39,41 @@ impl KvStore {
         KvStore {
             max_bytes: AtomicU64::new(max_bytes),
             inner: Mutex::new(KvInner::default()),
+            backing: OnceLock::new(),
+        }
+    }
+
+    /// Writes the store through to `store` under `plugin`, starting with
+    /// `entries` read back from it (kept whatever the quota: stored data
+    /// is not dropped). Once only; false if it was bound already.
+    pub fn bind(
+        &self,
+        store: &Arc<Store>,
+        plugin: &Arc<str>,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> bool {
+        let mut inner = self.lock();
+        if self.backing.set((store.clone(), plugin.clone())).is_err() {
+            return false;
+        }
+        for (key, value) in entries {
+            let new = cost(&key, &value);
+            if let Some(old) = inner.map.insert(key.clone(), value) {
+                inner.bytes -= cost(&key, &old);
+            }
+            inner.bytes += new;
+        }
+        true
+    }
+
+    /// Whether the store writes through to the broker store.
+    pub fn is_bound(&self) -> bool {
+        self.backing.get().is_some()
+    }
+
+    fn write_through(&self, key: &str, value: Option<&[u8]>) {
+        if let Some((store, plugin)) = self.backing.get() {
+            store.plugin_kv(plugin, key, value);
         }
     }
 
@@ -63,6 +103,8 @@ impl KvStore {
             return Err(host::KvError::StoreFull);
         }
         inner.bytes = inner.bytes - old + new;
+        // Under the lock: the store sees a key's changes in order.
+        self.write_through(&key, Some(&value));
         inner.map.insert(key, value);
         Ok(())
     }
@@ -73,6 +115,7 @@ impl KvStore {
         match inner.map.remove(key) {
             Some(v) => {
                 inner.bytes -= cost(key, &v);
+                self.write_through(key, None);
                 true
             }
             None => false,

@@ -167,6 +167,16 @@ pub struct Plugins {
     reloader: Option<Reloader>,
     /// Stops the directory watcher when the plugins go.
     watcher: std::sync::Mutex<Option<watch::Watcher>>,
+    /// The broker store the plugins' key-value stores write through to,
+    /// with the entries of plugins not loaded (yet).
+    kv_backing: std::sync::Mutex<Option<KvBacking>>,
+}
+
+/// See [`Plugins::restore_kv`].
+#[derive(Debug)]
+struct KvBacking {
+    store: Arc<crate::store::Store>,
+    entries: std::collections::HashMap<String, Vec<(String, Vec<u8>)>>,
 }
 
 impl Plugins {
@@ -206,6 +216,7 @@ impl Plugins {
             dropped_events: AtomicU64::new(0),
             reloader: Some(reloader),
             watcher: std::sync::Mutex::new(None),
+            kv_backing: std::sync::Mutex::new(None),
         });
         if let Some(w) = watch::Watcher::start(&plugins, dir, &config.plugins) {
             *plugins.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
@@ -221,9 +232,39 @@ impl Plugins {
     /// Makes `set` current: new calls use it, calls in flight finish on
     /// the set they started with.
     fn swap(&self, set: PluginSet) {
+        self.bind_kv(&set.list);
         self.exported.store(set.exported.bits(), Ordering::Release);
         self.set.store(Arc::new(set));
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Makes every plugin's key-value store write through to `store`,
+    /// starting from `entries` (read back from it, by plugin name); a
+    /// plugin loaded later finds its entries when it arrives.
+    pub fn restore_kv(
+        &self,
+        store: &Arc<crate::store::Store>,
+        entries: std::collections::HashMap<String, Vec<(String, Vec<u8>)>>,
+    ) {
+        *self.kv_backing.lock().unwrap_or_else(|e| e.into_inner()) = Some(KvBacking {
+            store: store.clone(),
+            entries,
+        });
+        self.bind_kv(&self.set().list);
+    }
+
+    fn bind_kv(&self, list: &[Arc<Plugin>]) {
+        let mut backing = self.kv_backing.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(b) = backing.as_mut() else {
+            return;
+        };
+        for p in list {
+            let kv = &p.shared.kv;
+            if !kv.is_bound() {
+                let entries = b.entries.remove(&*p.name).unwrap_or_default();
+                kv.bind(&b.store, &p.name, entries);
+            }
+        }
     }
 
     /// Bumped whenever the plugin set changes: what the previous set

@@ -18,7 +18,10 @@ use crate::message::Will;
 use crate::metrics::Metrics;
 use crate::plugins::{Event, Plugins};
 use crate::router::Router;
-use crate::session::{Inflight, Kick, PendingWill, QueueLimits, Session, SubscriberId};
+use crate::session::{
+    HeldSubscription, Inflight, Kick, PendingWill, QueueLimits, Session, SessionState, SubscriberId,
+};
+use crate::store::{RecoveredSession, SessionRecord, Store};
 use crate::subscriptions::ClientKey;
 
 use self::timers::{Timer, TimerKind, Timers};
@@ -54,6 +57,9 @@ pub struct Attached {
 pub struct Profile {
     pub limits: Arc<QueueLimits>,
     pub upgrade_qos: bool,
+    /// Whether the session outlives the connection (so it is stored, when
+    /// the broker has a store).
+    pub persistent: bool,
 }
 
 /// What a connection leaves behind when it ends.
@@ -107,6 +113,8 @@ pub struct Registry {
     timers: Timers,
     /// `limits.max_sessions` (0: no limit).
     max_sessions: u64,
+    /// Where persistent sessions are stored, if anywhere.
+    store: Option<Arc<Store>>,
 }
 
 impl Registry {
@@ -117,6 +125,7 @@ impl Registry {
         metrics: Arc<Metrics>,
         plugins: Arc<Plugins>,
         max_sessions: u64,
+        store: Option<Arc<Store>>,
     ) -> Self {
         Registry {
             sessions: Mutex::new(HashSet::new()),
@@ -127,6 +136,42 @@ impl Registry {
             plugins,
             timers: Timers::default(),
             max_sessions,
+            store,
+        }
+    }
+
+    /// Starts storing `session` if `profile` asks for it and it is not
+    /// stored yet, writing what it holds (its subscriptions and queue).
+    fn persist(&self, session: &Arc<Session>, profile: &Profile) {
+        let Some(store) = self.store.as_ref().filter(|_| profile.persistent) else {
+            return;
+        };
+        if !session.set_persisted(store.session(session.id())) {
+            return;
+        }
+        let Some(p) = session.persisted() else {
+            return;
+        };
+        let mut state = session.lock();
+        for (s, held) in &state.subscriptions {
+            p.subscribe(s, &held.options, held.identifier);
+        }
+        state.queue.for_each_mut(|d| {
+            if d.qos != crate::codec::QoS::AtMostOnce && d.stored.is_none() {
+                d.stored = Some(p.queue(d));
+            }
+        });
+    }
+
+    /// The record of an offline session, with its waiting Will.
+    fn offline_record(state: &SessionState) -> SessionRecord {
+        let will = state.pending_will.as_ref();
+        SessionRecord {
+            level: state.level,
+            expiry_interval: state.expiry_interval,
+            disconnected_at: state.disconnected_at,
+            will: will.map(|w| (*w.will).clone()),
+            will_due: will.map_or(0, |w| w.due),
         }
     }
 
@@ -185,6 +230,8 @@ impl Registry {
                         session.set_upgrade_qos(profile.upgrade_qos);
                         session.set_online(true);
                         map.insert(Entry(session.clone()));
+                        drop(map);
+                        self.persist(&session, &profile);
                         return Ok(Attached {
                             session,
                             session_present: false,
@@ -248,6 +295,7 @@ impl Registry {
             };
             existing.set_upgrade_qos(profile.upgrade_qos);
             existing.set_online(true);
+            self.persist(&existing, &profile);
             return Ok(Attached {
                 session: existing,
                 session_present: true,
@@ -255,6 +303,121 @@ impl Registry {
                 generation,
             });
         }
+    }
+
+    /// Takes back the sessions read from the store, at start before any
+    /// client connects: each offline, with its subscriptions, queue, QoS
+    /// state and timers, which count on from the wall-clock times stored
+    /// (a Will or an expiry that fell due while the broker was down fires
+    /// now). A session that a connection held when the broker stopped
+    /// without that connection ending (a crash) is treated as if the
+    /// connection was lost now: its Will waits for its delay. Returns how
+    /// many sessions had expired.
+    pub fn restore(&self, sessions: Vec<RecoveredSession>, limits: &Arc<QueueLimits>) -> usize {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        let now_ms = crate::store::now_ms();
+        let mut expired = 0;
+        for r in sessions {
+            let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+            let session = Arc::new(Session::new(key, r.id.clone(), limits.clone()));
+            session.set_persisted(store.session(&r.id));
+            let Some(p) = session.persisted() else {
+                continue;
+            };
+            let record = r.record;
+            let crashed = record.disconnected_at == 0;
+            let disconnected_at = if crashed {
+                now_ms
+            } else {
+                record.disconnected_at
+            };
+            let mut inflight = Inflight::default();
+            for (pid, d, state) in r.inflight {
+                inflight.push(pid, d, state);
+            }
+            for pid in r.incoming_qos2 {
+                inflight.incoming_qos2_arrived(pid);
+            }
+            let generation = 1;
+            {
+                let mut state = session.lock();
+                state.level = record.level;
+                state.expiry_interval = record.expiry_interval;
+                state.disconnected_at = disconnected_at;
+                state.generation = generation;
+                state.inflight = Some(Box::new(inflight));
+                for d in r.queued {
+                    let limits = state.limits.clone();
+                    for d in state.queue.push(d, false, &limits).deliveries {
+                        p.done(&d);
+                    }
+                }
+                for (s, options, identifier) in &r.subscriptions {
+                    state.subscriptions.insert(
+                        s.clone(),
+                        HeldSubscription {
+                            options: *options,
+                            identifier: *identifier,
+                        },
+                    );
+                }
+                if let Some(will) = record.will {
+                    let due = if crashed {
+                        let delay = will.delay_interval.min(record.expiry_interval);
+                        now_ms.saturating_add(u64::from(delay) * 1000)
+                    } else {
+                        record.will_due
+                    };
+                    state.pending_will = Some(PendingWill {
+                        will: Box::new(will),
+                        generation,
+                        due,
+                    });
+                }
+            }
+            for (s, options, identifier) in r.subscriptions {
+                self.router.subscribe(&session, &s, options, identifier);
+            }
+            self.map().insert(Entry(session.clone()));
+            let expires = (record.expiry_interval != u32::MAX)
+                .then(|| disconnected_at.saturating_add(u64::from(record.expiry_interval) * 1000));
+            if expires.is_some_and(|at| at <= now_ms) {
+                // `end` publishes a Will still waiting.
+                self.end(&session);
+                self.plugins.notify(Event::Expired(session.id().clone()));
+                expired += 1;
+                continue;
+            }
+            let will_due = session.lock().pending_will.as_ref().map(|w| w.due);
+            match will_due {
+                Some(due) if due <= now_ms => self.fire(Timer {
+                    session: session.clone(),
+                    generation,
+                    kind: TimerKind::Will,
+                }),
+                Some(due) => self.schedule(
+                    &session,
+                    generation,
+                    TimerKind::Will,
+                    crate::store::instant_of(due),
+                ),
+                None => {}
+            }
+            if let Some(at) = expires {
+                self.schedule(
+                    &session,
+                    generation,
+                    TimerKind::Expiry,
+                    crate::store::instant_of(at),
+                );
+            }
+            if crashed {
+                p.put_session(&Self::offline_record(&session.lock()));
+            }
+        }
+        expired
     }
 
     /// A connection ends: parks its state in the session, publishes or
@@ -294,6 +457,8 @@ impl Registry {
             return;
         }
         let now = Instant::now();
+        let now_ms = crate::store::now_ms();
+        session.lock().disconnected_at = now_ms;
         if let Some(will) = will {
             if will.delay_interval == 0 {
                 self.publish_will(session, &will);
@@ -302,9 +467,13 @@ impl Registry {
                 session.lock().pending_will = Some(PendingWill {
                     will: Box::new(will),
                     generation,
+                    due: now_ms.saturating_add(u64::from(delay) * 1000),
                 });
                 self.schedule(session, generation, TimerKind::Will, now + secs(delay));
             }
+        }
+        if let Some(p) = session.persisted() {
+            p.put_session(&Self::offline_record(&session.lock()));
         }
         if expiry_interval != u32::MAX {
             self.schedule(
@@ -352,6 +521,9 @@ impl Registry {
                     }
                 };
                 if let Some(will) = will {
+                    if let Some(p) = session.persisted() {
+                        p.put_session(&Self::offline_record(&session.lock()));
+                    }
                     self.publish_will(&session, &will.will);
                 }
             }
@@ -424,6 +596,12 @@ impl Registry {
             (subscriptions, queued, inflight, state.pending_will.take())
         };
         self.forget(session);
+        if let Some(p) = session.persisted() {
+            p.end();
+            for d in queued.iter().chain(&inflight) {
+                p.forget(d);
+            }
+        }
         for s in &subscriptions {
             self.router.unsubscribe(session, s);
         }
@@ -436,7 +614,8 @@ impl Registry {
         if let Some(will) = will {
             self.publish_will(session, &will.will);
         }
-        for d in queued.into_iter().chain(inflight) {
+        for mut d in queued.into_iter().chain(inflight) {
+            d.stored = None;
             if let Some(origin) = d.shared.clone() {
                 self.router.reroute_shared(&origin, d, session.key());
             }

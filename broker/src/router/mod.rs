@@ -24,6 +24,7 @@ use crate::message::{Delivery, Message, SharedOrigin};
 use crate::metrics::Metrics;
 use crate::plugins::{DropReason, Event, Hook, Plugins};
 use crate::session::Session;
+use crate::store::Store;
 use crate::subscriptions::{ClientKey, NodeMatch, SubscriptionTree};
 use crate::topic::{Subscription, TopicFilter};
 
@@ -53,6 +54,8 @@ pub struct Router {
     /// Told of messages queued for offline sessions and of messages full
     /// queues drop.
     plugins: Arc<Plugins>,
+    /// Where retained messages are stored too, if anywhere.
+    store: Option<Arc<Store>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -90,6 +93,7 @@ impl Router {
         plugins: Arc<Plugins>,
         limits: &LimitsConfig,
         memory: Budget,
+        store: Option<Arc<Store>>,
     ) -> Self {
         Router {
             trees: RwLock::new(HashMap::new()),
@@ -97,6 +101,7 @@ impl Router {
             metrics,
             memory,
             plugins,
+            store,
         }
     }
 
@@ -125,6 +130,7 @@ impl Router {
                         retain: message.retain && sub.options.retain_as_published,
                         subscription_ids: sub.identifier.into_iter().collect(),
                         shared: sub.shared.clone(),
+                        stored: None,
                     };
                     delivered += usize::from(self.enqueue(&sub.session, d));
                 }
@@ -179,6 +185,7 @@ impl Router {
                 retain: m.retain,
                 subscription_ids: ids,
                 shared: None,
+                stored: None,
             };
             delivered += usize::from(self.enqueue(m.session, d));
         }
@@ -199,6 +206,7 @@ impl Router {
             retain: message.retain && sub.options.retain_as_published,
             subscription_ids: sub.identifier.into_iter().collect(),
             shared: None,
+            stored: None,
         })
     }
 
@@ -269,6 +277,7 @@ impl Router {
                 retain: true,
                 subscription_ids: subscription_ids.to_vec(),
                 shared: None,
+                stored: None,
             };
             if self.enqueue(session, d) {
                 ControlFlow::Continue(())
@@ -282,7 +291,29 @@ impl Router {
     /// when the payload is empty. A message the retained limits have no
     /// room for is refused (and counted).
     pub fn retain(&self, mountpoint: &Arc<str>, message: &Arc<Message>) -> Result<(), Limit> {
-        write(&self.retained).set(mountpoint, message)
+        let mut retained = write(&self.retained);
+        retained.set(mountpoint, message)?;
+        if let Some(store) = self.store.as_ref().filter(|_| !message.topic.is_sys()) {
+            // Under the lock: the store sees changes to a topic in order.
+            // ($SYS topics are the broker's own, published afresh.)
+            store.retain(mountpoint, message);
+        }
+        Ok(())
+    }
+
+    /// Takes back retained messages read from the store (at start).
+    pub fn restore_retained(&self, messages: Vec<(Arc<str>, Arc<Message>)>) -> usize {
+        let mut retained = write(&self.retained);
+        let mut refused = 0;
+        for (mountpoint, message) in messages {
+            if retained.set(&mountpoint, &message).is_err() {
+                refused += 1;
+                if let Some(store) = &self.store {
+                    store.unretain(&mountpoint, message.topic.as_str());
+                }
+            }
+        }
+        refused
     }
 
     /// Calls `visit` with the unexpired retained messages matching
@@ -398,6 +429,7 @@ impl Router {
                     qos: delivered_qos(&delivery.message, sub),
                     subscription_ids: sub.identifier.into_iter().collect(),
                     shared: sub.shared.clone(),
+                    stored: None,
                     ..delivery
                 };
                 self.enqueue(&sub.session, d)

@@ -96,6 +96,11 @@ impl Inflight {
         self.outgoing.remove(i)
     }
 
+    /// The outgoing entry of `id`, if any.
+    pub fn get(&self, id: PacketId) -> Option<&OutEntry> {
+        self.outgoing.iter().find(|e| e.packet_id == id)
+    }
+
     /// PUBREC received for `id`: the message now waits for PUBCOMP.
     /// Returns false if no QoS 2 message with that id waited for PUBREC
     /// (a PUBREC repeated after a resend of PUBREL is also accepted).
@@ -167,6 +172,7 @@ mod tests {
             retain: false,
             subscription_ids: Vec::new(),
             shared: None,
+            stored: None,
         }
     }
 

@@ -20,6 +20,7 @@ use futures_util::task::AtomicWaker;
 use crate::codec::{QoS, SubscriptionOptions};
 use crate::keepalive::Liveness;
 use crate::message::{Delivery, Will};
+use crate::store::Persisted;
 use crate::subscriptions::ClientKey;
 use crate::topic::{ClientId, Subscription};
 
@@ -75,6 +76,8 @@ pub struct PendingWill {
     /// The session generation it belongs to: a reconnect bumps the
     /// generation, which cancels the will.
     pub generation: u64,
+    /// When it is due, ms since the epoch (for the store).
+    pub due: u64,
 }
 
 /// Identifies a scheduled session timer (expiry, delayed Will): when it is
@@ -114,6 +117,11 @@ pub struct SessionState {
     /// Set once the session has ended; a connection holding a stale `Arc`
     /// must then start a new one.
     pub ended: bool,
+    /// Protocol level of the last connection (for the store's record).
+    pub level: u8,
+    /// When the last connection ended, ms since the epoch (for the
+    /// store's record).
+    pub disconnected_at: u64,
 }
 
 /// A session.
@@ -131,6 +139,9 @@ pub struct Session {
     /// When the owning connection last heard from its client, for the
     /// keep-alive sweeper.
     pub liveness: Liveness,
+    /// Set when the session outlives its connection and the broker has a
+    /// store: everything it holds is written there too.
+    persisted: std::sync::OnceLock<Persisted>,
 }
 
 impl fmt::Debug for Session {
@@ -162,11 +173,25 @@ impl Session {
                 pending_will: None,
                 timers: Vec::new(),
                 ended: false,
+                level: 0,
+                disconnected_at: 0,
             }),
             signalled: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             liveness: Liveness::default(),
+            persisted: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The session's way into the store, if it is stored.
+    pub fn persisted(&self) -> Option<&Persisted> {
+        self.persisted.get()
+    }
+
+    /// Starts storing the session (once; later calls do nothing). The
+    /// caller writes what the session already holds.
+    pub(crate) fn set_persisted(&self, p: Persisted) -> bool {
+        self.persisted.set(p).is_ok()
     }
 
     /// The session's unique key (never reused within a broker run).
@@ -209,7 +234,7 @@ impl Session {
 
     /// Queues a delivery and wakes the owning connection. Returns the
     /// deliveries the queue dropped to make room (or the new one).
-    pub fn enqueue(&self, delivery: Delivery) -> Dropped {
+    pub fn enqueue(&self, mut delivery: Delivery) -> Dropped {
         let dropped = {
             let mut state = self.lock();
             if state.ended {
@@ -219,7 +244,19 @@ impl Session {
                 };
             }
             let limits = state.limits.clone();
-            state.queue.push(delivery, self.is_online(), &limits)
+            // Stored under the lock, so that the store sees a delivery's
+            // entry before anything takes it from the queue.
+            let persisted = self.persisted().filter(|_| delivery.qos != QoS::AtMostOnce);
+            if let Some(p) = persisted {
+                delivery.stored = Some(p.queue(&delivery));
+            }
+            let dropped = state.queue.push(delivery, self.is_online(), &limits);
+            if let Some(p) = persisted {
+                for d in &dropped.deliveries {
+                    p.done(d);
+                }
+            }
+            dropped
         };
         self.wake();
         dropped

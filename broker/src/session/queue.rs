@@ -57,6 +57,12 @@ pub struct MessageQueue {
 }
 
 impl MessageQueue {
+    /// Calls `f` with each queued delivery, in order (to mark them
+    /// stored; sizes must not change).
+    pub fn for_each_mut(&mut self, f: impl FnMut(&mut Delivery)) {
+        self.items.iter_mut().for_each(f);
+    }
+
     /// Number of queued deliveries.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -206,6 +212,7 @@ mod tests {
             retain: false,
             subscription_ids: Vec::new(),
             shared: None,
+            stored: None,
         }
     }
 

@@ -1,0 +1,354 @@
+//! The single writer: every change to the store goes through one thread
+//! that commits whatever has been submitted since its last commit as one
+//! batch (group commit), then fsyncs as the durability setting asks.
+//!
+//! Submitting is a push onto a list under a mutex and returns a ticket;
+//! tickets are handed out in submission order and committed in that
+//! order, so "ticket `t` is committed" means every change submitted up to
+//! it is. Acknowledgements that promise durability wait for their ticket
+//! ([`GroupWriter::wait`]).
+//!
+//! Architecture invariant: changes to one key are applied in the order
+//! they were submitted; within a batch only the last change of a key is
+//! written (a queued delivery acknowledged before its batch commits is
+//! never written at all).
+
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::StoreError;
+use super::backend::{Backend, Batch, Space};
+use crate::config::Durability;
+
+/// One change.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Put(Space, Vec<u8>, Vec<u8>),
+    Delete(Space, Vec<u8>),
+    /// Deletes every key of the keyspace starting with the prefix.
+    DeletePrefix(Space, Vec<u8>),
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Put(_, k, v) => 32 + k.len() + v.len(),
+            Op::Delete(_, k) | Op::DeletePrefix(_, k) => 32 + k.len(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    ops: Vec<Op>,
+    bytes: usize,
+    /// The last ticket handed out.
+    submitted: u64,
+    closing: bool,
+}
+
+/// Counters of the writer, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub ops: AtomicU64,
+    pub bytes: AtomicU64,
+    pub syncs: AtomicU64,
+    pub failures: AtomicU64,
+    /// Total and largest commit time (batch write, and fsync with
+    /// `durability = "always"`), microseconds.
+    pub commit_micros: AtomicU64,
+    pub commit_micros_max: AtomicU64,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    committed: watch::Sender<u64>,
+    /// Tickets of the last failed batch: `(first, last)`.
+    failed: Mutex<Option<(u64, u64)>>,
+    stats: WriterStats,
+}
+
+/// The writer thread and its queue.
+pub(crate) struct GroupWriter {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for GroupWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupWriter").finish_non_exhaustive()
+    }
+}
+
+impl GroupWriter {
+    /// Starts the writer thread over `backend`.
+    pub(crate) fn start(
+        backend: Arc<dyn Backend>,
+        durability: Durability,
+        sync_interval: Duration,
+    ) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            committed: watch::channel(0).0,
+            failed: Mutex::new(None),
+            stats: WriterStats::default(),
+        });
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sluice-store".into())
+                .spawn(move || run(&shared, &*backend, durability, sync_interval))
+                .map_err(StoreError::Thread)?
+        };
+        Ok(GroupWriter {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        lock(&self.shared.pending)
+    }
+
+    /// Queues changes; returns the ticket that is committed once they are.
+    pub(crate) fn submit(&self, ops: impl IntoIterator<Item = Op>) -> u64 {
+        let mut p = self.pending();
+        let was_empty = p.ops.is_empty();
+        for op in ops {
+            p.bytes += op.bytes();
+            p.ops.push(op);
+        }
+        p.submitted += 1;
+        let ticket = p.submitted;
+        drop(p);
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        ticket
+    }
+
+    /// The last ticket handed out.
+    pub(crate) fn submitted(&self) -> u64 {
+        self.pending().submitted
+    }
+
+    /// The last ticket committed.
+    pub(crate) fn committed(&self) -> u64 {
+        *self.shared.committed.borrow()
+    }
+
+    /// Bytes submitted and not yet taken by the writer.
+    pub(crate) fn backlog(&self) -> usize {
+        self.pending().bytes
+    }
+
+    /// Waits until `ticket` is committed; an error if its batch failed.
+    pub(crate) async fn wait(&self, ticket: u64) -> Result<(), StoreError> {
+        if self.committed() < ticket {
+            let mut rx = self.shared.committed.subscribe();
+            // The sender lives as long as `self`.
+            let _ = rx.wait_for(|c| *c >= ticket).await;
+        }
+        match *lock(&self.shared.failed) {
+            Some((first, last)) if (first..=last).contains(&ticket) => Err(StoreError::Failed),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    /// Commits what is queued and stops the thread.
+    pub(crate) fn close(&self) {
+        self.pending().closing = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for GroupWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The writer thread: take everything queued, commit it as one batch,
+/// publish the ticket; fsync on the interval while there is unsynced
+/// data.
+fn run(shared: &Shared, backend: &dyn Backend, durability: Durability, interval: Duration) {
+    let sync_each = durability == Durability::Always;
+    let mut dirty = false;
+    let mut last_sync = Instant::now();
+    loop {
+        let (ops, ticket) = {
+            let mut p = lock(&shared.pending);
+            loop {
+                if !p.ops.is_empty() {
+                    break;
+                }
+                if p.closing {
+                    drop(p);
+                    if dirty {
+                        sync(shared, backend);
+                    }
+                    return;
+                }
+                if dirty {
+                    let left = interval.saturating_sub(last_sync.elapsed());
+                    if left.is_zero() {
+                        drop(p);
+                        sync(shared, backend);
+                        dirty = false;
+                        last_sync = Instant::now();
+                        p = lock(&shared.pending);
+                        continue;
+                    }
+                    p = shared
+                        .wake
+                        .wait_timeout(p, left)
+                        .map(|(p, _)| p)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                } else {
+                    p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            p.bytes = 0;
+            (std::mem::take(&mut p.ops), p.submitted)
+        };
+        let first = *shared.committed.borrow() + 1;
+        let start = Instant::now();
+        let n = ops.len() as u64;
+        let result = build(backend, ops).and_then(|(batch, bytes)| {
+            backend.apply(&batch, sync_each)?;
+            Ok(bytes)
+        });
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let s = &shared.stats;
+        match result {
+            Ok(bytes) => {
+                s.batches.fetch_add(1, Ordering::Relaxed);
+                s.ops.fetch_add(n, Ordering::Relaxed);
+                s.bytes.fetch_add(bytes, Ordering::Relaxed);
+                s.commit_micros.fetch_add(micros, Ordering::Relaxed);
+                s.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
+                if sync_each {
+                    s.syncs.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    dirty = true;
+                }
+            }
+            Err(e) => {
+                s.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    "store: a batch of {n} changes could not be written ({e}); \
+                     the acknowledgements waiting for it are refused"
+                );
+                *lock(&shared.failed) = Some((first, ticket));
+            }
+        }
+        shared.committed.send_replace(ticket);
+        if dirty && last_sync.elapsed() >= interval {
+            sync(shared, backend);
+            dirty = false;
+            last_sync = Instant::now();
+        }
+    }
+}
+
+fn sync(shared: &Shared, backend: &dyn Backend) {
+    match backend.sync() {
+        Ok(()) => {
+            shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            shared.stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("store: fsync failed: {e}");
+        }
+    }
+}
+
+/// The batch of `ops`: the last change of each key, prefixes expanded
+/// against what is committed and what comes earlier in the batch.
+fn build(backend: &dyn Backend, ops: Vec<Op>) -> Result<(Batch, u64), StoreError> {
+    let mut batch = Batch::new();
+    let mut bytes = 0u64;
+    for op in ops {
+        match op {
+            Op::Put(s, k, v) => {
+                bytes += (k.len() + v.len()) as u64;
+                batch.insert((s, k), Some(v));
+            }
+            Op::Delete(s, k) => {
+                batch.insert((s, k), None);
+            }
+            Op::DeletePrefix(s, p) => {
+                let start = (s, p.clone());
+                let earlier: Vec<_> = batch
+                    .range((Bound::Included(start), Bound::Unbounded))
+                    .take_while(|((sp, k), _)| *sp == s && k.starts_with(&p))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in earlier {
+                    batch.insert(k, None);
+                }
+                let mut found = Vec::new();
+                backend.scan(s, &p, &mut |k, _| found.push(k.to_vec()))?;
+                for k in found {
+                    batch.insert((s, k), None);
+                }
+            }
+        }
+    }
+    Ok((batch, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::backend::Memory;
+    use super::*;
+
+    fn keys(m: &Memory, s: Space) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        m.scan(s, b"", &mut |k, _| out.push(k.to_vec())).unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn batches_keep_the_last_change_and_expand_prefixes() {
+        let m = Arc::new(Memory::default());
+        let w = GroupWriter::start(m.clone(), Durability::Always, Duration::from_secs(1)).unwrap();
+        let q = Space::Queue;
+        let t = w.submit([
+            Op::Put(q, b"a1".to_vec(), b"x".to_vec()),
+            Op::Put(q, b"a2".to_vec(), b"x".to_vec()),
+            Op::Put(q, b"b1".to_vec(), b"x".to_vec()),
+        ]);
+        w.wait(t).await.unwrap();
+        let t = w.submit([
+            Op::Put(q, b"a3".to_vec(), b"x".to_vec()),
+            Op::DeletePrefix(q, b"a".to_vec()),
+            Op::Put(q, b"a4".to_vec(), b"y".to_vec()),
+            Op::Put(q, b"b2".to_vec(), b"x".to_vec()),
+            Op::Delete(q, b"b2".to_vec()),
+        ]);
+        w.wait(t).await.unwrap();
+        assert_eq!(keys(&m, q), [b"a4".to_vec(), b"b1".to_vec()]);
+        assert!(w.committed() >= t);
+        w.close();
+    }
+}
