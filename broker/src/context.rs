@@ -117,6 +117,7 @@ impl Context {
             ("[limits]", old.limits != config.limits),
             ("[log]", old.log != config.log),
             ("[admin]", old.admin != config.admin),
+            ("[persistence]", old.persistence != config.persistence),
             (
                 "plugins.cache_dir",
                 old.plugins.cache_dir != config.plugins.cache_dir,

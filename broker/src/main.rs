@@ -1,6 +1,7 @@
 //! The `sluice` executable: command line, logging, signals (SIGTERM and
 //! SIGINT shut down, SIGHUP reloads), `sluice plugins`, a client of a
-//! running broker's admin endpoint, and `sluice check-config`.
+//! running broker's admin endpoint, `sluice check-config`, and `sluice
+//! store` (a stopped broker's store).
 
 use std::future::Future;
 use std::io::{IsTerminal, Read as _, Write};
@@ -63,6 +64,31 @@ enum Command {
     /// (every key, defaults filled in) as TOML; on an invalid file, print
     /// the error (naming the key and the line) and exit non-zero.
     CheckConfig(CheckConfigArgs),
+    /// Look into a stopped broker's store (`[persistence] dir`): `stats`
+    /// (entries and bytes per keyspace), `dump` (sessions, queues,
+    /// retained topics, plugin keys, as text), `compact` (reclaim the
+    /// space of deleted entries). Only `compact` writes.
+    Store(StoreArgs),
+}
+
+/// `sluice store`.
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    #[arg(value_enum)]
+    action: StoreAction,
+    /// The broker's configuration file, to read `persistence.dir` from.
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+    config: Option<PathBuf>,
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StoreAction {
+    Stats,
+    Dump,
+    Compact,
 }
 
 /// `sluice check-config`.
@@ -222,6 +248,7 @@ fn run() -> anyhow::Result<()> {
     match args.command.take() {
         Some(Command::Plugins(plugins)) => return plugins_command(&plugins),
         Some(Command::CheckConfig(check)) => return check_config_command(&check),
+        Some(Command::Store(store)) => return store_command(&store),
         None => {}
     }
     let config = load_config(&args)?;
@@ -231,6 +258,53 @@ fn run() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args, config))
+}
+
+/// `sluice store stats|dump|compact`.
+fn store_command(args: &StoreArgs) -> anyhow::Result<()> {
+    use sluice_broker::store::inspect;
+    let dir = match (&args.dir, &args.config) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(file)) => Config::load(file)?
+            .persistence
+            .dir
+            .with_context(|| format!("{} has no persistence.dir", file.display()))?,
+        (None, None) => anyhow::bail!("give the store with --dir DIR or --config FILE"),
+    };
+    let mut out = std::io::stdout().lock();
+    match args.action {
+        StoreAction::Stats => {
+            let stats = inspect::stats(&dir)?;
+            writeln!(out, "store {} (format {})", dir.display(), stats.format)?;
+            writeln!(
+                out,
+                "{:<16} {:>10} {:>14} {:>14}",
+                "keyspace", "entries", "key bytes", "value bytes"
+            )?;
+            for (space, s) in &stats.spaces {
+                writeln!(
+                    out,
+                    "{:<16} {:>10} {:>14} {:>14}",
+                    space.name(),
+                    s.entries,
+                    s.key_bytes,
+                    s.value_bytes
+                )?;
+            }
+            writeln!(out, "on disk: {} bytes", stats.disk_bytes)?;
+        }
+        StoreAction::Dump => inspect::dump(&dir, &mut out)?,
+        StoreAction::Compact => {
+            let (before, after) = inspect::compact(&dir)?;
+            writeln!(
+                out,
+                "compacted {}: {before} bytes before, {after} after",
+                dir.display()
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// `sluice check-config FILE`: loads and validates the file as the broker

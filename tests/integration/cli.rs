@@ -123,10 +123,19 @@ async fn shipped_config_runs_with_the_example_plugins() {
         shipped.contains(admin),
         "the shipped config enables the admin endpoint"
     );
+    let store = "dir = \"target/sluice-store\"";
+    assert!(
+        shipped.contains(store),
+        "the shipped config stores sessions under target/"
+    );
     let scratch = Scratch::new("shipped");
     let config = scratch.file("sluice.toml");
-    std::fs::write(&config, shipped.replace(admin, "bind = \"127.0.0.1:0\""))
-        .expect("write config");
+    let store_dir = scratch.file("store");
+    let text = shipped.replace(admin, "bind = \"127.0.0.1:0\"").replace(
+        store,
+        &format!("dir = {:?}", store_dir.to_str().expect("utf-8 path")),
+    );
+    std::fs::write(&config, text).expect("write config");
     let dir = plugins.path.to_str().expect("utf-8 path").to_owned();
     let sluice = Sluice::start(&[
         "--config",

@@ -7,6 +7,11 @@
 //! PUBREL, SUBACK…) are held back until that ticket is committed. Once a
 //! response is held, later ones queue behind it, so the client sees them
 //! in the order its packets came (MQTT requires it for PUBACKs).
+//!
+//! Outgoing QoS 2 PUBLISHes of a persistent session wait the same way for
+//! their packet id to be stored: after a restart the message is resent
+//! with the same id (DUP), which the client recognises, instead of as a
+//! new message it would deliver twice.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -26,6 +31,7 @@ type Wait = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 #[derive(Default)]
 pub(super) struct Held {
     responses: VecDeque<(u64, BytesMut)>,
+    bytes: usize,
     wait: Option<Wait>,
 }
 
@@ -46,6 +52,12 @@ impl Held {
 }
 
 impl Connection {
+    /// Output written or held back: what counts against the output
+    /// buffer's high-water mark.
+    pub(super) fn output_len(&self) -> usize {
+        self.out.len() + self.held.as_ref().map_or(0, |h| h.bytes)
+    }
+
     /// After a packet was handled: holds the responses it wrote from
     /// `mark` on if the store has not committed its changes yet (or
     /// responses are held already).
@@ -87,6 +99,7 @@ impl Connection {
         let committed = store.committed();
         while held.responses.front().is_some_and(|(t, _)| *t <= committed) {
             if let Some((_, bytes)) = held.responses.pop_front() {
+                held.bytes -= bytes.len();
                 self.out.extend_from_slice(&bytes);
             }
         }

@@ -338,7 +338,7 @@ impl Connection {
             if let Err(close) = self.write_some(stream) {
                 return close;
             }
-            if more && self.out.len() < OUT_HIGH_WATER {
+            if more && self.output_len() < OUT_HIGH_WATER {
                 // The buffer filled up and drained at once: refill before
                 // waiting, since no notification will come for what is
                 // already queued.
@@ -349,7 +349,7 @@ impl Connection {
                 self.out = BytesMut::new();
             }
             let has_output = !self.out.is_empty() || stream.has_pending_output();
-            let can_read = self.out.len() < OUT_HIGH_WATER && self.pause.is_none();
+            let can_read = self.output_len() < OUT_HIGH_WATER && self.pause.is_none();
             // One hand-written poll over every source, in priority order:
             // no future is stored per source, so the task stays small.
             // (Keep alive and lifetime are the sweeper's; it kicks through
@@ -388,7 +388,7 @@ impl Connection {
             .await;
             let input = match event {
                 Err(e) => return Close::Io(e.to_string()),
-                Ok(Event::Queued) if self.out.len() >= OUT_HIGH_WATER => {
+                Ok(Event::Queued) if self.output_len() >= OUT_HIGH_WATER => {
                     // Nothing can be taken now, but a kick must be seen.
                     if let Some(kick) = self.session.kicked() {
                         return Close::from(kick);

@@ -21,16 +21,18 @@ impl Connection {
     /// whether it stopped because the output buffer was full (so more may
     /// be waiting once it drains).
     pub(super) fn fill_outgoing(&mut self) -> Result<bool, Kick> {
-        while self.out.len() < OUT_HIGH_WATER {
+        while self.output_len() < OUT_HIGH_WATER {
             let mut batch = self.next_batch()?;
             if batch.is_empty() {
                 self.batch = batch;
                 return Ok(false);
             }
             let now = Instant::now();
+            let mark = self.out.len();
             for d in batch.drain(..) {
                 self.send(d, now);
             }
+            self.hold_responses(mark);
             self.batch = batch;
         }
         Ok(true)
@@ -39,16 +41,18 @@ impl Connection {
     /// [`Connection::fill_outgoing`] through `on-deliver(-m5)`: each
     /// message may be rewritten for this subscriber before it is encoded.
     pub(super) async fn fill_outgoing_rewritten(&mut self) -> Result<bool, Kick> {
-        while self.out.len() < OUT_HIGH_WATER {
+        while self.output_len() < OUT_HIGH_WATER {
             let mut batch = self.next_batch()?;
             if batch.is_empty() {
                 self.batch = batch;
                 return Ok(false);
             }
+            let mark = self.out.len();
             for d in batch.drain(..) {
                 let d = self.rewrite(d).await;
                 self.send(d, Instant::now());
             }
+            self.hold_responses(mark);
             self.batch = batch;
         }
         Ok(true)
@@ -62,7 +66,7 @@ impl Connection {
             .send_window
             .saturating_sub(self.inflight.outgoing_len());
         let mut batch = std::mem::take(&mut self.batch);
-        let bytes = OUT_HIGH_WATER.saturating_sub(self.out.len());
+        let bytes = OUT_HIGH_WATER.saturating_sub(self.output_len());
         if let Some(kick) = self.session.take_batch(&mut batch, BATCH, room, bytes) {
             self.batch = batch;
             return Err(kick);
@@ -182,8 +186,12 @@ impl Connection {
                 OutState::AwaitingPubRec
             };
             if let Some(p) = persisted {
-                // Its packet id, so a resend after a restart uses it.
-                p.sent(&d, id, state);
+                // Its packet id, so a resend after a restart uses it; a
+                // QoS 2 PUBLISH waits for it (see `durable`).
+                let t = p.sent(&d, id, state);
+                if d.qos == QoS::ExactlyOnce {
+                    self.ticket = self.ticket.max(t);
+                }
             }
             self.inflight.push(id, d, state);
         }

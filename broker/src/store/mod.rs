@@ -22,6 +22,7 @@
 //! (clean session, expiry 0) never touch the store.
 
 pub mod backend;
+pub mod inspect;
 mod records;
 pub mod recover;
 mod writer;
@@ -55,32 +56,61 @@ const BACKLOG_LIMIT: usize = 64 << 20;
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{0}: {1}")]
-    Io(PathBuf, #[source] std::io::Error),
-    #[error("cannot open the store in {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: fjall::Error,
-    },
-    #[error("store: {0}")]
-    Engine(#[source] fjall::Error),
+    #[error("{path}: {error}", path = .0.display(), error = .1)]
+    Io(PathBuf, std::io::Error),
+    #[error("cannot open the store in {}: {source}", .path.display())]
+    Open { path: PathBuf, source: fjall::Error },
     #[error(
-        "the store in {path} has format {found}, newer than this broker's ({FORMAT}); \
-         run the newer broker, or move the directory away to start empty"
+        "the store in {} is in use by another process (a running broker?)",
+        .0.display()
+    )]
+    Locked(PathBuf),
+    #[error("store: {0}")]
+    Engine(fjall::Error),
+    #[error(
+        "the store in {} has format {found}, newer than this broker's ({FORMAT}); \
+         run the newer broker, or move the directory away to start empty",
+        .path.display()
     )]
     NewerFormat { path: PathBuf, found: u32 },
     #[error("cannot start the store's writer thread: {0}")]
-    Thread(#[source] std::io::Error),
+    Thread(std::io::Error),
     #[error("the store could not write this change")]
     Failed,
 }
 
 impl StoreError {
     fn open(path: &Path, source: fjall::Error) -> Self {
+        if matches!(source, fjall::Error::Locked) {
+            return StoreError::Locked(path.to_owned());
+        }
         StoreError::Open {
             path: path.to_owned(),
             source,
+        }
+    }
+
+    /// Whether the engine found its files damaged (rather than locked by
+    /// another process, unreadable, or of another version): only then is
+    /// the store moved aside.
+    fn is_damage(&self) -> bool {
+        use fjall::Error as E;
+        match self {
+            StoreError::Open { source, .. } => match source {
+                E::Storage(fjall::LsmError::Io(_))
+                | E::Io(_)
+                | E::Locked
+                | E::InvalidVersion(_)
+                | E::Poisoned => false,
+                E::Storage(_)
+                | E::JournalRecovery(_)
+                | E::Decompress(_)
+                | E::InvalidTrailer
+                | E::InvalidTag(_)
+                | E::Unrecoverable => true,
+                _ => false,
+            },
+            _ => false,
         }
     }
 }
@@ -136,7 +166,7 @@ impl Store {
         let dir = config.dir.clone().unwrap_or_default();
         let backend: Arc<dyn Backend> = match backend::Fjall::open(&dir) {
             Ok(b) => Arc::new(b),
-            Err(e @ StoreError::Open { .. }) => {
+            Err(e @ StoreError::Open { .. }) if e.is_damage() => {
                 let aside = aside_name(&dir);
                 tracing::error!(
                     "{e}; it is moved to {} and the broker starts with an empty store",
