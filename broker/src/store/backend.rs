@@ -167,10 +167,12 @@ impl Backend for Fjall {
     }
 }
 
+type Entries = BTreeMap<(Space, Vec<u8>), Vec<u8>>;
+
 /// A map in memory (unit tests; a model of what a backend must do).
 #[derive(Default)]
 pub struct Memory {
-    data: Mutex<BTreeMap<(Space, Vec<u8>), Vec<u8>>>,
+    data: Mutex<Entries>,
 }
 
 impl Backend for Memory {

@@ -511,3 +511,6 @@ impl Persisted {
         )])
     }
 }
+
+#[cfg(test)]
+mod tests;

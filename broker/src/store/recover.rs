@@ -311,7 +311,10 @@ pub(crate) fn read(backend: &dyn Backend) -> Result<(Recovered, Held, u64), Stor
     report.retained = out.retained.len();
     report.plugin_entries = out.plugin_kv.values().map(Vec::len).sum();
     let mut list: Vec<_> = sessions.into_values().collect();
-    list.sort_by(|a, b| a.id.to_string().cmp(&b.id.to_string()));
+    list.sort_unstable_by(|a, b| {
+        (&*a.id.mountpoint, a.id.client_id.as_str())
+            .cmp(&(&*b.id.mountpoint, b.id.client_id.as_str()))
+    });
     for s in &list {
         report.subscriptions += s.subscriptions.len();
         report.queued += s.queued.len();
