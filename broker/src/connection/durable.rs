@@ -74,6 +74,7 @@ impl Connection {
         let held = self.held.get_or_insert_with(Box::default);
         let after = held.responses.back().map_or(0, |(t, _)| *t);
         let bytes = self.out.split_off(mark);
+        held.bytes += bytes.len();
         held.responses
             .push_back((must.unwrap_or(0).max(after), bytes));
         if held.wait.is_none() {
