@@ -20,6 +20,10 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+mod cli {
+    pub(crate) mod store;
+}
+
 /// Heap use is counted so that the broker can keep within its memory
 /// budget (`limits.max_memory_mb`).
 #[global_allocator]
@@ -68,27 +72,7 @@ enum Command {
     /// (entries and bytes per keyspace), `dump` (sessions, queues,
     /// retained topics, plugin keys, as text), `compact` (reclaim the
     /// space of deleted entries). Only `compact` writes.
-    Store(StoreArgs),
-}
-
-/// `sluice store`.
-#[derive(Debug, clap::Args)]
-struct StoreArgs {
-    #[arg(value_enum)]
-    action: StoreAction,
-    /// The broker's configuration file, to read `persistence.dir` from.
-    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
-    config: Option<PathBuf>,
-    /// The store directory.
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum StoreAction {
-    Stats,
-    Dump,
-    Compact,
+    Store(cli::store::StoreArgs),
 }
 
 /// `sluice check-config`.
@@ -248,7 +232,7 @@ fn run() -> anyhow::Result<()> {
     match args.command.take() {
         Some(Command::Plugins(plugins)) => return plugins_command(&plugins),
         Some(Command::CheckConfig(check)) => return check_config_command(&check),
-        Some(Command::Store(store)) => return store_command(&store),
+        Some(Command::Store(store)) => return cli::store::run(&store),
         None => {}
     }
     let config = load_config(&args)?;
@@ -258,53 +242,6 @@ fn run() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args, config))
-}
-
-/// `sluice store stats|dump|compact`.
-fn store_command(args: &StoreArgs) -> anyhow::Result<()> {
-    use sluice_broker::store::inspect;
-    let dir = match (&args.dir, &args.config) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(file)) => Config::load(file)?
-            .persistence
-            .dir
-            .with_context(|| format!("{} has no persistence.dir", file.display()))?,
-        (None, None) => anyhow::bail!("give the store with --dir DIR or --config FILE"),
-    };
-    let mut out = std::io::stdout().lock();
-    match args.action {
-        StoreAction::Stats => {
-            let stats = inspect::stats(&dir)?;
-            writeln!(out, "store {} (format {})", dir.display(), stats.format)?;
-            writeln!(
-                out,
-                "{:<16} {:>10} {:>14} {:>14}",
-                "keyspace", "entries", "key bytes", "value bytes"
-            )?;
-            for (space, s) in &stats.spaces {
-                writeln!(
-                    out,
-                    "{:<16} {:>10} {:>14} {:>14}",
-                    space.name(),
-                    s.entries,
-                    s.key_bytes,
-                    s.value_bytes
-                )?;
-            }
-            writeln!(out, "on disk: {} bytes", stats.disk_bytes)?;
-        }
-        StoreAction::Dump => inspect::dump(&dir, &mut out)?,
-        StoreAction::Compact => {
-            let (before, after) = inspect::compact(&dir)?;
-            writeln!(
-                out,
-                "compacted {}: {before} bytes before, {after} after",
-                dir.display()
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(())
 }
 
 /// `sluice check-config FILE`: loads and validates the file as the broker
