@@ -496,3 +496,84 @@ fn check_config_and_the_broker_refuse_a_bad_file_with_the_same_message() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `sluice store`: refused while the broker holds the store; after a
+/// graceful stop, `stats` counts and `dump` lists what a persistent
+/// session left (its subscription, a queued message, a retained one).
+#[tokio::test]
+async fn store_subcommand_inspects_a_stopped_brokers_store() {
+    let scratch = Scratch::new("store-cli");
+    let dir = scratch.file("store");
+    let dir_arg = dir.to_str().expect("utf-8 path").to_owned();
+    let config = scratch.file("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = [\"127.0.0.1:0\"]\nallow_anonymous = true\n\
+             [persistence]\ndir = {dir_arg:?}\n"
+        ),
+    )
+    .expect("write config");
+    let mut sluice = Sluice::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let mut sub = Raw::handshake(sluice.addr, &connect_v4("keeper", false, 60)).await;
+    sub.send(&subscribe_v4(1, "kept/#", 1)).await;
+    assert_eq!(sub.recv_kind(9).await.ack_codes(false), [1]);
+    drop(sub);
+    let mut publisher = Raw::handshake(sluice.addr, &connect_v4("pub", true, 60)).await;
+    publisher
+        .send(&publish_v4("kept/a", 1, 1, b"hello", false))
+        .await;
+    publisher.recv_kind(4).await;
+    publisher
+        .send(&publish_v4("kept/r", 1, 2, b"retained", true))
+        .await;
+    publisher.recv_kind(4).await;
+
+    let store = |action: &str| {
+        Command::new(SLUICE)
+            .args(["store", action, "--dir", &dir_arg])
+            .output()
+            .expect("run sluice store")
+    };
+    let busy = store("stats");
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use by another process"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+
+    sluice.signal("TERM");
+    assert!(sluice.wait().success());
+    let stats = store("stats");
+    assert!(stats.status.success(), "{stats:?}");
+    let text = String::from_utf8_lossy(&stats.stdout);
+    let entries = |space: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(space))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {space} line in {text}"))
+    };
+    assert_eq!(entries("sessions"), 1, "{text}");
+    assert_eq!(entries("subscriptions"), 1, "{text}");
+    // The message to `kept/r` was queued for the session too.
+    assert_eq!(entries("queue"), 2, "{text}");
+    assert_eq!(entries("retained"), 1, "{text}");
+    let dump = store("dump");
+    assert!(dump.status.success(), "{dump:?}");
+    let text = String::from_utf8_lossy(&dump.stdout);
+    for needle in [
+        "session \"keeper\"",
+        "subscription kept/# qos 1",
+        "queued qos 1 kept/a (5 bytes)",
+        "retained \"\"kept/r (8 bytes)",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+    let missing = Command::new(SLUICE)
+        .args(["store", "stats", "--dir", &format!("{dir_arg}-none")])
+        .output()
+        .expect("run sluice store");
+    assert!(!missing.status.success());
+}
