@@ -327,3 +327,35 @@ async fn limit_hits_and_memory_are_metrics() {
     assert!(gauge("sluice_memory_budget_bytes") >= 64 << 20);
     assert!(gauge("sluice_runtime_alive_tasks") > 0);
 }
+
+/// With a store, `/metrics` carries its figures: a persistent session's
+/// SUBACK waits for a committed batch, which the counters show.
+#[tokio::test]
+async fn the_store_is_in_the_metrics() {
+    // A temporary directory, removed when dropped.
+    let scratch = PluginDir::new();
+    let store = scratch.path.join("store");
+    let (broker, admin) = admin_broker(|c| c.persistence.dir = Some(store.clone()));
+    let mut raw = Raw::handshake(broker.addr, &connect_v4("kept", false, 60)).await;
+    raw.send(&subscribe_v4(1, "a/#", 1)).await;
+    assert_eq!(raw.recv_kind(9).await.ack_codes(false), [1]);
+    let m = get(admin, "/metrics").await;
+    let value = |name: &str| -> u64 {
+        m.body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {}", m.body))
+    };
+    assert!(value("sluice_store_batches_total") >= 1);
+    assert!(
+        value("sluice_store_ops_total") >= 2,
+        "session and subscription"
+    );
+    assert!(value("sluice_store_disk_bytes") > 0);
+    assert_eq!(value("sluice_store_failures_total"), 0);
+    assert!(
+        m.body
+            .contains("# TYPE sluice_store_commit_microseconds_total counter")
+    );
+}
