@@ -25,6 +25,9 @@ mod hostile;
 mod listeners;
 /// MQTT 5 features.
 mod mqtt5;
+/// The durable store: sessions, queues, QoS state, retained messages,
+/// Wills and plugin data across restarts and crashes; damaged stores.
+mod persistence;
 /// The wasm plugin host.
 mod plugins;
 /// QoS flows.

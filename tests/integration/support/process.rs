@@ -157,6 +157,13 @@ impl Sluice {
         assert!(status.success());
     }
 
+    /// Kills the process with SIGKILL (no shutdown of any kind: a crash)
+    /// and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL sluice");
+        self.child.wait().expect("reap sluice");
+    }
+
     /// Waits (bounded) for the process to exit.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + PATIENCE;
