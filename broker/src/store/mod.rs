@@ -25,6 +25,7 @@ pub mod backend;
 pub mod inspect;
 mod records;
 pub mod recover;
+mod salvage;
 mod writer;
 
 use std::cell::Cell;
@@ -168,11 +169,39 @@ impl Store {
             Ok(b) => Arc::new(b),
             Err(e @ StoreError::Open { .. }) if e.is_damage() => {
                 let aside = aside_name(&dir);
-                tracing::error!(
-                    "{e}; it is moved to {} and the broker starts with an empty store",
-                    aside.display()
-                );
-                std::fs::rename(&dir, &aside).map_err(|e| StoreError::Io(dir.clone(), e))?;
+                match salvage::salvage(&dir, &aside) {
+                    Ok(Some(s)) => tracing::error!(
+                        "{e}; the journal {} is cut at its damaged batch: {} bytes kept, {} \
+                         dropped{}, with what they held; the damaged store is copied to {}",
+                        s.journal.display(),
+                        s.kept,
+                        s.dropped,
+                        if s.dropped_journals > 0 {
+                            format!(" and {} newer journal files", s.dropped_journals)
+                        } else {
+                            String::new()
+                        },
+                        aside.display()
+                    ),
+                    outcome => {
+                        if let Err(s) = outcome {
+                            tracing::error!("store: salvaging the journal failed: {s}");
+                        }
+                        // Nothing is deleted: a copy made before the
+                        // failure stays beside the store moved aside.
+                        let mut target = aside.clone().into_os_string();
+                        if aside.exists() {
+                            target.push(".whole");
+                        }
+                        let target = PathBuf::from(target);
+                        tracing::error!(
+                            "{e}; it is moved to {} and the broker starts with an empty store",
+                            target.display()
+                        );
+                        std::fs::rename(&dir, &target)
+                            .map_err(|e| StoreError::Io(dir.clone(), e))?;
+                    }
+                }
                 Arc::new(backend::Fjall::open(&dir)?)
             }
             Err(e) => return Err(e),
