@@ -49,7 +49,7 @@ fn journals(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
             found.push((n, path));
         }
     }
-    found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
