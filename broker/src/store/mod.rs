@@ -377,11 +377,9 @@ impl Store {
         let id = held.next_id;
         held.ids.insert(ptr, id);
         held.messages.insert(id, (1, message.clone()));
-        let op = Op::Put(
-            Space::Messages,
-            id.to_be_bytes().to_vec(),
-            records::encode_message(message),
-        );
+        // Encoded by the writer, and only if it is still there when the
+        // batch is built.
+        let op = Op::PutNewMessage(id.to_be_bytes().to_vec(), message.clone());
         (id, Some(op))
     }
 
@@ -485,7 +483,7 @@ impl Persisted {
     pub fn queue(&self, d: &Delivery) -> Stored {
         let (message, put) = self.store.hold(&d.message);
         let seq = self.store.next_seq.fetch_add(1, Ordering::Relaxed);
-        let op = Op::Put(
+        let op = Op::PutNew(
             Space::Queue,
             records::seq_key(&self.key, seq),
             Self::record(d, message, DeliveryState::Queued),

@@ -10,9 +10,11 @@
 //!
 //! Architecture invariant: changes to one key are applied in the order
 //! they were submitted; within a batch only the last change of a key is
-//! written (a queued delivery acknowledged before its batch commits is
-//! never written at all).
+//! written, and a key created and deleted within one batch (a delivery
+//! acknowledged before its batch commits, and its message) is not written
+//! at all, not even as a tombstone.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -21,14 +23,20 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::StoreError;
 use super::backend::{Backend, Batch, Space};
+use super::{StoreError, records};
 use crate::config::Durability;
+use crate::message::Message;
 
 /// One change.
 #[derive(Debug)]
 pub(crate) enum Op {
     Put(Space, Vec<u8>, Vec<u8>),
+    /// A put of a key that was never written before (sequence numbers
+    /// and message ids are not reused).
+    PutNew(Space, Vec<u8>, Vec<u8>),
+    /// A new message (in `messages`), encoded when its batch is built.
+    PutNewMessage(Vec<u8>, Arc<Message>),
     Delete(Space, Vec<u8>),
     /// Deletes every key of the keyspace starting with the prefix.
     DeletePrefix(Space, Vec<u8>),
@@ -37,10 +45,25 @@ pub(crate) enum Op {
 impl Op {
     fn bytes(&self) -> usize {
         match self {
-            Op::Put(_, k, v) => 32 + k.len() + v.len(),
+            Op::Put(_, k, v) | Op::PutNew(_, k, v) => 32 + k.len() + v.len(),
+            Op::PutNewMessage(k, m) => 32 + k.len() + m.size(),
             Op::Delete(_, k) | Op::DeletePrefix(_, k) => 32 + k.len(),
         }
     }
+}
+
+/// A key's last change in the batch being built.
+enum Change {
+    Put(Vec<u8>),
+    Message(Arc<Message>),
+    Delete,
+}
+
+/// A change, and whether its key was created in this batch (so that a
+/// delete of it leaves nothing to write).
+struct Entry {
+    change: Change,
+    fresh: bool,
 }
 
 #[derive(Debug, Default)]
@@ -283,36 +306,65 @@ fn sync(shared: &Shared, backend: &dyn Backend) {
 }
 
 /// The batch of `ops`: the last change of each key, prefixes expanded
-/// against what is committed and what comes earlier in the batch.
+/// against what is committed and what comes earlier in the batch; keys
+/// created and deleted in it are left out.
 fn build(backend: &dyn Backend, ops: Vec<Op>) -> Result<(Batch, u64), StoreError> {
-    let mut batch = Batch::new();
-    let mut bytes = 0u64;
+    let mut changes: BTreeMap<(Space, Vec<u8>), Entry> = BTreeMap::new();
+    let put = |changes: &mut BTreeMap<(Space, Vec<u8>), Entry>,
+               key: (Space, Vec<u8>),
+               change: Change,
+               new: bool| {
+        let fresh = new || changes.get(&key).is_some_and(|e| e.fresh);
+        changes.insert(key, Entry { change, fresh });
+    };
+    let delete = |changes: &mut BTreeMap<(Space, Vec<u8>), Entry>, key: (Space, Vec<u8>)| {
+        if changes.get(&key).is_some_and(|e| e.fresh) {
+            changes.remove(&key);
+        } else {
+            changes.insert(
+                key,
+                Entry {
+                    change: Change::Delete,
+                    fresh: false,
+                },
+            );
+        }
+    };
     for op in ops {
         match op {
-            Op::Put(s, k, v) => {
-                bytes += (k.len() + v.len()) as u64;
-                batch.insert((s, k), Some(v));
+            Op::Put(s, k, v) => put(&mut changes, (s, k), Change::Put(v), false),
+            Op::PutNew(s, k, v) => put(&mut changes, (s, k), Change::Put(v), true),
+            Op::PutNewMessage(k, m) => {
+                put(&mut changes, (Space::Messages, k), Change::Message(m), true);
             }
-            Op::Delete(s, k) => {
-                batch.insert((s, k), None);
-            }
+            Op::Delete(s, k) => delete(&mut changes, (s, k)),
             Op::DeletePrefix(s, p) => {
-                let start = (s, p.clone());
-                let earlier: Vec<_> = batch
-                    .range((Bound::Included(start), Bound::Unbounded))
+                let earlier: Vec<_> = changes
+                    .range((Bound::Included((s, p.clone())), Bound::Unbounded))
                     .take_while(|((sp, k), _)| *sp == s && k.starts_with(&p))
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in earlier {
-                    batch.insert(k, None);
+                    delete(&mut changes, k);
                 }
                 let mut found = Vec::new();
                 backend.scan(s, &p, &mut |k, _| found.push(k.to_vec()))?;
                 for k in found {
-                    batch.insert((s, k), None);
+                    delete(&mut changes, (s, k));
                 }
             }
         }
+    }
+    let mut batch = Batch::new();
+    let mut bytes = 0u64;
+    for (key, entry) in changes {
+        let value = match entry.change {
+            Change::Put(v) => Some(v),
+            Change::Message(m) => Some(records::encode_message(&m)),
+            Change::Delete => None,
+        };
+        bytes += (key.1.len() + value.as_ref().map_or(0, Vec::len)) as u64;
+        batch.insert(key, value);
     }
     Ok((batch, bytes))
 }
@@ -348,6 +400,16 @@ mod tests {
         ]);
         w.wait(t).await.unwrap();
         assert_eq!(keys(&m, q), [b"a4".to_vec(), b"b1".to_vec()]);
+        // A key created and deleted in one batch leaves nothing, not even
+        // a tombstone over an older value of another key.
+        let t = w.submit([
+            Op::PutNew(q, b"c1".to_vec(), b"x".to_vec()),
+            Op::Put(q, b"c1".to_vec(), b"y".to_vec()),
+            Op::Delete(q, b"c1".to_vec()),
+            Op::Delete(q, b"b1".to_vec()),
+        ]);
+        w.wait(t).await.unwrap();
+        assert_eq!(keys(&m, q), [b"a4".to_vec()]);
         assert!(w.committed() >= t);
         w.close();
     }
