@@ -6,14 +6,18 @@
 //! written → the new version active); the soak (`soak.rs`): normal
 //! clients without and with hostile ones beside them; and the stuck plugin
 //! (`stuck.rs`): unrelated clients' round trips without and with clients
-//! keeping a plugin spinning. Writes the tables into `BENCHMARKS.md`;
-//! `--soak-only` and `--stuck-only` run only the soak or the stuck plugin
-//! and replace only its section.
+//! keeping a plugin spinning; and durability (`persist.rs`): QoS 1 fan-in
+//! to a persistent session with each durability setting beside mosquitto,
+//! and recovery of 100,000 sessions holding 1,000,000 messages. Writes the
+//! tables into `BENCHMARKS.md`; `--soak-only`, `--stuck-only` and
+//! `--persist-only` run only the soak, the stuck plugin or durability and
+//! replace only its section.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
 //! the machine has two or more CPUs). Brokers are restarted for every round,
 //! and the idle-memory scenario runs first on a fresh broker.
 
+mod persist;
 mod report;
 mod soak;
 mod stuck;
@@ -189,22 +193,25 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let micro_only = args.iter().any(|a| a == "--micro-only");
     let soak_only = args.iter().any(|a| a == "--soak-only");
     let stuck_only = args.iter().any(|a| a == "--stuck-only");
+    let persist_only = args.iter().any(|a| a == "--persist-only");
     if let Some(unknown) = args.iter().find(|a| {
         !matches!(
             a.as_str(),
-            "--quick" | "--micro-only" | "--soak-only" | "--stuck-only"
+            "--quick" | "--micro-only" | "--soak-only" | "--stuck-only" | "--persist-only"
         )
     }) {
         bail!("unknown bench option {unknown}");
     }
-    if [micro_only, soak_only, stuck_only]
+    if [micro_only, soak_only, stuck_only, persist_only]
         .iter()
         .filter(|o| **o)
         .count()
         > 1
     {
-        bail!("--micro-only, --soak-only and --stuck-only exclude each other");
+        bail!("--micro-only, --soak-only, --stuck-only and --persist-only exclude each other");
     }
+    // Only one of the scenarios besides the main table.
+    let one_only = soak_only || stuck_only || persist_only;
     if !micro_only {
         sh(cargo().args([
             "build",
@@ -221,7 +228,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         if !stuck_only {
             install_mosquitto()?;
         }
-        if !soak_only {
+        if !soak_only && !persist_only {
             build_plugins(root)?;
         }
     }
@@ -230,27 +237,29 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let machine = report::Machine::probe();
     let load_before = report::loadavg();
     let pin = machine.cpus >= 2;
-    let (results, losses) = if micro_only || soak_only || stuck_only {
+    let (results, losses) = if micro_only || one_only {
         (Results::new(), Losses::new())
     } else {
         side_by_side(root, quick, pin)?
     };
-    let command = match (quick, micro_only, soak_only, stuck_only) {
-        (true, _, true, _) => "cargo xtask bench --soak-only --quick",
-        (false, _, true, _) => "cargo xtask bench --soak-only",
-        (true, _, _, true) => "cargo xtask bench --stuck-only --quick",
-        (false, _, _, true) => "cargo xtask bench --stuck-only",
+    let command = match (quick, micro_only, soak_only, stuck_only, persist_only) {
+        (true, _, true, ..) => "cargo xtask bench --soak-only --quick",
+        (false, _, true, ..) => "cargo xtask bench --soak-only",
+        (true, _, _, true, _) => "cargo xtask bench --stuck-only --quick",
+        (false, _, _, true, _) => "cargo xtask bench --stuck-only",
+        (true, .., true) => "cargo xtask bench --persist-only --quick",
+        (false, .., true) => "cargo xtask bench --persist-only",
         (true, ..) => "cargo xtask bench --quick",
         (_, true, ..) => "cargo xtask bench --micro-only",
         _ => "cargo xtask bench",
     };
-    let soak = if micro_only || stuck_only {
+    let soak = if micro_only || stuck_only || persist_only {
         None
     } else {
         let runs = soak::run(root, quick, pin)?;
         Some(soak::section(root, &runs, &machine.date, command, quick))
     };
-    let stuck = if micro_only || soak_only {
+    let stuck = if micro_only || soak_only || persist_only {
         None
     } else {
         let runs = stuck::run(root, quick, pin)?;
@@ -264,16 +273,34 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             machine.cpus,
         ))
     };
-    let micro = if quick || soak_only || stuck_only {
+    let persist = if micro_only || soak_only || stuck_only {
+        None
+    } else {
+        let outcome = persist::run(root, quick, pin)?;
+        Some(persist::section(
+            &outcome,
+            &machine,
+            command,
+            &report::revision(root),
+            quick,
+            pin,
+        ))
+    };
+    let micro = if quick || one_only {
         None
     } else {
         Some(report::micro(root)?)
     };
     let load_after = report::loadavg();
     let path = root.join("BENCHMARKS.md");
-    let only = match (&soak, &stuck) {
-        (Some(section), None) if soak_only => Some((soak::HEADING, section, "soak")),
-        (None, Some(section)) if stuck_only => Some((stuck::HEADING, section, "stuck plugin")),
+    let only = match (&soak, &stuck, &persist) {
+        (Some(section), None, None) if soak_only => Some((soak::HEADING, section, "soak")),
+        (None, Some(section), None) if stuck_only => {
+            Some((stuck::HEADING, section, "stuck plugin"))
+        }
+        (None, None, Some(section)) if persist_only => {
+            Some((persist::HEADING, section, "durability"))
+        }
         _ => None,
     };
     if let Some((heading, section, what)) = only {
@@ -294,6 +321,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         &losses,
         soak.as_deref(),
         stuck.as_deref(),
+        persist.as_deref(),
         micro.as_ref(),
     );
     println!("{text}");
@@ -481,19 +509,27 @@ fn start(
         .stderr(stderr)
         .spawn()
         .with_context(|| format!("cannot start {}", broker.label()))?;
+    wait_listening(&mut child, port, broker.label(), Duration::from_secs(30))?;
+    Ok(child)
+}
+
+/// Waits until `child` accepts connections on `port` (killing it after
+/// `limit`).
+fn wait_listening(child: &mut Child, port: u16, label: &str, limit: Duration) -> Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         if let Some(status) = child.try_wait()? {
-            bail!("{} exited at start ({status})", broker.label());
+            bail!("{label} exited at start ({status})");
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("{} did not start listening on {addr}", broker.label());
+            let _ = child.wait();
+            bail!("{label} did not start listening on {addr}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(child)
+    Ok(())
 }
 
 fn stop(child: &mut Child) {
@@ -554,30 +590,44 @@ fn loadgen(
     pid: u32,
     pin: bool,
 ) -> Result<String> {
-    let mut cmd = launcher(pin.then_some(0));
-    cmd.arg(root.join("target/release/loadgen"));
     let name = scenario.split('-').next().unwrap_or(scenario);
     let name = if scenario == "fanin-qos1" {
         "fanin"
     } else {
         name
     };
-    cmd.arg(name)
-        .args(["--addr", &format!("127.0.0.1:{}", broker.port())])
-        .args(args.split_whitespace());
+    let mut args = args.to_owned();
     if name == "idle" || name == "soak" {
-        cmd.args(["--pid", &pid.to_string()]);
+        args.push_str(&format!(" --pid {pid}"));
     }
+    let line = loadgen_on(root, name, broker.port(), broker.label(), &args, pin)?;
+    eprintln!("xtask:   {scenario:<12} {line}");
+    Ok(line)
+}
+
+/// Runs `loadgen NAME --addr 127.0.0.1:PORT ARGS` (pinned to CPU 0 with
+/// `pin`); returns its JSON line.
+fn loadgen_on(
+    root: &Path,
+    name: &str,
+    port: u16,
+    label: &str,
+    args: &str,
+    pin: bool,
+) -> Result<String> {
+    let mut cmd = launcher(pin.then_some(0));
+    cmd.arg(root.join("target/release/loadgen"));
+    cmd.arg(name)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(args.split_whitespace());
     let out = cmd
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run loadgen")?;
     if !out.status.success() {
-        bail!("loadgen {scenario} against {} failed", broker.label());
+        bail!("loadgen {name} against {label} failed");
     }
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    eprintln!("xtask:   {:<12} {line}", scenario);
-    Ok(line)
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// A number from a flat JSON object.

@@ -69,7 +69,7 @@ pub fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -79,7 +79,7 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn human(v: f64) -> String {
+pub(super) fn human(v: f64) -> String {
     if !v.is_finite() {
         "—".into()
     } else if v >= 1e6 {
@@ -119,6 +119,7 @@ pub fn markdown(
     losses: &Losses,
     soak: Option<&str>,
     stuck: Option<&str>,
+    persist: Option<&str>,
     micro: Option<&Micro>,
 ) -> String {
     let mut s = String::new();
@@ -208,6 +209,9 @@ pub fn markdown(
     }
     if let Some(stuck) = stuck {
         s.push_str(stuck);
+    }
+    if let Some(persist) = persist {
+        s.push_str(persist);
     }
     if let Some(m) = micro {
         let _ = writeln!(s, "## Micro-benchmarks (criterion)\n\n{}", m.table);

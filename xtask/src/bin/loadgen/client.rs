@@ -48,6 +48,72 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Connects with an MQTT 3.1.1 CONNECT of `clean` session and a read
+    /// buffer of `buf` bytes; returns the connection and the CONNACK's
+    /// session-present flag.
+    pub async fn open_session(
+        addr: SocketAddr,
+        client_id: &str,
+        clean: bool,
+        buf: usize,
+    ) -> Result<(Conn, bool)> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            buf: vec![0; buf],
+            len: 0,
+        };
+        conn.stream
+            .write_all(&wire::connect(client_id, clean, 0))
+            .await?;
+        // Only the CONNACK: what a session present sends right after it
+        // stays buffered (see `buffered`).
+        let (first, body) = tokio::time::timeout(Duration::from_secs(30), conn.first_frame())
+            .await
+            .context("timed out waiting for the broker")??;
+        if first >> 4 != 2 || body.get(1) != Some(&0) {
+            bail!("CONNACK refused for {client_id}: {first:#x} {body:?}");
+        }
+        let present = body.first().is_some_and(|flags| flags & 1 == 1);
+        Ok((conn, present))
+    }
+
+    /// Reads until one frame is complete and takes only that one: (first
+    /// byte, body). The bytes after it stay in the buffer.
+    async fn first_frame(&mut self) -> Result<(u8, Vec<u8>)> {
+        loop {
+            if let Some(f) = wire::parse(&self.buf[..self.len], 0) {
+                let frame = (f.first, self.buf[f.start..f.end].to_vec());
+                self.buf.copy_within(f.end..self.len, 0);
+                self.len -= f.end;
+                return Ok(frame);
+            }
+            if self.len == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = self.stream.read(&mut self.buf[self.len..]).await?;
+            if n == 0 {
+                bail!("connection closed by the broker");
+            }
+            self.len += n;
+        }
+    }
+
+    /// Calls `on_frame` for every complete frame already buffered, without
+    /// reading.
+    pub fn buffered(&mut self, mut on_frame: impl FnMut(&[u8], &Frame)) {
+        let mut at = 0;
+        while let Some(f) = wire::parse(&self.buf[..self.len], at) {
+            on_frame(&self.buf[..self.len], &f);
+            at = f.end;
+        }
+        self.buf.copy_within(at..self.len, 0);
+        self.len -= at;
+    }
+
     /// Connects and completes an MQTT 5 CONNECT (clean start).
     pub async fn open_v5(addr: SocketAddr, client_id: &str) -> Result<Conn> {
         let stream = TcpStream::connect(addr)

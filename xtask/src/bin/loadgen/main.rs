@@ -12,6 +12,9 @@
 //!   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS
 //!            --pid PID --rss-limit-mb M
 //!   stuckplugin --secs S --stuck K --clients N --rate R --late-ms L
+//!   durable  --pubs N --secs S --msgs N --size B --window W
+//!   recovery --phase fill --sessions N --per K --size B --conc C --pubs N --window W
+//!   recovery --phase verify --sessions N --per K --sample S
 //! ```
 //!
 //! Prints one JSON line of figures. Targets the given address only (the
@@ -21,6 +24,7 @@
 #![allow(clippy::print_stdout, reason = "the result goes to stdout")]
 
 mod client;
+mod persist;
 mod scenarios;
 mod soak;
 mod stuck;
@@ -41,7 +45,10 @@ const USAGE: &str = "usage: loadgen SCENARIO --addr ADDR [options]
   idle     --pid PID --conns N
   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS --pid PID --rss-limit-mb M
            (KINDS: some of amp,deep,stuck,slow,connect,garbage)
-  stuckplugin --secs S --stuck K --clients N --rate R --late-ms L";
+  stuckplugin --secs S --stuck K --clients N --rate R --late-ms L
+  durable  --pubs N --secs S --msgs N --size B --window W
+  recovery --phase fill --sessions N --per K --size B --conc C --pubs N --window W
+  recovery --phase verify --sessions N --per K --sample S";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -121,6 +128,38 @@ fn main() -> Result<()> {
                 };
                 stuck::stuck_plugin(addr, settings).await
             }
+            "durable" => {
+                let settings = persist::Durable {
+                    pubs: num("pubs", "4")?,
+                    secs: get("secs", "10").parse().context("--secs")?,
+                    msgs,
+                    size,
+                    window: num("window", "100")?,
+                };
+                persist::durable(addr, settings).await
+            }
+            "recovery" => match get("phase", "").as_str() {
+                "fill" => {
+                    let settings = persist::Fill {
+                        sessions: num("sessions", "100000")?,
+                        per: num("per", "10")?,
+                        size,
+                        conc: num("conc", "64")?,
+                        pubs: num("pubs", "4")?,
+                        window: num("window", "100")?,
+                    };
+                    persist::fill(addr, settings).await
+                }
+                "verify" => {
+                    let settings = persist::Verify {
+                        sessions: num("sessions", "100000")?,
+                        per: num("per", "10")?,
+                        sample: num("sample", "100")?,
+                    };
+                    persist::verify(addr, settings).await
+                }
+                _ => bail!("recovery needs --phase fill or --phase verify"),
+            },
             other => bail!("unknown scenario {other}\n{USAGE}"),
         }
     })?;
