@@ -86,7 +86,7 @@ impl Connection {
     /// every response whose changes are committed, and waits for the next.
     pub(super) fn release_responses(
         &mut self,
-        result: Result<(), StoreError>,
+        result: Result<(), Box<StoreError>>,
     ) -> Result<(), Close> {
         if let Err(e) = result {
             return Err(Close::server(

@@ -197,7 +197,8 @@ enum Event {
     /// A rate-limit pause is over.
     Resume,
     /// The store committed what held responses wait for.
-    Committed(Result<(), crate::store::StoreError>),
+    /// (The error boxed: the event lives in the connection's task.)
+    Committed(Result<(), Box<crate::store::StoreError>>),
 }
 
 /// Topic aliases of an MQTT 5 connection.
@@ -356,7 +357,7 @@ impl Connection {
             let event = std::future::poll_fn(|cx| {
                 if let Some(h) = held {
                     if let Poll::Ready(r) = h.poll_committed(cx) {
-                        return Poll::Ready(Ok(Event::Committed(r)));
+                        return Poll::Ready(Ok(Event::Committed(r.map_err(Box::new))));
                     }
                 }
                 if has_output {
