@@ -64,8 +64,33 @@ impl Space {
     }
 }
 
-/// One batch: the last write of each key (`None`: delete), in key order.
-pub type Batch = BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>;
+/// One batch: at most one write per key (`None`: delete), applied
+/// together.
+#[derive(Debug, Default)]
+pub struct Batch(Vec<(Space, Vec<u8>, Option<Vec<u8>>)>);
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds the write of a key not yet in the batch.
+    pub fn insert(&mut self, (space, key): (Space, Vec<u8>), value: Option<Vec<u8>>) {
+        self.0.push((space, key, value));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Space, Vec<u8>, Option<Vec<u8>>)> {
+        self.0.iter()
+    }
+}
 
 /// An ordered, batched key-value engine.
 pub trait Backend: Send + Sync + 'static {
@@ -125,7 +150,7 @@ impl Backend for Fjall {
         } else {
             PersistMode::Buffer
         }));
-        for ((space, key), value) in batch {
+        for (space, key, value) in batch.iter() {
             let ks = self.space(*space);
             match value {
                 Some(v) => b.insert(ks, key.as_slice(), v.as_slice()),
@@ -178,10 +203,11 @@ pub struct Memory {
 impl Backend for Memory {
     fn apply(&self, batch: &Batch, _sync: bool) -> Result<(), StoreError> {
         let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, value) in batch {
+        for (space, key, value) in batch.iter() {
+            let key = (*space, key.clone());
             match value {
-                Some(v) => data.insert(key.clone(), v.clone()),
-                None => data.remove(key),
+                Some(v) => data.insert(key, v.clone()),
+                None => data.remove(&key),
             };
         }
         Ok(())

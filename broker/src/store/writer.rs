@@ -14,8 +14,7 @@
 //! acknowledged before its batch commits, and its message) is not written
 //! at all, not even as a tombstone.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::collections::{HashMap, hash_map};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -309,25 +308,32 @@ fn sync(shared: &Shared, backend: &dyn Backend) {
 /// against what is committed and what comes earlier in the batch; keys
 /// created and deleted in it are left out.
 fn build(backend: &dyn Backend, ops: Vec<Op>) -> Result<(Batch, u64), StoreError> {
-    let mut changes: BTreeMap<(Space, Vec<u8>), Entry> = BTreeMap::new();
-    let put = |changes: &mut BTreeMap<(Space, Vec<u8>), Entry>,
-               key: (Space, Vec<u8>),
-               change: Change,
-               new: bool| {
-        let fresh = new || changes.get(&key).is_some_and(|e| e.fresh);
-        changes.insert(key, Entry { change, fresh });
-    };
-    let delete = |changes: &mut BTreeMap<(Space, Vec<u8>), Entry>, key: (Space, Vec<u8>)| {
-        if changes.get(&key).is_some_and(|e| e.fresh) {
-            changes.remove(&key);
-        } else {
-            changes.insert(
-                key,
-                Entry {
-                    change: Change::Delete,
-                    fresh: false,
-                },
-            );
+    type Changes = HashMap<(Space, Vec<u8>), Entry>;
+    let mut changes: Changes = HashMap::with_capacity(ops.len());
+    let put =
+        |changes: &mut Changes, key: (Space, Vec<u8>), change: Change, new: bool| match changes
+            .entry(key)
+        {
+            hash_map::Entry::Occupied(mut e) => {
+                let fresh = new || e.get().fresh;
+                e.insert(Entry { change, fresh });
+            }
+            hash_map::Entry::Vacant(e) => {
+                e.insert(Entry { change, fresh: new });
+            }
+        };
+    let delete = |changes: &mut Changes, key: (Space, Vec<u8>)| match changes.entry(key) {
+        hash_map::Entry::Occupied(e) if e.get().fresh => {
+            e.remove();
+        }
+        hash_map::Entry::Occupied(mut e) => {
+            e.get_mut().change = Change::Delete;
+        }
+        hash_map::Entry::Vacant(e) => {
+            e.insert(Entry {
+                change: Change::Delete,
+                fresh: false,
+            });
         }
     };
     for op in ops {
@@ -339,10 +345,11 @@ fn build(backend: &dyn Backend, ops: Vec<Op>) -> Result<(Batch, u64), StoreError
             }
             Op::Delete(s, k) => delete(&mut changes, (s, k)),
             Op::DeletePrefix(s, p) => {
+                // Rare (a session ends): a pass over the batch is fine.
                 let earlier: Vec<_> = changes
-                    .range((Bound::Included((s, p.clone())), Bound::Unbounded))
-                    .take_while(|((sp, k), _)| *sp == s && k.starts_with(&p))
-                    .map(|(k, _)| k.clone())
+                    .keys()
+                    .filter(|(sp, k)| *sp == s && k.starts_with(&p))
+                    .cloned()
                     .collect();
                 for k in earlier {
                     delete(&mut changes, k);
