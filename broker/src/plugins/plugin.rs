@@ -500,16 +500,33 @@ impl Plugin {
     /// A new instance, its `init` run. Counts against fuel and the
     /// deadline like a call.
     async fn instantiate(&self) -> Result<Box<Instance>, CallFailure> {
-        let mut store = self.new_store();
         let deadline = self.settings.deadline;
-        self.arm(&mut store, Instant::now() + deadline);
-        let instance = tokio::time::timeout(deadline, self.pre.instantiate_async(&mut store))
-            .await
-            .map_err(|_| CallFailure::Deadline(deadline))?
-            .map_err(|e| match CallFailure::from_wasmtime(&e, deadline) {
-                CallFailure::Trap(t) => CallFailure::Instantiate(t),
-                other => other,
-            })?;
+        let mut retried = false;
+        let (mut store, instance) = loop {
+            let mut store = self.new_store();
+            self.arm(&mut store, Instant::now() + deadline);
+            let result = tokio::time::timeout(deadline, self.pre.instantiate_async(&mut store))
+                .await
+                .map_err(|_| CallFailure::Deadline(deadline))?;
+            match result {
+                Ok(instance) => break (store, instance),
+                // The host could not set up the instance's memory (the
+                // kernel refused to seal the memory image's memfd while
+                // one of its pages was briefly referenced elsewhere, seen
+                // once in a test run): not the plugin's doing, so one more
+                // try on a fresh store.
+                Err(e) if !retried && e.chain().any(|c| c.is::<std::io::Error>()) => {
+                    tracing::warn!(plugin = %self.name, "instantiation failed ({e:#}); trying once more");
+                    retried = true;
+                }
+                Err(e) => {
+                    return Err(match CallFailure::from_wasmtime(&e, deadline) {
+                        CallFailure::Trap(t) => CallFailure::Instantiate(t),
+                        other => other,
+                    });
+                }
+            }
+        };
         let guests = self
             .hooks
             .load(&mut store, &instance)
