@@ -23,7 +23,7 @@
 //! - [`admin`]: the read-only HTTP admin endpoint (`/plugins`, `/metrics`).
 
 pub mod admin;
-mod cluster;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 mod connection;

@@ -31,6 +31,8 @@ pub enum ServerError {
     Plugins(#[from] crate::plugins::PluginsError),
     #[error(transparent)]
     Listener(#[from] ListenerError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot start the admin endpoint on {addr} (admin.bind): {source}")]
     AdminBind {
         addr: SocketAddr,
@@ -98,8 +100,21 @@ impl Server {
             ),
             None => None,
         };
+        let cluster = if config.cluster.enabled() {
+            let port = listeners.first().map_or(0, |l| l.local_addr().port());
+            let node = crate::cluster::node_name(&config.cluster, port);
+            Some(crate::cluster::Cluster::connect(&config.cluster, node).await?)
+        } else {
+            None
+        };
         let mut ctx = Context::new(config, plugins, store);
         ctx.tls = TlsListeners::of(&listeners);
+        if let Some(cluster) = cluster {
+            // Before the store's subscriptions come back: they are
+            // interest too.
+            cluster.start(ctx.router.clone());
+            ctx.router.join_cluster(cluster);
+        }
         if let (Some(store), Some(recovered)) = (&ctx.store, recovered) {
             restore(&ctx, store, recovered);
         }
@@ -161,6 +176,9 @@ impl Server {
         let grace = Duration::from_secs(u64::from(self.ctx.config.server.shutdown_timeout_secs));
         if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
             tracing::warn!("connections still open after {grace:?}; exiting anyway");
+        }
+        if let Some(cluster) = self.ctx.router.cluster() {
+            cluster.stop().await;
         }
         if let Some(store) = &self.ctx.store {
             store.close();

@@ -14,6 +14,8 @@ static ALLOCATOR: sluice_broker::memory::CountingAllocator =
 mod admin;
 /// The `sluice` executable: flags, config errors, signals.
 mod cli;
+/// Nodes in a cluster over NATS.
+mod cluster;
 /// The configuration file: errors naming the key and the line.
 mod config;
 /// CONNECT rules.

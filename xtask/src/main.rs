@@ -59,7 +59,7 @@ mod new_plugin;
 mod passwd;
 mod tools;
 
-use tools::{build_plugins, install_mosquitto_clients, python_with_paho};
+use tools::{build_plugins, install_mosquitto_clients, install_nats_server, python_with_paho};
 
 const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
 
@@ -163,6 +163,7 @@ fn run(root: &Path, args: &[String]) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     install_mosquitto_clients()?;
+    install_nats_server()?;
     let python = python_with_paho(root)?;
     build_plugins(root)?;
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;

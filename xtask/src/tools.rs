@@ -135,6 +135,14 @@ pub fn install_mosquitto() -> Result<()> {
     apt_install(&["mosquitto"])
 }
 
+/// nats-server (Debian's), for the cluster tests.
+pub fn install_nats_server() -> Result<()> {
+    if succeeds(Command::new("sh").args(["-c", "command -v nats-server"])) {
+        return Ok(());
+    }
+    apt_install(&["nats-server"])
+}
+
 /// The inputs of a non-Rust example plugin whose sources are in `dir`: the
 /// files directly in it (not its Markdown, nor generated directories such
 /// as `__pycache__`) and every file of the WIT package in `wit/`.

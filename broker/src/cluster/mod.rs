@@ -1,15 +1,413 @@
-//! Several Sluice nodes serving one MQTT namespace over NATS (issue 16).
+//! Several Sluice nodes serving one MQTT namespace over NATS (`[cluster]`).
 //!
-//! Built so far: [`subject`], the reversible mapping of MQTT topics and
-//! filters onto NATS subjects that routing by interest rests on. The NATS
-//! connection, interest tracking, cluster-wide retained messages and
-//! client ids come next; until then nothing here runs in the broker.
+//! Nodes never talk to each other directly: each connects to NATS and
+//! routes by interest.
+//!
+//! - **Interest.** For every distinct filter its clients hold, a node holds
+//!   one NATS subscription on the filter's subjects ([`subject`]),
+//!   counted, and drops it when the last local subscription leaves. A
+//!   shared subscription `$share/g/f` is a NATS queue subscription on `f`'s
+//!   subjects in queue group `g`: NATS gives each message to one member
+//!   node of the group, which gives it to one of its local members.
+//! - **Publishing.** A message a client (or a Will) publishes is routed
+//!   locally as on one node, then sent to NATS once, on its topic's
+//!   subject, with the origin node in a header; NATS takes it only to
+//!   nodes that subscribed to a matching subject.
+//! - **Receiving.** A node gives another node's message to its plain
+//!   subscriptions once however many of its NATS subscriptions matched
+//!   (duplicates are recognised by the origin's message id); its own
+//!   messages its plain subscriptions already have. Shared groups get
+//!   every message, the origin's own included, only through their queue
+//!   subscriptions, so one member in the whole cluster gets it.
+//!
+//! Architecture invariant: a message crosses NATS once per publish, is never
+//! looped back to its origin node, and reaches each node's plain
+//! subscribers once; the MQTT rules (overlapping subscriptions, No Local,
+//! `$` topics) are applied by the receiving node's own router.
+//!
+//! Not yet (issue 16): at-least-once between nodes for QoS 1/2 (the NATS
+//! hop is at most once), cluster-wide retained messages, client ids and
+//! session takeover, and node liveness.
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "used by its tests until the NATS connection that routes with it lands"
-    )
-)]
 pub(crate) mod subject;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::ClusterConfig;
+use crate::message::Message;
+use crate::router::Router;
+use crate::store::records;
+use crate::topic::TopicFilter;
+
+/// The header naming the node a message was published on.
+const ORIGIN: &str = "Sluice-Node";
+/// The header with the origin's number for the message.
+const ID: &str = "Sluice-Id";
+/// How many messages leave for NATS before publishers' messages are
+/// dropped (and counted) rather than queued: the NATS client has its own
+/// buffer behind this one.
+const OUT_QUEUE: usize = 64 * 1024;
+/// How many recent message ids a node remembers to recognise a message
+/// that came again through another of its subscriptions.
+const RECENT: usize = 8192;
+
+/// Why the cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot connect to NATS at {servers}: {source}")]
+    Connect {
+        servers: String,
+        source: async_nats::ConnectError,
+    },
+}
+
+/// A NATS subscription a node needs: a subject, and the queue group of a
+/// shared subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Interest {
+    subject: String,
+    /// For a shared subscription: the group, and the filter in the
+    /// mountpoint (to find the local group).
+    shared: Option<(Arc<str>, Arc<str>, TopicFilter)>,
+}
+
+enum Command {
+    Subscribe(Interest),
+    Unsubscribe(Interest),
+}
+
+/// Counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Messages sent to NATS.
+    pub forwarded: AtomicU64,
+    /// Messages received from other nodes.
+    pub received: AtomicU64,
+    /// Messages not forwarded (the queue to NATS was full) or not
+    /// understood.
+    pub dropped: AtomicU64,
+    /// NATS subscriptions held.
+    pub subscriptions: AtomicU64,
+}
+
+/// This node's part in the cluster.
+pub struct Cluster {
+    node: Arc<str>,
+    client: async_nats::Client,
+    out: mpsc::Sender<(String, Arc<Message>, u64)>,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Local subscriptions per NATS subscription.
+    interest: Mutex<HashMap<Interest, usize>>,
+    next_id: AtomicU64,
+    stats: Arc<ClusterStats>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Taken by [`Cluster::start`].
+    pending: Mutex<Option<Receivers>>,
+}
+
+struct Receivers {
+    out: mpsc::Receiver<(String, Arc<Message>, u64)>,
+    commands: mpsc::UnboundedReceiver<Command>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This node's name: the configured one, or the host name and `port`.
+pub(crate) fn node_name(config: &ClusterConfig, port: u16) -> String {
+    if let Some(node) = &config.node {
+        return node.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "sluice".into());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(48)
+        .collect();
+    format!("{host}-{port}")
+}
+
+impl Cluster {
+    /// Connects to NATS (the first connection must succeed; later losses
+    /// are reconnected by the client).
+    pub(crate) async fn connect(
+        config: &ClusterConfig,
+        node: String,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let servers = config.nats.join(", ");
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("sluice {node}"))
+            .connect(config.nats.as_slice())
+            .await
+            .map_err(|source| ClusterError::Connect { servers, source })?;
+        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        tracing::info!(node = %node, "joined the cluster over NATS ({})", config.nats.join(", "));
+        Ok(Arc::new(Cluster {
+            node: node.into(),
+            client,
+            out: out_tx,
+            commands: cmd_tx,
+            interest: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            stats: Arc::new(ClusterStats::default()),
+            tasks: Mutex::new(Vec::new()),
+            pending: Mutex::new(Some(Receivers {
+                out: out_rx,
+                commands: cmd_rx,
+            })),
+        }))
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+
+    /// Starts the tasks that send to NATS and deliver what comes from it
+    /// into `router`.
+    pub(crate) fn start(self: &Arc<Self>, router: Arc<Router>) {
+        let Some(Receivers {
+            mut out,
+            mut commands,
+        }) = lock(&self.pending).take()
+        else {
+            return;
+        };
+        let sender = {
+            let client = self.client.clone();
+            let node = self.node.clone();
+            let stats = self.stats.clone();
+            tokio::spawn(async move {
+                while let Some((subject, message, id)) = out.recv().await {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(ORIGIN, &*node);
+                    headers.insert(ID, id.to_string().as_str());
+                    let payload = records::encode_message(&message);
+                    match client
+                        .publish_with_headers(subject, headers, payload.into())
+                        .await
+                    {
+                        Ok(()) => stats.forwarded.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => stats.dropped.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        };
+        let manager = {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let recent = Arc::new(Mutex::new(Recent::default()));
+                let mut held: HashMap<Interest, JoinHandle<()>> = HashMap::new();
+                while let Some(command) = commands.recv().await {
+                    match command {
+                        Command::Subscribe(interest) => {
+                            if held.contains_key(&interest) {
+                                continue;
+                            }
+                            let sub = match &interest.shared {
+                                None => this.client.subscribe(interest.subject.clone()).await,
+                                Some((group, _, _)) => {
+                                    this.client
+                                        .queue_subscribe(
+                                            interest.subject.clone(),
+                                            group.to_string(),
+                                        )
+                                        .await
+                                }
+                            };
+                            let sub = match sub {
+                                Ok(sub) => sub,
+                                Err(e) => {
+                                    tracing::error!(subject = %interest.subject, "cannot subscribe in NATS: {e}");
+                                    continue;
+                                }
+                            };
+                            this.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+                            let task = tokio::spawn(receive(
+                                this.clone(),
+                                router.clone(),
+                                recent.clone(),
+                                interest.clone(),
+                                sub,
+                            ));
+                            held.insert(interest, task);
+                        }
+                        Command::Unsubscribe(interest) => {
+                            if let Some(task) = held.remove(&interest) {
+                                // Dropping the subscriber unsubscribes.
+                                task.abort();
+                                this.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                for (_, task) in held {
+                    task.abort();
+                }
+            })
+        };
+        lock(&self.tasks).extend([sender, manager]);
+    }
+
+    /// Stops the tasks (at shutdown), after what is queued for NATS went.
+    pub(crate) async fn stop(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        let _ = self.client.flush().await;
+    }
+
+    /// Sends a message published on this node to the other nodes.
+    pub(crate) fn forward(&self, mountpoint: &str, message: &Arc<Message>) {
+        if message.topic.as_str().starts_with("$SYS") {
+            return;
+        }
+        let subject = subject::topic_subject(mountpoint, message.topic.as_str());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if self.out.try_send((subject, message.clone(), id)).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A local subscription to `filter` (with the shared group, if any)
+    /// was added (`added`) or removed.
+    pub(crate) fn interest(
+        &self,
+        mountpoint: &Arc<str>,
+        filter: &TopicFilter,
+        group: Option<&Arc<str>>,
+        added: bool,
+    ) {
+        let shared = group.map(|g| (g.clone(), mountpoint.clone(), filter.clone()));
+        let mut interest = lock(&self.interest);
+        for subject in subject::filter_subjects(mountpoint, filter.as_str()) {
+            let key = Interest {
+                subject,
+                shared: shared.clone(),
+            };
+            if added {
+                let n = interest.entry(key.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    let _ = self.commands.send(Command::Subscribe(key));
+                }
+            } else if let Some(n) = interest.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    interest.remove(&key);
+                    let _ = self.commands.send(Command::Unsubscribe(key));
+                }
+            }
+        }
+    }
+}
+
+/// Message ids seen lately, per origin node.
+#[derive(Default)]
+struct Recent {
+    seen: HashSet<(Arc<str>, u64)>,
+    order: VecDeque<(Arc<str>, u64)>,
+}
+
+impl Recent {
+    /// Whether `(origin, id)` is new; remembers it.
+    fn first(&mut self, origin: &Arc<str>, id: u64) -> bool {
+        let key = (origin.clone(), id);
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > RECENT {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// Delivers what one NATS subscription receives.
+async fn receive(
+    cluster: Arc<Cluster>,
+    router: Arc<Router>,
+    recent: Arc<Mutex<Recent>>,
+    interest: Interest,
+    mut sub: async_nats::Subscriber,
+) {
+    let mut origins: HashMap<String, Arc<str>> = HashMap::new();
+    while let Some(msg) = sub.next().await {
+        let header = |name: &str| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        let Some(origin) = header(ORIGIN) else {
+            continue;
+        };
+        // Plain subscribers here already have this node's own messages;
+        // shared groups get them only from NATS (one member cluster-wide).
+        if interest.shared.is_none() && origin == *cluster.node {
+            continue;
+        }
+        let Some(id) = header(ID).and_then(|v| v.parse::<u64>().ok()) else {
+            cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (Some((mountpoint, _)), Ok(message)) = (
+            subject::decode_topic(&msg.subject),
+            records::decode_message(&msg.payload),
+        ) else {
+            cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(subject = %msg.subject, "a cluster message not understood; dropped");
+            continue;
+        };
+        let message = Arc::new(message);
+        cluster.stats.received.fetch_add(1, Ordering::Relaxed);
+        match &interest.shared {
+            Some((group, mp, filter)) => {
+                router.deliver_to_group(mp, group, filter, &message);
+            }
+            None => {
+                let origin = origins
+                    .entry(origin)
+                    .or_insert_with_key(|o| Arc::from(o.as_str()))
+                    .clone();
+                if lock(&recent).first(&origin, id) {
+                    router.deliver_from_cluster(&Arc::from(mountpoint), &message);
+                }
+            }
+        }
+    }
+}

@@ -28,8 +28,8 @@ pub use self::limits::{LimitsConfig, MIN_MEMORY_MB};
 pub use self::listener::{ClientAuth, ListenerConfig, ListenerKind, ProtocolLevel, TlsConfig};
 pub use self::plugins::{ConfigValue, PluginConfig, PluginsConfig, PublishRefusal, WatchMode};
 pub use self::sections::{
-    AdminConfig, Durability, LogConfig, MQTT_MAX_PACKET_SIZE, MqttConfig, OverflowPolicy,
-    PersistenceConfig, ServerConfig, SessionConfig,
+    AdminConfig, ClusterConfig, Durability, LogConfig, MQTT_MAX_PACKET_SIZE, MqttConfig,
+    OverflowPolicy, PersistenceConfig, ServerConfig, SessionConfig,
 };
 pub use crate::plugins::FailurePolicy;
 
@@ -45,6 +45,7 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub admin: AdminConfig,
     pub persistence: PersistenceConfig,
+    pub cluster: ClusterConfig,
     /// `[[listener]]`: listeners with a kind and settings of their own,
     /// beside the plain TCP ones of `server.bind`.
     pub listener: Vec<ListenerConfig>,

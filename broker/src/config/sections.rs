@@ -209,6 +209,27 @@ impl PersistenceConfig {
     }
 }
 
+/// `[cluster]`: nodes serving one MQTT namespace over NATS (see
+/// `crate::cluster`). Without `nats` the node is alone and nothing of the
+/// cluster runs.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `nats`: URLs of the NATS servers (`nats://host:port`), any of which
+    /// the node connects to. Default: none.
+    pub nats: Vec<String>,
+    /// `node`: this node's name, unique in the cluster. Default: the host
+    /// name and the first listener's port.
+    pub node: Option<String>,
+}
+
+impl ClusterConfig {
+    /// Whether this node is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.nats.is_empty()
+    }
+}
+
 /// When a store write is on disk (`persistence.durability`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

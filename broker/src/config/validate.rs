@@ -76,6 +76,27 @@ impl Config {
         if self.persistence.sync_interval_ms == 0 {
             return invalid(Key::of(["persistence", "sync_interval_ms"]), at_least_one);
         }
+        for url in &self.cluster.nats {
+            if !url.starts_with("nats://") && !url.starts_with("tls://") {
+                return invalid(
+                    Key::of(["cluster", "nats"]),
+                    "holds URLs of NATS servers: nats://host:port or tls://host:port",
+                );
+            }
+        }
+        if let Some(node) = &self.cluster.node {
+            if node.is_empty()
+                || node.len() > 64
+                || !node
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return invalid(
+                    Key::of(["cluster", "node"]),
+                    "must be 1 to 64 letters, digits, '-' or '_'",
+                );
+            }
+        }
         let limits = Key::of(["limits"]);
         let l = &self.limits;
         for (key, value) in [

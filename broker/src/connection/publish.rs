@@ -346,10 +346,10 @@ impl Connection {
                 );
             }
         }
-        let matched = self
-            .ctx
-            .router
-            .publish(mountpoint, Some(self.session.key()), &message);
+        let matched =
+            self.ctx
+                .router
+                .publish_everywhere(mountpoint, Some(self.session.key()), &message);
         self.ticket = self.ticket.max(Store::touched());
         if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {
             self.qos2_arrived(id);

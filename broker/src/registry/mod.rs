@@ -459,7 +459,7 @@ impl Registry {
             }
         }
         self.router
-            .publish(mountpoint, Some(session.key()), &message);
+            .publish_everywhere(mountpoint, Some(session.key()), &message);
     }
 
     /// Ends a session: removes its subscriptions, publishes a pending Will,

@@ -8,11 +8,12 @@
 //! group, preferring connected members. The retained messages live in
 //! [`retained`].
 
+mod remote;
 mod retained;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::time::Instant;
 
@@ -56,6 +57,8 @@ pub struct Router {
     plugins: Arc<Plugins>,
     /// Where retained messages are stored too, if anywhere.
     store: Option<Arc<Store>>,
+    /// The cluster this node is part of, if any (see `remote`).
+    cluster: OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -102,6 +105,7 @@ impl Router {
             memory,
             plugins,
             store,
+            cluster: OnceLock::new(),
         }
     }
 
@@ -114,6 +118,17 @@ impl Router {
         publisher: Option<ClientKey>,
         message: &Arc<Message>,
     ) -> usize {
+        self.publish_reaching(mountpoint, publisher, message, true)
+    }
+
+    /// [`Router::publish`], to shared groups too if `shared`.
+    fn publish_reaching(
+        &self,
+        mountpoint: &Arc<str>,
+        publisher: Option<ClientKey>,
+        message: &Arc<Message>,
+        shared: bool,
+    ) -> usize {
         let trees = read(&self.trees);
         let Some(tree) = trees.get(mountpoint) else {
             return 0;
@@ -122,7 +137,7 @@ impl Router {
         let mut more: Vec<NodeMatch<'_, Subscriber>> = Vec::new();
         let mut delivered = 0;
         tree.for_each_match(&message.topic, |m| {
-            for group in m.shared {
+            for group in m.shared.iter().filter(|_| shared) {
                 if let Some((_, sub)) = group.pick(|s| s.session.is_online()) {
                     let d = Delivery {
                         message: message.clone(),
@@ -384,6 +399,9 @@ impl Router {
                 tree.insert_shared(group, filter, session.key(), sub)
             }
         };
+        if previous.is_none() {
+            self.tell_cluster(mountpoint, subscription, true);
+        }
         previous.is_some()
     }
 
@@ -402,6 +420,9 @@ impl Router {
         };
         if tree.is_empty() {
             trees.remove(mountpoint);
+        }
+        if previous.is_some() {
+            self.tell_cluster(mountpoint, subscription, false);
         }
         previous.is_some()
     }

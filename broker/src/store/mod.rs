@@ -23,7 +23,7 @@
 
 pub mod backend;
 pub mod inspect;
-mod records;
+pub(crate) mod records;
 pub mod recover;
 mod salvage;
 mod writer;

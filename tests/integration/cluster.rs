@@ -1,0 +1,253 @@
+//! Brokers in a cluster over a real `nats-server`: messages cross nodes by
+//! interest, once per node and never back to their origin; shared
+//! subscriptions take one member cluster-wide; interest follows the
+//! subscriptions.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::support::nats::NatsServer;
+use crate::support::packets::*;
+use crate::support::{Raw, TestBroker, eventually, within};
+
+const PUBLISH: u8 = 3;
+const PUBACK: u8 = 4;
+const SUBACK: u8 = 9;
+const UNSUBACK: u8 = 11;
+
+fn node(nats: &NatsServer, name: &str) -> TestBroker {
+    let url = nats.url.clone();
+    let name = name.to_owned();
+    TestBroker::with(move |c| {
+        c.cluster.nats = vec![url];
+        c.cluster.node = Some(name);
+    })
+}
+
+/// An MQTT 3.1.1 client holding `filters` (QoS 1).
+async fn client(broker: &TestBroker, id: &str, filters: &[&str]) -> Raw {
+    let mut c = Raw::handshake(broker.addr, &connect_v4(id, true, 60)).await;
+    for (i, f) in filters.iter().enumerate() {
+        let pkid = u16::try_from(i + 1).expect("few filters");
+        c.send(&subscribe_v4(pkid, f, 1)).await;
+        let ack = c.recv_kind(SUBACK).await;
+        assert_eq!(ack.ack_codes(false), [1], "SUBACK for {f}");
+    }
+    c
+}
+
+/// The next PUBLISH's topic and payload (acknowledged if QoS 1).
+async fn next_message(c: &mut Raw) -> (String, String) {
+    let f = c.recv_kind(PUBLISH).await;
+    let p = f.publish_v4();
+    if p.pkid != 0 {
+        c.send(&puback(p.pkid)).await;
+    }
+    (
+        p.topic.clone(),
+        String::from_utf8_lossy(&p.payload).into_owned(),
+    )
+}
+
+/// Publishes `topic` from `publisher` until `subscriber` gets it: the
+/// subscriber's node has told NATS of its interest. Later copies of the
+/// probe are ignored by the callers (they count other topics).
+async fn await_interest(publisher: &mut Raw, subscriber: &mut Raw, topic: &str) {
+    within("interest to reach NATS", async {
+        loop {
+            publisher
+                .send(&publish_v4(topic, 0, 0, b"probe", false))
+                .await;
+            if let Some(f) = subscriber.recv_within(Duration::from_millis(100)).await {
+                if f.kind() == PUBLISH && f.publish_v4().topic == topic {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads messages until `end` arrives; counts the others by topic and
+/// payload.
+async fn until(c: &mut Raw, end: &str) -> HashMap<(String, String), usize> {
+    let mut seen = HashMap::new();
+    within("the end marker", async {
+        loop {
+            let (topic, payload) = next_message(c).await;
+            if topic == end {
+                return;
+            }
+            if payload != "probe" {
+                *seen.entry((topic, payload)).or_insert(0) += 1;
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn messages_cross_nodes_once_and_never_loop_back() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    // On B: one session whose two filters overlap, another with an exact
+    // filter; on A, beside the publisher, a subscriber of its own.
+    let mut exact_b = client(&b, "exact-b", &["t/x", "t/end"]).await;
+    let mut overlap_b = client(&b, "overlap-b", &["t/+", "t/#"]).await;
+    let mut local_a = client(&a, "local-a", &["t/#"]).await;
+    let mut publisher = Raw::handshake(a.addr, &connect_v4("pub-a", true, 60)).await;
+    await_interest(&mut publisher, &mut overlap_b, "t/probe").await;
+
+    for i in 0..10u16 {
+        let q = u8::from(i % 2 == 1);
+        publisher
+            .send(&publish_v4(
+                "t/x",
+                q,
+                i + 1,
+                format!("m{i}").as_bytes(),
+                false,
+            ))
+            .await;
+        if q == 1 {
+            let ack = publisher.recv_kind(PUBACK).await;
+            assert_eq!(ack.packet_id(), i + 1);
+        }
+    }
+    publisher
+        .send(&publish_v4("t/end", 0, 0, b"end", false))
+        .await;
+
+    for (who, c) in [
+        ("exact-b", &mut exact_b),
+        ("overlap-b", &mut overlap_b),
+        ("local-a", &mut local_a),
+    ] {
+        let seen = until(c, "t/end").await;
+        for i in 0..10 {
+            let n = seen.get(&("t/x".into(), format!("m{i}"))).copied();
+            assert_eq!(n, Some(1), "{who}: m{i} delivered {n:?} times: {seen:?}");
+        }
+        assert_eq!(seen.len(), 10, "{who}: {seen:?}");
+    }
+    let stats = |broker: &TestBroker| {
+        let s = broker.ctx.router.cluster().expect("in a cluster").stats();
+        (
+            s.forwarded.load(Ordering::Relaxed),
+            s.received.load(Ordering::Relaxed),
+        )
+    };
+    // A sent every message once; A received none of its own back.
+    assert!(stats(&a).0 >= 11, "{:?}", stats(&a));
+    assert_eq!(stats(&a).1, 0, "A got messages back");
+    assert!(stats(&b).1 >= 11, "{:?}", stats(&b));
+}
+
+#[tokio::test]
+async fn a_shared_subscription_takes_one_member_across_nodes() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let mut member_a = client(&a, "member-a", &["$share/g/s/#"]).await;
+    let mut member_b = client(&b, "member-b", &["$share/g/s/#"]).await;
+    let mut publisher = Raw::handshake(a.addr, &connect_v4("pub-a", true, 60)).await;
+    // Both nodes' queue subscriptions are in NATS once each member has had
+    // a probe.
+    within("both members to get a probe", async {
+        let (mut got_a, mut got_b) = (false, false);
+        while !(got_a && got_b) {
+            publisher
+                .send(&publish_v4("s/probe", 0, 0, b"probe", false))
+                .await;
+            got_a |= member_a
+                .recv_within(Duration::from_millis(50))
+                .await
+                .is_some();
+            got_b |= member_b
+                .recv_within(Duration::from_millis(50))
+                .await
+                .is_some();
+        }
+    })
+    .await;
+    // Drain probes still on their way.
+    while member_a
+        .recv_within(Duration::from_millis(200))
+        .await
+        .is_some()
+    {}
+    while member_b
+        .recv_within(Duration::from_millis(200))
+        .await
+        .is_some()
+    {}
+
+    const N: usize = 60;
+    for i in 0..N {
+        publisher
+            .send(&publish_v4("s/m", 0, 0, format!("m{i}").as_bytes(), false))
+            .await;
+    }
+    let mut by_member = [Vec::new(), Vec::new()];
+    within("every message at one member", async {
+        while by_member[0].len() + by_member[1].len() < N {
+            for (k, c) in [&mut member_a, &mut member_b].into_iter().enumerate() {
+                if let Some(f) = c.recv_within(Duration::from_millis(20)).await {
+                    if f.kind() == PUBLISH {
+                        let p = f.publish_v4();
+                        by_member[k].push(String::from_utf8_lossy(&p.payload).into_owned());
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    // No message twice, at one member or across both.
+    member_a.expect_silence(Duration::from_millis(300)).await;
+    member_b.expect_silence(Duration::from_millis(300)).await;
+    let mut all: Vec<_> = by_member.concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), N, "{by_member:?}");
+    assert!(
+        !by_member[0].is_empty() && !by_member[1].is_empty(),
+        "one node's member got everything: {} on A, {} on B",
+        by_member[0].len(),
+        by_member[1].len()
+    );
+}
+
+#[tokio::test]
+async fn interest_follows_the_subscriptions() {
+    let nats = NatsServer::start();
+    let b = node(&nats, "b");
+    let held = || {
+        b.ctx
+            .router
+            .cluster()
+            .expect("in a cluster")
+            .stats()
+            .subscriptions
+            .load(Ordering::Relaxed)
+    };
+    // `u/#` needs two subjects (`u.>` and the parent `u`), however many
+    // sessions hold it.
+    let mut one = client(&b, "one", &["u/#"]).await;
+    let mut two = client(&b, "two", &["u/#"]).await;
+    eventually("two NATS subscriptions", || held() == 2).await;
+    one.send(&unsubscribe(9, "u/#", false)).await;
+    one.recv_kind(UNSUBACK).await;
+    // Still held by `two`.
+    assert_eq!(held(), 2);
+    two.send(&unsubscribe(10, "u/#", false)).await;
+    two.recv_kind(UNSUBACK).await;
+    eventually("no NATS subscription", || held() == 0).await;
+    // A session that ends takes its interest along.
+    let three = client(&b, "three", &["v/+"]).await;
+    eventually("one NATS subscription", || held() == 1).await;
+    drop(three);
+    eventually("none again", || held() == 0).await;
+}
