@@ -502,6 +502,9 @@ fn broker_metrics(out: &mut Exposition, ctx: &Context) {
     if let Some(store) = &ctx.store {
         store_metrics(out, store);
     }
+    if let Some(cluster) = ctx.router.cluster() {
+        cluster_metrics(out, cluster);
+    }
     let hits = "sluice_limit_hits_total";
     out.family(
         hits,
@@ -581,6 +584,41 @@ fn store_metrics(out: &mut Exposition, store: &crate::store::Store) {
         ),
     ];
     for (name, kind, help, value) in families {
+        out.single(name, kind, help, value);
+    }
+}
+
+/// The cluster's metrics (`[cluster]`).
+fn cluster_metrics(out: &mut Exposition, cluster: &crate::cluster::Cluster) {
+    use Kind::{Counter, Gauge};
+    let s = cluster.stats();
+    let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    for (name, kind, help, value) in [
+        (
+            "sluice_cluster_forwarded_total",
+            Counter,
+            "Messages published here and sent to NATS for the other nodes.",
+            get(&s.forwarded),
+        ),
+        (
+            "sluice_cluster_received_total",
+            Counter,
+            "Messages other nodes published, received from NATS.",
+            get(&s.received),
+        ),
+        (
+            "sluice_cluster_dropped_total",
+            Counter,
+            "Messages not sent to NATS (its queue full, or NATS refused) or not understood.",
+            get(&s.dropped),
+        ),
+        (
+            "sluice_cluster_subscriptions",
+            Gauge,
+            "NATS subscriptions this node holds for its clients' filters.",
+            get(&s.subscriptions),
+        ),
+    ] {
         out.single(name, kind, help, value);
     }
 }

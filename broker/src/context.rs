@@ -118,6 +118,7 @@ impl Context {
             ("[log]", old.log != config.log),
             ("[admin]", old.admin != config.admin),
             ("[persistence]", old.persistence != config.persistence),
+            ("[cluster]", old.cluster != config.cluster),
             (
                 "plugins.cache_dir",
                 old.plugins.cache_dir != config.plugins.cache_dir,

@@ -227,7 +227,8 @@ impl Cluster {
         let manager = {
             let this = self.clone();
             tokio::spawn(async move {
-                let recent = Arc::new(Mutex::new(Recent::default()));
+                let (into, from) = mpsc::channel(1024);
+                let deliverer = tokio::spawn(deliver(this.clone(), router, from));
                 let mut held: HashMap<Interest, JoinHandle<()>> = HashMap::new();
                 while let Some(command) = commands.recv().await {
                     match command {
@@ -254,13 +255,8 @@ impl Cluster {
                                 }
                             };
                             this.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-                            let task = tokio::spawn(receive(
-                                this.clone(),
-                                router.clone(),
-                                recent.clone(),
-                                interest.clone(),
-                                sub,
-                            ));
+                            let task =
+                                tokio::spawn(receive(interest.shared.clone(), sub, into.clone()));
                             held.insert(interest, task);
                         }
                         Command::Unsubscribe(interest) => {
@@ -275,6 +271,7 @@ impl Cluster {
                 for (_, task) in held {
                     task.abort();
                 }
+                deliverer.abort();
             })
         };
         lock(&self.tasks).extend([sender, manager]);
@@ -357,16 +354,34 @@ impl Recent {
     }
 }
 
-/// Delivers what one NATS subscription receives.
+/// A message from NATS, with the shared group of the queue subscription
+/// that got it (`None`: a plain subscription).
+type Received = (
+    Option<(Arc<str>, Arc<str>, TopicFilter)>,
+    async_nats::Message,
+);
+
+/// Passes on what one NATS subscription receives, in its order.
 async fn receive(
-    cluster: Arc<Cluster>,
-    router: Arc<Router>,
-    recent: Arc<Mutex<Recent>>,
-    interest: Interest,
+    shared: Option<(Arc<str>, Arc<str>, TopicFilter)>,
     mut sub: async_nats::Subscriber,
+    into: mpsc::Sender<Received>,
 ) {
-    let mut origins: HashMap<String, Arc<str>> = HashMap::new();
     while let Some(msg) = sub.next().await {
+        if into.send((shared.clone(), msg)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Delivers what every NATS subscription of the node receives, in one
+/// task: every subscription that matched a message holds the earlier
+/// messages of its topic before it, so taking the first copy of each
+/// keeps each topic's messages in their order.
+async fn deliver(cluster: Arc<Cluster>, router: Arc<Router>, mut from: mpsc::Receiver<Received>) {
+    let mut recent = Recent::default();
+    let mut origins: HashMap<String, Arc<str>> = HashMap::new();
+    while let Some((shared, msg)) = from.recv().await {
         let header = |name: &str| {
             msg.headers
                 .as_ref()
@@ -378,13 +393,22 @@ async fn receive(
         };
         // Plain subscribers here already have this node's own messages;
         // shared groups get them only from NATS (one member cluster-wide).
-        if interest.shared.is_none() && origin == *cluster.node {
+        if shared.is_none() && origin == *cluster.node {
             continue;
         }
         let Some(id) = header(ID).and_then(|v| v.parse::<u64>().ok()) else {
             cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        if shared.is_none() {
+            let origin = origins
+                .entry(origin)
+                .or_insert_with_key(|o| Arc::from(o.as_str()))
+                .clone();
+            if !recent.first(&origin, id) {
+                continue;
+            }
+        }
         let (Some((mountpoint, _)), Ok(message)) = (
             subject::decode_topic(&msg.subject),
             records::decode_message(&msg.payload),
@@ -395,18 +419,12 @@ async fn receive(
         };
         let message = Arc::new(message);
         cluster.stats.received.fetch_add(1, Ordering::Relaxed);
-        match &interest.shared {
+        match &shared {
             Some((group, mp, filter)) => {
                 router.deliver_to_group(mp, group, filter, &message);
             }
             None => {
-                let origin = origins
-                    .entry(origin)
-                    .or_insert_with_key(|o| Arc::from(o.as_str()))
-                    .clone();
-                if lock(&recent).first(&origin, id) {
-                    router.deliver_from_cluster(&Arc::from(mountpoint), &message);
-                }
+                router.deliver_from_cluster(&Arc::from(mountpoint), &message);
             }
         }
     }

@@ -363,11 +363,13 @@ impl Connection {
                 v5: self.neg.version.is_v5(),
             });
         }
-        let reason = if matched == 0 && self.neg.version.is_v5() {
-            ReasonCode::NO_MATCHING_SUBSCRIBERS
-        } else {
-            ReasonCode::SUCCESS
-        };
+        // In a cluster other nodes' subscribers are not known here.
+        let reason =
+            if matched == 0 && self.neg.version.is_v5() && self.ctx.router.cluster().is_none() {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            } else {
+                ReasonCode::SUCCESS
+            };
         self.acknowledge(sent_qos, packet_id, reason, None);
         Ok(())
     }
