@@ -53,6 +53,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod cluster;
 mod fuzz;
 mod langs;
 mod new_plugin;
@@ -61,7 +62,7 @@ mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, install_nats_server, python_with_paho};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
 
 fn main() -> ExitCode {
     match try_main() {
@@ -84,6 +85,7 @@ fn try_main() -> Result<()> {
             let rest: Vec<String> = args.skip_while(|a| a == "--").collect();
             run(&root, &rest)
         }
+        Some("cluster") => cluster::run(&root, &args.collect::<Vec<_>>()),
         Some("test") => test(&root),
         Some("fuzz") => fuzz::run(&root, &args.collect::<Vec<_>>()),
         Some("build-plugins") => build_plugins(&root),
