@@ -274,3 +274,70 @@ async fn interest_follows_the_subscriptions() {
     drop(three);
     eventually("none again", || held() == 0).await;
 }
+
+#[tokio::test]
+async fn what_no_node_sent_is_dropped_and_the_node_keeps_serving() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let mut sub = client(&b, "sub-b", &["h/#"]).await;
+    let mut publisher = Raw::handshake(a.addr, &connect_v4("pub-a", true, 60)).await;
+    await_interest(&mut publisher, &mut sub, "h/probe").await;
+    while sub.recv_within(Duration::from_millis(200)).await.is_some() {}
+
+    // A genuine message from A, as NATS carries it.
+    let nc = async_nats::connect(nats.url.as_str()).await.expect("NATS");
+    let mut spy = nc.subscribe("sluice.t.>").await.expect("subscribe");
+    nc.flush().await.expect("flush");
+    publisher
+        .send(&publish_v4("h/real", 0, 0, b"real", false))
+        .await;
+    let real = within("A's message on NATS", async {
+        loop {
+            let m = futures_util::StreamExt::next(&mut spy).await.expect("spy");
+            if m.subject.as_str().ends_with(".h.real") {
+                return m;
+            }
+        }
+    })
+    .await;
+    assert_eq!(next_message(&mut sub).await.1, "real");
+
+    let dropped = || {
+        b.ctx
+            .router
+            .cluster()
+            .expect("in a cluster")
+            .stats()
+            .dropped
+            .load(Ordering::Relaxed)
+    };
+    let headers = |id: &str| {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Sluice-Node", "intruder");
+        h.insert("Sluice-Id", id);
+        h
+    };
+    // Not a message record; a record whose topic is not its subject's; no
+    // number.
+    nc.publish_with_headers("sluice.t.%00.h.x", headers("1"), "garbage".into())
+        .await
+        .expect("publish");
+    nc.publish_with_headers("sluice.t.%00.h.other", headers("2"), real.payload.clone())
+        .await
+        .expect("publish");
+    nc.publish_with_headers("sluice.t.%00.h.x", headers("x"), real.payload.clone())
+        .await
+        .expect("publish");
+    nc.flush().await.expect("flush");
+    eventually("three messages dropped", || dropped() == 3).await;
+
+    // Nothing of them reached the subscriber, and the node still serves.
+    publisher
+        .send(&publish_v4("h/after", 0, 0, b"after", false))
+        .await;
+    assert_eq!(
+        next_message(&mut sub).await,
+        ("h/after".to_owned(), "after".to_owned())
+    );
+}

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::build_sluice;
 use crate::tools::install_nats_server;
-use crate::{cargo, sh};
 
 /// A loopback port free right now.
 fn free_port() -> Result<u16> {
@@ -44,14 +44,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         bail!("usage: cargo xtask cluster [N] (N: 1 to 9 nodes)");
     }
     install_nats_server()?;
-    sh(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "sluice-broker",
-        "--bin",
-        "sluice",
-    ]))?;
+    build_sluice()?;
     let dir = root.join("target/cluster");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).context("cannot create target/cluster")?;

@@ -129,6 +129,18 @@ pub(crate) fn cargo() -> Command {
 /// the plugin directory); `config/sluice.toml` configures them by name.
 const RUN_PLUGINS: &[(&str, &str)] = &[("topic-acl", "acl"), ("payload-transform", "stamp")];
 
+/// Builds `target/release/sluice`.
+pub(crate) fn build_sluice() -> Result<()> {
+    sh(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "sluice-broker",
+        "--bin",
+        "sluice",
+    ]))
+}
+
 fn run(root: &Path, args: &[String]) -> Result<()> {
     build_plugins(root)?;
     let plugins = root.join("target/run-plugins");
@@ -141,14 +153,7 @@ fn run(root: &Path, args: &[String]) -> Result<()> {
         )
         .with_context(|| format!("cannot copy {built}.wasm"))?;
     }
-    sh(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "sluice-broker",
-        "--bin",
-        "sluice",
-    ]))?;
+    build_sluice()?;
     let config = root.join("config/sluice.toml");
     eprintln!(
         "xtask: starting sluice with {} and the example plugins in {}",

@@ -53,6 +53,10 @@ const ID: &str = "Sluice-Id";
 /// dropped (and counted) rather than queued: the NATS client has its own
 /// buffer behind this one.
 const OUT_QUEUE: usize = 64 * 1024;
+/// Messages held per NATS subscription, and between the subscriptions'
+/// readers and the delivery task: what arrives from NATS is bounded in
+/// count here and in size by NATS's `max_payload` (1 MiB by default).
+const SUBSCRIPTION_BUFFER: usize = 1024;
 /// How many recent message ids a node remembers to recognise a message
 /// that came again through another of its subscriptions.
 const RECENT: usize = 8192;
@@ -162,6 +166,9 @@ impl Cluster {
         let servers = config.nats.join(", ");
         let client = async_nats::ConnectOptions::new()
             .name(format!("sluice {node}"))
+            // Messages buffered per NATS subscription before its reader
+            // takes them.
+            .subscription_capacity(SUBSCRIPTION_BUFFER)
             .connect(config.nats.as_slice())
             .await
             .map_err(|source| ClusterError::Connect { servers, source })?;
@@ -227,7 +234,7 @@ impl Cluster {
         let manager = {
             let this = self.clone();
             tokio::spawn(async move {
-                let (into, from) = mpsc::channel(1024);
+                let (into, from) = mpsc::channel(SUBSCRIPTION_BUFFER);
                 let deliverer = tokio::spawn(deliver(this.clone(), router, from));
                 let mut held: HashMap<Interest, JoinHandle<()>> = HashMap::new();
                 while let Some(command) = commands.recv().await {
@@ -409,7 +416,7 @@ async fn deliver(cluster: Arc<Cluster>, router: Arc<Router>, mut from: mpsc::Rec
                 continue;
             }
         }
-        let (Some((mountpoint, _)), Ok(message)) = (
+        let (Some((mountpoint, topic)), Ok(message)) = (
             subject::decode_topic(&msg.subject),
             records::decode_message(&msg.payload),
         ) else {
@@ -417,6 +424,12 @@ async fn deliver(cluster: Arc<Cluster>, router: Arc<Router>, mut from: mpsc::Rec
             tracing::debug!(subject = %msg.subject, "a cluster message not understood; dropped");
             continue;
         };
+        // Another publisher on the subjects could claim one topic in the
+        // subject and another in the message.
+        if message.topic.as_str() != topic {
+            cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let message = Arc::new(message);
         cluster.stats.received.fetch_add(1, Ordering::Relaxed);
         match &shared {

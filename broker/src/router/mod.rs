@@ -139,14 +139,7 @@ impl Router {
         tree.for_each_match(&message.topic, |m| {
             for group in m.shared.iter().filter(|_| shared) {
                 if let Some((_, sub)) = group.pick(|s| s.session.is_online()) {
-                    let d = Delivery {
-                        message: message.clone(),
-                        qos: delivered_qos(message, sub),
-                        retain: message.retain && sub.options.retain_as_published,
-                        subscription_ids: sub.identifier.into_iter().collect(),
-                        shared: sub.shared.clone(),
-                        stored: None,
-                    };
+                    let d = Self::shared_delivery(sub, message);
                     delivered += usize::from(self.enqueue(&sub.session, d));
                 }
             }
@@ -205,6 +198,19 @@ impl Router {
             delivered += usize::from(self.enqueue(m.session, d));
         }
         delivered
+    }
+
+    /// The delivery of `message` to `sub`, the member a shared group
+    /// picked.
+    fn shared_delivery(sub: &Subscriber, message: &Arc<Message>) -> Delivery {
+        Delivery {
+            message: message.clone(),
+            qos: delivered_qos(message, sub),
+            retain: message.retain && sub.options.retain_as_published,
+            subscription_ids: sub.identifier.into_iter().collect(),
+            shared: sub.shared.clone(),
+            stored: None,
+        }
     }
 
     fn delivery_for(

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use super::{Router, delivered_qos, read};
+use super::{Router, read};
 use crate::cluster::Cluster;
-use crate::message::{Delivery, Message};
+use crate::message::Message;
 use crate::subscriptions::ClientKey;
 use crate::topic::{Subscription, TopicFilter};
 
@@ -92,14 +92,6 @@ impl Router {
         else {
             return false;
         };
-        let d = Delivery {
-            message: message.clone(),
-            qos: delivered_qos(message, sub),
-            retain: message.retain && sub.options.retain_as_published,
-            subscription_ids: sub.identifier.into_iter().collect(),
-            shared: sub.shared.clone(),
-            stored: None,
-        };
-        self.enqueue(&sub.session, d)
+        self.enqueue(&sub.session, Self::shared_delivery(sub, message))
     }
 }
