@@ -181,7 +181,14 @@ impl Cluster {
             out: out_tx,
             commands: cmd_tx,
             interest: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            // Numbers from the wall clock in microseconds: a node that
+            // restarts does not reuse the numbers others still remember
+            // (unless it averaged over a message per microsecond).
+            next_id: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            ),
             stats: Arc::new(ClusterStats::default()),
             tasks: Mutex::new(Vec::new()),
             pending: Mutex::new(Some(Receivers {
