@@ -109,10 +109,11 @@ pub(crate) fn filter_subjects(mountpoint: &str, filter: &str) -> Vec<String> {
     s.push('.');
     push_token(&mut s, mountpoint);
     let mut parent = None;
-    for level in filter.split('/') {
+    for (i, level) in filter.split('/').enumerate() {
         match level {
             "#" => {
-                if s.len() > PREFIX.len() + 1 + token_len(mountpoint) {
+                // `a/#` matches `a` too; a lone `#` has no parent.
+                if i > 0 {
                     parent = Some(s.clone());
                 }
                 s.push_str(".>");
@@ -127,13 +128,6 @@ pub(crate) fn filter_subjects(mountpoint: &str, filter: &str) -> Vec<String> {
     let mut out = vec![s];
     out.extend(parent);
     out
-}
-
-/// The length of `level` as a token.
-fn token_len(level: &str) -> usize {
-    let mut s = String::new();
-    push_token(&mut s, level);
-    s.len()
 }
 
 #[cfg(test)]
