@@ -86,7 +86,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         children.push(spawn(&mut cmd, &dir.join(format!("nats-{i}.log")))?);
     }
     for (i, node) in nodes.iter().enumerate() {
-        // Its own NATS server first, the others as fallbacks.
+        // Every NATS server, its own listed first (the client may pick any
+        // of them, and moves to another when one goes).
         let mut nats = vec![format!("\"nats://127.0.0.1:{}\"", node.nats)];
         nats.extend(
             nodes
