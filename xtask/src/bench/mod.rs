@@ -8,15 +8,19 @@
 //! (`stuck.rs`): unrelated clients' round trips without and with clients
 //! keeping a plugin spinning; and durability (`persist.rs`): QoS 1 fan-in
 //! to a persistent session with each durability setting beside mosquitto,
-//! and recovery of 100,000 sessions holding 1,000,000 messages. Writes the
-//! tables into `BENCHMARKS.md`; `--soak-only`, `--stuck-only` and
-//! `--persist-only` run only the soak, the stuck plugin or durability and
-//! replace only its section.
+//! and recovery of 100,000 sessions holding 1,000,000 messages; and the
+//! cluster (`cluster.rs`): publisher on one node and subscriber on another
+//! over NATS against both on one node. Writes the tables into
+//! `BENCHMARKS.md`; `--soak-only`, `--stuck-only`, `--persist-only` and
+//! `--cluster-only` run only the soak, the stuck plugin, durability or the
+//! cluster and replace only its section.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
-//! the machine has two or more CPUs). Brokers are restarted for every round,
+//! the machine has two or more CPUs); in the cluster runs both nodes and
+//! nats-server share CPU 1. Brokers are restarted for every round,
 //! and the idle-memory scenario runs first on a fresh broker.
 
+mod cluster;
 mod persist;
 mod report;
 mod soak;
@@ -194,24 +198,35 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let soak_only = args.iter().any(|a| a == "--soak-only");
     let stuck_only = args.iter().any(|a| a == "--stuck-only");
     let persist_only = args.iter().any(|a| a == "--persist-only");
+    let cluster_only = args.iter().any(|a| a == "--cluster-only");
     if let Some(unknown) = args.iter().find(|a| {
         !matches!(
             a.as_str(),
-            "--quick" | "--micro-only" | "--soak-only" | "--stuck-only" | "--persist-only"
+            "--quick"
+                | "--micro-only"
+                | "--soak-only"
+                | "--stuck-only"
+                | "--persist-only"
+                | "--cluster-only"
         )
     }) {
         bail!("unknown bench option {unknown}");
     }
-    if [micro_only, soak_only, stuck_only, persist_only]
-        .iter()
-        .filter(|o| **o)
-        .count()
-        > 1
-    {
-        bail!("--micro-only, --soak-only, --stuck-only and --persist-only exclude each other");
+    let onlys = [
+        ("--micro-only", micro_only),
+        ("--soak-only", soak_only),
+        ("--stuck-only", stuck_only),
+        ("--persist-only", persist_only),
+        ("--cluster-only", cluster_only),
+    ];
+    if onlys.iter().filter(|(_, o)| *o).count() > 1 {
+        bail!(
+            "--micro-only, --soak-only, --stuck-only, --persist-only and --cluster-only \
+             exclude each other"
+        );
     }
     // Only one of the scenarios besides the main table.
-    let one_only = soak_only || stuck_only || persist_only;
+    let one_only = soak_only || stuck_only || persist_only || cluster_only;
     if !micro_only {
         sh(cargo().args([
             "build",
@@ -225,10 +240,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "--bin",
             "loadgen",
         ]))?;
-        if !stuck_only {
+        if !stuck_only && !cluster_only {
             install_mosquitto()?;
         }
-        if !soak_only && !persist_only {
+        if !soak_only && !persist_only && !cluster_only {
             build_plugins(root)?;
         }
     }
@@ -242,24 +257,22 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     } else {
         side_by_side(root, quick, pin)?
     };
-    let command = match (quick, micro_only, soak_only, stuck_only, persist_only) {
-        (true, _, true, ..) => "cargo xtask bench --soak-only --quick",
-        (false, _, true, ..) => "cargo xtask bench --soak-only",
-        (true, _, _, true, _) => "cargo xtask bench --stuck-only --quick",
-        (false, _, _, true, _) => "cargo xtask bench --stuck-only",
-        (true, .., true) => "cargo xtask bench --persist-only --quick",
-        (false, .., true) => "cargo xtask bench --persist-only",
-        (true, ..) => "cargo xtask bench --quick",
-        (_, true, ..) => "cargo xtask bench --micro-only",
-        _ => "cargo xtask bench",
-    };
-    let soak = if micro_only || stuck_only || persist_only {
+    let command = format!(
+        "cargo xtask bench{}{}",
+        onlys
+            .iter()
+            .find(|(_, o)| *o)
+            .map_or(String::new(), |(flag, _)| format!(" {flag}")),
+        if quick { " --quick" } else { "" }
+    );
+    let command = command.as_str();
+    let soak = if micro_only || stuck_only || persist_only || cluster_only {
         None
     } else {
         let runs = soak::run(root, quick, pin)?;
         Some(soak::section(root, &runs, &machine.date, command, quick))
     };
-    let stuck = if micro_only || soak_only || persist_only {
+    let stuck = if micro_only || soak_only || persist_only || cluster_only {
         None
     } else {
         let runs = stuck::run(root, quick, pin)?;
@@ -273,11 +286,24 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             machine.cpus,
         ))
     };
-    let persist = if micro_only || soak_only || stuck_only {
+    let persist = if micro_only || soak_only || stuck_only || cluster_only {
         None
     } else {
         let outcome = persist::run(root, quick, pin)?;
         Some(persist::section(
+            &outcome,
+            &machine,
+            command,
+            &report::revision(root),
+            quick,
+            pin,
+        ))
+    };
+    let cluster = if micro_only || soak_only || stuck_only || persist_only {
+        None
+    } else {
+        let outcome = cluster::run(root, quick, pin)?;
+        Some(cluster::section(
             &outcome,
             &machine,
             command,
@@ -293,13 +319,16 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     };
     let load_after = report::loadavg();
     let path = root.join("BENCHMARKS.md");
-    let only = match (&soak, &stuck, &persist) {
-        (Some(section), None, None) if soak_only => Some((soak::HEADING, section, "soak")),
-        (None, Some(section), None) if stuck_only => {
+    let only = match (&soak, &stuck, &persist, &cluster) {
+        (Some(section), None, None, None) if soak_only => Some((soak::HEADING, section, "soak")),
+        (None, Some(section), None, None) if stuck_only => {
             Some((stuck::HEADING, section, "stuck plugin"))
         }
-        (None, None, Some(section)) if persist_only => {
+        (None, None, Some(section), None) if persist_only => {
             Some((persist::HEADING, section, "durability"))
+        }
+        (None, None, None, Some(section)) if cluster_only => {
+            Some((cluster::HEADING, section, "cluster"))
         }
         _ => None,
     };
@@ -324,6 +353,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         persist.as_deref(),
         micro.as_ref(),
     );
+    // The cluster section goes after durability, before the
+    // micro-benchmarks.
+    let text = match &cluster {
+        Some(section) => report::splice(&text, cluster::HEADING, section),
+        None => text,
+    };
     println!("{text}");
     if !micro_only {
         std::fs::write(&path, &text).context("cannot write BENCHMARKS.md")?;

@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! loadgen SCENARIO --addr ADDR [options]
-//!   fanin    --pubs N --msgs N --size B --qos Q
-//!   fanout   --subs N --msgs N --size B --qos Q
-//!   pairs    --pairs N --msgs N --size B --qos Q
+//!   fanin    --pubs N --msgs N --size B --qos Q [--sub-addr ADDR]
+//!   fanout   --subs N --msgs N --size B --qos Q [--sub-addr ADDR]
+//!   pairs    --pairs N --msgs N --size B --qos Q [--sub-addr ADDR]
 //!   shared   --pubs N --subs N --msgs N --size B --qos Q
 //!   connect  --workers N --secs S
-//!   latency  --rate R --secs S --size B
+//!   latency  --rate R --secs S --size B [--sub-addr ADDR]
 //!   idle     --pid PID --conns N
 //!   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS
 //!            --pid PID --rss-limit-mb M
@@ -17,9 +17,10 @@
 //!   recovery --phase verify --sessions N --per K --sample S
 //! ```
 //!
-//! Prints one JSON line of figures. Targets the given address only (the
+//! Prints one JSON line of figures. Targets the given addresses only (the
 //! benchmarks use 127.0.0.1), and every scenario is bounded in count and
-//! time.
+//! time. `--sub-addr` (default: `--addr`) puts the subscribers on another
+//! node of a cluster than the publishers.
 
 #![allow(clippy::print_stdout, reason = "the result goes to stdout")]
 
@@ -36,12 +37,12 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "usage: loadgen SCENARIO --addr ADDR [options]
-  fanin    --pubs N --msgs N --size B --qos Q
-  fanout   --subs N --msgs N --size B --qos Q
-  pairs    --pairs N --msgs N --size B --qos Q
+  fanin    --pubs N --msgs N --size B --qos Q [--sub-addr ADDR]
+  fanout   --subs N --msgs N --size B --qos Q [--sub-addr ADDR]
+  pairs    --pairs N --msgs N --size B --qos Q [--sub-addr ADDR]
   shared   --pubs N --subs N --msgs N --size B --qos Q
   connect  --workers N --secs S
-  latency  --rate R --secs S --size B
+  latency  --rate R --secs S --size B [--sub-addr ADDR]
   idle     --pid PID --conns N
   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS --pid PID --rss-limit-mb M
            (KINDS: some of amp,deep,stuck,slow,connect,garbage)
@@ -76,9 +77,20 @@ fn main() -> Result<()> {
     let addr: SocketAddr = get("addr", "127.0.0.1:1883")
         .parse()
         .context("--addr must be ADDR:PORT")?;
-    if !addr.ip().is_loopback() {
+    let sub_addr: SocketAddr = match opts.get("sub-addr") {
+        Some(a) => a.parse().context("--sub-addr must be ADDR:PORT")?,
+        None => addr,
+    };
+    if !addr.ip().is_loopback() || !sub_addr.ip().is_loopback() {
         bail!("the load generator only targets loopback addresses");
     }
+    if sub_addr != addr && !matches!(scenario.as_str(), "fanin" | "fanout" | "pairs" | "latency") {
+        bail!("--sub-addr is for fanin, fanout, pairs and latency only");
+    }
+    let addrs = scenarios::Addrs {
+        publish: addr,
+        subscribe: sub_addr,
+    };
     let (msgs, size, qos) = (
         num("msgs", "50000")?,
         num("size", "64")?,
@@ -89,9 +101,9 @@ fn main() -> Result<()> {
         .build()?;
     let outcome = rt.block_on(async {
         match scenario.as_str() {
-            "fanin" => scenarios::fanin(addr, num("pubs", "4")?, msgs, size, qos).await,
-            "fanout" => scenarios::fanout(addr, num("subs", "8")?, msgs, size, qos).await,
-            "pairs" => scenarios::pairs(addr, num("pairs", "4")?, msgs, size, qos).await,
+            "fanin" => scenarios::fanin(addrs, num("pubs", "4")?, msgs, size, qos).await,
+            "fanout" => scenarios::fanout(addrs, num("subs", "8")?, msgs, size, qos).await,
+            "pairs" => scenarios::pairs(addrs, num("pairs", "4")?, msgs, size, qos).await,
             "shared" => {
                 scenarios::shared(addr, num("pubs", "4")?, num("subs", "4")?, msgs, size, qos).await
             }
@@ -101,7 +113,7 @@ fn main() -> Result<()> {
             }
             "latency" => {
                 let secs: f64 = get("secs", "5").parse().context("--secs")?;
-                scenarios::latency(addr, num("rate", "10000")? as u64, secs, size).await
+                scenarios::latency(addrs, num("rate", "10000")? as u64, secs, size).await
             }
             "idle" => {
                 scenarios::idle_memory(addr, num("pid", "0")? as u32, num("conns", "10000")?).await

@@ -3,13 +3,20 @@
 //! thousand, QoS 1 with a window of unacknowledged messages), subscribers
 //! count what arrives and give up after two seconds without progress, which
 //! is reported as loss.
+//!
+//! `fanin`, `fanout`, `pairs` and `latency` may have their subscribers on
+//! another node of a cluster (`--sub-addr`) than their publishers
+//! (`--addr`). A subscription made on one node reaches the others a little
+//! later, so before such a run the publishers send probe messages until
+//! every subscriber has received one (bounded in time); the measured run
+//! starts after that, and probes that arrive late are not counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
@@ -24,6 +31,105 @@ const WINDOW: usize = 100;
 const BATCH: usize = 100;
 /// A subscriber that receives nothing for this long stops counting.
 const IDLE: Duration = Duration::from_secs(2);
+/// The payload of a probe message (the measured messages' payloads are
+/// never exactly this).
+const PROBE: &[u8] = b"lg-probe";
+/// Publishers send a probe this often until every subscriber has one...
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// ...for at most this long.
+const PROBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Where the clients connect: publishers to `publish`, subscribers to
+/// `subscribe` (the same broker, or another node of its cluster).
+#[derive(Clone, Copy, Debug)]
+pub struct Addrs {
+    pub publish: SocketAddr,
+    pub subscribe: SocketAddr,
+}
+
+impl Addrs {
+    /// Whether subscribers and publishers are on different nodes, so that
+    /// subscriptions must be seen to reach the publishers' node first.
+    fn apart(&self) -> bool {
+        self.publish != self.subscribe
+    }
+}
+
+/// What waiting for the subscriptions to reach the publishers' node took:
+/// probes sent, and the time until every subscriber had one.
+struct Probed {
+    sent: u64,
+    took: Duration,
+}
+
+impl Probed {
+    fn figures(probed: Option<&Probed>) -> Vec<(&'static str, f64)> {
+        probed.map_or_else(Vec::new, |p| {
+            vec![
+                ("probes", p.sent as f64),
+                ("probe_ms", p.took.as_secs_f64() * 1e3),
+            ]
+        })
+    }
+}
+
+/// Sends a QoS 0 probe on each publisher's topic every [`PROBE_EVERY`]
+/// until every subscriber has received one; fails after [`PROBE_LIMIT`].
+/// Every subscriber must match at least one publisher's topic.
+async fn probe(
+    addrs: Addrs,
+    publishers: &mut [(&mut Conn, &str)],
+    subscribers: &mut [&mut Conn],
+) -> Result<Probed> {
+    let started = Instant::now();
+    let mut ready = vec![false; subscribers.len()];
+    let mut sent = 0u64;
+    while ready.contains(&false) {
+        if started.elapsed() > PROBE_LIMIT {
+            bail!(
+                "{} of {} subscribers on {} received none of the {sent} probe messages \
+                 published on {} within {PROBE_LIMIT:?}: their subscriptions did not reach \
+                 the publishers' node",
+                ready.iter().filter(|r| !**r).count(),
+                ready.len(),
+                addrs.subscribe,
+                addrs.publish
+            );
+        }
+        for (conn, topic) in publishers.iter_mut() {
+            conn.stream
+                .write_all(&wire::publish(topic, 0, 0, PROBE))
+                .await?;
+            sent += 1;
+        }
+        let round = Instant::now();
+        for (conn, ready) in subscribers.iter_mut().zip(ready.iter_mut()) {
+            while !*ready {
+                let Some(left) = PROBE_EVERY.checked_sub(round.elapsed()) else {
+                    break;
+                };
+                let read = tokio::time::timeout(
+                    left,
+                    conn.read_some(|buf, f| {
+                        *ready |= f.kind() == 3 && wire::publish_parts(buf, f).2 == PROBE;
+                    }),
+                )
+                .await;
+                match read {
+                    Ok(r) => r?,
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(left) = PROBE_EVERY.checked_sub(round.elapsed()) {
+            tokio::time::sleep(left).await;
+        }
+    }
+    Ok(Probed {
+        sent,
+        took: started.elapsed(),
+    })
+}
 
 /// A scenario's result: named figures.
 pub struct Outcome(pub Vec<(&'static str, f64)>);
@@ -36,7 +142,8 @@ impl Outcome {
 }
 
 /// Counts PUBLISH frames until `expected` arrive or the flow stalls;
-/// acknowledges QoS 1. Returns (received, time of the last one).
+/// acknowledges QoS 1; probes (QoS 0) are not counted. Returns (received,
+/// time of the last one).
 async fn count(mut conn: Conn, expected: u64) -> Result<(u64, Instant)> {
     let mut received = 0u64;
     let mut last = Instant::now();
@@ -46,8 +153,12 @@ async fn count(mut conn: Conn, expected: u64) -> Result<(u64, Instant)> {
             IDLE,
             conn.read_some(|buf, f| {
                 if f.kind() == 3 {
+                    let (_, id, payload) = wire::publish_parts(buf, f);
+                    if payload == PROBE {
+                        return;
+                    }
                     received += 1;
-                    if let (_, Some(id), _) = wire::publish_parts(buf, f) {
+                    if let Some(id) = id {
                         acks.extend_from_slice(&wire::puback(id));
                     }
                 }
@@ -120,7 +231,7 @@ async fn publish(mut conn: Conn, topic: String, msgs: usize, size: usize, qos: u
 /// Publishers (topic of each) and subscribers (filter and expected count
 /// of each): runs the flow and measures delivered messages per second.
 async fn flow(
-    addr: SocketAddr,
+    addrs: Addrs,
     publishers: Vec<String>,
     subscribers: Vec<(String, u64)>,
     msgs: usize,
@@ -129,17 +240,24 @@ async fn flow(
 ) -> Result<Outcome> {
     let mut subs = Vec::new();
     for (i, (filter, expected)) in subscribers.iter().enumerate() {
-        let mut c = Conn::open(addr, &format!("lg-sub-{i}")).await?;
+        let mut c = Conn::open(addrs.subscribe, &format!("lg-sub-{i}")).await?;
         c.subscribe(filter, qos).await?;
         subs.push((c, *expected));
     }
     let mut pubs = Vec::new();
     for (i, topic) in publishers.iter().enumerate() {
         pubs.push((
-            Conn::open(addr, &format!("lg-pub-{i}")).await?,
+            Conn::open(addrs.publish, &format!("lg-pub-{i}")).await?,
             topic.clone(),
         ));
     }
+    let probed = if addrs.apart() {
+        let mut p: Vec<(&mut Conn, &str)> = pubs.iter_mut().map(|(c, t)| (c, t.as_str())).collect();
+        let mut s: Vec<&mut Conn> = subs.iter_mut().map(|(c, _)| c).collect();
+        Some(probe(addrs, &mut p, &mut s).await?)
+    } else {
+        None
+    };
     let expected: u64 = subscribers.iter().map(|(_, e)| e).sum();
     let started = Instant::now();
     let mut counting = JoinSet::new();
@@ -160,18 +278,20 @@ async fn flow(
         last = last.max(at);
     }
     let secs = last.duration_since(started).as_secs_f64().max(1e-9);
-    Ok(Outcome(vec![
+    let mut figures = vec![
         ("msgs_per_sec", received as f64 / secs),
         ("delivered", received as f64),
         ("expected", expected as f64),
         ("loss", (expected - received.min(expected)) as f64),
         ("secs", secs),
-    ]))
+    ];
+    figures.extend(Probed::figures(probed.as_ref()));
+    Ok(Outcome(figures))
 }
 
 /// N publishers → 1 subscriber on `bench/#`.
 pub async fn fanin(
-    addr: SocketAddr,
+    addrs: Addrs,
     pubs: usize,
     msgs: usize,
     size: usize,
@@ -179,12 +299,12 @@ pub async fn fanin(
 ) -> Result<Outcome> {
     let topics = (0..pubs).map(|i| format!("bench/{i}")).collect();
     let subs = vec![("bench/#".to_owned(), (pubs * msgs) as u64)];
-    flow(addr, topics, subs, msgs, size, qos).await
+    flow(addrs, topics, subs, msgs, size, qos).await
 }
 
 /// 1 publisher → N subscribers.
 pub async fn fanout(
-    addr: SocketAddr,
+    addrs: Addrs,
     subs: usize,
     msgs: usize,
     size: usize,
@@ -193,12 +313,20 @@ pub async fn fanout(
     let subscribers = (0..subs)
         .map(|_| ("bench/out".to_owned(), msgs as u64))
         .collect();
-    flow(addr, vec!["bench/out".into()], subscribers, msgs, size, qos).await
+    flow(
+        addrs,
+        vec!["bench/out".into()],
+        subscribers,
+        msgs,
+        size,
+        qos,
+    )
+    .await
 }
 
 /// N independent publisher → subscriber pairs.
 pub async fn pairs(
-    addr: SocketAddr,
+    addrs: Addrs,
     pairs: usize,
     msgs: usize,
     size: usize,
@@ -206,7 +334,7 @@ pub async fn pairs(
 ) -> Result<Outcome> {
     let topics: Vec<String> = (0..pairs).map(|i| format!("bench/p2p/{i}")).collect();
     let subs = topics.iter().map(|t| (t.clone(), msgs as u64)).collect();
-    flow(addr, topics, subs, msgs, size, qos).await
+    flow(addrs, topics, subs, msgs, size, qos).await
 }
 
 /// N publishers → a shared subscription of `subs` members.
@@ -340,10 +468,15 @@ pub async fn connects(addr: SocketAddr, workers: usize, secs: f64) -> Result<Out
 
 /// One publisher at a fixed `rate` for `secs`, one subscriber: end-to-end
 /// latency percentiles from timestamps in the payloads.
-pub async fn latency(addr: SocketAddr, rate: u64, secs: f64, size: usize) -> Result<Outcome> {
-    let mut sub = Conn::open(addr, "lg-lat-sub").await?;
+pub async fn latency(addrs: Addrs, rate: u64, secs: f64, size: usize) -> Result<Outcome> {
+    let mut sub = Conn::open(addrs.subscribe, "lg-lat-sub").await?;
     sub.subscribe("bench/lat", 0).await?;
-    let mut publisher = Conn::open(addr, "lg-lat-pub").await?;
+    let mut publisher = Conn::open(addrs.publish, "lg-lat-pub").await?;
+    let probed = if addrs.apart() {
+        Some(probe(addrs, &mut [(&mut publisher, "bench/lat")], &mut [&mut sub]).await?)
+    } else {
+        None
+    };
     let base = Instant::now();
     let total = (rate as f64 * secs) as u64;
     let counter = tokio::spawn(async move {
@@ -354,8 +487,12 @@ pub async fn latency(addr: SocketAddr, rate: u64, secs: f64, size: usize) -> Res
                 sub.read_some(|buf, f| {
                     if f.kind() == 3 {
                         let (_, _, payload) = wire::publish_parts(buf, f);
+                        // A late probe, or no send time: not measured.
+                        let Some(stamp) = payload.get(..8).filter(|_| payload != PROBE) else {
+                            return;
+                        };
                         let mut ns = [0u8; 8];
-                        ns.copy_from_slice(&payload[..8]);
+                        ns.copy_from_slice(stamp);
                         let sent = u64::from_be_bytes(ns);
                         let now = base.elapsed().as_nanos() as u64;
                         lat.push(now.saturating_sub(sent));
@@ -396,7 +533,7 @@ pub async fn latency(addr: SocketAddr, rate: u64, secs: f64, size: usize) -> Res
         let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
         lat[i] as f64 / 1000.0
     };
-    Ok(Outcome(vec![
+    let mut figures = vec![
         ("p50_us", pct(0.50)),
         ("p99_us", pct(0.99)),
         ("max_us", pct(1.0)),
@@ -404,7 +541,9 @@ pub async fn latency(addr: SocketAddr, rate: u64, secs: f64, size: usize) -> Res
         ("received", lat.len() as f64),
         ("loss", (sent - (lat.len() as u64).min(sent)) as f64),
         ("rate", rate as f64),
-    ]))
+    ];
+    figures.extend(Probed::figures(probed.as_ref()));
+    Ok(Outcome(figures))
 }
 
 /// Resident memory of process `pid`, in KiB.
