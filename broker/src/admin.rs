@@ -618,6 +618,18 @@ fn cluster_metrics(out: &mut Exposition, cluster: &crate::cluster::Cluster) {
             "NATS subscriptions this node holds for its clients' filters.",
             get(&s.subscriptions),
         ),
+        (
+            "sluice_cluster_retained_applied_total",
+            Counter,
+            "Retained messages set or cleared here from the cluster's bucket.",
+            get(&s.retained_applied),
+        ),
+        (
+            "sluice_cluster_retained_failed_total",
+            Counter,
+            "Retained messages not written to the cluster's bucket, or refused here by a limit.",
+            get(&s.retained_failed),
+        ),
     ] {
         out.single(name, kind, help, value);
     }

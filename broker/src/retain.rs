@@ -167,6 +167,18 @@ impl<V> RetainTree<V> {
         self.len() == 0
     }
 
+    /// Calls `visit` for every value, `$` topics included. The order is
+    /// unspecified.
+    pub fn for_each<'a>(&'a self, mut visit: impl FnMut(&'a V)) {
+        let mut stack = vec![&self.root];
+        while let Some(node) = stack.pop() {
+            if let Some(value) = &node.value {
+                visit(value);
+            }
+            stack.extend(node.children.values());
+        }
+    }
+
     /// Calls `visit` for every value whose topic matches `filter` (a leading
     /// wildcard does not match `$` topics). The order is unspecified.
     pub fn for_each_match<'a>(&'a self, filter: &TopicFilter, mut visit: impl FnMut(&'a V)) {

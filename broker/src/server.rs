@@ -118,6 +118,12 @@ impl Server {
         if let (Some(store), Some(recovered)) = (&ctx.store, recovered) {
             restore(&ctx, store, recovered);
         }
+        if let Some(cluster) = ctx.router.cluster().cloned() {
+            // After the store's: the cluster's bucket is the authority on
+            // retained messages.
+            let n = cluster.sync_retained(&ctx.router).await?;
+            tracing::info!("{n} retained messages from the cluster");
+        }
         Ok(Server {
             ctx: Arc::new(ctx),
             listeners,

@@ -341,3 +341,120 @@ async fn what_no_node_sent_is_dropped_and_the_node_keeps_serving() {
         ("h/after".to_owned(), "after".to_owned())
     );
 }
+
+/// The retained messages a new client on `broker` gets for `filters`
+/// (one SUBSCRIBE, so they come filter by filter), up to and including
+/// the one with payload `last`.
+async fn retained_until(
+    broker: &TestBroker,
+    id: &str,
+    filters: &[&str],
+    last: &str,
+) -> Vec<(String, String)> {
+    let mut c = Raw::handshake(broker.addr, &connect_v4(id, true, 60)).await;
+    let filters: Vec<(&str, u8)> = filters.iter().map(|f| (*f, 1)).collect();
+    c.send(&subscribe_v4_many(1, &filters)).await;
+    let mut got = Vec::new();
+    within("the retained messages", async {
+        loop {
+            let f = c.recv().await;
+            if f.kind() != PUBLISH {
+                continue;
+            }
+            let p = f.publish_v4();
+            assert!(p.retain, "a retained message has the retain flag");
+            if p.pkid != 0 {
+                c.send(&puback(p.pkid)).await;
+            }
+            let payload = String::from_utf8_lossy(&p.payload).into_owned();
+            let done = payload == last;
+            got.push((p.topic.clone(), payload));
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    got
+}
+
+/// Publishes a retained message (QoS 1, acknowledged) on `broker`.
+async fn retain(broker: &TestBroker, topic: &str, payload: &str) {
+    let mut c = Raw::handshake(broker.addr, &connect_v4("retainer", true, 60)).await;
+    c.send(&publish_v4(topic, 1, 1, payload.as_bytes(), true))
+        .await;
+    assert_eq!(c.recv_kind(PUBACK).await.packet_id(), 1);
+}
+
+/// Awaits `broker` holding `n` retained messages applied from the bucket
+/// (its own included after a restart).
+async fn applied(broker: &TestBroker, n: u64) {
+    let cluster = broker.ctx.router.cluster().expect("in a cluster").clone();
+    eventually("retained messages applied from the bucket", || {
+        cluster.stats().retained_applied.load(Ordering::Relaxed) >= n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retained_messages_are_cluster_wide_and_the_bucket_wins_after_a_restart() {
+    let nats = NatsServer::start();
+    let store = crate::support::TempDir::new("cluster-store");
+    let with_store = |name: &str| {
+        let (url, name, dir) = (nats.url.clone(), name.to_owned(), store.path.clone());
+        TestBroker::with(move |c| {
+            c.cluster.nats = vec![url];
+            c.cluster.node = Some(name);
+            c.admin.bind = Some("127.0.0.1:0".parse().expect("address"));
+            c.persistence.dir = Some(dir);
+        })
+    };
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let mut c = with_store("c");
+
+    // Set on A: a new subscriber on B gets it (once B has applied it), and
+    // so does one on A at once.
+    retain(&a, "r/1", "one").await;
+    assert_eq!(
+        retained_until(&a, "sub-a", &["r/1"], "one").await,
+        [("r/1".to_owned(), "one".to_owned())]
+    );
+    applied(&b, 1).await;
+    assert_eq!(
+        retained_until(&b, "sub-b", &["r/#"], "one").await,
+        [("r/1".to_owned(), "one".to_owned())]
+    );
+
+    // Set on C; then C stops, and while it is away B clears r/1 and C's
+    // topic and sets r/2.
+    retain(&c, "r/3", "three").await;
+    // A's own r/1 came back from the bucket and was not applied again.
+    applied(&a, 1).await;
+    assert_eq!(
+        metric(&a, "sluice_cluster_retained_applied_total").await,
+        Some(1)
+    );
+    c.shutdown();
+    drop(c);
+    retain(&b, "r/1", "").await;
+    retain(&b, "r/3", "").await;
+    retain(&b, "r/2", "two").await;
+    // On A the clears come before r/2, in the bucket's order: once r/2 is
+    // there, r/1 and r/3 are gone (asked first in one SUBSCRIBE, they
+    // would come first).
+    applied(&a, 4).await;
+    assert_eq!(
+        retained_until(&a, "sub-a2", &["r/1", "r/3", "r/2"], "two").await,
+        [("r/2".to_owned(), "two".to_owned())]
+    );
+
+    // C starts again from its store, which still holds r/3: the bucket
+    // wins before C's listener opens.
+    let c = with_store("c");
+    assert_eq!(
+        retained_until(&c, "sub-c", &["r/3", "r/1", "r/2"], "two").await,
+        [("r/2".to_owned(), "two".to_owned())]
+    );
+    assert_eq!(c.ctx.router.retained_count(), 1);
+}

@@ -1,5 +1,6 @@
-//! `cargo xtask cluster [N]`: N nats-servers clustered on loopback and N
-//! Sluice nodes, one on each, for trying the cluster by hand. Runs until
+//! `cargo xtask cluster [N]`: N nats-servers (JetStream on) clustered on
+//! loopback and N Sluice nodes, one on each (the cluster's buckets with
+//! up to 3 replicas), for trying the cluster by hand. Runs until
 //! Ctrl-C; logs, configurations and stores are in `target/cluster/`.
 
 use std::net::{TcpListener, TcpStream};
@@ -83,6 +84,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         if !routes.is_empty() {
             cmd.args(["--routes", &routes.join(",")]);
         }
+        // JetStream holds the cluster's retained messages.
+        cmd.arg("-js")
+            .arg("-sd")
+            .arg(dir.join(format!("jetstream-{i}")));
         children.push(spawn(&mut cmd, &dir.join(format!("nats-{i}.log")))?);
     }
     for (i, node) in nodes.iter().enumerate() {
@@ -102,10 +107,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             format!(
                 "[server]\nbind = [\"127.0.0.1:{}\"]\nallow_anonymous = true\n\n\
                  [persistence]\ndir = \"{}\"\n\n\
-                 [cluster]\nnats = [{}]\nnode = \"node-{i}\"\n",
+                 [cluster]\nnats = [{}]\nnode = \"node-{i}\"\nreplicas = {}\n",
                 node.mqtt,
                 dir.join(format!("store-{i}")).display(),
-                nats.join(", ")
+                nats.join(", "),
+                n.min(3)
             ),
         )?;
         // NATS must be up before the node starts (the first connection

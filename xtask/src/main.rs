@@ -29,7 +29,8 @@
 //!   clients keep a plugin spinning), `--persist-only` for durability (QoS
 //!   1 fan-in to a persistent session with each `[persistence] durability`
 //!   beside mosquitto; recovery of 100,000 sessions holding 1,000,000
-//!   messages).
+//!   messages), `--cluster-only` for the cluster (publisher on one node,
+//!   subscriber on another, against one node).
 //!
 //! - `cargo xtask passwd [--iterations N] FILE USER [PASSWORD]`: adds or
 //!   updates USER's line in the password file FILE of the `password-file`
@@ -62,7 +63,7 @@ mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, install_nats_server, python_with_paho};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only | --cluster-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
 
 fn main() -> ExitCode {
     match try_main() {

@@ -25,10 +25,14 @@
 //! subscribers once; the MQTT rules (overlapping subscriptions, No Local,
 //! `$` topics) are applied by the receiving node's own router.
 //!
+//! - **Retained messages** are cluster-wide through a JetStream key-value
+//!   bucket every node watches ([`retained`]).
+//!
 //! Not yet (issue 16): at-least-once between nodes for QoS 1/2 (the NATS
-//! hop is at most once), cluster-wide retained messages, client ids and
-//! session takeover, and node liveness.
+//! hop is at most once), client ids and session takeover, and node
+//! liveness.
 
+mod retained;
 pub(crate) mod subject;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -69,6 +73,14 @@ pub enum ClusterError {
         servers: String,
         source: async_nats::ConnectError,
     },
+    #[error(
+        "cannot use the key-value bucket {bucket} in NATS JetStream ({reason}); the NATS \
+         servers must run with JetStream enabled (nats-server -js)"
+    )]
+    Bucket {
+        bucket: &'static str,
+        reason: String,
+    },
 }
 
 /// A NATS subscription a node needs: a subject, and the queue group of a
@@ -98,6 +110,11 @@ pub struct ClusterStats {
     pub dropped: AtomicU64,
     /// NATS subscriptions held.
     pub subscriptions: AtomicU64,
+    /// Retained messages set or cleared here from the cluster's bucket.
+    pub retained_applied: AtomicU64,
+    /// Retained messages not written to the bucket (queue full, or
+    /// JetStream refused) or not taken from it (a limit here).
+    pub retained_failed: AtomicU64,
 }
 
 /// This node's part in the cluster.
@@ -110,6 +127,8 @@ pub struct Cluster {
     interest: Mutex<HashMap<Interest, usize>>,
     next_id: AtomicU64,
     stats: Arc<ClusterStats>,
+    /// The retained messages' bucket.
+    retained: retained::Replicated,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Taken by [`Cluster::start`].
     pending: Mutex<Option<Receivers>>,
@@ -172,6 +191,7 @@ impl Cluster {
             .connect(config.nats.as_slice())
             .await
             .map_err(|source| ClusterError::Connect { servers, source })?;
+        let retained = retained::Replicated::open(&client, usize::from(config.replicas)).await?;
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         tracing::info!(node = %node, "joined the cluster over NATS ({})", config.nats.join(", "));
@@ -190,6 +210,7 @@ impl Cluster {
                     .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             ),
             stats: Arc::new(ClusterStats::default()),
+            retained,
             tasks: Mutex::new(Vec::new()),
             pending: Mutex::new(Some(Receivers {
                 out: out_rx,
@@ -289,6 +310,7 @@ impl Cluster {
             })
         };
         lock(&self.tasks).extend([sender, manager]);
+        lock(&self.tasks).extend(self.retained.start(self));
     }
 
     /// Stops the tasks (at shutdown), after what is queued for NATS went.

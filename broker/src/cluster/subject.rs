@@ -130,6 +130,63 @@ pub(crate) fn filter_subjects(mountpoint: &str, filter: &str) -> Vec<String> {
     out
 }
 
+/// Appends `s` to a key-value key: NATS keys allow only
+/// `[-/_=.A-Za-z0-9]`, so every other byte (and `/` in a mountpoint)
+/// becomes `=XX`, and an empty string `=00`.
+fn push_key_part(out: &mut String, s: &str, keep_slash: bool) {
+    if s.is_empty() {
+        out.push_str("=00");
+        return;
+    }
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (keep_slash && b == b'/') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "={b:02X}");
+        }
+    }
+}
+
+fn decode_key_part(part: &str) -> Option<String> {
+    if part == "=00" {
+        return Some(String::new());
+    }
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' {
+            let hex = part.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The key of `topic`'s retained message in `mountpoint`, in the
+/// cluster's key-value bucket: `<mountpoint>.<topic>`, escaped (a topic
+/// `a/b` in no mountpoint is `=00.a/b`).
+pub(crate) fn retained_key(mountpoint: &str, topic: &str) -> String {
+    let mut k = String::with_capacity(mountpoint.len() + topic.len() + 4);
+    push_key_part(&mut k, mountpoint, false);
+    k.push('.');
+    push_key_part(&mut k, topic, true);
+    k
+}
+
+/// The mountpoint and topic of a key written by [`retained_key`]; `None`
+/// for any other key.
+pub(crate) fn decode_retained_key(key: &str) -> Option<(String, String)> {
+    let (mountpoint, topic) = key.split_once('.')?;
+    let decoded = (decode_key_part(mountpoint)?, decode_key_part(topic)?);
+    // Only the one spelling we write (no needless escapes).
+    (retained_key(&decoded.0, &decoded.1) == key && !decoded.1.is_empty()).then_some(decoded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +300,40 @@ mod tests {
                 .iter()
                 .any(|p| nats_matches(p, &other))
         );
+    }
+
+    #[test]
+    fn retained_keys_round_trip_and_stay_valid_nats_keys() {
+        let valid = |k: &str| {
+            !k.starts_with('.')
+                && !k.ends_with('.')
+                && k.split('.').all(|t| !t.is_empty())
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b))
+        };
+        for mountpoint in ["", "tenant.a", "m/x", "="] {
+            for topic in [
+                "a",
+                "a/b/c",
+                "/",
+                "a//b/",
+                "dot.ted",
+                "ünï/🦀",
+                "$SYS/x",
+                "=41",
+            ] {
+                let key = retained_key(mountpoint, topic);
+                assert!(valid(&key), "{key:?}");
+                assert_eq!(
+                    decode_retained_key(&key),
+                    Some((mountpoint.to_owned(), topic.to_owned())),
+                    "{key}"
+                );
+            }
+        }
+        assert_eq!(retained_key("", "a/b"), "=00.a/b");
+        for k in ["a", "=00.", "=00.=4", "=00.=41", "=00.=FF", "x.y=2"] {
+            assert_eq!(decode_retained_key(k), None, "{k}");
+        }
     }
 }

@@ -212,7 +212,7 @@ impl PersistenceConfig {
 /// `[cluster]`: nodes serving one MQTT namespace over NATS (see
 /// `crate::cluster`). Without `nats` the node is alone and nothing of the
 /// cluster runs.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// `nats`: URLs of the NATS servers (`nats://host:port`), any of which
@@ -221,6 +221,20 @@ pub struct ClusterConfig {
     /// `node`: this node's name, unique in the cluster. Default: the host
     /// name and the first listener's port.
     pub node: Option<String>,
+    /// `replicas`: copies JetStream keeps of the cluster's buckets
+    /// (retained messages), 1 to 5, when the first node creates them.
+    /// Default: 1; 3 in production (needs at least 3 NATS servers).
+    pub replicas: u8,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats: Vec::new(),
+            node: None,
+            replicas: 1,
+        }
+    }
 }
 
 impl ClusterConfig {

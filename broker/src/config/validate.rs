@@ -97,6 +97,9 @@ impl Config {
                 );
             }
         }
+        if !(1..=5).contains(&self.cluster.replicas) {
+            return invalid(Key::of(["cluster", "replicas"]), "must be 1 to 5");
+        }
         let limits = Key::of(["limits"]);
         let l = &self.limits;
         for (key, value) in [

@@ -319,6 +319,10 @@ impl Router {
             // ($SYS topics are the broker's own, published afresh.)
             store.retain(mountpoint, message);
         }
+        if let Some(cluster) = self.cluster.get() {
+            // Under the lock too: see `cluster::retained`.
+            cluster.retain(mountpoint, message);
+        }
         Ok(())
     }
 

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use super::{Router, read};
+use super::{Router, read, write};
 use crate::cluster::Cluster;
+use crate::limits::Limit;
 use crate::message::Message;
 use crate::subscriptions::ClientKey;
-use crate::topic::{Subscription, TopicFilter};
+use crate::topic::{Subscription, TopicFilter, TopicName};
 
 impl Router {
     /// Joins `cluster`: from now on subscriptions are its interest and
@@ -93,5 +94,52 @@ impl Router {
             return false;
         };
         self.enqueue(&sub.session, Self::shared_delivery(sub, message))
+    }
+
+    /// Sets (`Some`) or clears the retained message of `topic` from the
+    /// cluster's bucket, here and in the node's store, unless `admit`
+    /// (asked under the retained store's lock, which orders this node's
+    /// own writes to the bucket too) says no. Returns whether it did.
+    pub(crate) fn retained_from_cluster(
+        &self,
+        mountpoint: &Arc<str>,
+        topic: &TopicName,
+        message: Option<Arc<Message>>,
+        admit: impl FnOnce() -> bool,
+    ) -> Result<bool, Limit> {
+        let mut retained = write(&self.retained);
+        if !admit() {
+            return Ok(false);
+        }
+        match message {
+            Some(message) => {
+                retained.set(mountpoint, &message)?;
+                if let Some(store) = &self.store {
+                    store.retain(mountpoint, &message);
+                }
+            }
+            None => {
+                retained.remove(mountpoint, topic);
+                if let Some(store) = &self.store {
+                    store.unretain(mountpoint, topic.as_str());
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes the retained messages (`$SYS` aside) for which
+    /// `keep(mountpoint, topic)` is false, here and in the node's store;
+    /// returns how many went.
+    pub(crate) fn retained_keep_only(&self, mut keep: impl FnMut(&str, &str) -> bool) -> usize {
+        let mut retained = write(&self.retained);
+        let store = self.store.as_ref();
+        retained.keep_only(|mountpoint, topic| {
+            let kept = keep(mountpoint, topic);
+            if let (false, Some(store)) = (kept, store) {
+                store.unretain(mountpoint, topic);
+            }
+            kept
+        })
     }
 }

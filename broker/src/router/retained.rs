@@ -125,6 +125,23 @@ impl RetainedStore {
         }
     }
 
+    /// Removes the messages for which `keep(mountpoint, topic)` is false,
+    /// `$SYS` topics aside; returns how many went.
+    pub(crate) fn keep_only(&mut self, mut keep: impl FnMut(&str, &str) -> bool) -> usize {
+        let mut gone = Vec::new();
+        for (mountpoint, tree) in &self.trees {
+            tree.for_each(|m| {
+                if !m.topic.is_sys() && !keep(mountpoint, m.topic.as_str()) {
+                    gone.push((mountpoint.clone(), m.topic.clone()));
+                }
+            });
+        }
+        for (mountpoint, topic) in &gone {
+            self.remove(mountpoint, topic);
+        }
+        gone.len()
+    }
+
     /// Calls `visit` with every unexpired retained message of `mountpoint`
     /// matching `filter`, until it breaks.
     pub(crate) fn for_each_match(

@@ -182,19 +182,43 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     path
 }
 
+/// A fresh temporary directory, removed when dropped (a panicking test
+/// included).
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    /// `sluice-{label}-{pid}-{n}` in the system's temporary directory.
+    pub fn new(label: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("sluice-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// A temporary plugin directory, removed when dropped.
 pub struct PluginDir {
     pub path: PathBuf,
+    _dir: TempDir,
 }
 
 impl PluginDir {
     pub fn new() -> Self {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("sluice-plugins-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create plugin dir");
-        PluginDir { path }
+        let dir = TempDir::new("plugins");
+        PluginDir {
+            path: dir.path.clone(),
+            _dir: dir,
+        }
     }
 
     /// Copies the built plugin `plugin` in as `file.wasm`.
@@ -215,12 +239,6 @@ impl PluginDir {
     pub fn configure(&self, config: &mut Config) {
         config.plugins.dir = Some(self.path.clone());
         config.plugins.cache_dir = Some(target_dir().join("test-plugin-cache"));
-    }
-}
-
-impl Drop for PluginDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -1,21 +1,25 @@
-//! A real `nats-server` (Debian's, installed by `cargo xtask test`) on a
-//! loopback port of its choosing, killed when dropped.
+//! A real `nats-server` (Debian's, installed by `cargo xtask test`) with
+//! JetStream on, on a loopback port of its choosing, killed (and its
+//! storage removed) when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use super::PATIENCE;
+use super::{PATIENCE, TempDir};
 
 pub struct NatsServer {
     child: Child,
     /// `nats://127.0.0.1:PORT`.
     pub url: String,
+    _storage: TempDir,
 }
 
 impl NatsServer {
     pub fn start() -> NatsServer {
+        let storage = TempDir::new("nats");
         let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(&storage.path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -33,6 +37,7 @@ impl NatsServer {
         NatsServer {
             child,
             url: format!("nats://{addr}"),
+            _storage: storage,
         }
     }
 }
