@@ -121,8 +121,7 @@ impl Server {
         if let Some(cluster) = ctx.router.cluster().cloned() {
             // After the store's: the cluster's bucket is the authority on
             // retained messages.
-            let n = cluster.sync_retained(&ctx.router).await?;
-            tracing::info!("{n} retained messages from the cluster");
+            cluster.ready(&ctx.router).await?;
         }
         Ok(Server {
             ctx: Arc::new(ctx),

@@ -68,18 +68,34 @@ async fn next_message(c: &mut Raw) -> (String, String) {
     )
 }
 
-/// Publishes `topic` from `publisher` until `subscriber` gets it: the
-/// subscriber's node has told NATS of its interest. Later copies of the
-/// probe are ignored by the callers (they count other topics).
+/// Publishes `topic` from `publisher` at QoS 0 and at QoS 1 until
+/// `subscriber` got both: the subscriber's node has told NATS of its
+/// interest (core NATS for QoS 0, a JetStream consumer for QoS 1). Later
+/// copies of the probe are ignored by the callers (they count other
+/// payloads); the probes' PUBACKs are read here.
 async fn await_interest(publisher: &mut Raw, subscriber: &mut Raw, topic: &str) {
+    const PROBE_ID: u16 = 0xFFFF;
     within("interest to reach NATS", async {
-        loop {
+        let (mut qos0, mut qos1) = (false, false);
+        while !(qos0 && qos1) {
             publisher
                 .send(&publish_v4(topic, 0, 0, b"probe", false))
                 .await;
-            if let Some(f) = subscriber.recv_within(Duration::from_millis(100)).await {
-                if f.kind() == PUBLISH && f.publish_v4().topic == topic {
-                    return;
+            publisher
+                .send(&publish_v4(topic, 1, PROBE_ID, b"probe", false))
+                .await;
+            assert_eq!(publisher.recv_kind(PUBACK).await.packet_id(), PROBE_ID);
+            while let Some(f) = subscriber.recv_within(Duration::from_millis(50)).await {
+                if f.kind() != PUBLISH {
+                    continue;
+                }
+                let p = f.publish_v4();
+                if p.pkid != 0 {
+                    subscriber.send(&puback(p.pkid)).await;
+                }
+                if p.topic == topic {
+                    qos0 |= p.pkid == 0;
+                    qos1 |= p.pkid != 0;
                 }
             }
         }
@@ -87,17 +103,19 @@ async fn await_interest(publisher: &mut Raw, subscriber: &mut Raw, topic: &str) 
     .await;
 }
 
-/// Reads messages until the one with payload `end` arrives; counts the
-/// others by topic and payload.
+/// Reads messages until both end markers (`end` at QoS 0, `end1` at
+/// QoS 1) arrived; counts the others by topic and payload. MQTT keeps a
+/// topic's messages from one publisher in order per QoS: each marker comes
+/// after the messages of its QoS.
 async fn until(c: &mut Raw) -> HashMap<(String, String), usize> {
     let mut seen = HashMap::new();
-    within("the end marker", async {
-        loop {
+    let mut ends = 0;
+    within("the end markers", async {
+        while ends < 2 {
             let (topic, payload) = next_message(c).await;
-            if payload == "end" {
-                return;
-            }
-            if payload != "probe" {
+            if payload == "end" || payload == "end1" {
+                ends += 1;
+            } else if payload != "probe" {
                 *seen.entry((topic, payload)).or_insert(0) += 1;
             }
         }
@@ -135,11 +153,16 @@ async fn messages_cross_nodes_once_and_never_loop_back() {
             assert_eq!(ack.packet_id(), i + 1);
         }
     }
-    // The last message on the same topic: MQTT keeps a topic's messages
-    // from one publisher in order, across nodes too.
+    // The last messages on the same topic, one per QoS: MQTT keeps a
+    // topic's messages of one QoS from one publisher in order, across
+    // nodes too (QoS 0 crosses on core NATS, QoS 1 through JetStream).
     publisher
         .send(&publish_v4("t/x", 0, 0, b"end", false))
         .await;
+    publisher
+        .send(&publish_v4("t/x", 1, 100, b"end1", false))
+        .await;
+    assert_eq!(publisher.recv_kind(PUBACK).await.packet_id(), 100);
 
     for (who, c) in [
         ("exact-b", &mut exact_b),
@@ -160,13 +183,14 @@ async fn messages_cross_nodes_once_and_never_loop_back() {
             s.received.load(Ordering::Relaxed),
         )
     };
-    // A sent every message once; A received none of its own back.
-    assert!(stats(&a).0 >= 11, "{:?}", stats(&a));
+    // A sent every message once (QoS 1 counted once JetStream has it); A
+    // received none of its own back.
+    eventually("A's messages forwarded", || stats(&a).0 >= 12).await;
     assert_eq!(stats(&a).1, 0, "A got messages back");
-    assert!(stats(&b).1 >= 11, "{:?}", stats(&b));
+    assert!(stats(&b).1 >= 12, "{:?}", stats(&b));
     assert_eq!(metric(&a, "sluice_cluster_received_total").await, Some(0));
     let forwarded = metric(&a, "sluice_cluster_forwarded_total").await;
-    assert!(forwarded >= Some(11), "{forwarded:?}");
+    assert!(forwarded >= Some(12), "{forwarded:?}");
 }
 
 #[tokio::test]
@@ -457,4 +481,54 @@ async fn retained_messages_are_cluster_wide_and_the_bucket_wins_after_a_restart(
         [("r/2".to_owned(), "two".to_owned())]
     );
     assert_eq!(c.ctx.router.retained_count(), 1);
+}
+
+#[tokio::test]
+async fn qos1_messages_wait_in_jetstream_for_a_node_that_was_away() {
+    let nats = NatsServer::start();
+    let store = crate::support::TempDir::new("cluster-away");
+    let node_b = || {
+        let (url, dir) = (nats.url.clone(), store.path.clone());
+        TestBroker::with(move |c| {
+            c.cluster.nats = vec![url];
+            c.cluster.node = Some("b".into());
+            c.persistence.dir = Some(dir);
+        })
+    };
+    let a = node(&nats, "a");
+    let mut b = node_b();
+    // A persistent session on B.
+    let mut keeper = Raw::handshake(b.addr, &connect_v4("keeper", false, 60)).await;
+    keeper.send(&subscribe_v4(1, "q/#", 1)).await;
+    assert_eq!(keeper.recv_kind(SUBACK).await.ack_codes(false), [1]);
+    let mut publisher = Raw::handshake(a.addr, &connect_v4("pub-a", true, 60)).await;
+    await_interest(&mut publisher, &mut keeper, "q/probe").await;
+    drop(keeper);
+
+    // B stops; A's publisher goes on, every message acknowledged.
+    b.shutdown();
+    drop(b);
+    const N: u16 = 20;
+    for i in 1..=N {
+        publisher
+            .send(&publish_v4("q/x", 1, i, format!("m{i}").as_bytes(), false))
+            .await;
+        assert_eq!(publisher.recv_kind(PUBACK).await.packet_id(), i);
+    }
+
+    // B comes back from its store: its consumer kept what came meanwhile.
+    let b = node_b();
+    let mut keeper = Raw::handshake(b.addr, &connect_v4("keeper", false, 60)).await;
+    let mut got = Vec::new();
+    within("the messages published while B was away", async {
+        while got.len() < usize::from(N) {
+            let (topic, payload) = next_message(&mut keeper).await;
+            if topic == "q/x" {
+                got.push(payload);
+            }
+        }
+    })
+    .await;
+    let expected: Vec<String> = (1..=N).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, expected, "every message once, in order");
 }

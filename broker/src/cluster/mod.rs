@@ -28,14 +28,18 @@
 //! - **Retained messages** are cluster-wide through a JetStream key-value
 //!   bucket every node watches ([`retained`]).
 //!
-//! Not yet (issue 16): at-least-once between nodes for QoS 1/2 (the NATS
-//! hop is at most once), client ids and session takeover, and node
+//! - **QoS 1/2** cross nodes at least once, through a JetStream stream
+//!   and durable pull consumers ([`reliable`]); QoS 0 on core NATS.
+//!
+//! Not yet (issue 16): client ids and session takeover, and node
 //! liveness.
 
+mod reliable;
 mod retained;
 pub(crate) mod subject;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::IntoFuture as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,6 +47,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::codec::QoS;
 use crate::config::ClusterConfig;
 use crate::message::Message;
 use crate::router::Router;
@@ -83,14 +88,27 @@ pub enum ClusterError {
     },
 }
 
+/// For a shared subscription: the group, the mountpoint and the filter
+/// (to find the local group); `None` for a plain one.
+type Shared = Option<(Arc<str>, Arc<str>, TopicFilter)>;
+
 /// A NATS subscription a node needs: a subject, and the queue group of a
 /// shared subscription.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Interest {
     subject: String,
-    /// For a shared subscription: the group, and the filter in the
-    /// mountpoint (to find the local group).
-    shared: Option<(Arc<str>, Arc<str>, TopicFilter)>,
+    shared: Shared,
+}
+
+impl Interest {
+    /// The durable JetStream consumer of this interest.
+    fn consumer(&self, node: &str) -> String {
+        reliable::consumer_name(
+            node,
+            &self.subject,
+            self.shared.as_ref().map(|(g, _, _)| &**g),
+        )
+    }
 }
 
 enum Command {
@@ -121,6 +139,9 @@ pub struct ClusterStats {
 pub struct Cluster {
     node: Arc<str>,
     client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    /// The stream QoS 1/2 messages cross nodes in.
+    messages: async_nats::jetstream::stream::Stream,
     out: mpsc::Sender<(String, Arc<Message>, u64)>,
     commands: mpsc::UnboundedSender<Command>,
     /// Local subscriptions per NATS subscription.
@@ -183,8 +204,24 @@ impl Cluster {
         node: String,
     ) -> Result<Arc<Self>, ClusterError> {
         let servers = config.nats.join(", ");
+        let stats = Arc::new(ClusterStats::default());
+        let events = stats.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("sluice {node}"))
+            .event_callback(move |event| {
+                let stats = events.clone();
+                async move {
+                    if let async_nats::Event::SlowConsumer(_) = event {
+                        // A QoS 0 message the node did not take in time.
+                        if stats.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                            tracing::warn!(
+                                "a NATS subscription's buffer is full: QoS 0 messages from \
+                                 other nodes are dropped (counted in sluice_cluster_dropped_total)"
+                            );
+                        }
+                    }
+                }
+            })
             // Messages buffered per NATS subscription before its reader
             // takes them.
             .subscription_capacity(SUBSCRIPTION_BUFFER)
@@ -192,12 +229,16 @@ impl Cluster {
             .await
             .map_err(|source| ClusterError::Connect { servers, source })?;
         let retained = retained::Replicated::open(&client, usize::from(config.replicas)).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        let messages = reliable::open(&js, usize::from(config.replicas)).await?;
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         tracing::info!(node = %node, "joined the cluster over NATS ({})", config.nats.join(", "));
         Ok(Arc::new(Cluster {
             node: node.into(),
             client,
+            js,
+            messages,
             out: out_tx,
             commands: cmd_tx,
             interest: Mutex::new(HashMap::new()),
@@ -209,7 +250,7 @@ impl Cluster {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             ),
-            stats: Arc::new(ClusterStats::default()),
+            stats,
             retained,
             tasks: Mutex::new(Vec::new()),
             pending: Mutex::new(Some(Receivers {
@@ -232,39 +273,16 @@ impl Cluster {
     /// Starts the tasks that send to NATS and deliver what comes from it
     /// into `router`.
     pub(crate) fn start(self: &Arc<Self>, router: Arc<Router>) {
-        let Some(Receivers {
-            mut out,
-            mut commands,
-        }) = lock(&self.pending).take()
-        else {
+        let Some(Receivers { out, mut commands }) = lock(&self.pending).take() else {
             return;
         };
-        let sender = {
-            let client = self.client.clone();
-            let node = self.node.clone();
-            let stats = self.stats.clone();
-            tokio::spawn(async move {
-                while let Some((subject, message, id)) = out.recv().await {
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert(ORIGIN, &*node);
-                    headers.insert(ID, id.to_string().as_str());
-                    let payload = records::encode_message(&message);
-                    match client
-                        .publish_with_headers(subject, headers, payload.into())
-                        .await
-                    {
-                        Ok(()) => stats.forwarded.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => stats.dropped.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-            })
-        };
+        let sender = tokio::spawn(send(self.clone(), out));
         let manager = {
             let this = self.clone();
             tokio::spawn(async move {
                 let (into, from) = mpsc::channel(SUBSCRIPTION_BUFFER);
                 let deliverer = tokio::spawn(deliver(this.clone(), router, from));
-                let mut held: HashMap<Interest, JoinHandle<()>> = HashMap::new();
+                let mut held: HashMap<Interest, [JoinHandle<()>; 2]> = HashMap::new();
                 while let Some(command) = commands.recv().await {
                     match command {
                         Command::Subscribe(interest) => {
@@ -290,21 +308,39 @@ impl Cluster {
                                 }
                             };
                             this.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-                            let task =
+                            let core =
                                 tokio::spawn(receive(interest.shared.clone(), sub, into.clone()));
-                            held.insert(interest, task);
+                            let reliable = tokio::spawn(reliable::pull(
+                                this.messages.clone(),
+                                interest.consumer(&this.node),
+                                interest.subject.clone(),
+                                interest.shared.clone(),
+                                into.clone(),
+                            ));
+                            held.insert(interest, [core, reliable]);
                         }
                         Command::Unsubscribe(interest) => {
-                            if let Some(task) = held.remove(&interest) {
+                            if let Some(tasks) = held.remove(&interest) {
                                 // Dropping the subscriber unsubscribes.
-                                task.abort();
+                                tasks.iter().for_each(JoinHandle::abort);
                                 this.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                                // The node's own consumer goes with its
+                                // last subscription (a group's stays for
+                                // the other nodes' members, until unused
+                                // for `reliable::INACTIVE`).
+                                if interest.shared.is_none() {
+                                    let stream = this.messages.clone();
+                                    let name = interest.consumer(&this.node);
+                                    tokio::spawn(async move {
+                                        let _ = stream.delete_consumer(&name).await;
+                                    });
+                                }
                             }
                         }
                     }
                 }
-                for (_, task) in held {
-                    task.abort();
+                for (_, tasks) in held {
+                    tasks.iter().for_each(JoinHandle::abort);
                 }
                 deliverer.abort();
             })
@@ -319,6 +355,24 @@ impl Cluster {
             task.abort();
         }
         let _ = self.client.flush().await;
+    }
+
+    /// Called once the node's state is restored, before its listeners
+    /// open: takes the cluster's retained messages and deletes the node's
+    /// JetStream consumers no subscription needs any more.
+    pub(crate) async fn ready(self: &Arc<Self>, router: &Arc<Router>) -> Result<(), ClusterError> {
+        let n = self.sync_retained(router).await?;
+        let keep: HashSet<String> = lock(&self.interest)
+            .keys()
+            .filter(|i| i.shared.is_none())
+            .map(|i| i.consumer(&self.node))
+            .collect();
+        let stale = reliable::delete_stale(&self.messages, &self.node, &keep).await;
+        tracing::info!(
+            "{n} retained messages from the cluster; {stale} JetStream consumers of this node \
+             no subscription needs any more deleted"
+        );
+        Ok(())
     }
 
     /// Sends a message published on this node to the other nodes.
@@ -390,22 +444,70 @@ impl Recent {
     }
 }
 
-/// A message from NATS, with the shared group of the queue subscription
-/// that got it (`None`: a plain subscription).
-type Received = (
-    Option<(Arc<str>, Arc<str>, TopicFilter)>,
-    async_nats::Message,
-);
+/// A message from NATS, with the shared group of the subscription that got
+/// it (`None`: a plain one), and for one from JetStream the handle that
+/// acknowledges it.
+struct Received {
+    shared: Shared,
+    msg: async_nats::Message,
+    ack: Option<async_nats::jetstream::message::Acker>,
+}
 
 /// Passes on what one NATS subscription receives, in its order.
-async fn receive(
-    shared: Option<(Arc<str>, Arc<str>, TopicFilter)>,
-    mut sub: async_nats::Subscriber,
-    into: mpsc::Sender<Received>,
-) {
+async fn receive(shared: Shared, mut sub: async_nats::Subscriber, into: mpsc::Sender<Received>) {
     while let Some(msg) = sub.next().await {
-        if into.send((shared.clone(), msg)).await.is_err() {
+        let received = Received {
+            shared: shared.clone(),
+            msg,
+            ack: None,
+        };
+        if into.send(received).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Publishes what [`Cluster::forward`] queued, in order: QoS 0 on core
+/// NATS, QoS 1/2 to the JetStream stream with up to
+/// [`reliable::IN_FLIGHT`] awaiting JetStream's acknowledgement.
+async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<(String, Arc<Message>, u64)>) {
+    let stats = &cluster.stats;
+    let mut acks = futures_util::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            next = out.recv(), if acks.len() < reliable::IN_FLIGHT => {
+                let Some((subject, message, id)) = next else { break };
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(ORIGIN, &*cluster.node);
+                headers.insert(ID, id.to_string().as_str());
+                let payload = records::encode_message(&message).into();
+                if message.qos == QoS::AtMostOnce {
+                    match cluster.client.publish_with_headers(subject, headers, payload).await {
+                        Ok(()) => stats.forwarded.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => stats.dropped.fetch_add(1, Ordering::Relaxed),
+                    };
+                    continue;
+                }
+                // JetStream drops a second copy with the same id.
+                headers.insert("Nats-Msg-Id", format!("{}-{id}", cluster.node).as_str());
+                let subject = reliable::reliable_subject(&subject);
+                match cluster.js.publish_with_headers(subject, headers, payload).await {
+                    Ok(ack) => acks.push(ack.into_future()),
+                    Err(e) => {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("a QoS {} message could not be sent to JetStream: {e}", message.qos as u8);
+                    }
+                }
+            }
+            Some(outcome) = acks.next(), if !acks.is_empty() => match outcome {
+                Ok(_) => {
+                    stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("JetStream did not take a QoS 1/2 message: {e}");
+                }
+            },
         }
     }
 }
@@ -417,57 +519,76 @@ async fn receive(
 async fn deliver(cluster: Arc<Cluster>, router: Arc<Router>, mut from: mpsc::Receiver<Received>) {
     let mut recent = Recent::default();
     let mut origins: HashMap<String, Arc<str>> = HashMap::new();
-    while let Some((shared, msg)) = from.recv().await {
-        let header = |name: &str| {
-            msg.headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-        };
-        let Some(origin) = header(ORIGIN) else {
-            continue;
-        };
-        // Plain subscribers here already have this node's own messages;
-        // shared groups get them only from NATS (one member cluster-wide).
-        if shared.is_none() && origin == *cluster.node {
-            continue;
-        }
-        let Some(id) = header(ID).and_then(|v| v.parse::<u64>().ok()) else {
-            cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        if shared.is_none() {
-            let origin = origins
-                .entry(origin)
-                .or_insert_with_key(|o| Arc::from(o.as_str()))
-                .clone();
-            if !recent.first(&origin, id) {
-                continue;
+    while let Some(Received { shared, msg, ack }) = from.recv().await {
+        handle(&cluster, &router, &mut recent, &mut origins, shared, &msg);
+        if let Some(ack) = ack {
+            // Queued for every local session it matches (or not for this
+            // node): JetStream may forget it.
+            if let Err(e) = ack.ack().await {
+                tracing::debug!("acknowledging to JetStream: {e}");
             }
         }
-        let (Some((mountpoint, topic)), Ok(message)) = (
-            subject::decode_topic(&msg.subject),
-            records::decode_message(&msg.payload),
-        ) else {
-            cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(subject = %msg.subject, "a cluster message not understood; dropped");
-            continue;
-        };
-        // Another publisher on the subjects could claim one topic in the
-        // subject and another in the message.
-        if message.topic.as_str() != topic {
-            cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
+    }
+}
+
+/// Delivers one message from NATS.
+fn handle(
+    cluster: &Cluster,
+    router: &Router,
+    recent: &mut Recent,
+    origins: &mut HashMap<String, Arc<str>>,
+    shared: Shared,
+    msg: &async_nats::Message,
+) {
+    let header = |name: &str| {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let Some(origin) = header(ORIGIN) else {
+        return;
+    };
+    // Plain subscribers here already have this node's own messages;
+    // shared groups get them only from NATS (one member cluster-wide).
+    if shared.is_none() && origin == *cluster.node {
+        return;
+    }
+    let Some(id) = header(ID).and_then(|v| v.parse::<u64>().ok()) else {
+        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    if shared.is_none() {
+        let origin = origins
+            .entry(origin)
+            .or_insert_with_key(|o| Arc::from(o.as_str()))
+            .clone();
+        if !recent.first(&origin, id) {
+            return;
         }
-        let message = Arc::new(message);
-        cluster.stats.received.fetch_add(1, Ordering::Relaxed);
-        match &shared {
-            Some((group, mp, filter)) => {
-                router.deliver_to_group(mp, group, filter, &message);
-            }
-            None => {
-                router.deliver_from_cluster(&Arc::from(mountpoint), &message);
-            }
+    }
+    let (Some((mountpoint, topic)), Ok(message)) = (
+        subject::decode_topic(&reliable::plain_subject(&msg.subject)),
+        records::decode_message(&msg.payload),
+    ) else {
+        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(subject = %msg.subject, "a cluster message not understood; dropped");
+        return;
+    };
+    // Another publisher on the subjects could claim one topic in the
+    // subject and another in the message.
+    if message.topic.as_str() != topic {
+        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let message = Arc::new(message);
+    cluster.stats.received.fetch_add(1, Ordering::Relaxed);
+    match &shared {
+        Some((group, mp, filter)) => {
+            router.deliver_to_group(mp, group, filter, &message);
+        }
+        None => {
+            router.deliver_from_cluster(&Arc::from(mountpoint), &message);
         }
     }
 }

@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 
 /// The first tokens of every topic subject.
-const PREFIX: &str = "sluice.t";
+pub(crate) const PREFIX: &str = "sluice.t";
 /// An empty level or mountpoint.
 const EMPTY: &str = "%00";
 
