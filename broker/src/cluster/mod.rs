@@ -116,6 +116,15 @@ enum Command {
     Unsubscribe(Interest),
 }
 
+/// A message for NATS: its subject, the message, its number, and its
+/// ticket (QoS 1/2; 0 for QoS 0).
+struct Outgoing {
+    subject: String,
+    message: Arc<Message>,
+    id: u64,
+    ticket: u64,
+}
+
 /// Counters, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct ClusterStats {
@@ -142,7 +151,7 @@ pub struct Cluster {
     js: async_nats::jetstream::Context,
     /// The stream QoS 1/2 messages cross nodes in.
     messages: async_nats::jetstream::stream::Stream,
-    out: mpsc::Sender<(String, Arc<Message>, u64)>,
+    out: mpsc::Sender<Outgoing>,
     commands: mpsc::UnboundedSender<Command>,
     /// Local subscriptions per NATS subscription.
     interest: Mutex<HashMap<Interest, usize>>,
@@ -150,13 +159,15 @@ pub struct Cluster {
     stats: Arc<ClusterStats>,
     /// The retained messages' bucket.
     retained: retained::Replicated,
+    /// QoS 1/2 messages on their way to JetStream.
+    tickets: reliable::Tickets,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Taken by [`Cluster::start`].
     pending: Mutex<Option<Receivers>>,
 }
 
 struct Receivers {
-    out: mpsc::Receiver<(String, Arc<Message>, u64)>,
+    out: mpsc::Receiver<Outgoing>,
     commands: mpsc::UnboundedReceiver<Command>,
 }
 
@@ -252,6 +263,7 @@ impl Cluster {
             ),
             stats,
             retained,
+            tickets: reliable::Tickets::default(),
             tasks: Mutex::new(Vec::new()),
             pending: Mutex::new(Some(Receivers {
                 out: out_rx,
@@ -375,6 +387,36 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts collecting the tickets of the QoS 1/2 messages this thread
+    /// forwards (see [`Cluster::touched`]).
+    pub(crate) fn begin() {
+        reliable::Tickets::begin();
+    }
+
+    /// The highest ticket of a QoS 1/2 message this thread forwarded
+    /// since [`Cluster::begin`] (0: none): its publisher's acknowledgement
+    /// waits for it.
+    pub(crate) fn touched() -> u64 {
+        reliable::Tickets::touched()
+    }
+
+    /// `ticket`, unless JetStream has its message (and every earlier one)
+    /// already.
+    pub(crate) fn must_wait(&self, ticket: u64) -> Option<u64> {
+        self.tickets.must_wait(ticket)
+    }
+
+    /// Every ticket up to this one is done.
+    pub(crate) fn done_through(&self) -> u64 {
+        self.tickets.done_through()
+    }
+
+    /// Waits until JetStream has the message of `ticket` (and every
+    /// earlier one).
+    pub(crate) async fn wait(&self, ticket: u64) {
+        self.tickets.wait(ticket).await;
+    }
+
     /// Sends a message published on this node to the other nodes.
     pub(crate) fn forward(&self, mountpoint: &str, message: &Arc<Message>) {
         if message.topic.as_str().starts_with("$SYS") {
@@ -382,8 +424,26 @@ impl Cluster {
         }
         let subject = subject::topic_subject(mountpoint, message.topic.as_str());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if self.out.try_send((subject, message.clone(), id)).is_err() {
+        let ticket = if message.qos == QoS::AtMostOnce {
+            0
+        } else {
+            self.tickets.take()
+        };
+        let out = Outgoing {
+            subject,
+            message: message.clone(),
+            id,
+            ticket,
+        };
+        if self.out.try_send(out).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if ticket != 0 {
+                tracing::warn!(
+                    "the queue to NATS is full: a QoS {} message does not reach the other nodes",
+                    message.qos as u8
+                );
+                self.tickets.complete(ticket);
+            }
         }
     }
 
@@ -470,13 +530,13 @@ async fn receive(shared: Shared, mut sub: async_nats::Subscriber, into: mpsc::Se
 /// Publishes what [`Cluster::forward`] queued, in order: QoS 0 on core
 /// NATS, QoS 1/2 to the JetStream stream with up to
 /// [`reliable::IN_FLIGHT`] awaiting JetStream's acknowledgement.
-async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<(String, Arc<Message>, u64)>) {
+async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<Outgoing>) {
     let stats = &cluster.stats;
     let mut acks = futures_util::stream::FuturesUnordered::new();
     loop {
         tokio::select! {
             next = out.recv(), if acks.len() < reliable::IN_FLIGHT => {
-                let Some((subject, message, id)) = next else { break };
+                let Some(Outgoing { subject, message, id, ticket }) = next else { break };
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert(ORIGIN, &*cluster.node);
                 headers.insert(ID, id.to_string().as_str());
@@ -492,22 +552,29 @@ async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<(String, Arc<Messag
                 headers.insert("Nats-Msg-Id", format!("{}-{id}", cluster.node).as_str());
                 let subject = reliable::reliable_subject(&subject);
                 match cluster.js.publish_with_headers(subject, headers, payload).await {
-                    Ok(ack) => acks.push(ack.into_future()),
+                    Ok(ack) => {
+                        let ack = ack.into_future();
+                        acks.push(async move { (ticket, ack.await) });
+                    }
                     Err(e) => {
                         stats.dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!("a QoS {} message could not be sent to JetStream: {e}", message.qos as u8);
+                        cluster.tickets.complete(ticket);
                     }
                 }
             }
-            Some(outcome) = acks.next(), if !acks.is_empty() => match outcome {
-                Ok(_) => {
-                    stats.forwarded.fetch_add(1, Ordering::Relaxed);
+            Some((ticket, outcome)) = acks.next(), if !acks.is_empty() => {
+                match outcome {
+                    Ok(_) => {
+                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("JetStream did not take a QoS 1/2 message: {e}");
+                    }
                 }
-                Err(e) => {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("JetStream did not take a QoS 1/2 message: {e}");
-                }
-            },
+                cluster.tickets.complete(ticket);
+            }
         }
     }
 }

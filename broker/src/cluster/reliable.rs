@@ -28,12 +28,15 @@
 //! after its router has queued it for every local session it matches (or
 //! found it is the node's own, or a copy it already delivered).
 
-use std::collections::HashSet;
+use std::cell::Cell;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{ClusterError, Received, Shared};
 
@@ -218,6 +221,90 @@ pub(crate) async fn delete_stale(
     n
 }
 
+thread_local! {
+    /// The highest ticket [`Tickets::take`] handed out on this thread since
+    /// [`Tickets::begin`]: routing a PUBLISH is synchronous, so the
+    /// connection finds its message's ticket here (as with the store's).
+    static TOUCHED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Tickets of QoS 1/2 messages sent to JetStream: the publisher's
+/// acknowledgement waits until JetStream has its message.
+#[derive(Debug)]
+pub(crate) struct Tickets {
+    next: AtomicU64,
+    done: Mutex<Done>,
+    /// Every ticket up to this one is done.
+    through: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Done {
+    through: u64,
+    beyond: BTreeSet<u64>,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Tickets {
+            next: AtomicU64::new(0),
+            done: Mutex::new(Done::default()),
+            through: watch::channel(0).0,
+        }
+    }
+}
+
+impl Tickets {
+    /// Starts collecting the tickets this thread takes.
+    pub(crate) fn begin() {
+        TOUCHED.with(|t| t.set(0));
+    }
+
+    /// The highest ticket this thread took since [`Tickets::begin`] (0:
+    /// none).
+    pub(crate) fn touched() -> u64 {
+        TOUCHED.with(Cell::get)
+    }
+
+    /// A new ticket.
+    pub(crate) fn take(&self) -> u64 {
+        let t = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        TOUCHED.with(|c| c.set(c.get().max(t)));
+        t
+    }
+
+    /// `ticket` is done: JetStream has its message (or refused it, or it
+    /// was never sent; logged and counted where that happened).
+    pub(crate) fn complete(&self, ticket: u64) {
+        let mut guard = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let done = &mut *guard;
+        done.beyond.insert(ticket);
+        let before = done.through;
+        while done.beyond.remove(&(done.through + 1)) {
+            done.through += 1;
+        }
+        if done.through != before {
+            self.through.send_replace(done.through);
+        }
+    }
+
+    /// `ticket`, unless it is done already.
+    pub(crate) fn must_wait(&self, ticket: u64) -> Option<u64> {
+        (ticket != 0 && *self.through.borrow() < ticket).then_some(ticket)
+    }
+
+    /// Every ticket done so far is at most this.
+    pub(crate) fn done_through(&self) -> u64 {
+        *self.through.borrow()
+    }
+
+    /// Waits until `ticket` is done.
+    pub(crate) async fn wait(&self, ticket: u64) {
+        let mut rx = self.through.subscribe();
+        let _ = rx.wait_for(|t| *t >= ticket).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +330,29 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn tickets_are_done_through_the_first_one_missing() {
+        let t = Tickets::default();
+        Tickets::begin();
+        let (one, two, three) = (t.take(), t.take(), t.take());
+        assert_eq!(Tickets::touched(), three);
+        t.complete(two);
+        assert_eq!(t.done_through(), 0);
+        assert_eq!(t.must_wait(two), Some(two));
+        t.complete(one);
+        assert_eq!(t.done_through(), two);
+        assert_eq!(t.must_wait(two), None);
+        let waiting = tokio::spawn({
+            let t = std::sync::Arc::new(t);
+            let w = t.clone();
+            async move {
+                let wait = w.wait(three);
+                t.complete(three);
+                wait.await;
+            }
+        });
+        waiting.await.unwrap();
     }
 }

@@ -1,4 +1,5 @@
-//! Acknowledgements that promise durability wait for the store.
+//! Acknowledgements that promise durability wait for the store, and in a
+//! cluster for JetStream.
 //!
 //! Handling a packet may change a persistent session's stored state (a
 //! message queued for it, a QoS 2 packet id, a subscription, a PUBREL
@@ -12,31 +13,42 @@
 //! their packet id to be stored: after a restart the message is resent
 //! with the same id (DUP), which the client recognises, instead of as a
 //! new message it would deliver twice.
+//!
+//! In a cluster, a QoS 1/2 PUBLISH's PUBACK/PUBREC also waits until
+//! JetStream has the message for the other nodes (`Connection::forwarded`,
+//! a ticket of `cluster::reliable`): a publisher is told its message is
+//! taken only once every node can get it, and a publisher faster than
+//! JetStream is slowed by its own window of unacknowledged messages
+//! instead of having messages dropped.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::BytesMut;
 
 use super::{Close, Connection};
 use crate::reason::ReasonCode;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 type Wait = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
-/// Responses waiting for the store, by the ticket they wait for.
+/// What a held response waits for: a store ticket and a cluster ticket
+/// (0: nothing).
+type Tickets = (u64, u64);
+
+/// Responses waiting for the store or the cluster, by the tickets they
+/// wait for.
 #[derive(Default)]
 pub(super) struct Held {
-    responses: VecDeque<(u64, BytesMut)>,
+    responses: VecDeque<(Tickets, BytesMut)>,
     bytes: usize,
     wait: Option<Wait>,
 }
 
 impl Held {
-    /// Ready when the ticket waited for is committed (or failed).
+    /// Ready when the tickets waited for are done (or the store failed).
     pub(super) fn poll_committed(
         &mut self,
         cx: &mut TaskContext<'_>,
@@ -59,31 +71,41 @@ impl Connection {
     }
 
     /// After a packet was handled: holds the responses it wrote from
-    /// `mark` on if the store has not committed its changes yet (or
-    /// responses are held already).
+    /// `mark` on if the store has not committed its changes yet, or
+    /// JetStream does not have the QoS 1/2 message it sent to the other
+    /// nodes yet (or responses are held already).
     pub(super) fn hold_responses(&mut self, mark: usize) {
-        let Some(store) = &self.ctx.store else {
-            return;
-        };
         let ticket = std::mem::take(&mut self.ticket);
-        let must = store.must_wait(ticket);
+        let forwarded = std::mem::take(&mut self.forwarded);
+        let store = self.ctx.store.as_ref().and_then(|s| s.must_wait(ticket));
+        let cluster = self.ctx.router.cluster();
+        let sent = cluster.and_then(|c| c.must_wait(forwarded));
         let holding = self.held.as_ref().is_some_and(|h| !h.responses.is_empty());
-        if (must.is_none() && !holding) || self.out.len() <= mark {
+        if (store.is_none() && sent.is_none() && !holding) || self.out.len() <= mark {
             return;
         }
         let held = self.held.get_or_insert_with(Box::default);
-        let after = held.responses.back().map_or(0, |(t, _)| *t);
+        let after = held.responses.back().map_or((0, 0), |(t, _)| *t);
         let bytes = self.out.split_off(mark);
         held.bytes += bytes.len();
-        held.responses
-            .push_back((must.unwrap_or(0).max(after), bytes));
+        held.responses.push_back((
+            (
+                store.unwrap_or(0).max(after.0),
+                sent.unwrap_or(0).max(after.1),
+            ),
+            bytes,
+        ));
         if held.wait.is_none() {
-            held.wait = Some(wait_for(store, held.responses[0].0));
+            let first = held.responses[0].0;
+            let wait = self.wait_for(first);
+            if let Some(held) = self.held.as_mut() {
+                held.wait = Some(wait);
+            }
         }
     }
 
-    /// The store committed what the first held response waited for: sends
-    /// every response whose changes are committed, and waits for the next.
+    /// What the first held response waited for is done: sends every
+    /// response whose tickets are done, and waits for the next.
     pub(super) fn release_responses(
         &mut self,
         result: Result<(), Box<StoreError>>,
@@ -94,25 +116,50 @@ impl Connection {
                 format!("not acknowledged: {e}"),
             ));
         }
-        let (Some(store), Some(held)) = (&self.ctx.store, self.held.as_mut()) else {
+        let committed = self.ctx.store.as_ref().map_or(u64::MAX, |s| s.committed());
+        let sent = self
+            .ctx
+            .router
+            .cluster()
+            .map_or(u64::MAX, |c| c.done_through());
+        let Some(held) = self.held.as_mut() else {
             return Ok(());
         };
-        let committed = store.committed();
-        while held.responses.front().is_some_and(|(t, _)| *t <= committed) {
+        while held
+            .responses
+            .front()
+            .is_some_and(|((t, f), _)| *t <= committed && *f <= sent)
+        {
             if let Some((_, bytes)) = held.responses.pop_front() {
                 held.bytes -= bytes.len();
                 self.out.extend_from_slice(&bytes);
             }
         }
-        match held.responses.front() {
-            Some((t, _)) => held.wait = Some(wait_for(store, *t)),
+        match held.responses.front().map(|(t, _)| *t) {
+            Some(t) => {
+                let wait = self.wait_for(t);
+                if let Some(held) = self.held.as_mut() {
+                    held.wait = Some(wait);
+                }
+            }
             None => self.held = None,
         }
         Ok(())
     }
-}
 
-fn wait_for(store: &Arc<Store>, ticket: u64) -> Wait {
-    let store = store.clone();
-    Box::pin(async move { store.wait(ticket).await })
+    /// Waits for the store to commit ticket `t.0` and JetStream to have
+    /// the message of cluster ticket `t.1`.
+    fn wait_for(&self, (ticket, forwarded): Tickets) -> Wait {
+        let store = self.ctx.store.clone().filter(|_| ticket > 0);
+        let cluster = self.ctx.router.cluster().cloned().filter(|_| forwarded > 0);
+        Box::pin(async move {
+            if let Some(store) = store {
+                store.wait(ticket).await?;
+            }
+            if let Some(cluster) = cluster {
+                cluster.wait(forwarded).await;
+            }
+            Ok(())
+        })
+    }
 }

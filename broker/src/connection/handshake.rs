@@ -741,7 +741,11 @@ async fn establish<T: Transport>(
         allow_publish: m.allow_publish.unwrap_or(true),
         allow_subscribe: m.allow_subscribe.unwrap_or(true),
         allow_unsubscribe: m.allow_unsubscribe.unwrap_or(true),
-        username: m.username.clone().or_else(|| connect.username.clone()),
+        username: m
+            .username
+            .clone()
+            .or_else(|| connect.username.clone())
+            .map(String::into_boxed_str),
         reauth: cp.authentication_method.clone().map(|method| {
             Arc::new(Reauth {
                 method,
@@ -769,6 +773,7 @@ async fn establish<T: Transport>(
         overruns: 0,
         stats: Stats::default(),
         ticket: 0,
+        forwarded: 0,
         held: None,
     });
     // Counted until the connection drops.
@@ -794,7 +799,7 @@ async fn establish<T: Transport>(
     ctx.plugins.notify(Event::Register {
         peer,
         id: sid,
-        username: conn.neg.username.clone(),
+        username: conn.neg.username.as_deref().map(String::from),
         properties: v5.then(|| connect.properties.clone()),
     });
     if attached.session_present {

@@ -133,7 +133,7 @@ pub(crate) struct Negotiated {
     pub allow_subscribe: bool,
     pub allow_unsubscribe: bool,
     /// The username later hooks see (a plugin may have replaced it).
-    pub username: Option<String>,
+    pub username: Option<Box<str>>,
     /// What re-authentication needs, if CONNECT used enhanced
     /// authentication (MQTT 5).
     pub reauth: Option<Arc<Reauth>>,
@@ -185,6 +185,9 @@ pub(crate) struct Connection {
     stats: Stats,
     /// The store ticket of the changes the packet being handled made.
     ticket: u64,
+    /// The cluster ticket of the QoS 1/2 message the packet being handled
+    /// sent to the other nodes (see `durable`).
+    forwarded: u64,
     /// Responses waiting for the store (see `durable`).
     held: Option<Box<durable::Held>>,
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Close, Connection};
+use crate::cluster::Cluster;
 use crate::codec::{self, Ack, AckKind, MessageProperties, Publish, QoS};
 use crate::config::PublishRefusal;
 use crate::limits::Limit;
@@ -326,6 +327,7 @@ impl Connection {
         // What routing stores (retained, queued for persistent sessions)
         // is collected as this packet's ticket.
         Store::begin();
+        Cluster::begin();
         if message.retain {
             // A retained message outlives the read buffer its payload may
             // point into: route and store a copy that owns it.
@@ -351,13 +353,14 @@ impl Connection {
                 .router
                 .publish_everywhere(mountpoint, Some(self.session.key()), &message);
         self.ticket = self.ticket.max(Store::touched());
+        self.forwarded = self.forwarded.max(Cluster::touched());
         if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {
             self.qos2_arrived(id);
         }
         let plugins = &self.ctx.plugins;
         if plugins.implements(Hook::OnPublish) || plugins.implements(Hook::OnPublishM5) {
             plugins.notify(Event::Published {
-                username: self.neg.username.clone(),
+                username: self.neg.username.as_deref().map(String::from),
                 id: self.session.id().clone(),
                 message,
                 v5: self.neg.version.is_v5(),

@@ -275,7 +275,7 @@ impl Connection {
         }
         if notify && !accepted.is_empty() {
             self.ctx.plugins.notify(Event::Subscribed {
-                username: self.neg.username.clone(),
+                username: self.neg.username.as_deref().map(String::from),
                 id: self.session.id().clone(),
                 topics: accepted,
                 properties: self
