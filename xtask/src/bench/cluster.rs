@@ -1056,10 +1056,11 @@ fn loss_stages(runs: &[&Run], load: Load) -> Option<String> {
                 ""
             } else {
                 ": dropped inside node B's NATS client, whose buffer for a \
-                 subscription (`SUBSCRIPTION_BUFFER` in `broker/src/cluster/mod.rs`, \
-                 1,024 messages when this was written) drops what comes while it is \
-                 full; async-nats reports that as a slow-consumer event, which Sluice \
-                 neither logs nor counts (`sluice_cluster_dropped_total` stays 0)"
+                 subscription (`SUBSCRIPTION_BUFFER` in `broker/src/cluster/mod.rs`) \
+                 drops what comes while it is full; node B counts those \
+                 slow-consumer events in `sluice_cluster_dropped_total` and logs them \
+                 (QoS 0 only: QoS 1/2 cross through JetStream consumers, pulled at \
+                 node B's pace)"
             }
         ));
     }
