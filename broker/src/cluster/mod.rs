@@ -79,8 +79,8 @@ pub enum ClusterError {
         source: async_nats::ConnectError,
     },
     #[error(
-        "cannot use the key-value bucket {bucket} in NATS JetStream ({reason}); the NATS \
-         servers must run with JetStream enabled (nats-server -js)"
+        "cannot use {bucket} in NATS JetStream ({reason}); the NATS servers must run with \
+         JetStream enabled (nats-server -js)"
     )]
     Bucket {
         bucket: &'static str,
@@ -478,6 +478,28 @@ impl Cluster {
             }
         }
     }
+}
+
+/// What `get` finds, after creating the stream `config` if it did not
+/// find it (another node may create it at the same time: then `get` finds
+/// that one).
+async fn get_or_create<T, E: std::fmt::Display>(
+    js: &async_nats::jetstream::Context,
+    what: &'static str,
+    config: async_nats::jetstream::stream::Config,
+    get: impl AsyncFn() -> Result<T, E>,
+) -> Result<T, ClusterError> {
+    if let Ok(found) = get().await {
+        return Ok(found);
+    }
+    let created = js.create_stream(config).await;
+    get().await.map_err(|got| ClusterError::Bucket {
+        bucket: what,
+        reason: match created {
+            Err(e) => e.to_string(),
+            Ok(_) => got.to_string(),
+        },
+    })
 }
 
 /// Message ids seen lately, per origin node.

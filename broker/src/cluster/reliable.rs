@@ -109,9 +109,6 @@ pub(crate) async fn open(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<stream::Stream, ClusterError> {
-    if let Ok(s) = js.get_stream(STREAM).await {
-        return Ok(s);
-    }
     let config = stream::Config {
         name: STREAM.into(),
         description: Some("Sluice: QoS 1/2 messages between nodes".into()),
@@ -127,17 +124,7 @@ pub(crate) async fn open(
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
     };
-    let created = js.create_stream(config).await;
-    // Another node may have created it meanwhile: take it.
-    js.get_stream(STREAM)
-        .await
-        .map_err(|got| ClusterError::Bucket {
-            bucket: STREAM,
-            reason: match created {
-                Err(e) => e.to_string(),
-                Ok(_) => got.to_string(),
-            },
-        })
+    super::get_or_create(js, STREAM, config, async || js.get_stream(STREAM).await).await
 }
 
 /// Pulls from the consumer `name` on `subject` (a `sluice.t` filter

@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::report::{Machine, human, median};
+use super::report::{self, Machine, human, median, median_range};
 use super::soak::{count, micros};
-use super::{cpu_secs, field, launcher, wait_listening};
+use super::{cpu_secs, field, launcher, stop_within, wait_listening};
 use crate::tools::install_nats_server;
 
 /// The section's heading, which `report::splice` looks for.
@@ -206,7 +206,7 @@ impl Drop for Servers {
     fn drop(&mut self) {
         // The nodes before their nats-server.
         for server in self.list.iter_mut().rev() {
-            stop(&mut server.child);
+            stop_within(&mut server.child, STOP_LIMIT);
         }
     }
 }
@@ -277,7 +277,7 @@ pub struct Outcome {
 pub fn run(root: &Path, quick: bool, pin: bool) -> Result<Outcome> {
     install_nats_server()?;
     let started = Instant::now();
-    let load_before = super::report::loadavg();
+    let load_before = report::loadavg();
     let dir = root.join("target/bench/cluster");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let rounds = if quick { ROUNDS.0 } else { ROUNDS.1 };
@@ -297,7 +297,7 @@ pub fn run(root: &Path, quick: bool, pin: bool) -> Result<Outcome> {
         runs,
         rounds,
         nats_version: nats_version(),
-        load: (load_before, super::report::loadavg()),
+        load: (load_before, report::loadavg()),
         took: started.elapsed(),
     })
 }
@@ -518,23 +518,6 @@ fn spawn(cmd: &mut Command, log: &Path, label: &str) -> Result<Child> {
         .with_context(|| format!("cannot start {label}"))
 }
 
-/// SIGTERM, then SIGKILL after [`STOP_LIMIT`].
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + STOP_LIMIT;
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// Runs `loadgen NAME --addr 127.0.0.1:PUBLISH [--sub-addr
 /// 127.0.0.1:SUBSCRIBE] ARGS` (pinned to CPU 0 with `pin`), killed after
 /// [`LOADGEN_LIMIT`]; returns its JSON line, or fails with its error
@@ -634,30 +617,8 @@ fn prometheus(text: &str, name: &str) -> Option<f64> {
 
 /// An integer with thousands separators: 1,000,000.
 fn thousands(n: f64) -> String {
-    let digits = format!("{:.0}", n.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A median with its range over rounds.
-fn cell(values: &[f64], show: fn(f64) -> String) -> String {
-    let v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if v.is_empty() {
-        return "—".into();
-    }
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if v.len() == 1 {
-        show(v[0])
-    } else {
-        format!("{} ({}–{})", show(median(&v)), show(min), show(max))
-    }
+    // Counts read as floats: whole, and never negative.
+    report::thousands(n.max(0.0).round() as u64)
 }
 
 fn cpu_text(v: f64) -> String {
@@ -702,9 +663,9 @@ fn cpu_per_100k(runs: &[&Run], load: Load, roles: &[Role]) -> Vec<f64> {
 fn cpu_cells(runs: &[&Run], load: Load) -> String {
     let mut cells: Vec<String> = CPU_COLUMNS
         .iter()
-        .map(|roles| cell(&cpu_per_100k(runs, load, roles), cpu_text))
+        .map(|roles| median_range(&cpu_per_100k(runs, load, roles), cpu_text))
         .collect();
-    cells.push(cell(
+    cells.push(median_range(
         &cpu_per_100k(
             runs,
             load,
@@ -856,7 +817,7 @@ fn throughput_table(s: &mut String, runs: &[Run]) {
                 "| {} | {} | {} | {ratio} | {} | {} |",
                 load.label(),
                 setup.label(),
-                cell(&rate, human),
+                median_range(&rate, human),
                 lost_cell(&ours, load),
                 cpu_cells(&ours, load),
             );
@@ -883,9 +844,9 @@ fn latency_table(s: &mut String, runs: &[Run]) {
             s,
             "| {} | {} | {} | {} | {} | {} |",
             setup.label(),
-            cell(&figures(&ours, "p50_us"), micros),
-            cell(&figures(&ours, "p99_us"), micros),
-            cell(&figures(&ours, "max_us"), micros),
+            median_range(&figures(&ours, "p50_us"), micros),
+            median_range(&figures(&ours, "p99_us"), micros),
+            median_range(&figures(&ours, "max_us"), micros),
             lost_cell(&ours, Load::Latency),
             cpu_cells(&ours, Load::Latency),
         );
@@ -1105,8 +1066,8 @@ fn notes(s: &mut String, runs: &[Run]) {
         notes.push(format!(
             "a subscription on node B reached node A's publisher within {} of the first \
              probe ({} probes per run)",
-            cell(&probe, ms_text),
-            cell(&probes, count)
+            median_range(&probe, ms_text),
+            median_range(&probes, count)
         ));
     }
     for r in runs {

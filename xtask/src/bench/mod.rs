@@ -568,11 +568,16 @@ fn wait_listening(child: &mut Child, port: u16, label: &str, limit: Duration) ->
 }
 
 fn stop(child: &mut Child) {
+    stop_within(child, Duration::from_secs(10));
+}
+
+/// SIGTERM, then SIGKILL after `limit`.
+fn stop_within(child: &mut Child, limit: Duration) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;

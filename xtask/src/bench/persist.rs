@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::report::{human, median};
+use super::report::{human, median, median_range, thousands};
 use super::soak::{count, micros};
 use super::{field, launcher, loadgen_on, wait_listening};
 
@@ -585,21 +585,6 @@ fn bytes(b: u64) -> String {
     }
 }
 
-/// A median with its range over rounds.
-fn cell(values: &[f64], show: fn(f64) -> String) -> String {
-    let v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if v.is_empty() {
-        return "—".into();
-    }
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if v.len() == 1 {
-        show(v[0])
-    } else {
-        format!("{} ({}–{})", show(median(&v)), show(min), show(max))
-    }
-}
-
 /// The "Durability" section.
 pub fn section(
     o: &Outcome,
@@ -747,11 +732,11 @@ fn fan_in_table(s: &mut String, runs: &[Run], msgs: u32, rounds: u32) {
             "| {} | {} | {} | {ratio} | {} | {} | {} | {lost} | {} |",
             target.label(),
             target.setting(),
-            cell(&rate, human),
-            cell(&figure(target, "acked_per_sec"), human),
-            cell(&figure(target, "ack_p50_us"), micros),
-            cell(&figure(target, "ack_p99_us"), micros),
-            cell(&cpu, |v| format!("{v:.2}")),
+            median_range(&rate, human),
+            median_range(&figure(target, "acked_per_sec"), human),
+            median_range(&figure(target, "ack_p50_us"), micros),
+            median_range(&figure(target, "ack_p99_us"), micros),
+            median_range(&cpu, |v| format!("{v:.2}")),
         );
         let short: f64 = figure(target, "sent")
             .iter()
@@ -824,19 +809,6 @@ fn fan_in_table(s: &mut String, runs: &[Run], msgs: u32, rounds: u32) {
          operating system (fsync every second), \"always\" for the batch's \
          fsync.\n"
     );
-}
-
-/// An integer with thousands separators: 1,000,000.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn recovery_table(s: &mut String, r: &Recovery, quick: bool) {

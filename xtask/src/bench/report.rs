@@ -507,6 +507,35 @@ pub fn splice(markdown: &str, heading: &str, section: &str) -> String {
     s
 }
 
+/// An integer with thousands separators: 1,000,000.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A median with its range over rounds: `m (min–max)`, the value alone
+/// for one round, `—` for none.
+pub fn median_range(values: &[f64], show: fn(f64) -> String) -> String {
+    let v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if v.is_empty() {
+        return "—".into();
+    }
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.len() == 1 {
+        show(v[0])
+    } else {
+        format!("{} ({}–{})", show(median(&v)), show(min), show(max))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{duration, json_numbers, megabytes, splice};
