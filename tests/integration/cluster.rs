@@ -532,3 +532,91 @@ async fn qos1_messages_wait_in_jetstream_for_a_node_that_was_away() {
     let expected: Vec<String> = (1..=N).map(|i| format!("m{i}")).collect();
     assert_eq!(got, expected, "every message once, in order");
 }
+
+#[tokio::test]
+async fn a_node_without_jetstream_refuses_to_start_and_says_why() {
+    let nats = NatsServer::start_with(false, &[]);
+    let url = nats.url.clone();
+    let Err(e) = TestBroker::try_with(move |c| c.cluster.nats = vec![url]) else {
+        panic!("a node started without JetStream");
+    };
+    assert!(
+        e.contains("JetStream") && e.contains("nats-server -js"),
+        "{e}"
+    );
+}
+
+/// Two nodes with `tweak` reach each other through `nats` (a message
+/// published on A reaches a subscriber on B).
+async fn route_with(
+    nats_url: &str,
+    tweak: impl Fn(&mut sluice_broker::config::Config) + Clone + Send + 'static,
+) {
+    let start = |name: &str| {
+        let (url, name, tweak) = (nats_url.to_owned(), name.to_owned(), tweak.clone());
+        TestBroker::with(move |c| {
+            c.cluster.nats = vec![url];
+            c.cluster.node = Some(name);
+            tweak(c);
+        })
+    };
+    let (a, b) = (start("a"), start("b"));
+    let mut sub = client(&b, "sub-b", &["s/#"]).await;
+    let mut publisher = Raw::handshake(a.addr, &connect_v4("pub-a", true, 60)).await;
+    await_interest(&mut publisher, &mut sub, "s/probe").await;
+}
+
+#[tokio::test]
+async fn nodes_authenticate_to_nats_with_a_password_from_a_file() {
+    let nats = NatsServer::start_with(true, &["--user", "sluice", "--pass", "s3cret"]);
+    let dir = crate::support::TempDir::new("nats-secret");
+    let (good, bad) = (dir.path.join("good"), dir.path.join("bad"));
+    std::fs::write(&good, "s3cret\n").expect("write");
+    std::fs::write(&bad, "guess\n").expect("write");
+    let with = |file: Option<std::path::PathBuf>| {
+        let url = nats.url.clone();
+        move |c: &mut sluice_broker::config::Config| {
+            c.cluster.nats = vec![url];
+            if let Some(file) = file {
+                c.cluster.user = Some("sluice".into());
+                c.cluster.password_file = Some(file);
+            }
+        }
+    };
+    for (what, file) in [("no password", None), ("a wrong password", Some(bad))] {
+        let Err(e) = TestBroker::try_with(with(file)) else {
+            panic!("a node with {what} started");
+        };
+        assert!(e.contains("cannot connect to NATS"), "{what}: {e}");
+    }
+    let missing = dir.path.join("missing");
+    let Err(e) = TestBroker::try_with(with(Some(missing))) else {
+        panic!("a node with a missing password file started");
+    };
+    assert!(e.contains("missing"), "{e}");
+    route_with(&nats.url, move |c| {
+        c.cluster.user = Some("sluice".into());
+        c.cluster.password_file = Some(good.clone());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nodes_reach_nats_over_tls_with_its_ca() {
+    let pki = crate::tls::Pki::new("nats-ca");
+    let cert = pki.server("nats");
+    let (c, k) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let nats = NatsServer::start_with(true, &["--tls", "--tlscert", &c, "--tlskey", &k]);
+    let url = nats.url.replace("nats://", "tls://");
+    // The server's certificate chains to no CA the node trusts.
+    let plain = url.clone();
+    let Err(e) = TestBroker::try_with(move |c| c.cluster.nats = vec![plain]) else {
+        panic!("a node trusted an unknown CA");
+    };
+    assert!(e.contains("cannot connect to NATS"), "{e}");
+    let ca = pki.ca_file.clone();
+    route_with(&url, move |c| c.cluster.tls_ca = Some(ca.clone())).await;
+}

@@ -78,6 +78,11 @@ pub enum ClusterError {
         servers: String,
         source: async_nats::ConnectError,
     },
+    #[error("cluster: cannot read {}: {source}", .path.display())]
+    Secret {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "cannot use {bucket} in NATS JetStream ({reason}); the NATS servers must run with \
          JetStream enabled (nats-server -js)"
@@ -183,6 +188,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The first line of the file at `path` (a password or a token).
+fn secret(path: &std::path::Path) -> Result<String, ClusterError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Secret {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// The NATS connection's settings from `[cluster]`: credentials and TLS.
+fn options(config: &ClusterConfig) -> Result<async_nats::ConnectOptions, ClusterError> {
+    let mut o = async_nats::ConnectOptions::new();
+    if let (Some(user), Some(file)) = (&config.user, &config.password_file) {
+        o = o.user_and_password(user.clone(), secret(file)?);
+    }
+    if let Some(file) = &config.token_file {
+        o = o.token(secret(file)?);
+    }
+    if let Some(ca) = &config.tls_ca {
+        o = o.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        o = o.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(o)
+}
+
 /// This node's name: the configured one, or the host name and `port`.
 pub(crate) fn node_name(config: &ClusterConfig, port: u16) -> String {
     if let Some(node) = &config.node {
@@ -217,7 +249,7 @@ impl Cluster {
         let servers = config.nats.join(", ");
         let stats = Arc::new(ClusterStats::default());
         let events = stats.clone();
-        let client = async_nats::ConnectOptions::new()
+        let client = options(config)?
             .name(format!("sluice {node}"))
             .event_callback(move |event| {
                 let stats = events.clone();

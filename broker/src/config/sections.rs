@@ -225,6 +225,21 @@ pub struct ClusterConfig {
     /// (retained messages), 1 to 5, when the first node creates them.
     /// Default: 1; 3 in production (needs at least 3 NATS servers).
     pub replicas: u8,
+    /// `user` and `password_file`: a NATS user and the file holding its
+    /// password (the first line). Default: none (or in the URLs).
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// `token_file`: a file holding a NATS authentication token (the first
+    /// line).
+    pub token_file: Option<PathBuf>,
+    /// `tls_ca`: CA certificates (PEM) the NATS servers' certificates must
+    /// chain to; TLS is then required. Default: the system's roots, and
+    /// TLS only for `tls://` URLs.
+    pub tls_ca: Option<PathBuf>,
+    /// `tls_cert` and `tls_key`: a client certificate and its key (PEM)
+    /// for NATS servers that verify clients.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
@@ -233,6 +248,12 @@ impl Default for ClusterConfig {
             nats: Vec::new(),
             node: None,
             replicas: 1,
+            user: None,
+            password_file: None,
+            token_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

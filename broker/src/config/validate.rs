@@ -97,8 +97,27 @@ impl Config {
                 );
             }
         }
-        if !(1..=5).contains(&self.cluster.replicas) {
+        let c = &self.cluster;
+        if !(1..=5).contains(&c.replicas) {
             return invalid(Key::of(["cluster", "replicas"]), "must be 1 to 5");
+        }
+        if c.user.is_some() != c.password_file.is_some() {
+            return invalid(
+                Key::of(["cluster", "password_file"]),
+                "goes with cluster.user (both or neither)",
+            );
+        }
+        if c.user.is_some() && c.token_file.is_some() {
+            return invalid(
+                Key::of(["cluster", "token_file"]),
+                "excludes cluster.user: NATS takes a user and password or a token",
+            );
+        }
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return invalid(
+                Key::of(["cluster", "tls_key"]),
+                "goes with cluster.tls_cert (both or neither)",
+            );
         }
         let limits = Key::of(["limits"]);
         let l = &self.limits;

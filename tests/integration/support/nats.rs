@@ -15,11 +15,21 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// With JetStream, as a cluster needs.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(true, &[])
+    }
+
+    /// With JetStream or not, and further `nats-server` arguments.
+    pub fn start_with(jetstream: bool, args: &[&str]) -> NatsServer {
         let storage = TempDir::new("nats");
-        let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-            .arg(&storage.path)
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-a", "127.0.0.1", "-p", "-1"]);
+        if jetstream {
+            cmd.args(["-js", "-sd"]).arg(&storage.path);
+        }
+        let mut child = cmd
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
