@@ -119,6 +119,9 @@ impl Server {
             restore(&ctx, store, recovered);
         }
         if let Some(cluster) = ctx.router.cluster().cloned() {
+            cluster.serve_kicks(&ctx.registry).await;
+        }
+        if let Some(cluster) = ctx.router.cluster().cloned() {
             // After the store's: the cluster's bucket is the authority on
             // retained messages.
             cluster.ready(&ctx.router).await?;

@@ -620,3 +620,55 @@ async fn nodes_reach_nats_over_tls_with_its_ca() {
     let ca = pki.ca_file.clone();
     route_with(&url, move |c| c.cluster.tls_ca = Some(ca.clone())).await;
 }
+
+#[tokio::test]
+async fn a_client_id_is_cluster_wide_and_a_connect_elsewhere_takes_it_over() {
+    const DISCONNECT: u8 = 14;
+    let nats = NatsServer::start();
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let connect = || connect_v5("dev-1", true, 60, |_| {});
+    let mut on_a = Raw::handshake(a.addr, &connect()).await;
+    // The same client id on B: A's connection is told 0x8E (Session taken
+    // over) and closed, B's goes on.
+    let mut on_b = Raw::handshake(b.addr, &connect()).await;
+    let frames = on_a.expect_closed().await;
+    let reason = frames
+        .iter()
+        .find(|f| f.kind() == DISCONNECT)
+        .map(|f| f.disconnect_reason());
+    assert_eq!(reason, Some(0x8E), "A's client: {frames:?}");
+    // And back to A: B's connection goes.
+    let mut again = Raw::handshake(a.addr, &connect()).await;
+    let frames = on_b.expect_closed().await;
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.kind() == DISCONNECT && f.disconnect_reason() == 0x8E),
+        "B's client: {frames:?}"
+    );
+    // The session ends with its (clean) connection: the id is let go.
+    let nc = async_nats::connect(nats.url.as_str()).await.expect("NATS");
+    let kv = async_nats::jetstream::new(nc)
+        .get_key_value("sluice_sessions")
+        .await
+        .expect("the sessions bucket");
+    let owner = kv.get("=00.dev-1").await.expect("read");
+    assert_eq!(owner.as_deref(), Some(&b"a"[..]), "A holds dev-1");
+    let mut changes = kv.watch("=00.dev-1").await.expect("watch");
+    again.send(&disconnect_v5(0, None)).await;
+    again.expect_closed().await;
+    within("the id let go", async {
+        loop {
+            let change = futures_util::StreamExt::next(&mut changes)
+                .await
+                .expect("the watch goes on")
+                .expect("an entry");
+            if change.operation != async_nats::jetstream::kv::Operation::Put {
+                return;
+            }
+        }
+    })
+    .await;
+    assert_eq!(kv.get("=00.dev-1").await.expect("read"), None);
+}

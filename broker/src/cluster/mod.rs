@@ -31,11 +31,16 @@
 //! - **QoS 1/2** cross nodes at least once, through a JetStream stream
 //!   and durable pull consumers ([`reliable`]); QoS 0 on core NATS.
 //!
-//! Not yet (issue 16): client ids and session takeover, and node
+//! - **Client ids** are cluster-wide: a CONNECT claims its id in a
+//!   JetStream key-value bucket and the former owner node disconnects its
+//!   client ([`sessions`]).
+//!
+//! Not yet (issue 16): handing a session over between nodes, and node
 //! liveness.
 
 mod reliable;
 mod retained;
+mod sessions;
 pub(crate) mod subject;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -166,6 +171,10 @@ pub struct Cluster {
     retained: retained::Replicated,
     /// QoS 1/2 messages on their way to JetStream.
     tickets: reliable::Tickets,
+    /// The owner node of every client id.
+    sessions: async_nats::jetstream::kv::Store,
+    /// The node's sessions, for other nodes' takeovers.
+    registry: Mutex<std::sync::Weak<crate::registry::Registry>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Taken by [`Cluster::start`].
     pending: Mutex<Option<Receivers>>,
@@ -274,6 +283,7 @@ impl Cluster {
         let retained = retained::Replicated::open(&client, usize::from(config.replicas)).await?;
         let js = async_nats::jetstream::new(client.clone());
         let messages = reliable::open(&js, usize::from(config.replicas)).await?;
+        let sessions = sessions::open(&js, usize::from(config.replicas)).await?;
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         tracing::info!(node = %node, "joined the cluster over NATS ({})", config.nats.join(", "));
@@ -296,6 +306,8 @@ impl Cluster {
             stats,
             retained,
             tickets: reliable::Tickets::default(),
+            sessions,
+            registry: Mutex::new(std::sync::Weak::new()),
             tasks: Mutex::new(Vec::new()),
             pending: Mutex::new(Some(Receivers {
                 out: out_rx,

@@ -1,6 +1,6 @@
 //! Retained messages cluster-wide: a JetStream key-value bucket
 //! (`sluice_retained`, one key per mountpoint and topic, see
-//! [`super::subject::retained_key`]) that every node writes its clients'
+//! [`super::subject::kv_key`]) that every node writes its clients'
 //! retained messages to and watches into its own retained store.
 //!
 //! The bucket orders every write to a key, and every node applies the
@@ -114,7 +114,7 @@ impl Cluster {
         if message.topic.is_sys() {
             return;
         }
-        let key = subject::retained_key(mountpoint, message.topic.as_str());
+        let key = subject::kv_key(mountpoint, message.topic.as_str());
         let mut w = records::Writer::new();
         w.bytes(self.node.as_bytes());
         records::put_message(&mut w, message);
@@ -184,7 +184,7 @@ impl Cluster {
             let removed = router.retained_keep_only(|mountpoint, topic| {
                 held.contains(&(mountpoint.to_owned(), topic.to_owned()))
                     || lock(&self.retained.pending)
-                        .contains_key(&subject::retained_key(mountpoint, topic))
+                        .contains_key(&subject::kv_key(mountpoint, topic))
             });
             if removed > 0 {
                 tracing::info!(
@@ -205,7 +205,7 @@ impl Cluster {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(key = %entry.key, "a retained entry not understood; ignored");
         };
-        let Some((mountpoint, topic)) = subject::decode_retained_key(&entry.key) else {
+        let Some((mountpoint, topic)) = subject::decode_kv_key(&entry.key) else {
             dropped();
             return None;
         };

@@ -167,10 +167,10 @@ fn decode_key_part(part: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The key of `topic`'s retained message in `mountpoint`, in the
-/// cluster's key-value bucket: `<mountpoint>.<topic>`, escaped (a topic
+/// The key of `name` (a topic, or a client id) in `mountpoint`, in the
+/// cluster's key-value buckets: `<mountpoint>.<name>`, escaped (a topic
 /// `a/b` in no mountpoint is `=00.a/b`).
-pub(crate) fn retained_key(mountpoint: &str, topic: &str) -> String {
+pub(crate) fn kv_key(mountpoint: &str, topic: &str) -> String {
     let mut k = String::with_capacity(mountpoint.len() + topic.len() + 4);
     push_key_part(&mut k, mountpoint, false);
     k.push('.');
@@ -178,13 +178,13 @@ pub(crate) fn retained_key(mountpoint: &str, topic: &str) -> String {
     k
 }
 
-/// The mountpoint and topic of a key written by [`retained_key`]; `None`
-/// for any other key.
-pub(crate) fn decode_retained_key(key: &str) -> Option<(String, String)> {
+/// The mountpoint and name of a key written by [`kv_key`]; `None` for
+/// any other key.
+pub(crate) fn decode_kv_key(key: &str) -> Option<(String, String)> {
     let (mountpoint, topic) = key.split_once('.')?;
     let decoded = (decode_key_part(mountpoint)?, decode_key_part(topic)?);
     // Only the one spelling we write (no needless escapes).
-    (retained_key(&decoded.0, &decoded.1) == key && !decoded.1.is_empty()).then_some(decoded)
+    (kv_key(&decoded.0, &decoded.1) == key && !decoded.1.is_empty()).then_some(decoded)
 }
 
 #[cfg(test)]
@@ -303,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn retained_keys_round_trip_and_stay_valid_nats_keys() {
+    fn kv_keys_round_trip_and_stay_valid_nats_keys() {
         let valid = |k: &str| {
             !k.starts_with('.')
                 && !k.ends_with('.')
@@ -322,18 +322,18 @@ mod tests {
                 "$SYS/x",
                 "=41",
             ] {
-                let key = retained_key(mountpoint, topic);
+                let key = kv_key(mountpoint, topic);
                 assert!(valid(&key), "{key:?}");
                 assert_eq!(
-                    decode_retained_key(&key),
+                    decode_kv_key(&key),
                     Some((mountpoint.to_owned(), topic.to_owned())),
                     "{key}"
                 );
             }
         }
-        assert_eq!(retained_key("", "a/b"), "=00.a/b");
+        assert_eq!(kv_key("", "a/b"), "=00.a/b");
         for k in ["a", "=00.", "=00.=4", "=00.=41", "=00.=FF", "x.y=2"] {
-            assert_eq!(decode_retained_key(k), None, "{k}");
+            assert_eq!(decode_kv_key(k), None, "{k}");
         }
     }
 }

@@ -650,6 +650,27 @@ async fn establish<T: Transport>(
         upgrade_qos: m.upgrade_qos.unwrap_or(false),
         persistent: session_expiry > 0,
     };
+    if let Some(cluster) = ctx.router.cluster() {
+        // The client id is the cluster's, not this node's: take it (and
+        // the other node's client off it) first.
+        if let Err(e) = cluster.claim(&id).await {
+            if profile.persistent || !clean_start {
+                // A session that outlives its connection needs the
+                // registry: on a node cut off from it (a minority
+                // partition), persistent sessions are refused.
+                refuse(
+                    stream,
+                    Some(version),
+                    Refusal::new(ReasonCode::SERVER_UNAVAILABLE, e.to_string()),
+                    peer,
+                    connect.properties.maximum_packet_size,
+                )
+                .await;
+                return None;
+            }
+            tracing::warn!(client = %id, "{e}; a clean session is served on this node alone");
+        }
+    }
     let attached = match ctx.registry.attach(id.clone(), clean_start, profile).await {
         Ok(a) => a,
         Err(e) => {

@@ -509,7 +509,8 @@ impl Registry {
         }
     }
 
-    /// Removes `session` from the map if it is still the one registered.
+    /// Removes `session` from the map if it is still the one registered
+    /// (and in a cluster lets go of its client id).
     fn forget(&self, session: &Arc<Session>) {
         let mut map = self.map();
         if map
@@ -517,6 +518,10 @@ impl Registry {
             .is_some_and(|e| Arc::ptr_eq(&e.0, session))
         {
             map.remove(session.id());
+            drop(map);
+            if let Some(cluster) = self.router.cluster() {
+                cluster.release_id(session.id());
+            }
         }
     }
 
