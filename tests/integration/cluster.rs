@@ -672,3 +672,25 @@ async fn a_client_id_is_cluster_wide_and_a_connect_elsewhere_takes_it_over() {
     .await;
     assert_eq!(kv.get("=00.dev-1").await.expect("read"), None);
 }
+
+#[tokio::test]
+async fn cut_off_from_nats_a_node_refuses_persistent_sessions_and_serves_clean_ones() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a");
+    drop(nats);
+    // A persistent session could live on another node as well.
+    let mut persistent = Raw::connect(a.addr).await;
+    persistent.send(&connect_v4("keeps", false, 60)).await;
+    let ack = persistent.recv().await;
+    assert_eq!(ack.connack(), (false, 3), "CONNACK Server unavailable");
+    let mut v5 = Raw::connect(a.addr).await;
+    v5.send(&connect_v5("keeps-5", true, 60, |p| {
+        p.session_expiry_interval = Some(60);
+    }))
+    .await;
+    assert_eq!(v5.recv().await.connack(), (false, 0x88));
+    // A clean session is served by the node alone.
+    let mut clean = Raw::handshake(a.addr, &connect_v4("passing", true, 60)).await;
+    clean.send(&subscribe_v4(1, "t", 0)).await;
+    assert_eq!(clean.recv_kind(SUBACK).await.ack_codes(false), [0]);
+}

@@ -71,6 +71,8 @@ const OUT_QUEUE: usize = 64 * 1024;
 /// readers and the delivery task: what arrives from NATS is bounded in
 /// count here and in size by NATS's `max_payload` (1 MiB by default).
 const SUBSCRIPTION_BUFFER: usize = 1024;
+/// How long a stopping node waits for NATS to take what is left for it.
+const STOP_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 /// How many recent message ids a node remembers to recognise a message
 /// that came again through another of its subscriptions.
 const RECENT: usize = 8192;
@@ -410,7 +412,16 @@ impl Cluster {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
-        let _ = self.client.flush().await;
+        // Bounded: with NATS out of reach a flush would wait for it.
+        if tokio::time::timeout(STOP_FLUSH, self.client.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "NATS did not take what was left for it within {} s at shutdown",
+                STOP_FLUSH.as_secs()
+            );
+        }
     }
 
     /// Called once the node's state is restored, before its listeners

@@ -34,6 +34,9 @@ const BUCKET: &str = "sluice_sessions";
 const KICK_LIMIT: Duration = Duration::from_secs(2);
 /// Attempts at a claim racing other nodes' for the same client id.
 const ATTEMPTS: usize = 5;
+/// How long a claim may take before JetStream is taken to be out of
+/// reach.
+const CLAIM_LIMIT: Duration = Duration::from_secs(2);
 
 /// Why a claim failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,16 @@ impl Cluster {
     /// Makes this node the owner of `id`, disconnecting the client of the
     /// node that owned it (if it is there to answer).
     pub(crate) async fn claim(&self, id: &SubscriberId) -> Result<(), ClaimError> {
+        let Ok(outcome) = tokio::time::timeout(CLAIM_LIMIT, self.try_claim(id)).await else {
+            return Err(ClaimError(format!(
+                "no answer within {} s",
+                CLAIM_LIMIT.as_secs()
+            )));
+        };
+        outcome
+    }
+
+    async fn try_claim(&self, id: &SubscriberId) -> Result<(), ClaimError> {
         let kv = &self.sessions;
         let key = key(id);
         let fail = |e: &dyn std::fmt::Display| ClaimError(e.to_string());
