@@ -29,8 +29,8 @@ async fn sigterm_and_sigint_shut_down_gracefully() {
 
 #[test]
 fn invalid_config_is_refused_with_the_key_named() {
-    let dir = std::env::temp_dir().join(format!("sluice-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let scratch = Scratch::new("cli");
+    let dir = &scratch.path;
     for (text, needle) in [
         ("[mqtt]\nreceive_maximum = 0\n", "mqtt.receive_maximum"),
         ("[mqtt]\nmax_packet_sise = 1\n", "max_packet_sise"),
@@ -54,13 +54,12 @@ fn invalid_config_is_refused_with_the_key_named() {
         .expect("run sluice");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/sluice.toml"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn flags_override_the_config_file() {
-    let dir = std::env::temp_dir().join(format!("sluice-flags-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let scratch = Scratch::new("flags");
+    let dir = &scratch.path;
     let path = dir.join("sluice.toml");
     std::fs::write(
         &path,
@@ -77,7 +76,6 @@ async fn flags_override_the_config_file() {
     ]);
     // Bound where the flag said, and anonymous clients are let in.
     Raw::handshake(sluice.addr, &connect_v4("flagged", true, 60)).await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -166,26 +164,7 @@ async fn shipped_config_runs_with_the_example_plugins() {
 }
 
 /// A scratch directory for one test, removed when dropped.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+type Scratch = crate::support::TempDir;
 
 /// The `[plugins]` section for `dir`, with the compile cache the other
 /// tests share.

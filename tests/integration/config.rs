@@ -479,8 +479,8 @@ fn invalid_configs_name_the_key_and_the_line() {
 
 #[test]
 fn a_file_error_names_the_file_then_the_line_then_the_key() {
-    let dir = std::env::temp_dir().join(format!("sluice-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let scratch = crate::support::TempDir::new("config");
+    let dir = &scratch.path;
     let path = dir.join("sluice.toml");
     std::fs::write(
         &path,
@@ -509,7 +509,6 @@ fn a_file_error_names_the_file_then_the_line_then_the_key() {
             .starts_with(&format!("cannot read config file {}: ", missing.display())),
         "{e}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

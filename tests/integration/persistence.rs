@@ -17,32 +17,11 @@ use tokio::io::AsyncWriteExt;
 use crate::support::packets::*;
 use crate::support::process::{SLUICE, Sluice};
 use crate::support::raw::Frame;
-use crate::support::{PATIENCE, PluginDir, Raw, TestBroker, within};
+use crate::support::{PATIENCE, PluginDir, Raw, TempDir, TestBroker, within};
 
 /// A temporary directory for one test: the store, the configuration file,
-/// and whatever the broker moves aside next to the store. Removed when
-/// dropped, a panic included.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-persistence-{name}-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// and whatever the broker moves aside next to the store.
+type Scratch = TempDir;
 
 /// A broker configuration with its store in a scratch directory, started
 /// as many times as a test restarts it (each start binds a new port).
@@ -55,8 +34,8 @@ impl Durable {
     /// `[persistence]` with `durability`, then the TOML `extra`.
     fn new(name: &str, durability: &str, extra: &str) -> Durable {
         let scratch = Scratch::new(name);
-        let config = scratch.0.join("sluice.toml");
-        let store = scratch.0.join("store");
+        let config = scratch.path.join("sluice.toml");
+        let store = scratch.path.join("store");
         let text = format!(
             "[persistence]\ndir = {:?}\ndurability = \"{durability}\"\nsync_interval_ms = 50\n{extra}",
             store.to_str().expect("utf-8 temp path")
@@ -66,7 +45,7 @@ impl Durable {
     }
 
     fn store(&self) -> PathBuf {
-        self.scratch.0.join("store")
+        self.scratch.path.join("store")
     }
 
     fn args(&self) -> Vec<&str> {
@@ -97,7 +76,7 @@ impl Durable {
 
     /// Directories the broker moved a damaged store to.
     fn moved_aside(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(&self.scratch.0)
+        std::fs::read_dir(&self.scratch.path)
             .expect("read scratch dir")
             .map(|e| e.expect("dir entry").path())
             .filter(|p| {
@@ -145,8 +124,8 @@ fn reported(line: &str, what: &str) -> u64 {
 /// Runs `sluice` with `args` to its end (bounded: killed after
 /// [`PATIENCE`]); its exit status, stdout and stderr.
 fn run_sluice(scratch: &Scratch, args: &[&str]) -> (ExitStatus, String, String) {
-    let out = scratch.0.join("run.out");
-    let err = scratch.0.join("run.err");
+    let out = scratch.path.join("run.out");
+    let err = scratch.path.join("run.err");
     let mut child = Command::new(SLUICE)
         .args(args)
         .stdout(std::fs::File::create(&out).expect("stdout file"))

@@ -14,25 +14,7 @@ use super::*;
 use crate::support::process::Sluice;
 
 /// A scratch directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("sluice-cache-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+type Scratch = crate::support::TempDir;
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -89,7 +71,7 @@ fn denying_broker(plugins: &PluginDir, cache: &Path) -> TestBroker {
 /// in `cache` if given, else in the default place under `xdg` (as
 /// `XDG_CACHE_HOME`).
 fn sluice(scratch: &Scratch, plugins: &PluginDir, cache: Option<&Path>, xdg: &Path) -> Sluice {
-    let config = scratch.0.join("sluice.toml");
+    let config = scratch.path.join("sluice.toml");
     let cache_line = cache
         .map(|c| format!("cache_dir = {:?}\n", c.to_str().expect("utf-8 path")))
         .unwrap_or_default();
@@ -126,7 +108,7 @@ async fn compiled_plugins_come_from_the_cache_on_restart() {
 #[tokio::test]
 async fn a_tampered_artifact_is_compiled_again_not_loaded() {
     let scratch = Scratch::new("flipped");
-    let cache = scratch.0.join("cache");
+    let cache = scratch.path.join("cache");
     let plugins = PluginDir::new();
     plugins.add("auth", "trivial");
     drop(denying_broker(&plugins, &cache));
@@ -161,7 +143,7 @@ async fn a_tampered_artifact_is_compiled_again_not_loaded() {
 #[tokio::test]
 async fn another_plugins_artifact_is_refused_with_a_warning() {
     let scratch = Scratch::new("foreign");
-    let xdg = scratch.0.join("xdg");
+    let xdg = scratch.path.join("xdg");
     let cache = xdg.join("sluice/plugins");
     let plugins = PluginDir::new();
     plugins.add("auth", "trivial").add("other", "policy");
@@ -215,19 +197,19 @@ async fn another_plugins_artifact_is_refused_with_a_warning() {
 #[tokio::test]
 async fn unsafe_cache_directories_are_refused_and_plugins_still_load() {
     let scratch = Scratch::new("unsafe");
-    let xdg = scratch.0.join("xdg");
+    let xdg = scratch.path.join("xdg");
     let plugins = PluginDir::new();
     plugins.add("auth", "trivial");
 
-    let real = scratch.0.join("real");
+    let real = scratch.path.join("real");
     std::fs::create_dir(&real).expect("mkdir");
     std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let link = scratch.0.join("link");
+    let link = scratch.path.join("link");
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
-    let shared = scratch.0.join("shared");
+    let shared = scratch.path.join("shared");
     std::fs::create_dir(&shared).expect("mkdir");
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o770)).expect("chmod");
-    let open = scratch.0.join("open");
+    let open = scratch.path.join("open");
     std::fs::create_dir(&open).expect("mkdir");
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
     let mut cases = vec![
@@ -244,9 +226,9 @@ async fn unsafe_cache_directories_are_refused_and_plugins_still_load() {
         ),
     ];
     // Another user's directory, when this test may make one.
-    let me = std::fs::metadata(&scratch.0).expect("stat").uid();
+    let me = std::fs::metadata(&scratch.path).expect("stat").uid();
     if me == 0 {
-        let theirs = scratch.0.join("theirs");
+        let theirs = scratch.path.join("theirs");
         std::fs::create_dir(&theirs).expect("mkdir");
         std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
@@ -279,7 +261,7 @@ async fn unsafe_cache_directories_are_refused_and_plugins_still_load() {
 #[tokio::test]
 async fn the_default_cache_is_private_and_outside_the_plugin_directory() {
     let scratch = Scratch::new("default");
-    let xdg = scratch.0.join("xdg");
+    let xdg = scratch.path.join("xdg");
     let cache = xdg.join("sluice/plugins");
     let plugins = PluginDir::new();
     plugins.add("auth", "trivial");
@@ -302,7 +284,7 @@ async fn the_default_cache_is_private_and_outside_the_plugin_directory() {
 
     // Without XDG_CACHE_HOME, under $HOME/.cache; a restart there reuses
     // the key.
-    let home = scratch.0.join("home");
+    let home = scratch.path.join("home");
     let from_home = home.join(".cache/sluice/plugins");
     for _ in 0..2 {
         let mut broker = Sluice::start_with_env(

@@ -198,6 +198,11 @@ impl TempDir {
         std::fs::create_dir_all(&path).expect("create a temporary directory");
         TempDir { path }
     }
+
+    /// The path of `name` in the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
 }
 
 impl Drop for TempDir {
