@@ -221,8 +221,9 @@ pub struct ClusterConfig {
     /// `node`: this node's name, unique in the cluster. Default: the host
     /// name and the first listener's port.
     pub node: Option<String>,
-    /// `replicas`: copies JetStream keeps of the cluster's buckets
-    /// (retained messages), 1 to 5, when the first node creates them.
+    /// `replicas`: copies JetStream keeps of the cluster's streams (QoS
+    /// 1/2 messages, retained messages, client ids), 1 to 5, when the
+    /// first node creates them.
     /// Default: 1; 3 in production (needs at least 3 NATS servers).
     pub replicas: u8,
     /// `user` and `password_file`: a NATS user and the file holding its
