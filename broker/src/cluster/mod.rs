@@ -535,6 +535,35 @@ impl Cluster {
     }
 }
 
+/// The stream of the key-value bucket `bucket`, as NATS's own buckets are
+/// made (one value per key), with `replicas` copies. (async-nats's
+/// `create_key_value` first asks for account details that NATS 2.9
+/// answers in a shape it rejects.)
+fn kv_stream(
+    bucket: &str,
+    description: &str,
+    replicas: usize,
+) -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream;
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_bytes: -1,
+        max_messages: -1,
+        max_message_size: -1,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        duplicate_window: std::time::Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
 /// What `get` finds, after creating the stream `config` if it did not
 /// find it (another node may create it at the same time: then `get` finds
 /// that one).

@@ -68,26 +68,11 @@ impl Replicated {
         replicas: usize,
     ) -> Result<Self, ClusterError> {
         let js = jetstream::new(client.clone());
-        // The bucket's stream as NATS's key-value buckets are made (the
-        // client's `create_key_value` first asks for account details that
-        // NATS 2.9 answers in a shape it rejects).
-        let config = jetstream::stream::Config {
-            name: format!("KV_{BUCKET}"),
-            description: Some("Sluice: retained messages by mountpoint and topic".into()),
-            subjects: vec![format!("$KV.{BUCKET}.>")],
-            max_messages_per_subject: 1,
-            max_bytes: -1,
-            max_messages: -1,
-            max_message_size: -1,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: replicas,
-            discard: jetstream::stream::DiscardPolicy::New,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
+        let config = super::kv_stream(
+            BUCKET,
+            "Sluice: retained messages by mountpoint and topic",
+            replicas,
+        );
         let kv = super::get_or_create(&js, BUCKET, config, async || js.get_key_value(BUCKET).await)
             .await?;
         let (out, out_rx) = mpsc::channel(OUT_QUEUE);

@@ -48,23 +48,7 @@ pub(crate) async fn open(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<kv::Store, ClusterError> {
-    let config = jetstream::stream::Config {
-        name: format!("KV_{BUCKET}"),
-        description: Some("Sluice: the node holding each client id".into()),
-        subjects: vec![format!("$KV.{BUCKET}.>")],
-        max_messages_per_subject: 1,
-        max_bytes: -1,
-        max_messages: -1,
-        max_message_size: -1,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: replicas,
-        discard: jetstream::stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    };
+    let config = super::kv_stream(BUCKET, "Sluice: the node holding each client id", replicas);
     super::get_or_create(js, BUCKET, config, async || js.get_key_value(BUCKET).await).await
 }
 
