@@ -630,6 +630,36 @@ fn cluster_metrics(out: &mut Exposition, cluster: &crate::cluster::Cluster) {
             "Retained messages not written to the cluster's bucket, or refused here by a limit.",
             get(&s.retained_failed),
         ),
+        (
+            "sluice_cluster_sessions_handed_out_total",
+            Counter,
+            "Sessions handed to another node whose client connected there.",
+            get(&s.handed_out),
+        ),
+        (
+            "sluice_cluster_sessions_handed_in_total",
+            Counter,
+            "Sessions handed over by another node to a client connecting here.",
+            get(&s.handed_in),
+        ),
+        (
+            "sluice_cluster_nodes_declared_dead_total",
+            Counter,
+            "Nodes this node found without a heartbeat for node_timeout and declared dead.",
+            get(&s.dead_nodes),
+        ),
+        (
+            "sluice_cluster_dead_nodes_handled_total",
+            Counter,
+            "Dead nodes whose sessions this node tried to take over.",
+            get(&s.dead_handled),
+        ),
+        (
+            "sluice_cluster_sessions_inherited_total",
+            Counter,
+            "Sessions of dead nodes this node took over (their Wills sent here).",
+            get(&s.inherited),
+        ),
     ] {
         out.single(name, kind, help, value);
     }

@@ -119,7 +119,9 @@ impl Server {
             restore(&ctx, store, recovered);
         }
         if let Some(cluster) = ctx.router.cluster().cloned() {
-            cluster.serve_kicks(&ctx.registry).await;
+            cluster
+                .serve(&ctx.registry, ctx.default_limits.clone())
+                .await;
         }
         if let Some(cluster) = ctx.router.cluster().cloned() {
             // After the store's: the cluster's bucket is the authority on

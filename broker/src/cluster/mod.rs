@@ -31,24 +31,24 @@
 //! - **QoS 1/2** cross nodes at least once, through a JetStream stream
 //!   and durable pull consumers ([`reliable`]); QoS 0 on core NATS.
 //!
-//! - **Client ids** are cluster-wide: a CONNECT claims its id in a
-//!   JetStream key-value bucket and the former owner node disconnects its
-//!   client ([`sessions`]).
-//!
-//! Not yet (issue 16): handing a session over between nodes, and node
-//! liveness.
+//! - **Client ids and sessions** are cluster-wide: a CONNECT claims its
+//!   id in a JetStream key-value bucket, and the former owner node
+//!   disconnects its client and hands the session over ([`sessions`]);
+//!   the bucket keeps each persistent session's card, so the sessions of
+//!   a node that dies ([`liveness`]) are taken over by the survivors.
 
+mod image;
+mod liveness;
+mod relay;
 mod reliable;
 mod retained;
 mod sessions;
 pub(crate) mod subject;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::IntoFuture as _;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -56,13 +56,8 @@ use crate::codec::QoS;
 use crate::config::ClusterConfig;
 use crate::message::Message;
 use crate::router::Router;
-use crate::store::records;
 use crate::topic::TopicFilter;
 
-/// The header naming the node a message was published on.
-const ORIGIN: &str = "Sluice-Node";
-/// The header with the origin's number for the message.
-const ID: &str = "Sluice-Id";
 /// How many messages leave for NATS before publishers' messages are
 /// dropped (and counted) rather than queued: the NATS client has its own
 /// buffer behind this one.
@@ -73,9 +68,6 @@ const OUT_QUEUE: usize = 64 * 1024;
 const SUBSCRIPTION_BUFFER: usize = 1024;
 /// How long a stopping node waits for NATS to take what is left for it.
 const STOP_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
-/// How many recent message ids a node remembers to recognise a message
-/// that came again through another of its subscriptions.
-const RECENT: usize = 8192;
 
 /// Why the cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +122,7 @@ enum Command {
 
 /// A message for NATS: its subject, the message, its number, and its
 /// ticket (QoS 1/2; 0 for QoS 0).
-struct Outgoing {
+pub(super) struct Outgoing {
     subject: String,
     message: Arc<Message>,
     id: u64,
@@ -154,6 +146,16 @@ pub struct ClusterStats {
     /// Retained messages not written to the bucket (queue full, or
     /// JetStream refused) or not taken from it (a limit here).
     pub retained_failed: AtomicU64,
+    /// Sessions handed over to another node at its takeover.
+    pub handed_out: AtomicU64,
+    /// Sessions handed over by another node at a takeover here.
+    pub handed_in: AtomicU64,
+    /// Nodes this node declared dead.
+    pub dead_nodes: AtomicU64,
+    /// Dead nodes whose sessions this node claimed (every survivor claims).
+    pub dead_handled: AtomicU64,
+    /// Sessions of dead nodes this node won.
+    pub inherited: AtomicU64,
 }
 
 /// This node's part in the cluster.
@@ -173,10 +175,12 @@ pub struct Cluster {
     retained: retained::Replicated,
     /// QoS 1/2 messages on their way to JetStream.
     tickets: reliable::Tickets,
-    /// The owner node of every client id.
-    sessions: async_nats::jetstream::kv::Store,
-    /// The node's sessions, for other nodes' takeovers.
-    registry: Mutex<std::sync::Weak<crate::registry::Registry>>,
+    /// The owner node (and card) of every client id.
+    sessions: sessions::Sessions,
+    /// Every node's heartbeat.
+    nodes: async_nats::jetstream::kv::Store,
+    /// `[cluster] node_timeout`.
+    node_timeout: std::time::Duration,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Taken by [`Cluster::start`].
     pending: Mutex<Option<Receivers>>,
@@ -224,6 +228,13 @@ fn options(config: &ClusterConfig) -> Result<async_nats::ConnectOptions, Cluster
         o = o.add_client_certificate(cert.clone(), key.clone());
     }
     Ok(o)
+}
+
+/// The node a value of the cluster's session bucket (`sluice_sessions`)
+/// names as holding its client id; for tools and tests that read the
+/// bucket.
+pub fn session_owner(value: &[u8]) -> Option<String> {
+    image::decode_owned(value).ok().map(|o| o.owner)
 }
 
 /// This node's name: the configured one, or the host name and `port`.
@@ -286,6 +297,7 @@ impl Cluster {
         let js = async_nats::jetstream::new(client.clone());
         let messages = reliable::open(&js, usize::from(config.replicas)).await?;
         let sessions = sessions::open(&js, usize::from(config.replicas)).await?;
+        let nodes = liveness::open(&js, usize::from(config.replicas)).await?;
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         tracing::info!(node = %node, "joined the cluster over NATS ({})", config.nats.join(", "));
@@ -309,7 +321,8 @@ impl Cluster {
             retained,
             tickets: reliable::Tickets::default(),
             sessions,
-            registry: Mutex::new(std::sync::Weak::new()),
+            nodes,
+            node_timeout: std::time::Duration::from_secs(u64::from(config.node_timeout)),
             tasks: Mutex::new(Vec::new()),
             pending: Mutex::new(Some(Receivers {
                 out: out_rx,
@@ -334,12 +347,12 @@ impl Cluster {
         let Some(Receivers { out, mut commands }) = lock(&self.pending).take() else {
             return;
         };
-        let sender = tokio::spawn(send(self.clone(), out));
+        let sender = tokio::spawn(relay::send(self.clone(), out));
         let manager = {
             let this = self.clone();
             tokio::spawn(async move {
                 let (into, from) = mpsc::channel(SUBSCRIPTION_BUFFER);
-                let deliverer = tokio::spawn(deliver(this.clone(), router, from));
+                let deliverer = tokio::spawn(relay::deliver(this.clone(), router, from));
                 let mut held: HashMap<Interest, [JoinHandle<()>; 2]> = HashMap::new();
                 while let Some(command) = commands.recv().await {
                     match command {
@@ -366,8 +379,11 @@ impl Cluster {
                                 }
                             };
                             this.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-                            let core =
-                                tokio::spawn(receive(interest.shared.clone(), sub, into.clone()));
+                            let core = tokio::spawn(relay::receive(
+                                interest.shared.clone(),
+                                sub,
+                                into.clone(),
+                            ));
                             let reliable = tokio::spawn(reliable::pull(
                                 this.messages.clone(),
                                 interest.consumer(&this.node),
@@ -412,6 +428,13 @@ impl Cluster {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
+        // Expected back: the others leave its sessions alone.
+        if tokio::time::timeout(STOP_FLUSH, self.leave())
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not tell the cluster this node stops");
+        }
         // Bounded: with NATS out of reach a flush would wait for it.
         if tokio::time::timeout(STOP_FLUSH, self.client.flush())
             .await
@@ -425,10 +448,19 @@ impl Cluster {
     }
 
     /// Called once the node's state is restored, before its listeners
-    /// open: takes the cluster's retained messages and deletes the node's
-    /// JetStream consumers no subscription needs any more.
+    /// open: takes the cluster's retained messages, reconciles its
+    /// sessions with the cluster's, deletes the node's JetStream consumers
+    /// no subscription needs any more and starts its heartbeat.
     pub(crate) async fn ready(self: &Arc<Self>, router: &Arc<Router>) -> Result<(), ClusterError> {
         let n = self.sync_retained(router).await?;
+        let (taken, dropped) = self.adopt().await;
+        if taken + dropped > 0 {
+            tracing::info!(
+                "{taken} sessions this node holds taken back from the cluster, {dropped} held \
+                 by other nodes now dropped"
+            );
+        }
+        self.start_liveness();
         let keep: HashSet<String> = lock(&self.interest)
             .keys()
             .filter(|i| i.shared.is_none())
@@ -584,184 +616,4 @@ async fn get_or_create<T, E: std::fmt::Display>(
             Ok(_) => got.to_string(),
         },
     })
-}
-
-/// Message ids seen lately, per origin node.
-#[derive(Default)]
-struct Recent {
-    seen: HashSet<(Arc<str>, u64)>,
-    order: VecDeque<(Arc<str>, u64)>,
-}
-
-impl Recent {
-    /// Whether `(origin, id)` is new; remembers it.
-    fn first(&mut self, origin: &Arc<str>, id: u64) -> bool {
-        let key = (origin.clone(), id);
-        if !self.seen.insert(key.clone()) {
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > RECENT {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
-        true
-    }
-}
-
-/// A message from NATS, with the shared group of the subscription that got
-/// it (`None`: a plain one), and for one from JetStream the handle that
-/// acknowledges it.
-struct Received {
-    shared: Shared,
-    msg: async_nats::Message,
-    ack: Option<async_nats::jetstream::message::Acker>,
-}
-
-/// Passes on what one NATS subscription receives, in its order.
-async fn receive(shared: Shared, mut sub: async_nats::Subscriber, into: mpsc::Sender<Received>) {
-    while let Some(msg) = sub.next().await {
-        let received = Received {
-            shared: shared.clone(),
-            msg,
-            ack: None,
-        };
-        if into.send(received).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Publishes what [`Cluster::forward`] queued, in order: QoS 0 on core
-/// NATS, QoS 1/2 to the JetStream stream with up to
-/// [`reliable::IN_FLIGHT`] awaiting JetStream's acknowledgement.
-async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<Outgoing>) {
-    let stats = &cluster.stats;
-    let mut acks = futures_util::stream::FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            next = out.recv(), if acks.len() < reliable::IN_FLIGHT => {
-                let Some(Outgoing { subject, message, id, ticket }) = next else { break };
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(ORIGIN, &*cluster.node);
-                headers.insert(ID, id.to_string().as_str());
-                let payload = records::encode_message(&message).into();
-                if message.qos == QoS::AtMostOnce {
-                    match cluster.client.publish_with_headers(subject, headers, payload).await {
-                        Ok(()) => stats.forwarded.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => stats.dropped.fetch_add(1, Ordering::Relaxed),
-                    };
-                    continue;
-                }
-                // JetStream drops a second copy with the same id.
-                headers.insert("Nats-Msg-Id", format!("{}-{id}", cluster.node).as_str());
-                let subject = reliable::reliable_subject(&subject);
-                match cluster.js.publish_with_headers(subject, headers, payload).await {
-                    Ok(ack) => {
-                        let ack = ack.into_future();
-                        acks.push(async move { (ticket, ack.await) });
-                    }
-                    Err(e) => {
-                        stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("a QoS {} message could not be sent to JetStream: {e}", message.qos as u8);
-                        cluster.tickets.complete(ticket);
-                    }
-                }
-            }
-            Some((ticket, outcome)) = acks.next(), if !acks.is_empty() => {
-                match outcome {
-                    Ok(_) => {
-                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("JetStream did not take a QoS 1/2 message: {e}");
-                    }
-                }
-                cluster.tickets.complete(ticket);
-            }
-        }
-    }
-}
-
-/// Delivers what every NATS subscription of the node receives, in one
-/// task: every subscription that matched a message holds the earlier
-/// messages of its topic before it, so taking the first copy of each
-/// keeps each topic's messages in their order.
-async fn deliver(cluster: Arc<Cluster>, router: Arc<Router>, mut from: mpsc::Receiver<Received>) {
-    let mut recent = Recent::default();
-    let mut origins: HashMap<String, Arc<str>> = HashMap::new();
-    while let Some(Received { shared, msg, ack }) = from.recv().await {
-        handle(&cluster, &router, &mut recent, &mut origins, shared, &msg);
-        if let Some(ack) = ack {
-            // Queued for every local session it matches (or not for this
-            // node): JetStream may forget it.
-            if let Err(e) = ack.ack().await {
-                tracing::debug!("acknowledging to JetStream: {e}");
-            }
-        }
-    }
-}
-
-/// Delivers one message from NATS.
-fn handle(
-    cluster: &Cluster,
-    router: &Router,
-    recent: &mut Recent,
-    origins: &mut HashMap<String, Arc<str>>,
-    shared: Shared,
-    msg: &async_nats::Message,
-) {
-    let header = |name: &str| {
-        msg.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-    };
-    let Some(origin) = header(ORIGIN) else {
-        return;
-    };
-    // Plain subscribers here already have this node's own messages;
-    // shared groups get them only from NATS (one member cluster-wide).
-    if shared.is_none() && origin == *cluster.node {
-        return;
-    }
-    let Some(id) = header(ID).and_then(|v| v.parse::<u64>().ok()) else {
-        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    if shared.is_none() {
-        let origin = origins
-            .entry(origin)
-            .or_insert_with_key(|o| Arc::from(o.as_str()))
-            .clone();
-        if !recent.first(&origin, id) {
-            return;
-        }
-    }
-    let (Some((mountpoint, topic)), Ok(message)) = (
-        subject::decode_topic(&reliable::plain_subject(&msg.subject)),
-        records::decode_message(&msg.payload),
-    ) else {
-        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(subject = %msg.subject, "a cluster message not understood; dropped");
-        return;
-    };
-    // Another publisher on the subjects could claim one topic in the
-    // subject and another in the message.
-    if message.topic.as_str() != topic {
-        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    let message = Arc::new(message);
-    cluster.stats.received.fetch_add(1, Ordering::Relaxed);
-    match &shared {
-        Some((group, mp, filter)) => {
-            router.deliver_to_group(mp, group, filter, &message);
-        }
-        None => {
-            router.deliver_from_cluster(&Arc::from(mountpoint), &message);
-        }
-    }
 }

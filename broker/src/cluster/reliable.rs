@@ -38,7 +38,8 @@ use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 
-use super::{ClusterError, Received, Shared};
+use super::relay::Received;
+use super::{ClusterError, Shared};
 
 /// The stream's name.
 pub(crate) const STREAM: &str = "sluice_messages";

@@ -226,6 +226,10 @@ pub struct ClusterConfig {
     /// first node creates them.
     /// Default: 1; 3 in production (needs at least 3 NATS servers).
     pub replicas: u8,
+    /// `node_timeout`: seconds without a heartbeat from a node before the
+    /// others take it for dead, fire its clients' Wills and take its
+    /// sessions over, 2 to 300. Default: 5.
+    pub node_timeout: u32,
     /// `user` and `password_file`: a NATS user and the file holding its
     /// password (the first line). Default: none (or in the URLs).
     pub user: Option<String>,
@@ -249,6 +253,7 @@ impl Default for ClusterConfig {
             nats: Vec::new(),
             node: None,
             replicas: 1,
+            node_timeout: 5,
             user: None,
             password_file: None,
             token_file: None,

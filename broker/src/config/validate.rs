@@ -101,6 +101,12 @@ impl Config {
         if !(1..=5).contains(&c.replicas) {
             return invalid(Key::of(["cluster", "replicas"]), "must be 1 to 5");
         }
+        if !(2..=300).contains(&c.node_timeout) {
+            return invalid(
+                Key::of(["cluster", "node_timeout"]),
+                "must be 2 to 300 seconds",
+            );
+        }
         if c.user.is_some() != c.password_file.is_some() {
             return invalid(
                 Key::of(["cluster", "password_file"]),

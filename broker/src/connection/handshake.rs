@@ -653,8 +653,12 @@ async fn establish<T: Transport>(
     if let Some(cluster) = ctx.router.cluster() {
         // The client id is the cluster's, not this node's: take it (and
         // the other node's client off it) first.
-        if let Err(e) = cluster.claim(&id).await {
-            if profile.persistent || !clean_start {
+        match cluster.claim(&id).await {
+            // The session another node had comes along (a clean start
+            // ends it here, as on one node).
+            Ok(Some(image)) => cluster.take_in(image).await,
+            Ok(None) => {}
+            Err(e) if profile.persistent || !clean_start => {
                 // A session that outlives its connection needs the
                 // registry: on a node cut off from it (a minority
                 // partition), persistent sessions are refused.
@@ -668,7 +672,9 @@ async fn establish<T: Transport>(
                 .await;
                 return None;
             }
-            tracing::warn!(client = %id, "{e}; a clean session is served on this node alone");
+            Err(e) => {
+                tracing::warn!(client = %id, "{e}; a clean session is served on this node alone");
+            }
         }
     }
     let attached = match ctx.registry.attach(id.clone(), clean_start, profile).await {
@@ -690,13 +696,25 @@ async fn establish<T: Transport>(
         }
     };
 
+    {
+        let mut state = attached.session.lock();
+        state.level = version.level();
+        state.expiry_interval = session_expiry;
+    }
+    if let Some(cluster) = ctx
+        .router
+        .cluster()
+        .filter(|_| session_expiry > 0 || will.is_some())
+    {
+        // The cluster keeps the session's card (with the Will, sent by
+        // another node if this one dies) before CONNACK.
+        cluster.set_will(&id, will.as_ref());
+        cluster.save(&id).await;
+    }
     if let Some(p) = attached.session.persisted() {
         // The session (and the Will, published at restart if the broker
         // stops without this connection ending) is on disk before CONNACK.
         let ticket = {
-            let mut state = attached.session.lock();
-            state.level = version.level();
-            state.expiry_interval = session_expiry;
             p.put_session(&SessionRecord {
                 level: version.level(),
                 expiry_interval: session_expiry,

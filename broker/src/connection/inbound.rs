@@ -45,18 +45,22 @@ impl Connection {
                 Ok(())
             }
             Packet::Subscribe(s) => {
-                if self.ctx.plugins.checks_subscribe() {
+                let done = if self.ctx.plugins.checks_subscribe() {
                     Box::pin(self.on_subscribe_checked(s)).await
                 } else {
                     self.on_subscribe(s)
-                }
+                };
+                self.save_card().await;
+                done
             }
             Packet::Unsubscribe(u) => {
-                if self.ctx.plugins.checks_unsubscribe() {
+                let done = if self.ctx.plugins.checks_unsubscribe() {
                     Box::pin(self.on_unsubscribe_checked(u)).await
                 } else {
                     self.on_unsubscribe(u, None)
-                }
+                };
+                self.save_card().await;
+                done
             }
             Packet::PingReq => {
                 codec::encode_pingresp(&mut self.out);

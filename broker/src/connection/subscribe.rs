@@ -108,6 +108,21 @@ impl Connection {
         Ok(plans)
     }
 
+    /// In a cluster, a persistent session's subscriptions are in its card
+    /// (kept by the cluster in case this node dies) before SUBACK or
+    /// UNSUBACK.
+    pub(super) fn save_card(&self) -> impl Future<Output = ()> + Send + 'static {
+        let cluster = (self.neg.session_expiry > 0)
+            .then(|| self.ctx.router.cluster().cloned())
+            .flatten();
+        let id = self.session.id().clone();
+        async move {
+            if let Some(cluster) = cluster {
+                cluster.save(&id).await;
+            }
+        }
+    }
+
     /// SUBSCRIBE, with `auth-on-subscribe(-m5)`'s decisions.
     pub(super) async fn on_subscribe_checked(&mut self, s: Subscribe) -> Result<(), Close> {
         let mut plans = self.plan_subscribe(&s)?;

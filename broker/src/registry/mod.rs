@@ -4,8 +4,11 @@
 //! expiry and Will timers of offline sessions are in [`timers`]; sessions
 //! read back from the store at start are taken in by [`restore`].
 
+mod handover;
 mod restore;
 mod timers;
+
+pub(crate) use handover::Card;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -362,6 +365,12 @@ impl Registry {
         if let Some(p) = session.persisted() {
             p.put_session(&Self::offline_record(&session.lock()));
         }
+        if let Some(cluster) = self.router.cluster() {
+            // The card now has the waiting Will (or none), not the
+            // connection's.
+            cluster.set_will(session.id(), None);
+            cluster.note(session.id());
+        }
         if expiry_interval != u32::MAX {
             self.schedule(
                 session,
@@ -410,6 +419,9 @@ impl Registry {
                 if let Some(will) = will {
                     if let Some(p) = session.persisted() {
                         p.put_session(&Self::offline_record(&session.lock()));
+                    }
+                    if let Some(cluster) = self.router.cluster() {
+                        cluster.note(session.id());
                     }
                     self.publish_will(&session, &will.will);
                 }

@@ -127,6 +127,11 @@ impl Inflight {
         true
     }
 
+    /// The QoS 2 packet ids received and not released yet.
+    pub(crate) fn incoming_qos2_ids(&self) -> &[PacketId] {
+        &self.incoming_qos2
+    }
+
     /// Whether a QoS 2 message with this id was received and not released.
     pub fn incoming_qos2_contains(&self, id: PacketId) -> bool {
         self.incoming_qos2.contains(&id)

@@ -261,7 +261,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn qos(v: u8) -> Result<QoS, Malformed> {
+pub(crate) fn qos(v: u8) -> Result<QoS, Malformed> {
     QoS::from_u8(v).ok_or(Malformed("bad QoS"))
 }
 

@@ -1,0 +1,213 @@
+//! The cluster's traffic: what a node sends to NATS (core NATS for QoS 0,
+//! the JetStream stream for QoS 1/2) and what it delivers from NATS into
+//! its router, once per message however many of its subscriptions
+//! matched.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::IntoFuture as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+
+use super::{Cluster, Outgoing, Shared, reliable, subject};
+use crate::codec::QoS;
+use crate::router::Router;
+use crate::store::records;
+
+/// The header naming the node a message was published on.
+const ORIGIN: &str = "Sluice-Node";
+/// The header with the origin's number for the message.
+const ID: &str = "Sluice-Id";
+/// How many recent message ids a node remembers to recognise a message
+/// that came again through another of its subscriptions.
+const RECENT: usize = 8192;
+
+/// Message ids seen lately, per origin node.
+#[derive(Default)]
+struct Recent {
+    seen: HashSet<(Arc<str>, u64)>,
+    order: VecDeque<(Arc<str>, u64)>,
+}
+
+impl Recent {
+    /// Whether `(origin, id)` is new; remembers it.
+    fn first(&mut self, origin: &Arc<str>, id: u64) -> bool {
+        let key = (origin.clone(), id);
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > RECENT {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// A message from NATS, with the shared group of the subscription that got
+/// it (`None`: a plain one), and for one from JetStream the handle that
+/// acknowledges it.
+pub(super) struct Received {
+    pub(super) shared: Shared,
+    pub(super) msg: async_nats::Message,
+    pub(super) ack: Option<async_nats::jetstream::message::Acker>,
+}
+
+/// Passes on what one NATS subscription receives, in its order.
+pub(super) async fn receive(
+    shared: Shared,
+    mut sub: async_nats::Subscriber,
+    into: mpsc::Sender<Received>,
+) {
+    while let Some(msg) = sub.next().await {
+        let received = Received {
+            shared: shared.clone(),
+            msg,
+            ack: None,
+        };
+        if into.send(received).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Publishes what [`Cluster::forward`] queued, in order: QoS 0 on core
+/// NATS, QoS 1/2 to the JetStream stream with up to
+/// [`reliable::IN_FLIGHT`] awaiting JetStream's acknowledgement.
+pub(super) async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<Outgoing>) {
+    let stats = &cluster.stats;
+    let mut acks = futures_util::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            next = out.recv(), if acks.len() < reliable::IN_FLIGHT => {
+                let Some(Outgoing { subject, message, id, ticket }) = next else { break };
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(ORIGIN, &*cluster.node);
+                headers.insert(ID, id.to_string().as_str());
+                let payload = records::encode_message(&message).into();
+                if message.qos == QoS::AtMostOnce {
+                    match cluster.client.publish_with_headers(subject, headers, payload).await {
+                        Ok(()) => stats.forwarded.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => stats.dropped.fetch_add(1, Ordering::Relaxed),
+                    };
+                    continue;
+                }
+                // JetStream drops a second copy with the same id.
+                headers.insert("Nats-Msg-Id", format!("{}-{id}", cluster.node).as_str());
+                let subject = reliable::reliable_subject(&subject);
+                match cluster.js.publish_with_headers(subject, headers, payload).await {
+                    Ok(ack) => {
+                        let ack = ack.into_future();
+                        acks.push(async move { (ticket, ack.await) });
+                    }
+                    Err(e) => {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("a QoS {} message could not be sent to JetStream: {e}", message.qos as u8);
+                        cluster.tickets.complete(ticket);
+                    }
+                }
+            }
+            Some((ticket, outcome)) = acks.next(), if !acks.is_empty() => {
+                match outcome {
+                    Ok(_) => {
+                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("JetStream did not take a QoS 1/2 message: {e}");
+                    }
+                }
+                cluster.tickets.complete(ticket);
+            }
+        }
+    }
+}
+
+/// Delivers what every NATS subscription of the node receives, in one
+/// task: every subscription that matched a message holds the earlier
+/// messages of its topic before it, so taking the first copy of each
+/// keeps each topic's messages in their order.
+pub(super) async fn deliver(
+    cluster: Arc<Cluster>,
+    router: Arc<Router>,
+    mut from: mpsc::Receiver<Received>,
+) {
+    let mut recent = Recent::default();
+    let mut origins: HashMap<String, Arc<str>> = HashMap::new();
+    while let Some(Received { shared, msg, ack }) = from.recv().await {
+        handle(&cluster, &router, &mut recent, &mut origins, shared, &msg);
+        if let Some(ack) = ack {
+            // Queued for every local session it matches (or not for this
+            // node): JetStream may forget it.
+            if let Err(e) = ack.ack().await {
+                tracing::debug!("acknowledging to JetStream: {e}");
+            }
+        }
+    }
+}
+
+/// Delivers one message from NATS.
+fn handle(
+    cluster: &Cluster,
+    router: &Router,
+    recent: &mut Recent,
+    origins: &mut HashMap<String, Arc<str>>,
+    shared: Shared,
+    msg: &async_nats::Message,
+) {
+    let header = |name: &str| {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let Some(origin) = header(ORIGIN) else {
+        return;
+    };
+    // Plain subscribers here already have this node's own messages;
+    // shared groups get them only from NATS (one member cluster-wide).
+    if shared.is_none() && origin == *cluster.node {
+        return;
+    }
+    let Some(id) = header(ID).and_then(|v| v.parse::<u64>().ok()) else {
+        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    if shared.is_none() {
+        let origin = origins
+            .entry(origin)
+            .or_insert_with_key(|o| Arc::from(o.as_str()))
+            .clone();
+        if !recent.first(&origin, id) {
+            return;
+        }
+    }
+    let (Some((mountpoint, topic)), Ok(message)) = (
+        subject::decode_topic(&reliable::plain_subject(&msg.subject)),
+        records::decode_message(&msg.payload),
+    ) else {
+        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(subject = %msg.subject, "a cluster message not understood; dropped");
+        return;
+    };
+    // Another publisher on the subjects could claim one topic in the
+    // subject and another in the message.
+    if message.topic.as_str() != topic {
+        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let message = Arc::new(message);
+    cluster.stats.received.fetch_add(1, Ordering::Relaxed);
+    match &shared {
+        Some((group, mp, filter)) => {
+            router.deliver_to_group(mp, group, filter, &message);
+        }
+        None => {
+            router.deliver_from_cluster(&Arc::from(mountpoint), &message);
+        }
+    }
+}
