@@ -378,6 +378,8 @@ impl Cluster {
 
     /// Stops the tasks (at shutdown), after what is queued for NATS went.
     pub(crate) async fn stop(&self) {
+        // The cards of the sessions whose connections just closed.
+        self.flush_cards().await;
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }

@@ -62,9 +62,10 @@ const SAVE_BATCH: usize = 256;
 #[error("the cluster's session registry cannot be reached: {0}")]
 pub(crate) struct ClaimError(String);
 
-/// A card to write, and who waits for it.
+/// A card to write (`None`: none, only a wait for those before), and who
+/// waits for it.
 pub(crate) struct Save {
-    id: SubscriberId,
+    id: Option<SubscriberId>,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -248,7 +249,7 @@ impl Cluster {
     /// Writes the card of persistent session `id` soon.
     pub(crate) fn note(&self, id: &SubscriberId) {
         let _ = self.sessions.saves.send(Save {
-            id: id.clone(),
+            id: Some(id.clone()),
             done: None,
         });
     }
@@ -256,23 +257,31 @@ impl Cluster {
     /// Writes the card of persistent session `id`, waiting (at most
     /// [`SAVE_LIMIT`]) until it is in the bucket.
     pub(crate) async fn save(&self, id: &SubscriberId) {
-        let (tx, rx) = oneshot::channel();
-        let save = Save {
-            id: id.clone(),
-            done: Some(tx),
-        };
-        if self.sessions.saves.send(save).is_ok()
-            && tokio::time::timeout(SAVE_LIMIT, rx).await.is_err()
-        {
+        if !self.saved(Some(id.clone())).await {
             tracing::warn!(session = %id, "its card was not written to the cluster in time");
         }
+    }
+
+    /// Waits (at most [`SAVE_LIMIT`]) until the cards noted so far are
+    /// written (at shutdown).
+    pub(crate) async fn flush_cards(&self) {
+        if !self.saved(None).await {
+            tracing::warn!("the sessions' cards were not all written to the cluster at shutdown");
+        }
+    }
+
+    async fn saved(&self, id: Option<SubscriberId>) -> bool {
+        let (tx, rx) = oneshot::channel();
+        let save = Save { id, done: Some(tx) };
+        self.sessions.saves.send(save).is_err()
+            || tokio::time::timeout(SAVE_LIMIT, rx).await.is_ok()
     }
 
     /// Writes cards as [`Cluster::note`] and [`Cluster::save`] ask, a batch
     /// at a time (a card noted twice is written once, as it is then).
     async fn write_cards(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Save>) {
         while let Some(first) = rx.recv().await {
-            let mut batch: HashMap<SubscriberId, Vec<oneshot::Sender<()>>> = HashMap::new();
+            let mut batch: HashMap<Option<SubscriberId>, Vec<oneshot::Sender<()>>> = HashMap::new();
             let mut next = Some(first);
             while let Some(Save { id, done }) = next {
                 batch.entry(id).or_default().extend(done);
@@ -282,8 +291,9 @@ impl Cluster {
                     None
                 };
             }
-            let writes = batch.keys().map(|id| self.write_card(id));
+            let writes = batch.keys().flatten().map(|id| self.write_card(id));
             futures_util::future::join_all(writes).await;
+            // The waiters' senders drop here: they are done.
         }
     }
 
