@@ -2,9 +2,10 @@
 //! key-value bucket `sluice_nodes` (its key, value `up`) several times per
 //! `[cluster] node_timeout`, and reads the others'.
 //!
-//! A node whose heartbeat has not changed for `node_timeout` is declared
-//! dead by whichever node first swaps its value to `dead` (compare and
-//! swap at the revision seen). Every survivor that sees a `dead` node then
+//! A node whose heartbeat has not changed for `node_timeout`, while the
+//! observer wrote its own heartbeats ([`OWN_BEATS`] of them: NATS was
+//! taking heartbeats), is declared dead by whichever node first swaps its
+//! value to `dead` (compare and swap at the revision seen). Every survivor that sees a `dead` node then
 //! scans the session bucket and claims, key by key and again by compare
 //! and swap, the sessions the dead node held: one node wins each, takes
 //! the session in from its card (subscriptions, expiry, the connection's
@@ -51,10 +52,19 @@ fn key(node: &str) -> String {
     subject::kv_key("", node)
 }
 
+/// How many of its own heartbeats a node must have written while
+/// another's did not change before it takes that one for dead (with
+/// `node_timeout` passed): when NATS cannot take heartbeats (a server
+/// lost, JetStream electing a leader), nobody's change and nobody is
+/// declared dead.
+const OWN_BEATS: u32 = 4;
+
 /// What a node knows of another's heartbeat.
 struct Seen {
     revision: u64,
     since: Instant,
+    /// This node's own heartbeats written since `revision` was seen.
+    beats: u32,
     /// The revision of a `dead` value whose sessions this node claimed.
     handled: Option<u64>,
 }
@@ -78,7 +88,12 @@ impl Cluster {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            self.beat().await;
+            if !self.beat().await {
+                continue;
+            }
+            for s in seen.values_mut() {
+                s.beats += 1;
+            }
             let Ok(mut keys) = self.nodes.keys().await else {
                 continue;
             };
@@ -101,9 +116,10 @@ impl Cluster {
         }
     }
 
-    /// Writes this node's heartbeat; first, if another node declared this
-    /// one dead, drops what the others took meanwhile.
-    async fn beat(self: &Arc<Self>) {
+    /// Writes this node's heartbeat (returns whether it did); first, if
+    /// another node declared this one dead, drops what the others took
+    /// meanwhile.
+    async fn beat(self: &Arc<Self>) -> bool {
         let k = key(&self.node);
         if let Ok(Some(e)) = self.nodes.entry(k.clone()).await {
             if e.operation == kv::Operation::Put && *e.value == *DEAD {
@@ -116,8 +132,12 @@ impl Cluster {
                 tracing::info!("{dropped} sessions dropped, {taken} taken back");
             }
         }
-        if let Err(e) = self.nodes.put(k, UP.into()).await {
-            tracing::debug!("cannot write this node's heartbeat: {e}");
+        match self.nodes.put(k, UP.into()).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!("cannot write this node's heartbeat: {e}");
+                false
+            }
         }
     }
 
@@ -131,23 +151,26 @@ impl Cluster {
         let s = seen.entry(node.to_owned()).or_insert(Seen {
             revision: entry.revision,
             since: Instant::now(),
+            beats: 0,
             handled: None,
         });
         if s.revision != entry.revision {
             s.revision = entry.revision;
             s.since = Instant::now();
+            s.beats = 0;
         }
         if entry.operation != kv::Operation::Put {
             return;
         }
         let value = &*entry.value;
-        if value == UP && s.since.elapsed() > self.node_timeout {
+        if value == UP && s.since.elapsed() > self.node_timeout && s.beats >= OWN_BEATS {
             // Exactly one survivor swaps it; all then see `dead`.
             if let Ok(revision) = self.nodes.update(k, DEAD.into(), entry.revision).await {
                 tracing::warn!(%node, "no heartbeat for {} s: the node is taken for dead", self.node_timeout.as_secs());
                 self.stats.dead_nodes.fetch_add(1, Ordering::Relaxed);
                 s.revision = revision;
                 s.since = Instant::now();
+                s.beats = 0;
                 s.handled = Some(revision);
                 self.inherit_from(node).await;
             }

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
@@ -20,6 +21,9 @@ use crate::store::records;
 const ORIGIN: &str = "Sluice-Node";
 /// The header with the origin's number for the message.
 const ID: &str = "Sluice-Id";
+/// How long a QoS 1/2 message is sent to JetStream again before it is
+/// given up (its publisher's acknowledgement waits as long).
+const RETRY_FOR: Duration = Duration::from_secs(30);
 /// How many recent message ids a node remembers to recognise a message
 /// that came again through another of its subscriptions.
 const RECENT: usize = 8192;
@@ -96,34 +100,61 @@ pub(super) async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<Outgoing
                     };
                     continue;
                 }
-                // JetStream drops a second copy with the same id.
+                // JetStream drops a second copy with the same id: a
+                // message sent again after a failure is stored once.
                 headers.insert("Nats-Msg-Id", format!("{}-{id}", cluster.node).as_str());
                 let subject = reliable::reliable_subject(&subject);
-                match cluster.js.publish_with_headers(subject, headers, payload).await {
-                    Ok(ack) => {
-                        let ack = ack.into_future();
-                        acks.push(async move { (ticket, ack.await) });
-                    }
-                    Err(e) => {
-                        stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("a QoS {} message could not be sent to JetStream: {e}", message.qos as u8);
-                        cluster.tickets.complete(ticket);
-                    }
-                }
+                let js = cluster.js.clone();
+                acks.push(async move {
+                    let sent = store_in_jetstream(&js, subject, headers, payload).await;
+                    (ticket, sent)
+                });
             }
-            Some((ticket, outcome)) = acks.next(), if !acks.is_empty() => {
-                match outcome {
-                    Ok(_) => {
-                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("JetStream did not take a QoS 1/2 message: {e}");
-                    }
-                }
+            Some((ticket, sent)) = acks.next(), if !acks.is_empty() => {
+                match sent {
+                    Ok(()) => stats.forwarded.fetch_add(1, Ordering::Relaxed),
+                    Err(()) => stats.dropped.fetch_add(1, Ordering::Relaxed),
+                };
                 cluster.tickets.complete(ticket);
             }
         }
+    }
+}
+
+/// Publishes a QoS 1/2 message to JetStream until JetStream acknowledges
+/// it, sending it again (same message id) after a failure, such as the
+/// node's NATS server going away while JetStream moves its stream leader,
+/// for at most [`RETRY_FOR`]. `Err` (logged): given up.
+async fn store_in_jetstream(
+    js: &async_nats::jetstream::Context,
+    subject: String,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
+) -> Result<(), ()> {
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let sent = js
+            .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+            .await;
+        let error = match sent {
+            Ok(ack) => match ack.into_future().await {
+                Ok(_) => return Ok(()),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() + pause > deadline {
+            tracing::warn!(
+                "JetStream did not take a QoS 1/2 message within {} s ({error}); it does not \
+                 reach the other nodes",
+                RETRY_FOR.as_secs()
+            );
+            return Err(());
+        }
+        tracing::debug!("JetStream did not take a QoS 1/2 message ({error}); sending it again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -3,6 +3,7 @@
 //! subscriptions take one member cluster-wide; interest follows the
 //! subscriptions. Sessions moving between nodes are in [`sessions`].
 
+mod failover;
 mod sessions;
 
 use std::collections::HashMap;
