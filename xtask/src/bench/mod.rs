@@ -485,6 +485,12 @@ fn start(
                     ""
                 }
             );
+            if queue && broker == Broker::SluiceAclRead {
+                // Its subscribers, slower than the publisher, queue more
+                // than the default 16 MiB: no byte limit, only the count
+                // (as for mosquitto), so that the run loses nothing.
+                text = text.replace("[session]\n", "[session]\nmax_queued_bytes = 0\n");
+            }
             if let Broker::SluiceAcl | Broker::SluiceAclUncached = broker {
                 let plugins = dir.join(format!("acl-{port}"));
                 let _ = std::fs::remove_dir_all(&plugins);
