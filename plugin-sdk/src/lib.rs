@@ -91,7 +91,8 @@ pub use sluice_plugin_sdk_macros::plugin;
 use __private::bindings::sluice::plugin::{publish_types, subscribe_types, types};
 
 pub use publish_types::{
-    DeliverVerdict, DeliverVerdictM5, DropReason, PublishVerdict, PublishVerdictM5,
+    DeliverAuthVerdict, DeliverVerdict, DeliverVerdictM5, DropReason, PublishVerdict,
+    PublishVerdictM5,
 };
 pub use subscribe_types::{
     SubscribeChanges, SubscribeVerdict, SubscribeVerdictM5, TopicRequest, TopicResult,
@@ -113,11 +114,12 @@ pub mod __private {
     /// The types of the hook signatures, for the generated adapters.
     pub mod prelude {
         pub use crate::{
-            AuthRequest, AuthVerdict, ConnectProperties, Connection, DeliverVerdict,
-            DeliverVerdictM5, DropReason, MessageProperties, Payload, Peer, Plugin, PublishVerdict,
-            PublishVerdictM5, Qos, RegisterVerdict, RegisterVerdictM5, SubscribeProperties,
-            SubscribeVerdict, SubscribeVerdictM5, SubscriberId, TopicRequest, TopicSubscription,
-            UnsubscribeVerdict, UnsubscribeVerdictM5, Unsubscribed, UserProperties,
+            AuthRequest, AuthVerdict, ConnectProperties, Connection, DeliverAuthVerdict,
+            DeliverVerdict, DeliverVerdictM5, DropReason, MessageProperties, Payload, Peer, Plugin,
+            PublishVerdict, PublishVerdictM5, Qos, RegisterVerdict, RegisterVerdictM5,
+            SubscribeProperties, SubscribeVerdict, SubscribeVerdictM5, SubscriberId, TopicRequest,
+            TopicSubscription, UnsubscribeVerdict, UnsubscribeVerdictM5, Unsubscribed,
+            UserProperties,
         };
     }
 

@@ -1,11 +1,11 @@
 //! The [`Plugin`] trait: one associated function per hook.
 
 use crate::{
-    AuthRequest, AuthVerdict, ConnectProperties, Connection, DeliverVerdict, DeliverVerdictM5,
-    DropReason, MessageProperties, Payload, Peer, PublishVerdict, PublishVerdictM5, Qos,
-    RegisterVerdict, RegisterVerdictM5, SubscribeProperties, SubscribeVerdict, SubscribeVerdictM5,
-    SubscriberId, TopicRequest, TopicSubscription, UnsubscribeVerdict, UnsubscribeVerdictM5,
-    Unsubscribed, UserProperties,
+    AuthRequest, AuthVerdict, ConnectProperties, Connection, DeliverAuthVerdict, DeliverVerdict,
+    DeliverVerdictM5, DropReason, MessageProperties, Payload, Peer, PublishVerdict,
+    PublishVerdictM5, Qos, RegisterVerdict, RegisterVerdictM5, SubscribeProperties,
+    SubscribeVerdict, SubscribeVerdictM5, SubscriberId, TopicRequest, TopicSubscription,
+    UnsubscribeVerdict, UnsubscribeVerdictM5, Unsubscribed, UserProperties,
 };
 
 /// A Sluice plugin: implement the hooks you need, and register the
@@ -510,6 +510,41 @@ pub trait Plugin {
         retain: bool,
         properties: MessageProperties,
     ) {
+    }
+
+    /// May this subscriber read this message? Asked for each message about
+    /// to be sent to a subscriber of any protocol version, before
+    /// [`on_deliver`](Self::on_deliver) rewrites it; `username` and
+    /// `subscriber_id` are the subscriber's. An authorisation chain: `Ok`
+    /// sends it, `Error` withholds it from this subscriber, and an
+    /// exhausted chain or a failure (with `on_failure = "deny"`) withholds
+    /// it too. It runs for every delivery: cache what you can.
+    ///
+    /// ```
+    /// # use sluice_plugin_sdk::{DeliverAuthVerdict, Payload, Qos, SubscriberId};
+    /// fn auth_on_deliver(
+    ///     _user: Option<String>,
+    ///     _id: SubscriberId,
+    ///     _qos: Qos,
+    ///     topic: String,
+    ///     _payload: &Payload,
+    ///     _retain: bool,
+    /// ) -> DeliverAuthVerdict {
+    ///     if topic.starts_with("private/") {
+    ///         return DeliverAuthVerdict::Error(format!("{topic} is private"));
+    ///     }
+    ///     DeliverAuthVerdict::Ok
+    /// }
+    /// ```
+    fn auth_on_deliver(
+        username: Option<String>,
+        subscriber_id: SubscriberId,
+        qos: Qos,
+        topic: String,
+        payload: &Payload,
+        retain: bool,
+    ) -> DeliverAuthVerdict {
+        DeliverAuthVerdict::Next
     }
 
     /// Each message about to be sent to an MQTT 3.x subscriber (and MQTT 5

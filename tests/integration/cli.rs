@@ -107,7 +107,8 @@ async fn plugin_output_goes_to_the_broker_log() {
 
 /// What `cargo xtask run` starts: the shipped `config/sluice.toml` with the
 /// example plugins as `acl.wasm` and `stamp.wasm`. The ACL refuses
-/// `private/`, and JSON under `json/` is stamped with the subscriber.
+/// `private/` and grants `#` (whose messages it checks one by one), and
+/// JSON under `json/` is stamped with the subscriber.
 #[tokio::test]
 async fn shipped_config_runs_with_the_example_plugins() {
     let plugins = crate::support::PluginDir::new();
@@ -157,6 +158,30 @@ async fn shipped_config_runs_with_the_example_plugins() {
     );
     sub.send(&subscribe_v4(2, "private/#", 0)).await;
     assert_eq!(sub.recv_kind(9).await.ack_codes(false), [0x80]);
+    // `mosquitto_sub -t '#'`: granted, and it gets what is published
+    // outside private/ (stamped when it is JSON under json/).
+    let mut all = Raw::handshake(sluice.addr, &connect_v4("everything", true, 60)).await;
+    all.send(&subscribe_v4(1, "#", 0)).await;
+    assert_eq!(all.recv_kind(9).await.ack_codes(false), [0]);
+    publisher
+        .send(&publish_v4("public/a", 0, 0, b"hello", false))
+        .await;
+    publisher
+        .send(&publish_v4("json/room2", 0, 0, br#"{"temp":22}"#, false))
+        .await;
+    let got = all.recv_kind(3).await.publish_v4();
+    assert_eq!(
+        (&got.topic[..], &got.payload[..]),
+        ("public/a", &b"hello"[..])
+    );
+    let got = all.recv_kind(3).await.publish_v4();
+    assert_eq!(
+        (&got.topic[..], &got.payload[..]),
+        (
+            "json/room2",
+            &br#"{"temp":22,"delivered_to":"everything"}"#[..]
+        )
+    );
     publisher
         .send(&publish_v4("private/x", 0, 0, b"nope", false))
         .await;

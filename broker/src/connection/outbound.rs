@@ -1,7 +1,8 @@
 //! Deliveries from the session queue to the client: flow control (the send
-//! window), `on-deliver(-m5)` rewrites when a plugin implements them,
-//! message expiry, the client's Maximum Packet Size, outbound topic
-//! aliases, and encoding into the output buffer.
+//! window), `auth-on-deliver` read checks and `on-deliver(-m5)` rewrites
+//! when a plugin implements them, message expiry, the client's Maximum
+//! Packet Size, outbound topic aliases, and encoding into the output
+//! buffer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tokio::time::Instant;
 use super::{BATCH, Connection, OUT_HIGH_WATER, WRITE_CHUNK};
 use crate::codec::{self, OutgoingPublish, QoS};
 use crate::message::{Delivery, Message};
-use crate::plugins::{DeliverRequest, DropReason, Event, Hook};
+use crate::plugins::{DeliverRequest, DropReason, Event, Hook, Withheld};
 
 use crate::session::{Kick, OutState};
 
@@ -49,8 +50,9 @@ impl Connection {
             }
             let mark = self.out.len();
             for d in batch.drain(..) {
-                let d = self.rewrite(d).await;
-                self.send(d, Instant::now());
+                if let Some(d) = self.rewrite(d).await {
+                    self.send(d, Instant::now());
+                }
             }
             self.hold_responses(mark);
             self.batch = batch;
@@ -77,8 +79,10 @@ impl Connection {
         Ok(batch)
     }
 
-    /// One delivery as `on-deliver(-m5)` leaves it.
-    async fn rewrite(&mut self, d: Delivery) -> Delivery {
+    /// One delivery as `on-deliver(-m5)` leaves it, or `None` when
+    /// `auth-on-deliver` withholds it from this subscriber (it is then done
+    /// with, as if it had never matched: not counted as dropped).
+    async fn rewrite(&mut self, d: Delivery) -> Option<Delivery> {
         let request = DeliverRequest {
             id: self.session.id(),
             username: self.neg.username.as_deref(),
@@ -88,8 +92,15 @@ impl Connection {
             retain: d.retain,
             limits: &self.ctx.limits,
         };
-        let Some(c) = self.ctx.plugins.rewrite_delivery(&request).await else {
-            return d;
+        let c = match self.ctx.plugins.rewrite_delivery(&request).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Some(d),
+            Err(Withheld) => {
+                if let Some(p) = self.session.persisted() {
+                    p.done(&d);
+                }
+                return None;
+            }
         };
         let m = &d.message;
         let (properties, expires_at) = match c.properties {
@@ -104,10 +115,10 @@ impl Connection {
             properties,
             expires_at,
         };
-        Delivery {
+        Some(Delivery {
             message: Arc::new(message),
             ..d
-        }
+        })
     }
 
     /// Tells the plugins that `d` was dropped (and the store, if it holds

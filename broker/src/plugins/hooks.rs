@@ -7,11 +7,11 @@ use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use super::bindings::exports::sluice::plugin::{
-    auth_on_publish, auth_on_publish_m5, auth_on_register, auth_on_register_m5, auth_on_subscribe,
-    auth_on_subscribe_m5, lifecycle, on_auth_m5, on_client_gone, on_client_offline,
-    on_client_wakeup, on_deliver, on_deliver_m5, on_message_drop, on_offline_message, on_publish,
-    on_publish_m5, on_register, on_register_m5, on_session_expired, on_subscribe, on_subscribe_m5,
-    on_topic_unsubscribed, on_unsubscribe, on_unsubscribe_m5,
+    auth_on_deliver, auth_on_publish, auth_on_publish_m5, auth_on_register, auth_on_register_m5,
+    auth_on_subscribe, auth_on_subscribe_m5, lifecycle, on_auth_m5, on_client_gone,
+    on_client_offline, on_client_wakeup, on_deliver, on_deliver_m5, on_message_drop,
+    on_offline_message, on_publish, on_publish_m5, on_register, on_register_m5, on_session_expired,
+    on_subscribe, on_subscribe_m5, on_topic_unsubscribed, on_unsubscribe, on_unsubscribe_m5,
 };
 use super::host::PluginState;
 
@@ -113,6 +113,7 @@ hooks! {
     AuthOnPublishM5 => auth_on_publish_m5, "auth-on-publish-m5";
     OnPublish => on_publish, "on-publish";
     OnPublishM5 => on_publish_m5, "on-publish-m5";
+    AuthOnDeliver => auth_on_deliver, "auth-on-deliver";
     OnDeliver => on_deliver, "on-deliver";
     OnDeliverM5 => on_deliver_m5, "on-deliver-m5";
     OnOfflineMessage => on_offline_message, "on-offline-message";
@@ -179,6 +180,7 @@ impl HookSet {
             Hook::AuthOnSubscribeM5,
             Hook::AuthOnPublish,
             Hook::AuthOnPublishM5,
+            Hook::AuthOnDeliver,
         ]
         .into_iter()
         .collect()

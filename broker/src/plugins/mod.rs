@@ -72,6 +72,7 @@ mod breaker;
 mod cache;
 pub mod chain;
 mod convert;
+mod deliver;
 mod engine;
 mod events;
 mod hooks;
@@ -102,6 +103,7 @@ pub use self::chain::FailurePolicy;
 pub use self::convert::{
     ConnectionInfo, ListenerKind, ModifierError, Modifiers, is_connack_refusal,
 };
+pub use self::deliver::Withheld;
 use self::engine::Runtime;
 pub use self::events::{DropReason, Event};
 pub use self::hooks::HookSet;
@@ -325,9 +327,14 @@ impl Plugins {
         self.walks(Hook::OnUnsubscribe, Hook::OnUnsubscribeM5)
     }
 
-    /// Whether messages to subscribers go through `on-deliver(-m5)`.
+    /// Whether messages to subscribers go through the plugins: the read
+    /// check `auth-on-deliver` or the rewrite `on-deliver(-m5)` (see
+    /// [`Plugins::rewrite_delivery`]).
     pub fn rewrites_deliveries(&self) -> bool {
-        self.walks(Hook::OnDeliver, Hook::OnDeliverM5)
+        let e = self.exported();
+        e.contains(Hook::AuthOnDeliver)
+            || e.contains(Hook::OnDeliver)
+            || e.contains(Hook::OnDeliverM5)
     }
 
     /// Notifications dropped because the dispatcher fell behind.

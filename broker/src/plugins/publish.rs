@@ -1,7 +1,8 @@
 //! The publish-flow chains: `auth-on-publish(-m5)`, which accepts (maybe
 //! changing the message), refuses or passes each PUBLISH and Will, and
-//! `on-deliver(-m5)`, which may rewrite a message for one subscriber. Both
-//! return broker decisions with every plugin value validated. The payload
+//! `on-deliver(-m5)`, which may rewrite a message for one subscriber (after
+//! the read check of `deliver`). Both return broker decisions with every
+//! plugin value validated. The payload
 //! is lent to the plugin as a handle: it is copied into the guest only if
 //! the plugin reads it.
 
@@ -17,6 +18,7 @@ use super::bindings::exports::sluice::plugin::{
 use super::bindings::sluice::plugin::types as wit;
 use super::chain::{Answer, Outcome};
 use super::convert::{self, ModifierError, bad};
+use super::deliver::Withheld;
 use super::{CallFailure, Hook, Plugins, clip, messages, walk};
 use crate::codec::{MessageProperties, ProtocolVersion, QoS};
 use crate::limits::MessageLimits;
@@ -269,11 +271,24 @@ impl Plugins {
         }
     }
 
-    /// Walks `on-deliver(-m5)` for one message to one subscriber. Call only
-    /// when [`Plugins::rewrites_deliveries`] is true. `None`: send it
+    /// Walks `auth-on-deliver`, then `on-deliver(-m5)`, for one message to
+    /// one subscriber. Call only when [`Plugins::rewrites_deliveries`] is
+    /// true. `Err`: do not send it (see `deliver`). `Ok(None)`: send it
     /// unchanged (no change, `error`, exhaustion, a failed call, or an
     /// invalid change, which is logged).
-    pub async fn rewrite_delivery(&self, req: &DeliverRequest<'_>) -> Option<DeliveryChanges> {
+    pub async fn rewrite_delivery(
+        &self,
+        req: &DeliverRequest<'_>,
+    ) -> Result<Option<DeliveryChanges>, Withheld> {
+        self.authorize_delivery(req).await?;
+        if !self.walks(Hook::OnDeliver, Hook::OnDeliverM5) {
+            return Ok(None);
+        }
+        Ok(self.rewrite_delivery_only(req).await)
+    }
+
+    /// The `on-deliver(-m5)` half of [`Plugins::rewrite_delivery`].
+    async fn rewrite_delivery_only(&self, req: &DeliverRequest<'_>) -> Option<DeliveryChanges> {
         let set = self.set();
         let chains = &set.deliver;
         let chain = chains.plugins();

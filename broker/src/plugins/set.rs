@@ -126,6 +126,9 @@ pub(super) struct PluginSet {
     pub(super) subscribe: Chain,
     pub(super) unsubscribe: Chain,
     pub(super) publish: Chain,
+    /// `auth-on-deliver`, which has a single form for every protocol
+    /// version (its `v3` and `m5` hooks are the same).
+    pub(super) deliver_auth: Chain,
     pub(super) deliver: Chain,
 }
 
@@ -163,6 +166,7 @@ impl PluginSet {
             subscribe: Chain::new(&list, m, Hook::AuthOnSubscribe, Hook::AuthOnSubscribeM5),
             unsubscribe: Chain::new(&list, m, Hook::OnUnsubscribe, Hook::OnUnsubscribeM5),
             publish: Chain::new(&list, m, Hook::AuthOnPublish, Hook::AuthOnPublishM5),
+            deliver_auth: Chain::new(&list, m, Hook::AuthOnDeliver, Hook::AuthOnDeliver),
             deliver: Chain::new(&list, m, Hook::OnDeliver, Hook::OnDeliverM5),
             list,
             missing,

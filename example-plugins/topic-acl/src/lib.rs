@@ -1,4 +1,4 @@
-//! Example plugin: a topic ACL for PUBLISH and SUBSCRIBE.
+//! Example plugin: a topic ACL for PUBLISH, SUBSCRIBE and delivery.
 //!
 //! Allow and deny patterns (MQTT topic filters, with `%u`, `%c` and `%m`
 //! standing for the client's username, client id and mountpoint) come from
@@ -6,21 +6,28 @@
 //! client. Deny wins over allow; what no rule mentions is refused or left
 //! to the next plugin (`unmatched`). A publish acceptance depends on the
 //! client and the topic only, so it is cached by the broker (`cache_secs`)
-//! and a client's steady stream to one topic is checked once. See
-//! README.md for the configuration.
+//! and a client's steady stream to one topic is checked once. A SUBSCRIBE
+//! is refused only for filters entirely inside a denied space; a filter
+//! that only overlaps one (`#` with `private/#` denied) is granted, and
+//! each message it brings is checked in `auth-on-deliver`, with the
+//! decisions cached per subscriber and topic in the instance (`cache`).
+//! See README.md for the configuration.
 //!
 //! Written with the Rust plugin SDK (`plugin-sdk/`): the component exports
-//! `lifecycle` and the four `auth-on-publish(-m5)` /
-//! `auth-on-subscribe(-m5)` hooks implemented below, and nothing else.
+//! `lifecycle`, the four `auth-on-publish(-m5)` / `auth-on-subscribe(-m5)`
+//! hooks and `auth-on-deliver` implemented below, and nothing else.
 
+mod cache;
 mod rules;
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
+use cache::{DecisionCache, Key};
 use rules::{Acl, Client, Decision, SubscribeDecision, Unmatched};
 use sluice_plugin_sdk::{
-    M5Error, MessageProperties, Payload, Plugin, PublishModifiers, PublishVerdict,
-    PublishVerdictM5, Qos, SubscribeChanges, SubscribeProperties, SubscribeVerdict,
+    DeliverAuthVerdict, M5Error, MessageProperties, Payload, Plugin, PublishModifiers,
+    PublishVerdict, PublishVerdictM5, Qos, SubscribeChanges, SubscribeProperties, SubscribeVerdict,
     SubscribeVerdictM5, SubscriberId, TopicRequest, TopicResult, TopicResultM5, TopicSubscription,
     config, log,
 };
@@ -77,15 +84,67 @@ fn cached(secs: u32) -> Option<PublishModifiers> {
 fn decide_subscribe<'f>(
     username: Option<&str>,
     id: &SubscriberId,
-    filters: impl IntoIterator<Item = &'f str>,
+    filters: impl IntoIterator<Item = &'f str> + Clone,
 ) -> Option<Vec<bool>> {
     let Ok(acl) = acl() else {
         // Unreachable after a successful init: refuse every topic.
         return Some(filters.into_iter().map(|_| false).collect());
     };
-    match acl.subscribe_all(&client(username, id), filters) {
-        SubscribeDecision::PerTopic(granted) => Some(granted),
+    let client = client(username, id);
+    match acl.subscribe_all(&client, filters.clone()) {
+        SubscribeDecision::PerTopic(granted) => {
+            for (filter, ok) in filters.into_iter().zip(&granted) {
+                if *ok && acl.partly_denied(&client, filter) {
+                    log::debug(&format!(
+                        "{filter:?} granted to {:?}; its messages are checked one by one",
+                        id.client_id
+                    ));
+                }
+            }
+            Some(granted)
+        }
         SubscribeDecision::Next => None,
+    }
+}
+
+/// Read decisions cached by this instance: at most this many entries...
+const READ_CACHE_ENTRIES: usize = 4096;
+/// ...and this many bytes of keys (client ids and topics may be long).
+const READ_CACHE_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// Per (subscriber, topic); an instance runs one call at a time.
+    static READS: RefCell<DecisionCache<Decision>> =
+        RefCell::new(DecisionCache::new(READ_CACHE_ENTRIES, READ_CACHE_BYTES));
+}
+
+/// May the subscriber read a message on `topic`?
+fn decide_read(username: Option<&str>, id: &SubscriberId, topic: &str) -> DeliverAuthVerdict {
+    let acl = match acl() {
+        Ok(acl) => acl,
+        // Unreachable after a successful init; withhold rather than guess.
+        Err(e) => return DeliverAuthVerdict::Error(format!("topic-acl is not configured: {e}")),
+    };
+    let client = client(username, id);
+    let decision = if acl.denies_reads(&client) {
+        let key = Key {
+            username,
+            client_id: &id.client_id,
+            mountpoint: &id.mountpoint,
+            topic,
+        };
+        READS.with_borrow_mut(|cache| cache.get_or_insert_with(key, || acl.read(&client, topic)))
+    } else {
+        // No deny pattern applies to this client: nothing to withhold,
+        // and the allow patterns alone are as cheap as a cache lookup.
+        acl.read(&client, topic)
+    };
+    match decision {
+        Decision::Allow => DeliverAuthVerdict::Ok,
+        Decision::Unmatched if acl.unmatched == Unmatched::Next => DeliverAuthVerdict::Next,
+        Decision::Deny | Decision::Unmatched => {
+            DeliverAuthVerdict::Error(format!("reading {topic:?} is not allowed"))
+        }
     }
 }
 
@@ -135,6 +194,17 @@ impl Plugin for TopicAcl {
                 PublishVerdictM5::Error(M5Error::new(NOT_AUTHORIZED).reason_string(why))
             }
         }
+    }
+
+    fn auth_on_deliver(
+        username: Option<String>,
+        subscriber_id: SubscriberId,
+        _qos: Qos,
+        topic: String,
+        _payload: &Payload,
+        _retain: bool,
+    ) -> DeliverAuthVerdict {
+        decide_read(username.as_deref(), &subscriber_id, &topic)
     }
 
     fn auth_on_subscribe(

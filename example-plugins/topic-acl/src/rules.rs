@@ -450,15 +450,17 @@ impl Acl {
         }
     }
 
-    /// May this client subscribe to `filter`? Allowed if an allow pattern
-    /// covers it and no deny pattern intersects it (a deny pattern for any
-    /// topic the filter could receive refuses it).
+    /// May this client subscribe to `filter`? Refused if a deny pattern
+    /// covers it (every topic it can receive is denied), else allowed if
+    /// an allow pattern covers it. A filter that a deny pattern only
+    /// intersects (`#` with `private/#` denied) is allowed: what it
+    /// receives is checked per message by [`Acl::read`].
     pub fn subscribe(&self, client: &Client<'_>, filter: &str) -> Decision {
         let filter = real_filter(filter);
         let denied = self
             .scopes(client)
             .flat_map(|r| &r.deny_subscribe)
-            .any(|p| p.intersects(client, filter));
+            .any(|p| p.covers(client, filter));
         let allowed = || {
             self.scopes(client)
                 .flat_map(|r| &r.subscribe)
@@ -471,6 +473,45 @@ impl Acl {
         } else {
             Decision::Unmatched
         }
+    }
+
+    /// May this client read a message on `topic` (delivered through a
+    /// subscription it was granted)? Deny patterns win over allow
+    /// patterns, as for [`Acl::subscribe`], but on the topic itself.
+    pub fn read(&self, client: &Client<'_>, topic: &str) -> Decision {
+        let denied = self
+            .scopes(client)
+            .flat_map(|r| &r.deny_subscribe)
+            .any(|p| p.matches(client, topic));
+        let allowed = || {
+            self.scopes(client)
+                .flat_map(|r| &r.subscribe)
+                .any(|p| p.matches(client, topic))
+        };
+        if denied {
+            Decision::Deny
+        } else if allowed() {
+            Decision::Allow
+        } else {
+            Decision::Unmatched
+        }
+    }
+
+    /// Whether `filter` is granted only partly: some topics it can receive
+    /// are denied (a deny pattern intersects it without covering it), so
+    /// what it receives is checked per message.
+    pub fn partly_denied(&self, client: &Client<'_>, filter: &str) -> bool {
+        let filter = real_filter(filter);
+        self.scopes(client)
+            .flat_map(|r| &r.deny_subscribe)
+            .any(|p| p.intersects(client, filter))
+    }
+
+    /// Whether a deny pattern applies to this client at all: without one,
+    /// [`Acl::read`] never denies anything and deliveries need no check
+    /// beyond the allow patterns.
+    pub fn denies_reads(&self, client: &Client<'_>) -> bool {
+        self.scopes(client).any(|r| !r.deny_subscribe.is_empty())
     }
 
     /// The decision on a whole SUBSCRIBE. A SUBSCRIBE can only be passed
@@ -792,17 +833,133 @@ mod tests {
         assert_eq!(a.subscribe(&ANON, "sensors/a/temp"), Decision::Allow);
         assert_eq!(a.subscribe(&ANON, "sensors/public/#"), Decision::Allow);
         assert_eq!(a.subscribe(&ANON, "$share/g/sensors/a/+"), Decision::Allow);
-        // Covered by the allow pattern, but could receive secrets.
-        assert_eq!(a.subscribe(&ANON, "sensors/#"), Decision::Deny);
-        assert_eq!(a.subscribe(&ANON, "sensors/+/temp"), Decision::Deny);
-        assert_eq!(a.subscribe(&ANON, "$share/g/sensors/#"), Decision::Deny);
-        assert_eq!(a.subscribe(&ANON, "sensors/+/x"), Decision::Deny);
-        assert_eq!(a.subscribe(&ANON, "#"), Decision::Deny);
+        // Covered by the allow pattern and only partly denied: granted,
+        // and what could be secret is checked per message (`read`).
+        assert_eq!(a.subscribe(&ANON, "sensors/#"), Decision::Allow);
+        assert_eq!(a.subscribe(&ANON, "sensors/+/temp"), Decision::Allow);
+        assert_eq!(a.subscribe(&ANON, "$share/g/sensors/#"), Decision::Allow);
+        assert_eq!(a.subscribe(&ANON, "sensors/+/x"), Decision::Allow);
+        assert!(a.partly_denied(&ANON, "sensors/#"));
+        assert!(a.partly_denied(&ANON, "$share/g/sensors/+/x"));
+        assert!(!a.partly_denied(&ANON, "sensors/public/#"));
+        // Entirely inside the denied space: refused at SUBSCRIBE.
+        assert_eq!(a.subscribe(&ANON, "sensors/secret/#"), Decision::Deny);
+        assert_eq!(a.subscribe(&ANON, "sensors/secret/+/x"), Decision::Deny);
+        assert_eq!(
+            a.subscribe(&ANON, "$share/g/sensors/secret/#"),
+            Decision::Deny
+        );
+        // Not covered by an allow pattern.
+        assert_eq!(a.subscribe(&ANON, "#"), Decision::Unmatched);
         assert_eq!(a.subscribe(&ANON, "admin/#"), Decision::Unmatched);
         assert_eq!(
             a.subscribe_all(&ANON, ["sensors/a", "admin/#", "sensors/secret/x"]),
             SubscribeDecision::PerTopic(vec![true, false, false])
         );
+    }
+
+    /// The configuration `cargo xtask run` ships (config/sluice.toml).
+    fn shipped() -> Acl {
+        acl(&[
+            ("publish", "#"),
+            ("subscribe", "#, $SYS/#"),
+            ("deny_publish", "private/#"),
+            ("deny_subscribe", "private/#"),
+        ])
+    }
+
+    #[test]
+    fn filters_entirely_inside_a_denied_space_are_refused() {
+        let a = shipped();
+        for filter in [
+            "private/#",
+            "private",
+            "private/+",
+            "private/a/#",
+            "private/+/b",
+            "private/+/+/#",
+            "$share/g/private/#",
+        ] {
+            assert_eq!(a.subscribe(&ANON, filter), Decision::Deny, "{filter}");
+        }
+    }
+
+    #[test]
+    fn filters_partly_overlapping_a_denied_space_are_granted_and_checked() {
+        let a = shipped();
+        // Each can receive some private topics and some others.
+        for filter in ["#", "+/#", "+", "+/a", "+/+/c", "$share/g/#"] {
+            assert_eq!(a.subscribe(&ANON, filter), Decision::Allow, "{filter}");
+            assert!(a.partly_denied(&ANON, filter), "{filter}");
+        }
+        assert_eq!(a.read(&ANON, "private/a"), Decision::Deny);
+        assert_eq!(a.read(&ANON, "private"), Decision::Deny);
+        assert_eq!(a.read(&ANON, "private/a/b/c"), Decision::Deny);
+        assert_eq!(a.read(&ANON, "public/a"), Decision::Allow);
+        assert_eq!(a.read(&ANON, "privateer"), Decision::Allow);
+        assert_eq!(a.read(&ANON, "x/private"), Decision::Allow);
+        assert_eq!(a.read(&ANON, "/private"), Decision::Allow);
+    }
+
+    #[test]
+    fn filters_disjoint_from_denied_spaces_need_no_check() {
+        let a = shipped();
+        for filter in ["public/#", "public/+/x", "a", "/private", "x/private/#"] {
+            assert_eq!(a.subscribe(&ANON, filter), Decision::Allow, "{filter}");
+            assert!(!a.partly_denied(&ANON, filter), "{filter}");
+        }
+    }
+
+    #[test]
+    fn dollar_topics_are_not_reached_by_leading_wildcards() {
+        let a = shipped();
+        // `#` cannot receive `$SYS/...`, so `$SYS/#` is granted by its own
+        // allow pattern and no deny pattern touches it.
+        assert_eq!(a.subscribe(&ANON, "$SYS/#"), Decision::Allow);
+        assert!(!a.partly_denied(&ANON, "$SYS/#"));
+        assert_eq!(a.read(&ANON, "$SYS/broker/uptime"), Decision::Allow);
+        // A `$` deny space: refused inside, checked per message from a
+        // filter that only overlaps it, and out of reach of `#`.
+        let b = acl(&[
+            ("subscribe", "#, $SYS/#"),
+            ("deny_subscribe", "$SYS/broker/clients/#"),
+        ]);
+        assert_eq!(b.subscribe(&ANON, "$SYS/broker/clients/+"), Decision::Deny);
+        assert_eq!(b.subscribe(&ANON, "$SYS/#"), Decision::Allow);
+        assert!(b.partly_denied(&ANON, "$SYS/#"));
+        assert!(!b.partly_denied(&ANON, "#"));
+        assert_eq!(b.read(&ANON, "$SYS/broker/clients/total"), Decision::Deny);
+        assert_eq!(b.read(&ANON, "$SYS/broker/uptime"), Decision::Allow);
+        // A leading-wildcard deny pattern never denies `$` topics.
+        let c = acl(&[("subscribe", "#, $SYS/#"), ("deny_subscribe", "+/secret")]);
+        assert_eq!(c.read(&ANON, "$SYS/secret"), Decision::Allow);
+        assert_eq!(c.read(&ANON, "a/secret"), Decision::Deny);
+        assert_eq!(c.subscribe(&ANON, "$SYS/+"), Decision::Allow);
+        assert!(!c.partly_denied(&ANON, "$SYS/+"));
+    }
+
+    #[test]
+    fn reads_follow_placeholders_and_scopes() {
+        let a = acl(&[
+            ("subscribe", "#"),
+            ("deny_subscribe", "users/+/#"),
+            ("user.alice.subscribe", "users/%u/#"),
+            ("client.dev-1.deny_subscribe", "alerts/#"),
+        ]);
+        // The everyone deny wins over alice's own allow, as at SUBSCRIBE.
+        assert_eq!(a.read(&ALICE, "users/alice/x"), Decision::Deny);
+        assert_eq!(a.read(&ANON, "alerts/fire"), Decision::Deny);
+        let bob = Client {
+            username: Some("bob"),
+            client_id: "b",
+            mountpoint: "",
+        };
+        assert_eq!(a.read(&bob, "alerts/fire"), Decision::Allow);
+        assert!(a.denies_reads(&bob));
+        let open = acl(&[("subscribe", "#"), ("client.dev-1.deny_subscribe", "x")]);
+        assert!(!open.denies_reads(&bob));
+        assert!(open.denies_reads(&ANON));
+        assert_eq!(open.read(&bob, "$SYS/x"), Decision::Unmatched);
     }
 
     #[test]

@@ -226,6 +226,10 @@ hooks! {
         username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
         payload: &Payload, retain: bool, properties: MessageProperties
     );
+    auth_on_deliver in auth_on_deliver => "auth-on-deliver" (
+        username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
+        payload: &Payload, retain: bool
+    ) -> DeliverAuthVerdict;
     on_deliver in on_deliver => "on-deliver" (
         username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
         payload: &Payload, retain: bool

@@ -1,6 +1,7 @@
 //! The plugin host through the real broker: real `.wasm` plugins (built from
 //! `tests/plugins/`), real clients.
 
+mod acl_delivery;
 mod auth_examples;
 mod cache;
 mod chain;

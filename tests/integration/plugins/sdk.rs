@@ -38,10 +38,10 @@ async fn sdk_plugins_export_only_the_hooks_they_implement() {
     assert!(e.contains("invalid payload-transform configuration"), "{e}");
 }
 
-/// `topic-acl` implements `init` and the four publish / subscribe
-/// authorisation hooks.
+/// `topic-acl` implements `init`, the four publish / subscribe
+/// authorisation hooks and the read check `auth-on-deliver`.
 #[tokio::test]
-async fn sdk_acl_exports_its_four_hooks() {
+async fn sdk_acl_exports_its_five_hooks() {
     let dir = PluginDir::new();
     dir.add("acl", "topic-acl");
     let broker = broker_with(&dir, |c| plugin_config(c, "acl", &[("publish", "#")]));
@@ -53,6 +53,7 @@ async fn sdk_acl_exports_its_four_hooks() {
             Hook::AuthOnSubscribeM5,
             Hook::AuthOnPublish,
             Hook::AuthOnPublishM5,
+            Hook::AuthOnDeliver,
         ]
     );
 }

@@ -13,13 +13,16 @@
 //! over NATS against both on one node. Writes the tables into
 //! `BENCHMARKS.md`; `--soak-only`, `--stuck-only`, `--persist-only` and
 //! `--cluster-only` run only the soak, the stuck plugin, durability or the
-//! cluster and replace only its section.
+//! cluster and replace only its section. `--acl-deliver-only` measures the
+//! delivery-time ACL (`acl.rs`: fan-out with topic-acl's read check) and
+//! replaces only its section; the full run leaves that section as it is.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
 //! the machine has two or more CPUs); in the cluster runs both nodes and
 //! nats-server share CPU 1. Brokers are restarted for every round,
 //! and the idle-memory scenario runs first on a fresh broker.
 
+mod acl;
 mod cluster;
 mod persist;
 mod report;
@@ -51,6 +54,10 @@ pub enum Broker {
     /// With the `spinner` test fixture on `auth-on-publish` (the stuck
     /// plugin runs).
     SluiceSpinner,
+    /// With the topic-acl example plugin under the rules of
+    /// `config/sluice.toml`: its `auth-on-deliver` read check runs for
+    /// every delivery.
+    SluiceAclRead,
 }
 
 impl Broker {
@@ -62,6 +69,7 @@ impl Broker {
             Broker::SluiceAcl => "sluice + topic-acl (cached)",
             Broker::SluiceAclUncached => "sluice + topic-acl (every message)",
             Broker::SluiceSpinner => "sluice + spinner",
+            Broker::SluiceAclRead => "sluice + topic-acl (shipped rules)",
         }
     }
 
@@ -73,6 +81,7 @@ impl Broker {
             Broker::SluiceAcl => 18_904,
             Broker::SluiceAclUncached => 18_905,
             Broker::SluiceSpinner => 18_906,
+            Broker::SluiceAclRead => 18_907,
         }
     }
 }
@@ -199,6 +208,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let stuck_only = args.iter().any(|a| a == "--stuck-only");
     let persist_only = args.iter().any(|a| a == "--persist-only");
     let cluster_only = args.iter().any(|a| a == "--cluster-only");
+    let acl_only = args.iter().any(|a| a == "--acl-deliver-only");
     if let Some(unknown) = args.iter().find(|a| {
         !matches!(
             a.as_str(),
@@ -208,6 +218,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 | "--stuck-only"
                 | "--persist-only"
                 | "--cluster-only"
+                | "--acl-deliver-only"
         )
     }) {
         bail!("unknown bench option {unknown}");
@@ -218,11 +229,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         ("--stuck-only", stuck_only),
         ("--persist-only", persist_only),
         ("--cluster-only", cluster_only),
+        ("--acl-deliver-only", acl_only),
     ];
     if onlys.iter().filter(|(_, o)| *o).count() > 1 {
         bail!(
-            "--micro-only, --soak-only, --stuck-only, --persist-only and --cluster-only \
-             exclude each other"
+            "--micro-only, --soak-only, --stuck-only, --persist-only, --cluster-only and \
+             --acl-deliver-only exclude each other"
         );
     }
     // Only one of the scenarios besides the main table.
@@ -240,12 +252,34 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "--bin",
             "loadgen",
         ]))?;
-        if !stuck_only && !cluster_only {
+        if !stuck_only && !cluster_only && !acl_only {
             install_mosquitto()?;
         }
         if !soak_only && !persist_only && !cluster_only {
             build_plugins(root)?;
         }
+    }
+    if acl_only {
+        let machine = report::Machine::probe();
+        let outcome = acl::run(root, quick, machine.cpus >= 2)?;
+        let command = format!(
+            "cargo xtask bench --acl-deliver-only{}",
+            if quick { " --quick" } else { "" }
+        );
+        let section = acl::section(
+            &outcome,
+            &machine.date,
+            &command,
+            &report::revision(root),
+            quick,
+        );
+        println!("{section}");
+        let path = root.join("BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, report::splice(&old, acl::HEADING, &section))
+            .context("cannot write BENCHMARKS.md")?;
+        eprintln!("xtask: updated the delivery-time ACL section of BENCHMARKS.md");
+        return Ok(());
     }
     // Measurement time, after the builds.
     let started = Instant::now();
@@ -436,7 +470,8 @@ fn start(
         | Broker::SluiceChain
         | Broker::SluiceAcl
         | Broker::SluiceAclUncached
-        | Broker::SluiceSpinner => {
+        | Broker::SluiceSpinner
+        | Broker::SluiceAclRead => {
             let config = dir.join(format!("sluice-{port}.toml"));
             let mut text = format!(
                 "[server]\nbind = [\"127.0.0.1:{port}\"]\nallow_anonymous = {}\n\
@@ -450,6 +485,12 @@ fn start(
                     ""
                 }
             );
+            if queue && broker == Broker::SluiceAclRead {
+                // Its subscribers, slower than the publisher, queue more
+                // than the default 16 MiB: no byte limit, only the count
+                // (as for mosquitto), so that the run loses nothing.
+                text = text.replace("[session]\n", "[session]\nmax_queued_bytes = 0\n");
+            }
             if let Broker::SluiceAcl | Broker::SluiceAclUncached = broker {
                 let plugins = dir.join(format!("acl-{port}"));
                 let _ = std::fs::remove_dir_all(&plugins);
@@ -463,6 +504,22 @@ fn start(
                     "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\
                      [plugin.acl.config]\npublish = \"bench/#\"\nsubscribe = \"bench/#\"\n\
                      cache_secs = \"{cache_secs}\"\n",
+                    plugins.display(),
+                    dir.join("plugin-cache").display()
+                ));
+            }
+            if broker == Broker::SluiceAclRead {
+                let plugins = dir.join(format!("acl-{port}"));
+                let _ = std::fs::remove_dir_all(&plugins);
+                std::fs::create_dir_all(&plugins)?;
+                std::fs::copy(
+                    root.join("target/plugins/topic-acl.wasm"),
+                    plugins.join("acl.wasm"),
+                )?;
+                text.push_str(&format!(
+                    "[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\
+                     [plugin.acl.config]\npublish = \"#\"\nsubscribe = \"#, $SYS/#\"\n\
+                     deny_publish = \"private/#\"\ndeny_subscribe = \"private/#\"\n",
                     plugins.display(),
                     dir.join("plugin-cache").display()
                 ));

@@ -3,7 +3,7 @@
 //! ```text
 //! loadgen SCENARIO --addr ADDR [options]
 //!   fanin    --pubs N --msgs N --size B --qos Q [--sub-addr ADDR]
-//!   fanout   --subs N --msgs N --size B --qos Q [--sub-addr ADDR]
+//!   fanout   --subs N --msgs N --size B --qos Q [--filter F] [--sub-addr ADDR]
 //!   pairs    --pairs N --msgs N --size B --qos Q [--sub-addr ADDR]
 //!   shared   --pubs N --subs N --msgs N --size B --qos Q
 //!   connect  --workers N --secs S
@@ -38,7 +38,7 @@ use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "usage: loadgen SCENARIO --addr ADDR [options]
   fanin    --pubs N --msgs N --size B --qos Q [--sub-addr ADDR]
-  fanout   --subs N --msgs N --size B --qos Q [--sub-addr ADDR]
+  fanout   --subs N --msgs N --size B --qos Q [--filter F] [--sub-addr ADDR]
   pairs    --pairs N --msgs N --size B --qos Q [--sub-addr ADDR]
   shared   --pubs N --subs N --msgs N --size B --qos Q
   connect  --workers N --secs S
@@ -102,7 +102,10 @@ fn main() -> Result<()> {
     let outcome = rt.block_on(async {
         match scenario.as_str() {
             "fanin" => scenarios::fanin(addrs, num("pubs", "4")?, msgs, size, qos).await,
-            "fanout" => scenarios::fanout(addrs, num("subs", "8")?, msgs, size, qos).await,
+            "fanout" => {
+                let filter = get("filter", "bench/out");
+                scenarios::fanout(addrs, num("subs", "8")?, &filter, msgs, size, qos).await
+            }
             "pairs" => scenarios::pairs(addrs, num("pairs", "4")?, msgs, size, qos).await,
             "shared" => {
                 scenarios::shared(addr, num("pubs", "4")?, num("subs", "4")?, msgs, size, qos).await

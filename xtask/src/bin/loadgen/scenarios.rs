@@ -302,16 +302,18 @@ pub async fn fanin(
     flow(addrs, topics, subs, msgs, size, qos).await
 }
 
-/// 1 publisher → N subscribers.
+/// 1 publisher on `bench/out` → N subscribers on `filter` (which must
+/// match it).
 pub async fn fanout(
     addrs: Addrs,
     subs: usize,
+    filter: &str,
     msgs: usize,
     size: usize,
     qos: u8,
 ) -> Result<Outcome> {
     let subscribers = (0..subs)
-        .map(|_| ("bench/out".to_owned(), msgs as u64))
+        .map(|_| (filter.to_owned(), msgs as u64))
         .collect();
     flow(
         addrs,
