@@ -124,6 +124,10 @@ impl Server {
                 .await;
         }
         if let Some(cluster) = ctx.router.cluster().cloned() {
+            // After the store's key-value entries are bound: the cluster's
+            // bucket of a plugin with `kv_cluster` then brings its own.
+            ctx.plugins
+                .join_cluster(Arc::new(crate::cluster::PluginKvs(cluster.clone())));
             // After the store's: the cluster's bucket is the authority on
             // retained messages.
             cluster.ready(&ctx.router).await?;

@@ -518,7 +518,9 @@ pub trait Plugin {
     /// `subscriber_id` are the subscriber's. An authorisation chain: `Ok`
     /// sends it, `Error` withholds it from this subscriber, and an
     /// exhausted chain or a failure (with `on_failure = "deny"`) withholds
-    /// it too. It runs for every delivery: cache what you can.
+    /// it too. It runs for every delivery: when the decision depends only on
+    /// the subscriber and the topic, answer `Ok(Some(secs))` and the broker
+    /// reuses it for that connection and topic for `secs` seconds.
     ///
     /// ```
     /// # use sluice_plugin_sdk::{DeliverAuthVerdict, Payload, Qos, SubscriberId};
@@ -533,7 +535,7 @@ pub trait Plugin {
     ///     if topic.starts_with("private/") {
     ///         return DeliverAuthVerdict::Error(format!("{topic} is private"));
     ///     }
-    ///     DeliverAuthVerdict::Ok
+    ///     DeliverAuthVerdict::Ok(Some(60))
     /// }
     /// ```
     fn auth_on_deliver(

@@ -40,6 +40,8 @@
 mod image;
 mod liveness;
 mod nats;
+pub(crate) mod order;
+mod plugin_kv;
 mod relay;
 mod reliable;
 mod retained;
@@ -48,6 +50,7 @@ pub(crate) mod subject;
 
 pub(crate) use nats::node_name;
 use nats::{get_or_create, kv_stream, options};
+pub(crate) use plugin_kv::PluginKvs;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,6 +188,8 @@ pub struct Cluster {
     nodes: async_nats::jetstream::kv::Store,
     /// `[cluster] node_timeout`.
     node_timeout: std::time::Duration,
+    /// `[cluster] replicas`.
+    replicas: usize,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Taken by [`Cluster::start`].
     pending: Mutex<Option<Receivers>>,
@@ -276,6 +281,7 @@ impl Cluster {
             sessions,
             nodes,
             node_timeout: std::time::Duration::from_secs(u64::from(config.node_timeout)),
+            replicas: usize::from(config.replicas),
             tasks: Mutex::new(Vec::new()),
             pending: Mutex::new(Some(Receivers {
                 out: out_rx,
@@ -301,6 +307,7 @@ impl Cluster {
             return;
         };
         let sender = tokio::spawn(relay::send(self.clone(), out));
+        let router_for_retained = router.clone();
         let manager = {
             let this = self.clone();
             tokio::spawn(async move {
@@ -373,7 +380,7 @@ impl Cluster {
             })
         };
         lock(&self.tasks).extend([sender, manager]);
-        lock(&self.tasks).extend(self.retained.start(self));
+        lock(&self.tasks).extend(self.retained.start(self, &router_for_retained));
     }
 
     /// Stops the tasks (at shutdown), after what is queued for NATS went.

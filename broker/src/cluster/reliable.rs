@@ -80,7 +80,7 @@ pub(crate) fn plain_subject(subject: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// FNV-1a, 64 bits: a name that stays the same across runs and versions.
-fn fnv(parts: &[&str]) -> u64 {
+pub(super) fn fnv(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for b in part.bytes().chain([0]) {

@@ -7,10 +7,14 @@
 //! bucket's entries in that order, so all nodes end with the same message
 //! for a topic. A node sets its own retained store at once (a subscriber
 //! on the publisher's node sees the message without waiting for NATS) and
-//! counts its writes in flight per key: while a key has one, entries of
-//! other nodes for it are older than that write and are skipped, and its
-//! own come back and are not applied again. A cleared topic is written as
-//! a message with an empty payload (it carries its origin like any other).
+//! keeps, per key, its writes in flight and the revision JetStream gave
+//! the last ([`super::order`]): while one is in flight no entry of the key
+//! is applied (the newest is held, and applied at the acknowledgement if
+//! it is newer than the write), and afterwards only entries above that
+//! revision are. Revisions decide, not the node's own entries coming back:
+//! the bucket keeps one value per key, so a write the next one replaced
+//! may never be delivered. A cleared topic is written as a message with an
+//! empty payload (it carries its origin like any other).
 //!
 //! At start, after the node's own store is read, the bucket's current
 //! entries replace the local retained messages: the bucket is the
@@ -18,11 +22,11 @@
 //! too.
 //!
 //! Architecture invariant: a node applies entries of the bucket in the
-//! bucket's order, and never applies another node's entry for a key while
-//! one of its own writes to that key is in flight (decided under the
-//! retained store's lock, which also orders its own writes).
+//! bucket's order, never one while its own write of the key is in flight
+//! and never one older than its own last write (decided under the retained
+//! store's lock, which also orders its own writes).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,6 +36,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
+use super::order::Pending;
 use super::{Cluster, ClusterError, lock, subject};
 use crate::message::Message;
 use crate::router::Router;
@@ -54,8 +59,8 @@ type Write = (String, Vec<u8>);
 pub(crate) struct Replicated {
     js: jetstream::Context,
     kv: kv::Store,
-    /// This node's writes per key not yet seen back from the bucket.
-    pending: std::sync::Mutex<HashMap<String, u32>>,
+    /// This node's writes on their way, per key (see [`order`]).
+    pending: std::sync::Mutex<Pending<kv::Entry>>,
     out: mpsc::Sender<Write>,
     /// Taken by [`Replicated::start`].
     out_rx: std::sync::Mutex<Option<mpsc::Receiver<Write>>>,
@@ -79,16 +84,26 @@ impl Replicated {
         Ok(Replicated {
             js,
             kv,
-            pending: std::sync::Mutex::new(HashMap::new()),
+            pending: std::sync::Mutex::default(),
             out,
             out_rx: std::sync::Mutex::new(Some(out_rx)),
         })
     }
 
-    /// The task writing to the bucket.
-    pub(crate) fn start(&self, cluster: &Arc<Cluster>) -> Option<tokio::task::JoinHandle<()>> {
+    /// The task writing to the bucket (applying to `router` what the
+    /// bucket delivered while this node's writes were on their way).
+    pub(crate) fn start(
+        &self,
+        cluster: &Arc<Cluster>,
+        router: &Arc<Router>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let rx = lock(&self.out_rx).take()?;
-        Some(tokio::spawn(send(cluster.clone(), self.js.clone(), rx)))
+        Some(tokio::spawn(send(
+            cluster.clone(),
+            router.clone(),
+            self.js.clone(),
+            rx,
+        )))
     }
 }
 
@@ -106,7 +121,7 @@ impl Cluster {
         let r = &self.retained;
         let mut pending = lock(&r.pending);
         if r.out.try_send((key.clone(), w.finish())).is_ok() {
-            *pending.entry(key).or_insert(0) += 1;
+            pending.sent(&key);
         } else {
             self.stats.retained_failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -168,8 +183,7 @@ impl Cluster {
         if complete {
             let removed = router.retained_keep_only(|mountpoint, topic| {
                 held.contains(&(mountpoint.to_owned(), topic.to_owned()))
-                    || lock(&self.retained.pending)
-                        .contains_key(&subject::kv_key(mountpoint, topic))
+                    || lock(&self.retained.pending).contains(&subject::kv_key(mountpoint, topic))
             });
             if removed > 0 {
                 tracing::info!(
@@ -198,15 +212,15 @@ impl Cluster {
             dropped();
             return None;
         };
-        let (origin, message) = match entry.operation {
+        let message = match entry.operation {
             kv::Operation::Put => match decode(&entry.value) {
-                Some((origin, m)) if m.topic == name => (Some(origin), Some(m)),
+                Some((_, m)) if m.topic == name => Some(m),
                 _ => {
                     dropped();
                     return None;
                 }
             },
-            kv::Operation::Delete | kv::Operation::Purge => (None, None),
+            kv::Operation::Delete | kv::Operation::Purge => None,
         };
         let message = message
             .filter(|m| !m.payload.is_empty() && !records::expired(m))
@@ -214,20 +228,9 @@ impl Cluster {
         let present = message.is_some();
         let mountpoint_arc: Arc<str> = Arc::from(mountpoint.as_str());
         let applied = router.retained_from_cluster(&mountpoint_arc, &name, message, || {
-            let mut pending = lock(&self.retained.pending);
-            let Some(n) = pending.get_mut(&entry.key) else {
-                return true;
-            };
-            // One of this node's own writes is in flight: an entry of
-            // another node is older than it, and this node's own is
-            // already applied.
-            if origin.as_deref() == Some(&*self.node) {
-                *n -= 1;
-                if *n == 0 {
-                    pending.remove(&entry.key);
-                }
-            }
-            false
+            // Decided under the retained store's lock, which also orders
+            // this node's own writes.
+            lock(&self.retained.pending).admit(&entry.key, entry.revision, || Some(entry.clone()))
         });
         match applied {
             Ok(true) => {
@@ -256,26 +259,36 @@ fn decode(value: &[u8]) -> Option<(String, Message)> {
 }
 
 /// Writes what [`Cluster::retain`] queued, in order, with up to
-/// [`IN_FLIGHT`] writes awaiting JetStream's acknowledgement.
-async fn send(cluster: Arc<Cluster>, js: jetstream::Context, mut rx: mpsc::Receiver<Write>) {
+/// [`IN_FLIGHT`] writes awaiting JetStream's acknowledgement; an entry of
+/// another node held while a write was on its way is applied once the
+/// write's revision shows it is newer.
+async fn send(
+    cluster: Arc<Cluster>,
+    router: Arc<Router>,
+    js: jetstream::Context,
+    mut rx: mpsc::Receiver<Write>,
+) {
     let mut acks = FuturesUnordered::new();
-    let failed = |key: &str, reason: &str| {
-        let mut pending = lock(&cluster.retained.pending);
-        if let Some(n) = pending.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                pending.remove(key);
+    let settle = |key: &str, outcome: Result<u64, String>| {
+        let revision = match outcome {
+            Ok(r) => Some(r),
+            Err(reason) => {
+                cluster
+                    .stats
+                    .retained_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    key,
+                    "a retained message could not be written to the cluster's bucket ({reason}); \
+                     it stays on this node"
+                );
+                None
             }
+        };
+        let newer = lock(&cluster.retained.pending).acked(key, revision);
+        if let Some(entry) = newer {
+            cluster.apply(&router, &entry);
         }
-        cluster
-            .stats
-            .retained_failed
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            key,
-            "a retained message could not be written to the cluster's bucket ({reason}); \
-             it stays on this node"
-        );
     };
     loop {
         tokio::select! {
@@ -284,13 +297,11 @@ async fn send(cluster: Arc<Cluster>, js: jetstream::Context, mut rx: mpsc::Recei
                 let subject = format!("$KV.{BUCKET}.{key}");
                 match js.publish(subject, value.into()).await {
                     Ok(ack) => acks.push(async move { (key, ack.await) }),
-                    Err(e) => failed(&key, &e.to_string()),
+                    Err(e) => settle(&key, Err(e.to_string())),
                 }
             }
             Some((key, outcome)) = acks.next(), if !acks.is_empty() => {
-                if let Err(e) = outcome {
-                    failed(&key, &e.to_string());
-                }
+                settle(&key, outcome.map(|a| a.sequence).map_err(|e| e.to_string()));
             }
         }
     }

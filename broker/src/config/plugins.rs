@@ -137,6 +137,11 @@ pub struct PluginConfig {
     /// `kv_max_bytes`: as `plugins.kv_max_bytes`. Default:
     /// `plugins.kv_max_bytes`.
     pub kv_max_bytes: Option<u64>,
+    /// `kv_cluster`: in a cluster, whether the plugin's key-value store is
+    /// the cluster's (one JetStream bucket, `sluice_kv_<name>`, every
+    /// node's instances reading and writing the same entries) rather than
+    /// each node's own. Default false; ignored without `[cluster]`.
+    pub kv_cluster: Option<bool>,
     /// `required`: whether clients may go unchecked without this plugin.
     /// When a required plugin that was loaded disappears (removed, renamed,
     /// disabled) or fails to load with no version to keep, the

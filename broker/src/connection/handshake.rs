@@ -805,7 +805,7 @@ async fn establish<T: Transport>(
         batch: Vec::new(),
         aliases: None,
         rate: m.max_message_rate.map(|r| Box::new(RateLimit::new(r))),
-        publish_cache: None,
+        acceptances: None,
         pause: throttle.map(|d| Box::pin(tokio::time::sleep(d))),
         reauth_rounds: 0,
         finished: false,

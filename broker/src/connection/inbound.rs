@@ -146,7 +146,7 @@ impl Connection {
             AuthOutcome::Success(d) => {
                 self.reauth_rounds = 0;
                 // Authorisation answers were given to the old credentials.
-                self.clear_publish_cache();
+                self.clear_acceptances();
                 (ReasonCode::SUCCESS, d)
             }
             AuthOutcome::Refused(r) => {

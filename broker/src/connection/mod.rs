@@ -10,6 +10,7 @@
 //! can affect another connection except through the router and the
 //! registry.
 
+mod acceptance;
 mod durable;
 mod goodbye;
 mod handshake;
@@ -167,9 +168,9 @@ pub(crate) struct Connection {
     aliases: Option<Box<Aliases>>,
     /// The client's PUBLISH rate limit, if a plugin set one.
     rate: Option<Box<throttle::RateLimit>>,
-    /// Acceptances `auth-on-publish` let the broker reuse (created on
-    /// first use).
-    publish_cache: Option<Box<publish::PublishCache>>,
+    /// Acceptances `auth-on-publish` and `auth-on-deliver` let the broker
+    /// reuse (created on first use).
+    acceptances: Option<Box<acceptance::Caches>>,
     /// Reading is paused until this fires (rate limit); a timer exists
     /// only while paused.
     pause: Option<Pin<Box<Sleep>>>,

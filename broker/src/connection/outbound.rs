@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::{BATCH, Connection, OUT_HIGH_WATER, WRITE_CHUNK};
 use crate::codec::{self, OutgoingPublish, QoS};
 use crate::message::{Delivery, Message};
-use crate::plugins::{DeliverRequest, DropReason, Event, Hook, Withheld};
+use crate::plugins::{DeliverRequest, Delivered, DropReason, Event, Hook, Withheld};
 
 use crate::session::{Kick, OutState};
 
@@ -92,9 +92,28 @@ impl Connection {
             retain: d.retain,
             limits: &self.ctx.limits,
         };
-        let c = match self.ctx.plugins.rewrite_delivery(&request).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return Some(d),
+        let now = Instant::now();
+        // The set that answers: a reload during the call must not make its
+        // acceptance reusable under the new set.
+        let generation = self.ctx.plugins.generation();
+        let topic = &d.message.topic;
+        let accepted = self
+            .acceptances
+            .as_ref()
+            .is_some_and(|c| c.read.allows(generation, topic, d.qos, d.retain, now));
+        let c = match self.ctx.plugins.rewrite_delivery(&request, accepted).await {
+            Ok(Delivered { changes, reuse }) => {
+                if let Some(ttl) = reuse {
+                    let cache = self.acceptances.get_or_insert_with(Box::default);
+                    cache
+                        .read
+                        .insert(generation, topic.clone(), d.qos, d.retain, now + ttl);
+                }
+                match changes {
+                    Some(c) => c,
+                    None => return Some(d),
+                }
+            }
             Err(Withheld) => {
                 if let Some(p) = self.session.persisted() {
                     p.done(&d);

@@ -6,6 +6,8 @@
 //! that is not loaded withhold it too. So an ACL can accept a wide filter
 //! (`#`) at SUBSCRIBE and still keep some topics from the subscriber.
 
+use std::time::Duration;
+
 use super::bindings::exports::sluice::plugin::auth_on_deliver;
 use super::chain::{Answer, Outcome};
 use super::publish::DeliverRequest;
@@ -19,12 +21,14 @@ pub struct Withheld;
 impl Plugins {
     /// Walks `auth-on-deliver` for one message to one subscriber (every
     /// delivery passes when no plugin implements it).
+    /// `Ok` with how long the acceptance may be reused, if the plugin
+    /// that accepted said so.
     pub(super) async fn authorize_delivery(
         &self,
         req: &DeliverRequest<'_>,
-    ) -> Result<(), Withheld> {
+    ) -> Result<Option<Duration>, Withheld> {
         if !self.implements(Hook::AuthOnDeliver) {
-            return Ok(());
+            return Ok(None);
         }
         let set = self.set();
         let chain = &set.deliver_auth;
@@ -62,7 +66,7 @@ impl Plugins {
                 )
                 .await?;
                 Ok::<_, CallFailure>(match verdict {
-                    auth_on_deliver::DeliverAuthVerdict::Ok => Answer::Ok(()),
+                    auth_on_deliver::DeliverAuthVerdict::Ok(secs) => Answer::Ok(secs),
                     auth_on_deliver::DeliverAuthVerdict::Next => Answer::Next,
                     auth_on_deliver::DeliverAuthVerdict::Error(e) => Answer::Error(e),
                 })
@@ -70,7 +74,9 @@ impl Plugins {
         })
         .await;
         match outcome {
-            Outcome::Accepted { .. } => Ok(()),
+            Outcome::Accepted { value, .. } => Ok(value
+                .map(|s| Duration::from_secs(u64::from(s)).min(super::publish::MAX_CACHE))
+                .filter(|d| !d.is_zero())),
             Outcome::Refused { index, error } => withheld(&format_args!(
                 "plugin {}: {}",
                 plugins[index].name,

@@ -3,13 +3,21 @@
 //! every entry counted at its key, its value and a fixed overhead (so that
 //! tiny keys cannot turn the quota into millions of entries). With a
 //! broker store (`[persistence]`), each store is written through to it and
-//! read back at start ([`KvStore::bind`]).
+//! read back at start ([`KvStore::bind`]). In a cluster, with the plugin's
+//! `kv_cluster`, every change is also sent to the cluster's bucket of the
+//! plugin ([`KvStore::replicate`]) and the bucket's entries come back
+//! through [`KvStore::apply_replica`], in the bucket's order by revision
+//! (see `cluster::order`), so every node ends with the bucket's last value
+//! of each key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use tokio::sync::mpsc;
+
 use super::bindings::sluice::plugin::host;
+use crate::cluster::order::Pending;
 use crate::store::Store;
 
 /// Longest key.
@@ -25,12 +33,20 @@ pub struct KvStore {
     inner: Mutex<KvInner>,
     /// The broker store and the plugin's name there, once bound.
     backing: OnceLock<(Arc<Store>, Arc<str>)>,
+    /// Where changes go for the cluster's bucket, once replicated.
+    replica: OnceLock<mpsc::Sender<Change>>,
 }
+
+/// A change for the cluster: a key and its new value (`None`: deleted).
+pub type Change = (String, Option<Vec<u8>>);
 
 #[derive(Debug, Default)]
 struct KvInner {
     map: HashMap<String, Vec<u8>>,
     bytes: u64,
+    /// This node's changes on their way to the cluster's bucket, and what
+    /// the bucket delivered meanwhile.
+    pending: Pending<Option<Vec<u8>>>,
 }
 
 impl KvStore {
@@ -40,6 +56,7 @@ impl KvStore {
             max_bytes: AtomicU64::new(max_bytes),
             inner: Mutex::new(KvInner::default()),
             backing: OnceLock::new(),
+            replica: OnceLock::new(),
         }
     }
 
@@ -71,9 +88,68 @@ impl KvStore {
         self.backing.get().is_some()
     }
 
-    fn write_through(&self, key: &str, value: Option<&[u8]>) {
+    /// Called under the lock, so the store and the cluster see a key's
+    /// changes in order.
+    fn write_through(&self, inner: &mut KvInner, key: &str, value: Option<&[u8]>) {
         if let Some((store, plugin)) = self.backing.get() {
             store.plugin_kv(plugin, key, value);
+        }
+        if let Some(replica) = self.replica.get() {
+            if replica
+                .try_send((key.to_owned(), value.map(<[u8]>::to_vec)))
+                .is_ok()
+            {
+                inner.pending.sent(key);
+            } else {
+                tracing::warn!(
+                    key,
+                    "the cluster's key-value bucket of this plugin is behind; the change stays on this node"
+                );
+            }
+        }
+    }
+
+    /// Sends every later change to `to` (the cluster's bucket); once only,
+    /// false if it was replicated already.
+    pub fn replicate(&self, to: mpsc::Sender<Change>) -> bool {
+        self.replica.set(to).is_ok()
+    }
+
+    /// Whether changes go to the cluster's bucket.
+    pub fn is_replicated(&self) -> bool {
+        self.replica.get().is_some()
+    }
+
+    /// An entry of the cluster's bucket at `revision`, in the bucket's
+    /// order.
+    pub fn apply_replica(&self, key: &str, value: Option<Vec<u8>>, revision: u64) {
+        let mut inner = self.lock();
+        if let Some(value) = inner.pending.entry(key, revision, value) {
+            self.put_replica(&mut inner, key, value);
+        }
+    }
+
+    /// JetStream took this node's change of `key` as `revision`.
+    pub fn replica_acked(&self, key: &str, revision: u64) {
+        let mut inner = self.lock();
+        if let Some(value) = inner.pending.acked(key, Some(revision)) {
+            self.put_replica(&mut inner, key, value);
+        }
+    }
+
+    /// Applies a value from the cluster, whatever the quota (its writer
+    /// took it within the same quota), writing it through to the broker
+    /// store.
+    fn put_replica(&self, inner: &mut KvInner, key: &str, value: Option<Vec<u8>>) {
+        if let Some((store, plugin)) = self.backing.get() {
+            store.plugin_kv(plugin, key, value.as_deref());
+        }
+        if let Some(old) = inner.map.remove(key) {
+            inner.bytes -= cost(key, &old);
+        }
+        if let Some(v) = value {
+            inner.bytes += cost(key, &v);
+            inner.map.insert(key.to_owned(), v);
         }
     }
 
@@ -103,8 +179,7 @@ impl KvStore {
             return Err(host::KvError::StoreFull);
         }
         inner.bytes = inner.bytes - old + new;
-        // Under the lock: the store sees a key's changes in order.
-        self.write_through(&key, Some(&value));
+        self.write_through(&mut inner, &key, Some(&value));
         inner.map.insert(key, value);
         Ok(())
     }
@@ -115,7 +190,7 @@ impl KvStore {
         match inner.map.remove(key) {
             Some(v) => {
                 inner.bytes -= cost(key, &v);
-                self.write_through(key, None);
+                self.write_through(&mut inner, key, None);
                 true
             }
             None => false,
@@ -155,5 +230,30 @@ mod tests {
             Ok(()),
             "the space was given back"
         );
+    }
+
+    #[test]
+    fn replicated_changes_follow_the_buckets_order() {
+        let kv = KvStore::new(1 << 20);
+        let (tx, mut rx) = mpsc::channel(16);
+        assert!(kv.replicate(tx));
+        // Another node's entry applies.
+        kv.apply_replica("k", Some(b"theirs".to_vec()), 1);
+        assert_eq!(kv.get("k"), Some(b"theirs".to_vec()));
+        // This node's write goes out; an older entry of another node
+        // arriving meanwhile is skipped, its own coming back changes
+        // nothing, a later one of another node applies.
+        kv.set("k".into(), b"mine".to_vec()).unwrap();
+        assert_eq!(rx.try_recv().unwrap(), ("k".into(), Some(b"mine".to_vec())));
+        kv.apply_replica("k", Some(b"older".to_vec()), 2);
+        kv.replica_acked("k", 3);
+        assert_eq!(kv.get("k"), Some(b"mine".to_vec()));
+        kv.apply_replica("k", Some(b"mine".to_vec()), 3);
+        kv.apply_replica("k", None, 4);
+        assert_eq!(kv.get("k"), None, "deleted by the later entry");
+        // Deletions go out too.
+        kv.apply_replica("j", Some(b"x".to_vec()), 5);
+        assert!(kv.delete("j"));
+        assert_eq!(rx.try_recv().unwrap(), ("j".into(), None));
     }
 }

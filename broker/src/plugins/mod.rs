@@ -77,7 +77,7 @@ mod engine;
 mod events;
 mod hooks;
 mod host;
-mod kv;
+pub mod kv;
 mod limiter;
 mod log;
 mod messages;
@@ -109,7 +109,7 @@ pub use self::events::{DropReason, Event};
 pub use self::hooks::HookSet;
 pub use self::plugin::{CallFailure, Hook, LoadError, Plugin, Settings};
 pub use self::publish::{
-    DeliverRequest, DeliveryChanges, PublishChanges, PublishOutcome, PublishRequest,
+    DeliverRequest, Delivered, DeliveryChanges, PublishChanges, PublishOutcome, PublishRequest,
     is_puback_refusal,
 };
 pub use self::register::{
@@ -172,6 +172,17 @@ pub struct Plugins {
     /// The broker store the plugins' key-value stores write through to,
     /// with the entries of plugins not loaded (yet).
     kv_backing: std::sync::Mutex<Option<KvBacking>>,
+    /// In a cluster: where the stores of plugins with `kv_cluster` are
+    /// replicated.
+    kv_replicas: std::sync::Mutex<Option<Arc<dyn KvReplicas>>>,
+}
+
+/// What makes a plugin's key-value store the cluster's (the cluster, see
+/// `cluster::plugin_kv`).
+pub trait KvReplicas: Send + Sync + std::fmt::Debug {
+    /// Makes plugin `plugin`'s store `kv` the cluster's: its changes go to
+    /// the cluster, the other nodes' come back into it.
+    fn replicate(&self, plugin: &Arc<str>, kv: &Arc<kv::KvStore>);
 }
 
 /// See [`Plugins::restore_kv`].
@@ -219,6 +230,7 @@ impl Plugins {
             reloader: Some(reloader),
             watcher: std::sync::Mutex::new(None),
             kv_backing: std::sync::Mutex::new(None),
+            kv_replicas: std::sync::Mutex::new(None),
         });
         if let Some(w) = watch::Watcher::start(&plugins, dir, &config.plugins) {
             *plugins.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
@@ -255,7 +267,27 @@ impl Plugins {
         self.bind_kv(&self.set().list);
     }
 
+    /// In a cluster: the stores of plugins with `kv_cluster` (now and
+    /// later) become the cluster's through `replicas`.
+    pub fn join_cluster(&self, replicas: Arc<dyn KvReplicas>) {
+        *self.kv_replicas.lock().unwrap_or_else(|e| e.into_inner()) = Some(replicas);
+        self.replicate_kv(&self.set().list);
+    }
+
+    fn replicate_kv(&self, list: &[Arc<Plugin>]) {
+        let replicas = self.kv_replicas.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = replicas.as_ref() else {
+            return;
+        };
+        for p in list.iter().filter(|p| p.settings.kv_cluster) {
+            if !p.shared.kv.is_replicated() {
+                r.replicate(&p.name, &p.shared.kv);
+            }
+        }
+    }
+
     fn bind_kv(&self, list: &[Arc<Plugin>]) {
+        self.replicate_kv(list);
         let mut backing = self.kv_backing.lock().unwrap_or_else(|e| e.into_inner());
         let Some(b) = backing.as_mut() else {
             return;

@@ -50,6 +50,8 @@ pub struct Settings {
     pub breaker_failures: u32,
     pub breaker_backoff: Duration,
     pub kv_max_bytes: u64,
+    /// `kv_cluster`: the key-value store is the cluster's.
+    pub kv_cluster: bool,
     /// `required`, when set (see [`Plugin::is_required`]).
     pub required: Option<bool>,
     /// `[plugin.NAME.config]`.

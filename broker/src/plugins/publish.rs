@@ -30,7 +30,7 @@ use crate::topic::TopicName;
 /// Longest throttle a plugin may ask for.
 const MAX_THROTTLE: Duration = Duration::from_secs(60);
 /// Longest a cached acceptance may live.
-const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
+pub(super) const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
 
 /// A PUBLISH (or Will), as the hooks see it.
 #[derive(Debug)]
@@ -97,6 +97,15 @@ pub struct DeliverRequest<'a> {
     pub retain: bool,
     /// What the plugins' changes must stay within.
     pub limits: &'a MessageLimits,
+}
+
+/// What the delivery hooks made of one message for one subscriber.
+#[derive(Debug)]
+pub struct Delivered {
+    /// `on-deliver(-m5)`'s changes, if any.
+    pub changes: Option<DeliveryChanges>,
+    /// How long `auth-on-deliver`'s acceptance may be reused, if it said.
+    pub reuse: Option<Duration>,
 }
 
 /// Validated changes to one delivery.
@@ -271,20 +280,28 @@ impl Plugins {
         }
     }
 
-    /// Walks `auth-on-deliver`, then `on-deliver(-m5)`, for one message to
-    /// one subscriber. Call only when [`Plugins::rewrites_deliveries`] is
-    /// true. `Err`: do not send it (see `deliver`). `Ok(None)`: send it
-    /// unchanged (no change, `error`, exhaustion, a failed call, or an
-    /// invalid change, which is logged).
+    /// Walks `auth-on-deliver` (unless the connection reuses an earlier
+    /// acceptance: `read_accepted`), then `on-deliver(-m5)`, for one
+    /// message to one subscriber. Call only when
+    /// [`Plugins::rewrites_deliveries`] is true. `Err`: do not send it (see
+    /// `deliver`). `changes` `None`: send it unchanged (no change, `error`,
+    /// exhaustion, a failed call, or an invalid change, which is logged).
     pub async fn rewrite_delivery(
         &self,
         req: &DeliverRequest<'_>,
-    ) -> Result<Option<DeliveryChanges>, Withheld> {
-        self.authorize_delivery(req).await?;
-        if !self.walks(Hook::OnDeliver, Hook::OnDeliverM5) {
-            return Ok(None);
-        }
-        Ok(self.rewrite_delivery_only(req).await)
+        read_accepted: bool,
+    ) -> Result<Delivered, Withheld> {
+        let reuse = if read_accepted {
+            None
+        } else {
+            self.authorize_delivery(req).await?
+        };
+        let changes = if self.walks(Hook::OnDeliver, Hook::OnDeliverM5) {
+            self.rewrite_delivery_only(req).await
+        } else {
+            None
+        };
+        Ok(Delivered { changes, reuse })
     }
 
     /// The `on-deliver(-m5)` half of [`Plugins::rewrite_delivery`].

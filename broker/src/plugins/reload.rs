@@ -635,6 +635,7 @@ fn settings(config: &Config, own: Option<&PluginConfig>) -> Settings {
             own.breaker_backoff_secs.unwrap_or(d.breaker_backoff_secs),
         )),
         kv_max_bytes: own.kv_max_bytes.unwrap_or(d.kv_max_bytes),
+        kv_cluster: own.kv_cluster.unwrap_or(false),
         required: own.required,
         config: own
             .config

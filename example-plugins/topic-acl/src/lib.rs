@@ -140,7 +140,8 @@ fn decide_read(username: Option<&str>, id: &SubscriberId, topic: &str) -> Delive
         acl.read(&client, topic)
     };
     match decision {
-        Decision::Allow => DeliverAuthVerdict::Ok,
+        // Reused by the broker for this connection and topic.
+        Decision::Allow => DeliverAuthVerdict::Ok((acl.cache_secs > 0).then_some(acl.cache_secs)),
         Decision::Unmatched if acl.unmatched == Unmatched::Next => DeliverAuthVerdict::Next,
         Decision::Deny | Decision::Unmatched => {
             DeliverAuthVerdict::Error(format!("reading {topic:?} is not allowed"))

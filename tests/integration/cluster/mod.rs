@@ -4,6 +4,7 @@
 //! subscriptions. Sessions moving between nodes are in [`sessions`].
 
 mod failover;
+mod plugins;
 mod sessions;
 
 use std::collections::HashMap;
@@ -697,4 +698,52 @@ async fn cut_off_from_nats_a_node_refuses_persistent_sessions_and_serves_clean_o
     let mut clean = Raw::handshake(a.addr, &connect_v4("passing", true, 60)).await;
     clean.send(&subscribe_v4(1, "t", 0)).await;
     assert_eq!(clean.recv_kind(SUBACK).await.ack_codes(false), [0]);
+}
+
+#[tokio::test]
+async fn a_burst_of_retained_writes_on_one_node_does_not_hide_the_others_later_ones() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    // A burst on A: the bucket keeps one value per topic, so most of A's
+    // own writes never come back to A.
+    let mut c = Raw::handshake(a.addr, &connect_v4("burst", true, 60)).await;
+    for i in 0..200 {
+        c.send(&publish_v4("r/t", 0, 0, format!("a{i}").as_bytes(), true))
+            .await;
+    }
+    c.send(&publish_v4("r/t", 1, 1, b"a-last", true)).await;
+    assert_eq!(c.recv_kind(PUBACK).await.packet_id(), 1);
+    // Once the bucket holds A's last write, B's next one is later.
+    let client = async_nats::connect(nats.url.as_str()).await.expect("NATS");
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("sluice_retained")
+        .await
+        .expect("the retained bucket");
+    let mut changes = kv.watch_with_history("=00.r/t").await.expect("watch");
+    within("A's last write in the bucket", async {
+        loop {
+            let e = futures_util::StreamExt::next(&mut changes)
+                .await
+                .expect("the watch goes on")
+                .expect("an entry");
+            if e.value.windows(6).any(|w| w == b"a-last") {
+                return;
+            }
+        }
+    })
+    .await;
+    let before = a
+        .ctx
+        .router
+        .cluster()
+        .expect("in a cluster")
+        .stats()
+        .retained_applied
+        .load(Ordering::Relaxed);
+    // A later message from B wins on A too.
+    retain(&b, "r/t", "from-b").await;
+    applied(&a, before + 1).await;
+    let got = retained_until(&a, "late", &["r/t"], "from-b").await;
+    assert_eq!(got, [("r/t".to_owned(), "from-b".to_owned())]);
 }

@@ -80,12 +80,12 @@ pub fn section(
         s,
         "With topic-acl loaded under the rules of `config/sluice.toml` (`publish = \
          \"#\"`, `subscribe = \"#, $SYS/#\"`, both denying `private/#`), every \
-         delivery goes through its `auth-on-deliver` read check: one wasm call, \
-         answered from the plugin's per-(subscriber, topic) cache after the first \
-         message. The publisher's `auth-on-publish` acceptance is cached by the \
-         broker. `#` only overlaps `private/#`, so it is granted and checked per \
-         message; the exact topic is checked the same way (the broker does not \
-         tell the plugin which subscription matched).\n"
+         delivery passes its `auth-on-deliver` read check: `#` only overlaps \
+         `private/#`, so it is granted and checked per message, and the exact \
+         topic the same way. The plugin's acceptances carry `cache-secs`, so each \
+         subscriber's connection calls it once per topic and then reuses the \
+         answer (as the publisher's `auth-on-publish` acceptance is reused); what \
+         is left is the delivery hooks' path in the broker.\n"
     );
     let _ = writeln!(
         s,
