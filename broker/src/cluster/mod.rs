@@ -73,6 +73,9 @@ const OUT_QUEUE: usize = 64 * 1024;
 /// readers and the delivery task: what arrives from NATS is bounded in
 /// count here and in size by NATS's `max_payload` (1 MiB by default).
 const SUBSCRIPTION_BUFFER: usize = 1024;
+/// How long a SUBACK waits at most for its NATS subscription and
+/// JetStream consumer.
+const SETUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a stopping node waits for NATS to take what is left for it.
 const STOP_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -123,7 +126,8 @@ impl Interest {
 }
 
 enum Command {
-    Subscribe(Interest),
+    /// With its ticket in [`Cluster::subscribed`].
+    Subscribe(Interest, u64),
     Unsubscribe(Interest),
 }
 
@@ -182,6 +186,9 @@ pub struct Cluster {
     retained: retained::Replicated,
     /// QoS 1/2 messages on their way to JetStream.
     tickets: reliable::Tickets,
+    /// NATS subscriptions (and their JetStream consumers) being set up:
+    /// a SUBACK waits for those issued before it.
+    subscribed: reliable::Tickets,
     /// The owner node (and card) of every client id.
     sessions: sessions::Sessions,
     /// Every node's heartbeat.
@@ -278,6 +285,7 @@ impl Cluster {
             stats,
             retained,
             tickets: reliable::Tickets::default(),
+            subscribed: reliable::Tickets::default(),
             sessions,
             nodes,
             node_timeout: std::time::Duration::from_secs(u64::from(config.node_timeout)),
@@ -316,7 +324,20 @@ impl Cluster {
                 let mut held: HashMap<Interest, [JoinHandle<()>; 2]> = HashMap::new();
                 while let Some(command) = commands.recv().await {
                     match command {
-                        Command::Subscribe(interest) => {
+                        Command::Subscribe(interest, ticket) => {
+                            // Done once NATS has the subscription and
+                            // JetStream the consumer (or it failed, or
+                            // [`SETUP_LIMIT`] passed), whatever happens.
+                            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+                            let setup = this.clone();
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(SETUP_LIMIT, ready_rx).await;
+                                // The server has the SUBSCRIBE once the
+                                // connection's round trip is back.
+                                let _ =
+                                    tokio::time::timeout(SETUP_LIMIT, setup.client.flush()).await;
+                                setup.subscribed.complete(ticket);
+                            });
                             if held.contains_key(&interest) {
                                 continue;
                             }
@@ -350,6 +371,7 @@ impl Cluster {
                                 interest.subject.clone(),
                                 interest.shared.clone(),
                                 into.clone(),
+                                ready_tx,
                             ));
                             held.insert(interest, [core, reliable]);
                         }
@@ -466,6 +488,16 @@ impl Cluster {
         self.tickets.wait(ticket).await;
     }
 
+    /// Waits (at most [`SETUP_LIMIT`]) until the NATS subscriptions and
+    /// JetStream consumers asked for so far are in place: a SUBACK then
+    /// means messages published on other nodes from now on arrive.
+    pub(crate) async fn subscribed(&self) {
+        let ticket = self.subscribed.issued();
+        if self.subscribed.must_wait(ticket).is_some() {
+            let _ = tokio::time::timeout(SETUP_LIMIT, self.subscribed.wait(ticket)).await;
+        }
+    }
+
     /// Sends a message published on this node to the other nodes.
     pub(crate) fn forward(&self, mountpoint: &str, message: &Arc<Message>) {
         if message.topic.as_str().starts_with("$SYS") {
@@ -516,7 +548,8 @@ impl Cluster {
                 let n = interest.entry(key.clone()).or_insert(0);
                 *n += 1;
                 if *n == 1 {
-                    let _ = self.commands.send(Command::Subscribe(key));
+                    let ticket = self.subscribed.issue();
+                    let _ = self.commands.send(Command::Subscribe(key, ticket));
                 }
             } else if let Some(n) = interest.get_mut(&key) {
                 *n -= 1;

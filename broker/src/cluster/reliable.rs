@@ -137,7 +137,9 @@ pub(crate) async fn pull(
     subject: String,
     shared: Shared,
     into: mpsc::Sender<Received>,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) {
+    let mut ready = Some(ready);
     let config = pull::Config {
         durable_name: Some(name.clone()),
         filter_subject: reliable_subject(&subject),
@@ -152,6 +154,10 @@ pub(crate) async fn pull(
         match stream.get_or_create_consumer(&name, config.clone()).await {
             Ok(consumer) => {
                 let consumer: jetstream::consumer::Consumer<pull::Config> = consumer;
+                // JetStream keeps what is published from now on for it.
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
                 match consumer.messages().await {
                     Ok(mut messages) => {
                         while let Some(m) = messages.next().await {
@@ -259,6 +265,17 @@ impl Tickets {
         let t = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         TOUCHED.with(|c| c.set(c.get().max(t)));
         t
+    }
+
+    /// A new ticket, not collected for [`Tickets::touched`] (for what is
+    /// not a message: a subscription being set up).
+    pub(crate) fn issue(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The last ticket handed out.
+    pub(crate) fn issued(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
     }
 
     /// `ticket` is done: JetStream has its message (or refused it, or it

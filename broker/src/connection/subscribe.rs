@@ -108,17 +108,20 @@ impl Connection {
         Ok(plans)
     }
 
-    /// In a cluster, a persistent session's subscriptions are in its card
-    /// (kept by the cluster in case this node dies) before SUBACK or
-    /// UNSUBACK.
+    /// In a cluster, before SUBACK or UNSUBACK: a persistent session's
+    /// subscriptions are in its card (kept by the cluster in case this
+    /// node dies), and the NATS subscriptions a SUBSCRIBE needs are in
+    /// place, so what other nodes publish after SUBACK arrives.
     pub(super) fn save_card(&self) -> impl Future<Output = ()> + Send + 'static {
-        let cluster = (self.neg.session_expiry > 0)
-            .then(|| self.ctx.router.cluster().cloned())
-            .flatten();
+        let cluster = self.ctx.router.cluster().cloned();
+        let persistent = self.neg.session_expiry > 0;
         let id = self.session.id().clone();
         async move {
             if let Some(cluster) = cluster {
-                cluster.save(&id).await;
+                cluster.subscribed().await;
+                if persistent {
+                    cluster.save(&id).await;
+                }
             }
         }
     }

@@ -747,3 +747,25 @@ async fn a_burst_of_retained_writes_on_one_node_does_not_hide_the_others_later_o
     let got = retained_until(&a, "late", &["r/t"], "from-b").await;
     assert_eq!(got, [("r/t".to_owned(), "from-b".to_owned())]);
 }
+
+#[tokio::test]
+async fn after_suback_messages_from_other_nodes_arrive_without_probing() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let mut publisher = Raw::handshake(a.addr, &connect_v4("pub", true, 60)).await;
+    // SUBACK comes once B's NATS subscription and JetStream consumer are
+    // in place: what A publishes right after reaches B, at QoS 0 and 1.
+    for (i, topic) in ["fresh/1", "fresh/2", "fresh/3"].into_iter().enumerate() {
+        let mut sub = client(&b, &format!("sub-{i}"), &[topic]).await;
+        publisher
+            .send(&publish_v4(topic, 0, 0, b"end", false))
+            .await;
+        publisher
+            .send(&publish_v4(topic, 1, 7, b"end1", false))
+            .await;
+        assert_eq!(publisher.recv_kind(PUBACK).await.packet_id(), 7);
+        let got = until(&mut sub).await;
+        assert!(got.is_empty(), "{got:?}");
+    }
+}
