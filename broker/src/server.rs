@@ -112,7 +112,7 @@ impl Server {
         if let Some(cluster) = cluster {
             // Before the store's subscriptions come back: they are
             // interest too.
-            cluster.start(ctx.router.clone());
+            cluster.start(ctx.router.clone(), ctx.store.clone());
             ctx.router.join_cluster(cluster);
         }
         if let (Some(store), Some(recovered)) = (&ctx.store, recovered) {

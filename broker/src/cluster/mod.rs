@@ -310,7 +310,11 @@ impl Cluster {
 
     /// Starts the tasks that send to NATS and deliver what comes from it
     /// into `router`.
-    pub(crate) fn start(self: &Arc<Self>, router: Arc<Router>) {
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        router: Arc<Router>,
+        store: Option<Arc<crate::store::Store>>,
+    ) {
         let Some(Receivers { out, mut commands }) = lock(&self.pending).take() else {
             return;
         };
@@ -320,7 +324,7 @@ impl Cluster {
             let this = self.clone();
             tokio::spawn(async move {
                 let (into, from) = mpsc::channel(SUBSCRIPTION_BUFFER);
-                let deliverer = tokio::spawn(relay::deliver(this.clone(), router, from));
+                let deliverer = tokio::spawn(relay::deliver(this.clone(), router, store, from));
                 let mut held: HashMap<Interest, [JoinHandle<()>; 2]> = HashMap::new();
                 while let Some(command) = commands.recv().await {
                     match command {

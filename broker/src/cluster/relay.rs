@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use super::{Cluster, Outgoing, Shared, reliable, subject};
 use crate::codec::QoS;
 use crate::router::Router;
-use crate::store::records;
+use crate::store::{Store, records};
+use async_nats::jetstream::message::Acker;
 
 /// The header naming the node a message was published on.
 const ORIGIN: &str = "Sluice-Node";
@@ -58,7 +59,7 @@ impl Recent {
 pub(super) struct Received {
     pub(super) shared: Shared,
     pub(super) msg: async_nats::Message,
-    pub(super) ack: Option<async_nats::jetstream::message::Acker>,
+    pub(super) ack: Option<Acker>,
 }
 
 /// Passes on what one NATS subscription receives, in its order.
@@ -165,20 +166,47 @@ async fn store_in_jetstream(
 pub(super) async fn deliver(
     cluster: Arc<Cluster>,
     router: Arc<Router>,
+    store: Option<Arc<Store>>,
     mut from: mpsc::Receiver<Received>,
 ) {
-    let mut recent = Recent::default();
-    let mut origins: HashMap<String, Arc<str>> = HashMap::new();
-    while let Some(Received { shared, msg, ack }) = from.recv().await {
-        handle(&cluster, &router, &mut recent, &mut origins, shared, &msg);
-        if let Some(ack) = ack {
+    // JetStream messages to acknowledge, each with the store ticket of
+    // what routing it stored (bounded by the consumers' unacknowledged
+    // limit).
+    let (acks, mut to_ack) = mpsc::unbounded_channel::<(u64, Acker)>();
+    let routing = async {
+        let mut recent = Recent::default();
+        let mut origins: HashMap<String, Arc<str>> = HashMap::new();
+        while let Some(Received { shared, msg, ack }) = from.recv().await {
+            Store::begin();
+            handle(&cluster, &router, &mut recent, &mut origins, shared, &msg);
+            if let Some(ack) = ack {
+                let _ = acks.send((Store::touched(), ack));
+            }
+        }
+        drop(acks);
+    };
+    let acknowledging = async {
+        while let Some((ticket, ack)) = to_ack.recv().await {
             // Queued for every local session it matches (or not for this
-            // node): JetStream may forget it.
+            // node) and, for persistent sessions, on this node's disk as
+            // its durability says: JetStream may forget it. If the store
+            // failed, JetStream sends it again later.
+            if let Some(store) = &store {
+                if let Some(t) = store.must_wait(ticket) {
+                    if let Err(e) = store.wait(t).await {
+                        tracing::warn!(
+                            "a message from another node is not acknowledged to JetStream: {e}"
+                        );
+                        continue;
+                    }
+                }
+            }
             if let Err(e) = ack.ack().await {
                 tracing::debug!("acknowledging to JetStream: {e}");
             }
         }
-    }
+    };
+    tokio::join!(routing, acknowledging);
 }
 
 /// Delivers one message from NATS.

@@ -769,3 +769,52 @@ async fn after_suback_messages_from_other_nodes_arrive_without_probing() {
         assert!(got.is_empty(), "{got:?}");
     }
 }
+
+#[tokio::test]
+async fn messages_from_other_nodes_queued_for_a_persistent_session_survive_its_nodes_restart() {
+    let nats = NatsServer::start();
+    let store = crate::support::TempDir::new("cluster-queue-store");
+    let with_store = || {
+        let (url, dir) = (nats.url.clone(), store.path.clone());
+        TestBroker::with(move |c| {
+            c.cluster.nats = vec![url];
+            c.cluster.node = Some("b".into());
+            c.persistence.dir = Some(dir);
+            c.persistence.durability = sluice_broker::config::Durability::Always;
+        })
+    };
+    let a = node(&nats, "a");
+    let mut b = with_store();
+    // A persistent session on B, subscribed, then offline.
+    let mut sub = Raw::handshake(b.addr, &connect_v4("keeper", false, 60)).await;
+    sub.send(&subscribe_v4(1, "q/#", 1)).await;
+    assert_eq!(sub.recv_kind(SUBACK).await.ack_codes(false), [1]);
+    sub.send(&[0xE0, 0]).await;
+    sub.expect_closed().await;
+    // A's messages reach B's queue (acknowledged to JetStream once B's
+    // store has them), then B restarts from its store.
+    let mut publisher = Raw::handshake(a.addr, &connect_v4("pub", true, 60)).await;
+    for (i, m) in ["q1", "q2", "q3"].into_iter().enumerate() {
+        let pkid = u16::try_from(i + 1).expect("few");
+        publisher
+            .send(&publish_v4("q/t", 1, pkid, m.as_bytes(), false))
+            .await;
+        assert_eq!(publisher.recv_kind(PUBACK).await.packet_id(), pkid);
+    }
+    let cluster = b.ctx.router.cluster().expect("in a cluster").clone();
+    eventually("B took A's messages", || {
+        cluster.stats().received.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    b.shutdown();
+    drop(b);
+    let b = with_store();
+    let mut sub = Raw::connect(b.addr).await;
+    sub.send(&connect_v4("keeper", false, 60)).await;
+    assert_eq!(sub.recv().await.connack(), (true, 0));
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next_message(&mut sub).await.1);
+    }
+    assert_eq!(got, ["q1", "q2", "q3"]);
+}
