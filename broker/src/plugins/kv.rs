@@ -137,10 +137,22 @@ impl KvStore {
         }
     }
 
-    /// Applies a value from the cluster, whatever the quota (its writer
-    /// took it within the same quota), writing it through to the broker
-    /// store.
+    /// Applies a value from the cluster, writing it through to the broker
+    /// store. Its writer took it within the same quota, so the quota is
+    /// not checked again (nodes must agree), but an entry no node could
+    /// have written (a key too long, or a store past twice its quota:
+    /// something else writing to the bucket) is refused and logged.
     fn put_replica(&self, inner: &mut KvInner, key: &str, value: Option<Vec<u8>>) {
+        let old = inner.map.get(key).map_or(0, |v| cost(key, v));
+        let new = value.as_ref().map_or(0, |v| cost(key, v));
+        let limit = self.max_bytes.load(Ordering::Relaxed).saturating_mul(2);
+        if key.len() > MAX_KEY_LEN || (new > old && inner.bytes - old + new > limit) {
+            tracing::warn!(
+                key,
+                "an entry from the cluster's bucket is beyond this store's bounds; ignored"
+            );
+            return;
+        }
         if let Some((store, plugin)) = self.backing.get() {
             store.plugin_kv(plugin, key, value.as_deref());
         }
@@ -251,8 +263,13 @@ mod tests {
         kv.apply_replica("k", Some(b"mine".to_vec()), 3);
         kv.apply_replica("k", None, 4);
         assert_eq!(kv.get("k"), None, "deleted by the later entry");
+        // What no node could have written is refused.
+        kv.apply_replica(&"k".repeat(300), Some(vec![1]), 6);
+        assert_eq!(kv.get(&"k".repeat(300)), None);
+        kv.apply_replica("huge", Some(vec![0; 3 << 20]), 7);
+        assert_eq!(kv.get("huge"), None, "past twice the quota");
         // Deletions go out too.
-        kv.apply_replica("j", Some(b"x".to_vec()), 5);
+        kv.apply_replica("j", Some(b"x".to_vec()), 8);
         assert!(kv.delete("j"));
         assert_eq!(rx.try_recv().unwrap(), ("j".into(), None));
     }
