@@ -430,24 +430,32 @@ impl Acl {
             .chain(self.clients.get(client.client_id))
     }
 
-    /// May this client publish to `topic`? Deny rules win over allow rules.
-    pub fn publish(&self, client: &Client<'_>, topic: &str) -> Decision {
-        let denied = self
-            .scopes(client)
-            .flat_map(|r| &r.deny_publish)
-            .any(|p| p.matches(client, topic));
-        let allowed = || {
-            self.scopes(client)
-                .flat_map(|r| &r.publish)
-                .any(|p| p.matches(client, topic))
-        };
-        if denied {
+    /// Deny patterns win over allow patterns: `deny` and `allow` pick a
+    /// rule set's two lists, `test` says whether a pattern applies.
+    fn decide(
+        &self,
+        client: &Client<'_>,
+        deny: fn(&Rules) -> &[Pattern],
+        allow: fn(&Rules) -> &[Pattern],
+        test: impl Fn(&Pattern) -> bool,
+    ) -> Decision {
+        if self.scopes(client).flat_map(deny).any(&test) {
             Decision::Deny
-        } else if allowed() {
+        } else if self.scopes(client).flat_map(allow).any(&test) {
             Decision::Allow
         } else {
             Decision::Unmatched
         }
+    }
+
+    /// May this client publish to `topic`? Deny rules win over allow rules.
+    pub fn publish(&self, client: &Client<'_>, topic: &str) -> Decision {
+        self.decide(
+            client,
+            |r| &r.deny_publish,
+            |r| &r.publish,
+            |p| p.matches(client, topic),
+        )
     }
 
     /// May this client subscribe to `filter`? Refused if a deny pattern
@@ -457,44 +465,24 @@ impl Acl {
     /// receives is checked per message by [`Acl::read`].
     pub fn subscribe(&self, client: &Client<'_>, filter: &str) -> Decision {
         let filter = real_filter(filter);
-        let denied = self
-            .scopes(client)
-            .flat_map(|r| &r.deny_subscribe)
-            .any(|p| p.covers(client, filter));
-        let allowed = || {
-            self.scopes(client)
-                .flat_map(|r| &r.subscribe)
-                .any(|p| p.covers(client, filter))
-        };
-        if denied {
-            Decision::Deny
-        } else if allowed() {
-            Decision::Allow
-        } else {
-            Decision::Unmatched
-        }
+        self.decide(
+            client,
+            |r| &r.deny_subscribe,
+            |r| &r.subscribe,
+            |p| p.covers(client, filter),
+        )
     }
 
     /// May this client read a message on `topic` (delivered through a
     /// subscription it was granted)? Deny patterns win over allow
     /// patterns, as for [`Acl::subscribe`], but on the topic itself.
     pub fn read(&self, client: &Client<'_>, topic: &str) -> Decision {
-        let denied = self
-            .scopes(client)
-            .flat_map(|r| &r.deny_subscribe)
-            .any(|p| p.matches(client, topic));
-        let allowed = || {
-            self.scopes(client)
-                .flat_map(|r| &r.subscribe)
-                .any(|p| p.matches(client, topic))
-        };
-        if denied {
-            Decision::Deny
-        } else if allowed() {
-            Decision::Allow
-        } else {
-            Decision::Unmatched
-        }
+        self.decide(
+            client,
+            |r| &r.deny_subscribe,
+            |r| &r.subscribe,
+            |p| p.matches(client, topic),
+        )
     }
 
     /// Whether `filter` is granted only partly: some topics it can receive
