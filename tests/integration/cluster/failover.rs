@@ -11,13 +11,7 @@ use crate::support::{TestBroker, within};
 
 /// Node `name` connected to the cluster's server `first` first.
 fn node_on(nats: &NatsCluster, first: usize, name: &str) -> TestBroker {
-    let urls = nats.urls_from(first);
-    let name = name.to_owned();
-    TestBroker::with(move |c| {
-        c.cluster.nats = urls;
-        c.cluster.node = Some(name);
-        c.cluster.replicas = 3;
-    })
+    super::node_with(nats.urls_from(first), name, |c| c.cluster.replicas = 3)
 }
 
 /// Publishes probes from `publisher` until `subscriber` gets one: its

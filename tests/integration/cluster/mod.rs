@@ -20,14 +20,24 @@ const PUBACK: u8 = 4;
 const SUBACK: u8 = 9;
 const UNSUBACK: u8 = 11;
 
-fn node(nats: &NatsServer, name: &str) -> TestBroker {
-    let url = nats.url.clone();
-    let name = name.to_owned();
-    TestBroker::with(move |c| {
-        c.cluster.nats = vec![url];
-        c.cluster.node = Some(name);
+/// Node `name` on the NATS servers `nats`, with an admin endpoint, its
+/// configuration then changed by `tweak`.
+fn node_with(
+    nats: Vec<String>,
+    name: &str,
+    tweak: impl FnOnce(&mut sluice_broker::config::Config),
+) -> TestBroker {
+    TestBroker::with(|c| {
+        c.cluster.nats = nats;
+        c.cluster.node = Some(name.to_owned());
         c.admin.bind = Some("127.0.0.1:0".parse().expect("address"));
+        tweak(c);
     })
+}
+
+/// Node `name` on `nats`.
+fn node(nats: &NatsServer, name: &str) -> TestBroker {
+    node_with(vec![nats.url.clone()], name, |_| {})
 }
 
 /// A line of the node's `/metrics`.
@@ -429,12 +439,8 @@ async fn retained_messages_are_cluster_wide_and_the_bucket_wins_after_a_restart(
     let nats = NatsServer::start();
     let store = crate::support::TempDir::new("cluster-store");
     let with_store = |name: &str| {
-        let (url, name, dir) = (nats.url.clone(), name.to_owned(), store.path.clone());
-        TestBroker::with(move |c| {
-            c.cluster.nats = vec![url];
-            c.cluster.node = Some(name);
-            c.admin.bind = Some("127.0.0.1:0".parse().expect("address"));
-            c.persistence.dir = Some(dir);
+        node_with(vec![nats.url.clone()], name, |c| {
+            c.persistence.dir = Some(store.path.clone());
         })
     };
     let a = node(&nats, "a");
@@ -492,11 +498,8 @@ async fn qos1_messages_wait_in_jetstream_for_a_node_that_was_away() {
     let nats = NatsServer::start();
     let store = crate::support::TempDir::new("cluster-away");
     let node_b = || {
-        let (url, dir) = (nats.url.clone(), store.path.clone());
-        TestBroker::with(move |c| {
-            c.cluster.nats = vec![url];
-            c.cluster.node = Some("b".into());
-            c.persistence.dir = Some(dir);
+        node_with(vec![nats.url.clone()], "b", |c| {
+            c.persistence.dir = Some(store.path.clone());
         })
     };
     let a = node(&nats, "a");
@@ -556,14 +559,7 @@ async fn route_with(
     nats_url: &str,
     tweak: impl Fn(&mut sluice_broker::config::Config) + Clone + Send + 'static,
 ) {
-    let start = |name: &str| {
-        let (url, name, tweak) = (nats_url.to_owned(), name.to_owned(), tweak.clone());
-        TestBroker::with(move |c| {
-            c.cluster.nats = vec![url];
-            c.cluster.node = Some(name);
-            tweak(c);
-        })
-    };
+    let start = |name: &str| node_with(vec![nats_url.to_owned()], name, tweak.clone());
     let (a, b) = (start("a"), start("b"));
     let mut sub = client(&b, "sub-b", &["s/#"]).await;
     let mut publisher = Raw::handshake(a.addr, &connect_v4("pub-a", true, 60)).await;
@@ -775,11 +771,8 @@ async fn messages_from_other_nodes_queued_for_a_persistent_session_survive_its_n
     let nats = NatsServer::start();
     let store = crate::support::TempDir::new("cluster-queue-store");
     let with_store = || {
-        let (url, dir) = (nats.url.clone(), store.path.clone());
-        TestBroker::with(move |c| {
-            c.cluster.nats = vec![url];
-            c.cluster.node = Some("b".into());
-            c.persistence.dir = Some(dir);
+        node_with(vec![nats.url.clone()], "b", |c| {
+            c.persistence.dir = Some(store.path.clone());
             c.persistence.durability = sluice_broker::config::Durability::Always;
         })
     };

@@ -9,13 +9,9 @@ use crate::support::{PluginDir, Raw, TestBroker, eventually};
 /// A node with the `policy` fixture, which records every CONNECT it
 /// authenticates in its key-value store (key `calls`).
 fn node(nats: &NatsServer, dir: &PluginDir, name: &str, kv_cluster: bool) -> TestBroker {
-    let url = nats.url.clone();
-    let name = name.to_owned();
-    TestBroker::with(|c| {
+    super::node_with(vec![nats.url.clone()], name, |c| {
         dir.configure(c);
         c.plugin.entry("policy".into()).or_default().kv_cluster = Some(kv_cluster);
-        c.cluster.nats = vec![url];
-        c.cluster.node = Some(name);
     })
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{await_interest, metric, next_message, node};
+use super::{await_interest, metric, next_message, node, node_with};
 use crate::support::nats::NatsServer;
 use crate::support::packets::*;
 use crate::support::process::Sluice;
@@ -19,14 +19,7 @@ const DISCONNECT_V4: [u8; 2] = [0xE0, 0];
 
 /// A node that takes another for dead after 2 s without its heartbeat.
 fn quick_node(nats: &NatsServer, name: &str) -> TestBroker {
-    let url = nats.url.clone();
-    let name = name.to_owned();
-    TestBroker::with(move |c| {
-        c.cluster.nats = vec![url];
-        c.cluster.node = Some(name);
-        c.cluster.node_timeout = 2;
-        c.admin.bind = Some("127.0.0.1:0".parse().expect("address"));
-    })
+    node_with(vec![nats.url.clone()], name, |c| c.cluster.node_timeout = 2)
 }
 
 /// Subscribes `c` to `filter` at QoS 1.
