@@ -83,6 +83,16 @@ impl V4 {
         }
     }
 
+    /// The next packet from the broker, if one comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<rumqttc::Packet> {
+        match tokio::time::timeout(wait, self.events.recv()).await {
+            Ok(Some(Ok(p))) => Some(p),
+            Ok(Some(Err(e))) => panic!("connection failed: {e}"),
+            Ok(None) => panic!("event loop ended"),
+            Err(_) => None,
+        }
+    }
+
     /// The next PUBLISH, skipping acks.
     pub async fn next_publish(&mut self) -> rumqttc::Publish {
         loop {
