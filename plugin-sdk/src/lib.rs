@@ -9,30 +9,37 @@
 //! of sight.
 //!
 //! ```rust,standalone_crate
-//! use sluice_plugin_sdk::{DeliverModifiers, DeliverVerdict, Payload, Plugin, Qos, SubscriberId};
+//! use sluice_plugin_sdk::{DeliverModifiers, DeliverRequest, DeliverVerdictM5, Plugin};
 //!
-//! /// Upper-cases the payloads delivered on `shout/#`.
+//! /// Upper-cases the payloads delivered on `shout/#`, for MQTT 3 and 5
+//! /// subscribers alike.
 //! struct Shout;
 //!
 //! #[sluice_plugin_sdk::plugin]
 //! impl Plugin for Shout {
-//!     fn on_deliver(
-//!         _username: Option<String>,
-//!         _subscriber_id: SubscriberId,
-//!         _qos: Qos,
-//!         topic: String,
-//!         payload: &Payload,
-//!         _retain: bool,
-//!     ) -> DeliverVerdict {
-//!         if !topic.starts_with("shout/") {
-//!             return DeliverVerdict::Next;
+//!     type Config = ();
+//!
+//!     fn on_deliver_any(_: &(), req: DeliverRequest<'_>) -> DeliverVerdictM5 {
+//!         if !req.topic.starts_with("shout/") {
+//!             return DeliverVerdictM5::Next;
 //!         }
-//!         let loud = payload.read().to_ascii_uppercase();
-//!         DeliverVerdict::Ok(Some(DeliverModifiers::new().payload(loud)))
+//!         let loud = req.payload.read().to_ascii_uppercase();
+//!         DeliverVerdictM5::Ok(Some(DeliverModifiers::new().payload(loud)))
 //!     }
 //! }
 //! # fn main() {}
 //! ```
+//!
+//! - Each hook takes the plugin's configuration (`type Config`, parsed once
+//!   per instance by the SDK: see [`FromConfig`]) and one request struct
+//!   ([`RegisterRequest`], [`PublishRequest`], ...).
+//! - A hook with an MQTT 3 and an MQTT 5 form can be implemented once for
+//!   both (`auth_on_register_any`, `auth_on_publish_any`, ...): the request
+//!   then carries the MQTT 5 fields as options, and the answer is the MQTT
+//!   5 one, converted for MQTT 3.x clients.
+//! - [`reason`] names the MQTT 5 reason codes; [`info!`], [`debug!`] and
+//!   the other logging macros write to the broker's log; [`kv`] is the
+//!   plugin's key-value store.
 //!
 //! The plugin's crate is a `cdylib` built for `wasm32-wasip2`:
 //!
@@ -41,47 +48,54 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! sluice-plugin-sdk = { path = "../../plugin-sdk" }
+//! sluice-plugin-sdk = { path = "../sluice/plugin-sdk" }  # or { git = "..." }
 //! ```
 //!
 //! `cargo build --release --target wasm32-wasip2` then gives the `.wasm` to
 //! put in the broker's plugin directory. One crate holds one plugin.
 //!
-//! What the broker offers every plugin is in [`log`], [`config`] and
-//! [`kv`]; the hooks' arguments and answers are the types at the root of
-//! this crate, with constructors for the records of optional fields
-//! ([`RegisterModifiers::new`], [`PublishModifiers::new`],
-//! [`DeliverModifiers::new`], [`MessageProperties::new`]).
-//!
-//! The WIT files come from the repository's `wit/` directory, which both
-//! this crate and its macro read at compile time: the SDK is used as a path
-//! dependency from within the Sluice repository.
+//! The SDK carries its own copy of the broker's WIT files (`wit/`, kept
+//! identical to the repository's by `cargo xtask sync-wit` and a test), so
+//! it builds from any checkout, path or git dependency.
 
 mod builders;
 pub mod config;
+mod convert;
 pub mod kv;
 pub mod log;
 mod plugin;
+pub mod reason;
+mod requests;
+mod runtime;
 
+pub use config::{FromConfig, Settings};
 pub use plugin::Plugin;
+pub use requests::{
+    DeliverRequest, EnhancedAuthRequest, MessageDropEvent, OfflineMessageEvent, PublishRequest,
+    PublishedEvent, RegisterRequest, RegisteredEvent, SubscribeRequest, SubscribedEvent,
+    UnsubscribeRequest, UnsubscribedEvent,
+};
 /// Registers a [`Plugin`] implementation as the component's exports.
 ///
 /// Put it on the `impl Plugin for T` block: the block is kept as written,
 /// and the component exports one WIT interface per hook the block defines
-/// (`init` exports `lifecycle`), each forwarding to `T`. Use it once per
-/// crate. The `impl` must be in a module (not in a function body), for a
-/// type without generic parameters.
+/// (two for an `_any` hook: the MQTT 3 and the MQTT 5 form), each
+/// forwarding to `T`, plus `lifecycle` (`init`), which parses the
+/// configuration. Use it once per crate. The `impl` must be in a module
+/// (not in a function body), for a type without generic parameters.
 ///
 /// ```rust,standalone_crate
 /// use sluice_plugin_sdk::{Plugin, SubscriberId};
 ///
 /// struct Audit;
 ///
-/// // Exports `on-client-gone` only.
+/// // Exports `on-client-gone` (and `lifecycle`).
 /// #[sluice_plugin_sdk::plugin]
 /// impl Plugin for Audit {
-///     fn on_client_gone(id: SubscriberId) {
-///         sluice_plugin_sdk::log::info(&format!("{} left", id.client_id));
+///     type Config = ();
+///
+///     fn on_client_gone(_: &(), id: SubscriberId) {
+///         sluice_plugin_sdk::info!("{} left", id.client_id);
 ///     }
 /// }
 /// # fn main() {}
@@ -109,10 +123,12 @@ pub use types::{
 /// What the `#[plugin]` expansion uses. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::runtime::{Fallback, hook, init};
     pub use wit_bindgen;
 
     /// The types of the hook signatures, for the generated adapters.
     pub mod prelude {
+        pub use crate::requests::*;
         pub use crate::{
             AuthRequest, AuthVerdict, ConnectProperties, Connection, DeliverAuthVerdict,
             DeliverVerdict, DeliverVerdictM5, DropReason, MessageProperties, Payload, Peer, Plugin,
@@ -126,7 +142,8 @@ pub mod __private {
     /// The bindings of everything a plugin imports: the host functions and
     /// the types of `types`, `subscribe-types` and `publish-types`. Each
     /// plugin's own bindings (`#[plugin]`) map these interfaces here
-    /// (`with`), so that every plugin shares these Rust types.
+    /// (`with`), so that every plugin shares these Rust types. Read from
+    /// this crate's copy of the WIT (`wit/`, relative to its manifest).
     #[allow(unsafe_code, reason = "generated guest bindings")]
     pub mod bindings {
         wit_bindgen::generate!({
@@ -139,7 +156,7 @@ pub mod __private {
                     import sluice:plugin/publish-types@0.1.0;
                 }
             "#,
-            path: "../wit",
+            path: "wit",
             generate_all,
             generate_unused_types: true,
             additional_derives: [PartialEq, Eq],

@@ -1,11 +1,17 @@
 //! The broker's log, under this plugin's name. (A plugin's stdout and
 //! stderr reach it too, at info and warn.)
 //!
-//! ```no_run
-//! use sluice_plugin_sdk::log;
+//! The macros [`trace!`](crate::trace), [`debug!`](crate::debug),
+//! [`info!`](crate::info), [`warn!`](crate::warn) and
+//! [`error!`](crate::error) take `format!` arguments; the functions here
+//! take a string.
 //!
-//! log::info("ready");
-//! log::warn(&format!("{} rules ignored", 2));
+//! ```no_run
+//! use sluice_plugin_sdk::{info, log, warn};
+//!
+//! info!("ready");
+//! warn!("{} rules ignored", 2);
+//! log::debug("a plain message");
 //! ```
 
 use crate::__private::bindings::sluice::plugin::host;
@@ -66,4 +72,69 @@ pub fn warn(message: &str) {
 /// ```
 pub fn error(message: &str) {
     log(Level::Error, message);
+}
+
+/// Writes a `format!` message at trace level.
+///
+/// ```no_run
+/// let n = 3;
+/// sluice_plugin_sdk::trace!("{n} rules");
+/// ```
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)+) => {
+        $crate::log::trace(&::std::format!($($arg)+))
+    };
+}
+
+/// Writes a `format!` message at debug level.
+///
+/// ```no_run
+/// let n = 3;
+/// sluice_plugin_sdk::debug!("{n} rules");
+/// ```
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)+) => {
+        $crate::log::debug(&::std::format!($($arg)+))
+    };
+}
+
+/// Writes a `format!` message at info level.
+///
+/// ```no_run
+/// let n = 3;
+/// sluice_plugin_sdk::info!("{n} rules");
+/// ```
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)+) => {
+        $crate::log::info(&::std::format!($($arg)+))
+    };
+}
+
+/// Writes a `format!` message at warn level.
+///
+/// ```no_run
+/// let n = 3;
+/// sluice_plugin_sdk::warn!("{n} rules");
+/// ```
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)+) => {
+        $crate::log::warn(&::std::format!($($arg)+))
+    };
+}
+
+/// Writes a `format!` message at error level.
+///
+/// ```no_run
+/// let n = 3;
+/// sluice_plugin_sdk::error!("{n} rules");
+/// ```
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)+) => {
+        $crate::log::error(&::std::format!($($arg)+))
+    };
 }

@@ -38,6 +38,9 @@
 //! - `cargo xtask new-plugin NAME [--lang rust|python|js|c]`: a
 //!   ready-to-build plugin in `example-plugins/NAME/` from the templates in
 //!   `xtask/templates/`.
+//! - `cargo xtask sync-wit [--check]`: copies `wit/` into the plugin SDK's
+//!   crates (`plugin-sdk/wit/`, `plugin-sdk/macros/wit/`), which build from
+//!   their own copy; `--check` fails on a difference instead.
 //!
 //! All of them work on a fresh machine: every tool they need is installed here,
 //! nowhere else.
@@ -59,11 +62,12 @@ mod fuzz;
 mod langs;
 mod new_plugin;
 mod passwd;
+mod sync_wit;
 mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, install_nats_server, python_with_paho};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only | --cluster-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only | --cluster-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c] | sync-wit [--check]>";
 
 fn main() -> ExitCode {
     match try_main() {
@@ -93,6 +97,7 @@ fn try_main() -> Result<()> {
         Some("bench") => bench::run(&root, &args.collect::<Vec<_>>()),
         Some("passwd") => passwd::run(&invoked_in, &args.collect::<Vec<_>>()),
         Some("new-plugin") => new_plugin::run(&root, &args.collect::<Vec<_>>()),
+        Some("sync-wit") => sync_wit::run(&root, &args.collect::<Vec<_>>()),
         _ => bail!("{USAGE}"),
     }
 }

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac as _};
 use serde_json::{Map, Value};
 use sha2::Sha256;
+use sluice_plugin_sdk::{FromConfig, Settings as Values};
 
 /// The parsed configuration.
 #[derive(Clone)]
@@ -104,58 +105,32 @@ pub enum Outcome {
     Refused(Rejection),
 }
 
-impl Settings {
-    /// Parses the plugin's `[plugin.NAME.config]` pairs.
-    pub fn parse(config: &[(String, String)]) -> Result<Self, String> {
-        let mut secret = None;
-        let mut settings = Settings {
-            secret: Vec::new(),
-            leeway_secs: 30,
-            issuer: None,
-            audience: None,
-            require_exp: true,
-            other_passwords: OtherPasswords::Next,
+impl FromConfig for Settings {
+    fn from_config(c: &Values) -> Result<Self, String> {
+        let settings = Settings {
+            secret: c.get("secret").unwrap_or_default().as_bytes().to_vec(),
+            leeway_secs: c.parse("leeway_secs")?.unwrap_or(30),
+            issuer: c.get("issuer").map(str::to_owned),
+            audience: c.get("audience").map(str::to_owned),
+            require_exp: c.choice("require_exp", true, &[("true", true), ("false", false)])?,
+            other_passwords: c.choice(
+                "other_passwords",
+                OtherPasswords::Next,
+                &[
+                    ("next", OtherPasswords::Next),
+                    ("deny", OtherPasswords::Deny),
+                ],
+            )?,
         };
-        for (key, value) in config {
-            match key.as_str() {
-                "secret" => secret = Some(value.as_bytes().to_vec()),
-                "leeway_secs" => {
-                    settings.leeway_secs = value.trim().parse().map_err(|_| {
-                        format!("leeway_secs = {value:?}: expected a number of seconds")
-                    })?;
-                }
-                "issuer" => settings.issuer = Some(value.clone()),
-                "audience" => settings.audience = Some(value.clone()),
-                "require_exp" => {
-                    settings.require_exp = match value.trim() {
-                        "true" => true,
-                        "false" => false,
-                        other => {
-                            return Err(format!("require_exp = {other:?}: expected true or false"));
-                        }
-                    }
-                }
-                "other_passwords" => {
-                    settings.other_passwords = match value.trim() {
-                        "next" => OtherPasswords::Next,
-                        "deny" => OtherPasswords::Deny,
-                        other => {
-                            return Err(format!(
-                                "other_passwords = {other:?}: expected \"next\" or \"deny\""
-                            ));
-                        }
-                    }
-                }
-                other => return Err(format!("unknown configuration key {other:?}")),
-            }
-        }
-        match secret {
-            Some(s) if !s.is_empty() => settings.secret = s,
-            _ => return Err("`secret` is required (the HS256 key)".to_owned()),
+        c.finish()?;
+        if settings.secret.is_empty() {
+            return Err("`secret` is required (the HS256 key)".to_owned());
         }
         Ok(settings)
     }
+}
 
+impl Settings {
     /// Whether the secret is shorter than RFC 7518 §3.2 asks (32 bytes).
     pub fn weak_secret(&self) -> bool {
         self.secret.len() < 32
@@ -303,13 +278,10 @@ mod tests {
     const NOW: u64 = 1_700_000_000;
 
     fn settings(extra: &[(&str, &str)]) -> Settings {
-        let mut pairs = vec![("secret".to_owned(), SECRET.to_owned())];
-        pairs.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        Settings::parse(&pairs).expect("valid settings")
+        let pairs = [("secret", SECRET)]
+            .into_iter()
+            .chain(extra.iter().copied());
+        Settings::from_config(&Values::new(pairs)).expect("valid settings")
     }
 
     fn token_with(header: &str, claims: &str, secret: &str) -> String {
@@ -476,14 +448,8 @@ mod tests {
 
     #[test]
     fn configuration_errors() {
-        let parse = |pairs: &[(&str, &str)]| {
-            Settings::parse(
-                &pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let parse =
+            |pairs: &[(&str, &str)]| Settings::from_config(&Values::new(pairs.iter().copied()));
         assert!(parse(&[]).expect_err("no secret").contains("secret"));
         assert!(parse(&[("secret", "")]).is_err());
         assert!(parse(&[("secret", "s"), ("leeway_secs", "-3")]).is_err());

@@ -2,6 +2,10 @@
 //! per-user limits from the configuration, and the limits for one client.
 
 use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use sluice_plugin_sdk::{FromConfig, RegisterModifiers, Settings, config::invalid};
 
 /// One set of limits; `None` leaves the broker's value.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -17,31 +21,33 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Sets `key` from text; false if `key` is not a limit.
-    fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
-        fn num<T>(key: &str, value: &str, min: T) -> Result<T, String>
+    /// The limits `s` sets.
+    fn parse(s: &Settings) -> Result<Limits, String> {
+        fn num<T>(s: &Settings, key: &str, min: T) -> Result<Option<T>, String>
         where
-            T: std::str::FromStr + PartialOrd + std::fmt::Display,
+            T: FromStr + PartialOrd + Display,
+            T::Err: Display,
         {
-            value
-                .trim()
-                .parse::<T>()
-                .ok()
-                .filter(|n| *n >= min)
-                .ok_or_else(|| {
-                    format!("{key} = {value:?}: expected a whole number, at least {min}")
-                })
+            match s.parse::<T>(key) {
+                Ok(n) if n.as_ref().is_none_or(|n| *n >= min) => Ok(n),
+                _ => {
+                    let value = s.get(key).unwrap_or_default();
+                    Err(invalid(
+                        key,
+                        value,
+                        format!("expected a whole number, at least {min}"),
+                    ))
+                }
+            }
         }
-        match key {
-            "max_message_rate" => self.max_message_rate = Some(num(key, value, 1)?),
-            "max_inflight" => self.max_inflight = Some(num(key, value, 1)?),
-            "max_packet_size" => self.max_packet_size = Some(num(key, value, 64)?),
-            "session_expiry_cap" => self.session_expiry_cap = Some(num(key, value, 0)?),
-            "receive_maximum" => self.receive_maximum = Some(num(key, value, 1)?),
-            "topic_alias_maximum" => self.topic_alias_maximum = Some(num(key, value, 0)?),
-            _ => return Ok(false),
-        }
-        Ok(true)
+        Ok(Limits {
+            max_message_rate: num(s, "max_message_rate", 1)?,
+            max_inflight: num(s, "max_inflight", 1)?,
+            max_packet_size: num(s, "max_packet_size", 64)?,
+            session_expiry_cap: num(s, "session_expiry_cap", 0)?,
+            receive_maximum: num(s, "receive_maximum", 1)?,
+            topic_alias_maximum: num(s, "topic_alias_maximum", 0)?,
+        })
     }
 
     /// `self`, with what `over` sets replacing it.
@@ -76,41 +82,22 @@ pub struct Request<'a> {
     pub session_expiry: Option<u32>,
 }
 
-/// The modifiers for one client; `None` leaves the broker's value.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Modifiers {
-    pub max_message_rate: Option<u32>,
-    pub max_inflight: Option<u16>,
-    pub max_packet_size: Option<u32>,
-    pub session_expiry_interval: Option<u32>,
-    pub receive_maximum: Option<u16>,
-    pub topic_alias_maximum: Option<u16>,
+impl FromConfig for Config {
+    fn from_config(s: &Settings) -> Result<Self, String> {
+        let mut users = HashMap::new();
+        for (name, limits) in s.scoped("user") {
+            users.insert(name.clone(), Limits::parse(&limits)?);
+            limits
+                .finish()
+                .map_err(|e| format!("{e} for user {name:?}"))?;
+        }
+        let defaults = Limits::parse(s)?;
+        s.finish()?;
+        Ok(Config { defaults, users })
+    }
 }
 
 impl Config {
-    /// Parses the plugin's `[plugin.NAME.config]` pairs.
-    pub fn parse(config: &[(String, String)]) -> Result<Self, String> {
-        let mut parsed = Config::default();
-        for (key, value) in config {
-            if parsed.defaults.set(key, value)? {
-                continue;
-            }
-            // user.NAME.LIMIT; NAME may contain dots.
-            let per_user = key
-                .strip_prefix("user.")
-                .and_then(|rest| rest.rsplit_once('.'))
-                .filter(|(name, _)| !name.is_empty());
-            let Some((name, limit)) = per_user else {
-                return Err(format!("unknown configuration key {key:?}"));
-            };
-            let entry = parsed.users.entry(name.to_owned()).or_default();
-            if !entry.set(limit, value)? {
-                return Err(format!("unknown limit {limit:?} in {key:?}"));
-            }
-        }
-        Ok(parsed)
-    }
-
     /// The limits of a client with this username.
     pub fn limits(&self, username: Option<&str>) -> Limits {
         match username.and_then(|u| self.users.get(u)) {
@@ -121,7 +108,7 @@ impl Config {
 
     /// The modifiers for a client. An MQTT 3.x client never gets MQTT 5
     /// limits: the broker would refuse it for them.
-    pub fn modifiers(&self, req: &Request<'_>) -> Modifiers {
+    pub fn modifiers(&self, req: &Request<'_>) -> Option<RegisterModifiers> {
         let l = self.limits(req.username);
         let session_expiry_interval = l.session_expiry_cap.and_then(|cap| {
             // 3.x: a persistent session never expires by itself.
@@ -132,14 +119,16 @@ impl Config {
             };
             (requested > cap).then_some(cap)
         });
-        Modifiers {
+        let m = RegisterModifiers {
             max_message_rate: l.max_message_rate,
-            max_inflight: l.max_inflight,
+            max_inflight_messages: l.max_inflight,
             max_packet_size: l.max_packet_size,
             session_expiry_interval,
             receive_maximum: l.receive_maximum.filter(|_| req.v5),
             topic_alias_maximum: l.topic_alias_maximum.filter(|_| req.v5),
-        }
+            ..RegisterModifiers::new()
+        };
+        (m != RegisterModifiers::new()).then_some(m)
     }
 }
 
@@ -148,12 +137,7 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, String> {
-        Config::parse(
-            &pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<Vec<_>>(),
-        )
+        Config::from_config(&Settings::new(pairs.iter().copied()))
     }
 
     fn req(username: Option<&str>, v5: bool, clean: bool, expiry: Option<u32>) -> Request<'_> {
@@ -163,6 +147,10 @@ mod tests {
             clean_start: clean,
             session_expiry: expiry,
         }
+    }
+
+    fn mods(c: &Config, req: &Request<'_>) -> RegisterModifiers {
+        c.modifiers(req).unwrap_or_default()
     }
 
     #[test]
@@ -175,20 +163,25 @@ mod tests {
             ("user.slow.receive_maximum", "2"),
         ])
         .expect("valid");
-        let m = c.modifiers(&req(Some("bulk.loader"), false, true, None));
-        assert_eq!((m.max_message_rate, m.max_inflight), (Some(1000), Some(10)));
-        let m = c.modifiers(&req(Some("slow"), true, true, None));
+        let m = mods(&c, &req(Some("bulk.loader"), false, true, None));
         assert_eq!(
-            (m.max_message_rate, m.max_inflight, m.receive_maximum),
+            (m.max_message_rate, m.max_inflight_messages),
+            (Some(1000), Some(10))
+        );
+        let m = mods(&c, &req(Some("slow"), true, true, None));
+        assert_eq!(
+            (
+                m.max_message_rate,
+                m.max_inflight_messages,
+                m.receive_maximum
+            ),
             (Some(100), Some(1), Some(2))
         );
-        let m = c.modifiers(&req(None, false, true, None));
+        let m = mods(&c, &req(None, false, true, None));
         assert_eq!(m.max_message_rate, Some(100));
         assert_eq!(
-            cfg(&[])
-                .expect("valid")
-                .modifiers(&req(None, true, true, None)),
-            Modifiers::default()
+            mods(&cfg(&[]).expect("valid"), &req(None, true, true, None)),
+            RegisterModifiers::new()
         );
     }
 
@@ -196,10 +189,10 @@ mod tests {
     fn mqtt5_limits_only_for_mqtt5_clients() {
         let c = cfg(&[("receive_maximum", "5"), ("topic_alias_maximum", "3")]).expect("valid");
         assert_eq!(
-            c.modifiers(&req(Some("u"), false, true, None)),
-            Modifiers::default()
+            mods(&c, &req(Some("u"), false, true, None)),
+            RegisterModifiers::new()
         );
-        let m = c.modifiers(&req(Some("u"), true, true, None));
+        let m = mods(&c, &req(Some("u"), true, true, None));
         assert_eq!(
             (m.receive_maximum, m.topic_alias_maximum),
             (Some(5), Some(3))
@@ -209,10 +202,7 @@ mod tests {
     #[test]
     fn session_expiry_is_capped() {
         let c = cfg(&[("session_expiry_cap", "60")]).expect("valid");
-        let e = |v5, clean, expiry| {
-            c.modifiers(&req(None, v5, clean, expiry))
-                .session_expiry_interval
-        };
+        let e = |v5, clean, expiry| mods(&c, &req(None, v5, clean, expiry)).session_expiry_interval;
         assert_eq!(e(true, false, Some(3600)), Some(60));
         assert_eq!(e(true, false, Some(u32::MAX)), Some(60));
         assert_eq!(e(true, false, Some(30)), None, "below the cap: unchanged");

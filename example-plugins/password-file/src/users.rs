@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use sluice_plugin_sdk::{FromConfig, Settings, config::invalid};
+
 use crate::hash::PasswordHash;
 
 /// What to do with a username that is not in the list.
@@ -64,54 +66,40 @@ impl Refusal {
     }
 }
 
+impl FromConfig for Users {
+    fn from_config(s: &Settings) -> Result<Self, String> {
+        Users::parse(s)
+    }
+}
+
 impl Users {
-    /// Parses the plugin's `[plugin.NAME.config]` pairs.
-    pub fn parse(config: &[(String, String)]) -> Result<Self, String> {
-        let mut users = HashMap::new();
-        let mut unknown = Unknown::Next;
-        let mut on_success = OnSuccess::Ok;
-        let mut max_iterations = DEFAULT_MAX_ITERATIONS;
-        let mut sources = Vec::new();
-        for (key, value) in config {
-            match key.as_str() {
-                "users" | "file" => sources.push((key.as_str(), value.as_str())),
-                "unknown" => {
-                    unknown = match value.trim() {
-                        "next" => Unknown::Next,
-                        "deny" => Unknown::Deny,
-                        other => {
-                            return Err(format!(
-                                "unknown = {other:?}: expected \"next\" or \"deny\""
-                            ));
-                        }
-                    }
-                }
-                "on_success" => {
-                    on_success = match value.trim() {
-                        "ok" => OnSuccess::Ok,
-                        "next" => OnSuccess::Next,
-                        other => {
-                            return Err(format!(
-                                "on_success = {other:?}: expected \"ok\" or \"next\""
-                            ));
-                        }
-                    }
-                }
-                "max_iterations" => {
-                    max_iterations =
-                        value
-                            .trim()
-                            .parse()
-                            .ok()
-                            .filter(|&n| n > 0)
-                            .ok_or_else(|| {
-                                format!("max_iterations = {value:?}: expected a positive integer")
-                            })?;
-                }
-                other => return Err(format!("unknown configuration key {other:?}")),
+    /// The users' hashes and the answers' settings.
+    fn parse(s: &Settings) -> Result<Self, String> {
+        let unknown = s.choice(
+            "unknown",
+            Unknown::Next,
+            &[("next", Unknown::Next), ("deny", Unknown::Deny)],
+        )?;
+        let on_success = s.choice(
+            "on_success",
+            OnSuccess::Ok,
+            &[("ok", OnSuccess::Ok), ("next", OnSuccess::Next)],
+        )?;
+        let max_iterations = match s.parse::<u32>("max_iterations") {
+            Ok(n) if n != Some(0) => n.unwrap_or(DEFAULT_MAX_ITERATIONS),
+            _ => {
+                return Err(invalid(
+                    "max_iterations",
+                    s.get("max_iterations").unwrap_or_default(),
+                    "expected a positive integer",
+                ));
             }
-        }
+        };
+        let sources = [("users", s.get("users")), ("file", s.get("file"))];
+        s.finish()?;
+        let mut users = HashMap::new();
         for (source, text) in sources {
+            let Some(text) = text else { continue };
             for (n, entry) in entries(text).enumerate() {
                 let at = || format!("{source}, entry {}", n + 1);
                 let (name, hash) = entry
@@ -191,11 +179,8 @@ mod tests {
     /// the xtask's output must stay verifiable here.
     const XTASK_LINE: &str = "alice:$pbkdf2-sha256$1000$VHMb3/XsuTvs5N41mdv/LA==$tKbsn9iCHoO3z+a6wrJcLC+590sy6S6LTxmdDR34W5k=";
 
-    fn cfg(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    fn cfg(pairs: &[(&str, &str)]) -> Settings {
+        Settings::new(pairs.iter().copied())
     }
 
     fn line(user: &str, password: &str, iterations: u32) -> String {

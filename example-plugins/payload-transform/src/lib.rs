@@ -5,93 +5,39 @@
 //! subscriber receives the object with one more field (`field`), whose
 //! value (`value`) may name the subscriber (`%c`, `%u`, `%m`) and the topic
 //! (`%t`). Everything else is delivered unchanged. It works in the delivery
-//! chain (`on-deliver`), not the authorisation chain: see README.md.
-//!
-//! Written with the Rust plugin SDK (`plugin-sdk/`): the component exports
-//! `lifecycle`, `on-deliver` and `on-deliver-m5`, the hooks implemented
-//! below, and nothing else.
+//! chain (`on-deliver`, both forms), not the authorisation chain: see
+//! README.md. The logic is in `stamp`.
 
 mod stamp;
 
-use std::sync::OnceLock;
-
-use sluice_plugin_sdk::{
-    DeliverModifiers, DeliverVerdict, DeliverVerdictM5, MessageProperties, Payload, Plugin, Qos,
-    SubscriberId, config, log,
-};
+use sluice_plugin_sdk::{DeliverModifiers, DeliverRequest, DeliverVerdictM5, Plugin, debug};
 use stamp::{Delivery, Stamp};
-
-/// The configuration, parsed once per instance (by `init`).
-static STAMP: OnceLock<Result<Stamp, String>> = OnceLock::new();
-
-fn settings() -> Result<&'static Stamp, &'static str> {
-    STAMP
-        .get_or_init(|| Stamp::parse(&config::all()))
-        .as_ref()
-        .map_err(String::as_str)
-}
-
-/// The new payload for this delivery, or `None` to send it unchanged. The
-/// payload is only read (copied into the plugin) when the topic matches.
-fn transform(
-    username: Option<&str>,
-    id: &SubscriberId,
-    topic: &str,
-    payload: &Payload,
-) -> Option<DeliverModifiers> {
-    let stamp = settings().ok()?;
-    if !stamp.applies_to(topic) {
-        return None;
-    }
-    let delivery = Delivery {
-        client_id: &id.client_id,
-        username,
-        mountpoint: &id.mountpoint,
-        topic,
-    };
-    let stamped = stamp.apply(&payload.read(), &delivery)?;
-    Some(DeliverModifiers::new().payload(stamped))
-}
 
 struct PayloadTransform;
 
 #[sluice_plugin_sdk::plugin]
 impl Plugin for PayloadTransform {
-    fn init() -> Result<(), String> {
-        let stamp =
-            settings().map_err(|e| format!("invalid payload-transform configuration: {e}"))?;
-        log::debug(&format!(
-            "payload-transform ready (prefix {:?})",
-            stamp.prefix
-        ));
+    type Config = Stamp;
+
+    fn init(stamp: &Stamp) -> Result<(), String> {
+        debug!("payload-transform ready (prefix {:?})", stamp.prefix);
         Ok(())
     }
 
-    fn on_deliver(
-        username: Option<String>,
-        subscriber_id: SubscriberId,
-        _qos: Qos,
-        topic: String,
-        payload: &Payload,
-        _retain: bool,
-    ) -> DeliverVerdict {
-        match transform(username.as_deref(), &subscriber_id, &topic, payload) {
-            Some(m) => DeliverVerdict::Ok(Some(m)),
-            None => DeliverVerdict::Next,
+    /// The payload is only read (copied into the plugin) when the topic
+    /// matches.
+    fn on_deliver_any(stamp: &Stamp, req: DeliverRequest<'_>) -> DeliverVerdictM5 {
+        if !stamp.applies_to(&req.topic) {
+            return DeliverVerdictM5::Next;
         }
-    }
-
-    fn on_deliver_m5(
-        username: Option<String>,
-        subscriber_id: SubscriberId,
-        _qos: Qos,
-        topic: String,
-        payload: &Payload,
-        _retain: bool,
-        _properties: MessageProperties,
-    ) -> DeliverVerdictM5 {
-        match transform(username.as_deref(), &subscriber_id, &topic, payload) {
-            Some(m) => DeliverVerdictM5::Ok(Some(m)),
+        let delivery = Delivery {
+            client_id: &req.subscriber_id.client_id,
+            username: req.username.as_deref(),
+            mountpoint: &req.subscriber_id.mountpoint,
+            topic: &req.topic,
+        };
+        match stamp.apply(&req.payload.read(), &delivery) {
+            Some(stamped) => DeliverVerdictM5::Ok(Some(DeliverModifiers::new().payload(stamped))),
             None => DeliverVerdictM5::Next,
         }
     }

@@ -3,6 +3,7 @@
 //! JSON payload.
 
 use serde_json::{Map, Value};
+use sluice_plugin_sdk::{FromConfig, Settings, config::invalid};
 
 /// Who receives the message: the values the placeholders stand for.
 #[derive(Clone, Copy, Debug)]
@@ -36,45 +37,38 @@ pub struct Stamp {
     value: Vec<Piece>,
 }
 
-impl Stamp {
-    /// Builds the transform from the plugin's `[plugin.NAME.config]`; an
-    /// error names the key and what is wrong with it.
-    pub fn parse<K: AsRef<str>, V: AsRef<str>>(config: &[(K, V)]) -> Result<Stamp, String> {
-        let mut prefix = String::new();
-        let mut field = None;
-        let mut value = None;
-        for (key, v) in config {
-            let v = v.as_ref();
-            match key.as_ref() {
-                "prefix" => {
-                    if v.contains(['+', '#']) {
-                        return Err(format!(
-                            "prefix = {v:?}: a topic prefix, not a filter (no '+' or '#')"
-                        ));
-                    }
-                    prefix = v.to_owned();
-                }
-                "field" => {
-                    if v.is_empty() {
-                        return Err("field = \"\": the name of the field to add".into());
-                    }
-                    field = Some(v.to_owned());
-                }
-                "value" => value = Some(pieces(v)?),
-                other => {
-                    return Err(format!(
-                        "unknown configuration key {other:?} (keys: prefix, field, value)"
-                    ));
-                }
-            }
+impl FromConfig for Stamp {
+    /// An error names the key and what is wrong with it.
+    fn from_config(s: &Settings) -> Result<Stamp, String> {
+        let prefix = s.get("prefix").unwrap_or_default();
+        if prefix.contains(['+', '#']) {
+            return Err(invalid(
+                "prefix",
+                prefix,
+                "a topic prefix, not a filter (no '+' or '#')",
+            ));
         }
-        Ok(Stamp {
-            prefix,
-            field: field.ok_or("field is missing: the name of the field to add")?,
-            value: value.ok_or("value is missing: the text to put in the field")?,
-        })
+        let field = s
+            .require("field")
+            .map_err(|e| format!("{e}: the name of the field to add"))?;
+        if field.is_empty() {
+            return Err(invalid("field", field, "the name of the field to add"));
+        }
+        let value = s
+            .require("value")
+            .map_err(|e| format!("{e}: the text to put in the field"))?;
+        let stamp = Stamp {
+            prefix: prefix.to_owned(),
+            field: field.to_owned(),
+            value: pieces(value)?,
+        };
+        s.finish()
+            .map_err(|e| format!("{e} (keys: prefix, field, value)"))?;
+        Ok(stamp)
     }
+}
 
+impl Stamp {
     /// Whether messages on `topic` are stamped (decided before the payload
     /// is read).
     pub fn applies_to(&self, topic: &str) -> bool {
@@ -160,7 +154,7 @@ mod tests {
     };
 
     fn stamp(pairs: &[(&str, &str)]) -> Stamp {
-        match Stamp::parse(pairs) {
+        match Stamp::from_config(&Settings::new(pairs.iter().copied())) {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         }
@@ -237,7 +231,7 @@ mod tests {
                 "unknown configuration key",
             ),
         ] {
-            match Stamp::parse(pairs) {
+            match Stamp::from_config(&Settings::new(pairs.iter().copied())) {
                 Ok(_) => panic!("{pairs:?} accepted"),
                 Err(e) => assert!(e.contains(why), "{pairs:?}: {e}"),
             }

@@ -6,6 +6,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use sluice_plugin_sdk::{FromConfig, Settings, config::invalid, reason};
+
 /// The client a decision is about: the values the placeholders stand for.
 #[derive(Clone, Copy, Debug)]
 pub struct Client<'a> {
@@ -285,14 +287,32 @@ pub struct Rules {
 }
 
 impl Rules {
-    fn list(&mut self, kind: &str) -> Option<&mut Vec<Pattern>> {
-        match kind {
-            "publish" => Some(&mut self.publish),
-            "deny_publish" => Some(&mut self.deny_publish),
-            "subscribe" => Some(&mut self.subscribe),
-            "deny_subscribe" => Some(&mut self.deny_subscribe),
-            _ => None,
+    /// The patterns of one scope's settings.
+    fn parse(s: &Settings) -> Result<Rules, String> {
+        let patterns = |key: &str| -> Result<Vec<Pattern>, String> {
+            s.list(key)
+                .map(|p| Pattern::parse(p).map_err(|e| format!("{key}: {e}")))
+                .collect()
+        };
+        Ok(Rules {
+            publish: patterns("publish")?,
+            deny_publish: patterns("deny_publish")?,
+            subscribe: patterns("subscribe")?,
+            deny_subscribe: patterns("deny_subscribe")?,
+        })
+    }
+
+    /// The rules of each scope under `prefix` (`user.NAME.KIND`...).
+    fn scoped(s: &Settings, prefix: &str) -> Result<HashMap<String, Rules>, String> {
+        let mut scopes = HashMap::new();
+        for (name, settings) in s.scoped(prefix) {
+            let rules = Rules::parse(&settings)?;
+            settings
+                .finish()
+                .map_err(|e| format!("{e} in {prefix}.{name}"))?;
+            scopes.insert(name, rules);
         }
+        Ok(scopes)
     }
 }
 
@@ -334,91 +354,62 @@ pub struct Acl {
 }
 
 /// SUBACK codes that refuse a subscription (MQTT 5 §3.9.3).
-const SUBACK_REFUSALS: [u8; 9] = [0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2];
+const SUBACK_REFUSALS: [u8; 9] = [
+    reason::UNSPECIFIED_ERROR,
+    reason::IMPLEMENTATION_SPECIFIC_ERROR,
+    reason::NOT_AUTHORIZED,
+    reason::TOPIC_FILTER_INVALID,
+    reason::PACKET_IDENTIFIER_IN_USE,
+    reason::QUOTA_EXCEEDED,
+    reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
+    reason::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+    reason::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED,
+];
 
 /// A number written in decimal or as `0x` hex.
-fn number<T: TryFrom<u64>>(key: &str, value: &str) -> Result<T, String> {
+fn number<T: TryFrom<u64>>(s: &Settings, key: &str) -> Result<Option<T>, String> {
+    let Some(value) = s.get(key) else {
+        return Ok(None);
+    };
     let v = value.trim();
     let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => v.parse(),
     };
-    parsed
-        .ok()
-        .and_then(|n| T::try_from(n).ok())
-        .ok_or_else(|| format!("{key} = {value:?}: not a number in range"))
+    let n = parsed.ok().and_then(|n| T::try_from(n).ok());
+    n.map(Some)
+        .ok_or_else(|| invalid(key, value, "not a number in range"))
+}
+
+impl FromConfig for Acl {
+    /// An error names the key and what is wrong with it.
+    fn from_config(s: &Settings) -> Result<Acl, String> {
+        let code = number(s, "subscribe_refusal_code")?.unwrap_or(reason::NOT_AUTHORIZED);
+        if !SUBACK_REFUSALS.contains(&code) {
+            let why = "not a SUBACK refusal code (0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1 or 0xA2)";
+            return Err(invalid(
+                "subscribe_refusal_code",
+                s.get("subscribe_refusal_code").unwrap_or_default(),
+                why,
+            ));
+        }
+        let unmatched = [("deny", Unmatched::Deny), ("next", Unmatched::Next)];
+        let acl = Acl {
+            everyone: Rules::parse(s)?,
+            users: Rules::scoped(s, "user")?,
+            clients: Rules::scoped(s, "client")?,
+            unmatched: s.choice("unmatched", Unmatched::Deny, &unmatched)?,
+            cache_secs: number(s, "cache_secs")?.unwrap_or(60),
+            subscribe_refusal_code: code,
+        };
+        s.finish().map_err(|e| {
+            format!("{e} (per-user and per-client keys are user.NAME.KIND and client.ID.KIND)")
+        })?;
+        Ok(acl)
+    }
 }
 
 impl Acl {
-    /// Builds the ACL from the plugin's `[plugin.NAME.config]`; an error
-    /// names the key and what is wrong with it.
-    pub fn parse<K: AsRef<str>, V: AsRef<str>>(config: &[(K, V)]) -> Result<Acl, String> {
-        let mut acl = Acl {
-            everyone: Rules::default(),
-            users: HashMap::new(),
-            clients: HashMap::new(),
-            unmatched: Unmatched::Deny,
-            cache_secs: 60,
-            subscribe_refusal_code: 0x87,
-        };
-        for (key, value) in config {
-            let (key, value) = (key.as_ref(), value.as_ref());
-            match key {
-                "unmatched" => {
-                    acl.unmatched = match value {
-                        "deny" => Unmatched::Deny,
-                        "next" => Unmatched::Next,
-                        _ => {
-                            return Err(format!("unmatched = {value:?}: use \"deny\" or \"next\""));
-                        }
-                    }
-                }
-                "cache_secs" => acl.cache_secs = number(key, value)?,
-                "subscribe_refusal_code" => {
-                    let code = number(key, value)?;
-                    if !SUBACK_REFUSALS.contains(&code) {
-                        return Err(format!(
-                            "subscribe_refusal_code = {value:?}: not a SUBACK refusal code \
-                             (0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1 or 0xA2)"
-                        ));
-                    }
-                    acl.subscribe_refusal_code = code;
-                }
-                _ => {
-                    let (rules, kind) = acl.scope(key)?;
-                    let list = rules
-                        .list(kind)
-                        .ok_or_else(|| format!("unknown configuration key {key:?}"))?;
-                    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        list.push(Pattern::parse(item).map_err(|e| format!("{key}: {e}"))?);
-                    }
-                }
-            }
-        }
-        Ok(acl)
-    }
-
-    /// The rules a key is about and the kind of rule (`publish`, ...).
-    fn scope<'k>(&mut self, key: &'k str) -> Result<(&mut Rules, &'k str), String> {
-        let scoped = |prefix: &str| {
-            key.strip_prefix(prefix)
-                .and_then(|rest| rest.rsplit_once('.'))
-                .filter(|(name, _)| !name.is_empty())
-        };
-        if let Some((user, kind)) = scoped("user.") {
-            Ok((self.users.entry(user.to_owned()).or_default(), kind))
-        } else if let Some((client, kind)) = scoped("client.") {
-            Ok((self.clients.entry(client.to_owned()).or_default(), kind))
-        } else if key.contains('.') {
-            Err(format!(
-                "unknown configuration key {key:?} (per-user and per-client keys are \
-                 user.NAME.KIND and client.ID.KIND)"
-            ))
-        } else {
-            Ok((&mut self.everyone, key))
-        }
-    }
-
     /// The rule scopes that apply to this client.
     fn scopes<'s>(&'s self, client: &Client<'_>) -> impl Iterator<Item = &'s Rules> {
         let user = client
@@ -716,8 +707,12 @@ mod tests {
         assert_eq!(real_filter("$share/g"), "$share/g");
     }
 
+    fn parse(pairs: &[(&str, &str)]) -> Result<Acl, String> {
+        Acl::from_config(&Settings::new(pairs.iter().copied()))
+    }
+
     fn acl(pairs: &[(&str, &str)]) -> Acl {
-        match Acl::parse(pairs) {
+        match parse(pairs) {
             Ok(a) => a,
             Err(e) => panic!("{e}"),
         }
@@ -767,7 +762,7 @@ mod tests {
                 "a/#/b",
                 "publish: \"a/#/b\": '#' must be the last level",
             ),
-            ("unmatched", "allow", "use \"deny\" or \"next\""),
+            ("unmatched", "allow", "expected \"deny\" or \"next\""),
             ("cache_secs", "-1", "cache_secs"),
             (
                 "subscribe_refusal_code",
@@ -776,7 +771,7 @@ mod tests {
             ),
             ("subscribe_refusal_code", "0x187", "not a number in range"),
         ] {
-            match Acl::parse(&[(key, value)]) {
+            match parse(&[(key, value)]) {
                 Ok(_) => panic!("{key} = {value:?} accepted"),
                 Err(e) => assert!(e.contains(why), "{key} = {value:?}: {e}"),
             }

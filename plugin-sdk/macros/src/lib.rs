@@ -3,15 +3,20 @@
 //! refers to `::sluice_plugin_sdk`.
 //!
 //! For each hook the `impl` block defines, the expansion adds that hook's
-//! WIT interface to the exports of an inline world, and a `Guest`
-//! implementation forwarding to the user's type. The WIT files are read
-//! from the repository's `wit/` directory, found from this crate's own
-//! location (`CARGO_MANIFEST_DIR/../../wit`) when the macro is compiled.
+//! WIT interface (both forms for an `_any` hook) to the exports of an
+//! inline world, and a `Guest` implementation that builds the hook's
+//! request and forwards to the user's type. `lifecycle` is always
+//! exported: its `init` parses the configuration.
+//!
+//! The WIT files are this crate's own copy (`wit/`, kept identical to the
+//! repository's by `cargo xtask sync-wit` and a test below), passed to
+//! wit-bindgen as an absolute path fixed when this crate is compiled, so
+//! the expansion builds in any plugin crate, wherever it is.
 
-use std::path::Path;
+mod hooks;
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{format_ident, quote};
 use syn::spanned::Spanned;
 use syn::{ImplItem, ItemImpl, parse_macro_input};
 
@@ -25,8 +30,10 @@ use syn::{ImplItem, ItemImpl, parse_macro_input};
 ///
 /// #[sluice_plugin_sdk::plugin]
 /// impl Plugin for Ready {
-///     fn init() -> Result<(), String> {
-///         sluice_plugin_sdk::log::info("ready");
+///     type Config = ();
+///
+///     fn init(_: &()) -> Result<(), String> {
+///         sluice_plugin_sdk::info!("ready");
 ///         Ok(())
 ///     }
 /// }
@@ -64,22 +71,37 @@ fn expand(item: &ItemImpl) -> syn::Result<TokenStream> {
             "#[plugin]: the plugin type cannot have generic parameters",
         ));
     }
-    let mut exports = Vec::new();
-    let mut guests = Vec::new();
+    // (WIT interface, the method serving it)
+    let mut served: Vec<(&'static hooks::Hook, String)> = Vec::new();
     for member in &item.items {
         let ImplItem::Fn(f) = member else {
             continue;
         };
         let name = f.sig.ident.to_string();
-        let Some((wit, guest)) = guest_impl(&name) else {
+        if name == "init" {
+            continue;
+        }
+        let interfaces = hooks::served_by(&name);
+        if interfaces.is_empty() {
             return Err(syn::Error::new(
                 f.sig.ident.span(),
                 format!("`{name}` is not a hook of sluice_plugin_sdk::Plugin"),
             ));
-        };
-        exports.push(format!("export sluice:plugin/{wit}@0.1.0;"));
-        guests.push(guest);
+        }
+        for hook in interfaces {
+            if let Some((_, other)) = served.iter().find(|(h, _)| h.wit == hook.wit) {
+                return Err(syn::Error::new(
+                    f.sig.ident.span(),
+                    format!("`{name}` and `{other}` both implement {}", hook.wit),
+                ));
+            }
+            served.push((hook, name.clone()));
+        }
     }
+    let exports: String = served
+        .iter()
+        .map(|(h, _)| format!("export sluice:plugin/{}@0.1.0;\n", h.wit))
+        .collect();
     let world = format!(
         "package sluice:plugin-sdk-user;
          world plugin {{
@@ -87,11 +109,16 @@ fn expand(item: &ItemImpl) -> syn::Result<TokenStream> {
              import sluice:plugin/types@0.1.0;
              import sluice:plugin/subscribe-types@0.1.0;
              import sluice:plugin/publish-types@0.1.0;
-             {}
-         }}",
-        exports.join("\n")
+             export sluice:plugin/lifecycle@0.1.0;
+             {exports}
+         }}"
     );
-    let wit_dir = wit_dir();
+    let guests = served.iter().map(|(hook, method)| {
+        let module = format_ident!("{}", hook.wit.replace('-', "_"));
+        let method = format_ident!("{method}");
+        (hook.guest)(&module, &method)
+    });
+    let wit_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/wit");
     let self_ty = &item.self_ty;
     Ok(quote! {
         #item
@@ -109,6 +136,7 @@ fn expand(item: &ItemImpl) -> syn::Result<TokenStream> {
         )]
         mod __sluice_plugin_sdk_exports {
             use ::sluice_plugin_sdk::__private::prelude::*;
+            use ::sluice_plugin_sdk::__private::{hook, Fallback};
 
             ::sluice_plugin_sdk::__private::wit_bindgen::generate!({
                 inline: #world,
@@ -126,6 +154,17 @@ fn expand(item: &ItemImpl) -> syn::Result<TokenStream> {
 
             type P = super::__SluicePluginSdkPlugin;
 
+            /// The configuration, parsed once per instance (by `init`).
+            static CONFIG: ::std::sync::OnceLock<
+                ::std::result::Result<<P as Plugin>::Config, ::std::string::String>,
+            > = ::std::sync::OnceLock::new();
+
+            impl exports::sluice::plugin::lifecycle::Guest for Exports {
+                fn init() -> ::std::result::Result<(), ::std::string::String> {
+                    ::sluice_plugin_sdk::__private::init::<P>(&CONFIG, env!("CARGO_PKG_NAME"))
+                }
+            }
+
             #(#guests)*
 
             export!(Exports);
@@ -133,140 +172,9 @@ fn expand(item: &ItemImpl) -> syn::Result<TokenStream> {
     })
 }
 
-/// The repository's `wit/` directory, as an absolute path.
-fn wit_dir() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
-    dir.canonicalize()
-        .unwrap_or(dir)
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// One line per hook: the `Plugin` method, its WIT interface, its
-/// parameters and answer, as in `sluice_plugin_sdk::Plugin`. The generated
-/// `Guest` implementation forwards to `<P as Plugin>::method`.
-macro_rules! hooks {
-    ($($method:ident in $module:ident => $wit:literal ($($arg:ident : $ty:ty),*) $(-> $ret:ty)?;)*) => {
-        fn guest_impl(name: &str) -> Option<(&'static str, TokenStream)> {
-            match name {
-                $(stringify!($method) => Some(($wit, quote! {
-                    impl exports::sluice::plugin::$module::Guest for Exports {
-                        fn $method($($arg: $ty),*) $(-> $ret)? {
-                            <P as Plugin>::$method($($arg),*)
-                        }
-                    }
-                })),)*
-                _ => None,
-            }
-        }
-    };
-}
-
-hooks! {
-    init in lifecycle => "lifecycle" () -> Result<(), String>;
-    auth_on_register in auth_on_register => "auth-on-register" (
-        conn: Connection, subscriber_id: SubscriberId, username: Option<String>,
-        password: Option<Vec<u8>>, clean_session: bool
-    ) -> RegisterVerdict;
-    auth_on_register_m5 in auth_on_register_m5 => "auth-on-register-m5" (
-        conn: Connection, subscriber_id: SubscriberId, username: Option<String>,
-        password: Option<Vec<u8>>, clean_start: bool, properties: ConnectProperties
-    ) -> RegisterVerdictM5;
-    on_auth_m5 in on_auth_m5 => "on-auth-m5" (
-        conn: Connection, subscriber_id: SubscriberId, request: AuthRequest
-    ) -> AuthVerdict;
-    on_register in on_register => "on-register" (
-        peer: Peer, subscriber_id: SubscriberId, username: Option<String>
-    );
-    on_register_m5 in on_register_m5 => "on-register-m5" (
-        peer: Peer, subscriber_id: SubscriberId, username: Option<String>,
-        properties: ConnectProperties
-    );
-    on_client_wakeup in on_client_wakeup => "on-client-wakeup" (subscriber_id: SubscriberId);
-    on_client_offline in on_client_offline => "on-client-offline" (subscriber_id: SubscriberId);
-    on_client_gone in on_client_gone => "on-client-gone" (subscriber_id: SubscriberId);
-    on_session_expired in on_session_expired => "on-session-expired" (subscriber_id: SubscriberId);
-    auth_on_subscribe in auth_on_subscribe => "auth-on-subscribe" (
-        username: Option<String>, subscriber_id: SubscriberId, topics: Vec<TopicRequest>
-    ) -> SubscribeVerdict;
-    auth_on_subscribe_m5 in auth_on_subscribe_m5 => "auth-on-subscribe-m5" (
-        username: Option<String>, subscriber_id: SubscriberId, topics: Vec<TopicSubscription>,
-        properties: SubscribeProperties
-    ) -> SubscribeVerdictM5;
-    on_subscribe in on_subscribe => "on-subscribe" (
-        username: Option<String>, subscriber_id: SubscriberId, topics: Vec<TopicSubscription>
-    );
-    on_subscribe_m5 in on_subscribe_m5 => "on-subscribe-m5" (
-        username: Option<String>, subscriber_id: SubscriberId, topics: Vec<TopicSubscription>,
-        properties: SubscribeProperties
-    );
-    on_unsubscribe in on_unsubscribe => "on-unsubscribe" (
-        username: Option<String>, subscriber_id: SubscriberId, topics: Vec<String>
-    ) -> UnsubscribeVerdict;
-    on_unsubscribe_m5 in on_unsubscribe_m5 => "on-unsubscribe-m5" (
-        username: Option<String>, subscriber_id: SubscriberId, topics: Vec<String>,
-        user_properties: UserProperties
-    ) -> UnsubscribeVerdictM5;
-    on_topic_unsubscribed in on_topic_unsubscribed => "on-topic-unsubscribed" (
-        subscriber_id: SubscriberId, topics: Unsubscribed
-    );
-    auth_on_publish in auth_on_publish => "auth-on-publish" (
-        username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
-        payload: &Payload, retain: bool, is_will: bool
-    ) -> PublishVerdict;
-    auth_on_publish_m5 in auth_on_publish_m5 => "auth-on-publish-m5" (
-        username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
-        payload: &Payload, retain: bool, properties: MessageProperties, is_will: bool
-    ) -> PublishVerdictM5;
-    on_publish in on_publish => "on-publish" (
-        username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
-        payload: &Payload, retain: bool
-    );
-    on_publish_m5 in on_publish_m5 => "on-publish-m5" (
-        username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
-        payload: &Payload, retain: bool, properties: MessageProperties
-    );
-    auth_on_deliver in auth_on_deliver => "auth-on-deliver" (
-        username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
-        payload: &Payload, retain: bool
-    ) -> DeliverAuthVerdict;
-    on_deliver in on_deliver => "on-deliver" (
-        username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
-        payload: &Payload, retain: bool
-    ) -> DeliverVerdict;
-    on_deliver_m5 in on_deliver_m5 => "on-deliver-m5" (
-        username: Option<String>, subscriber_id: SubscriberId, qos: Qos, topic: String,
-        payload: &Payload, retain: bool, properties: MessageProperties
-    ) -> DeliverVerdictM5;
-    on_offline_message in on_offline_message => "on-offline-message" (
-        subscriber_id: SubscriberId, qos: Qos, topic: String, payload: &Payload, retain: bool
-    );
-    on_message_drop in on_message_drop => "on-message-drop" (
-        subscriber_id: SubscriberId, qos: Qos, topic: String, payload: &Payload,
-        reason: DropReason
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_hook_has_an_interface() {
-        for (method, wit) in [
-            ("init", "lifecycle"),
-            ("auth_on_register_m5", "auth-on-register-m5"),
-            ("on_message_drop", "on-message-drop"),
-        ] {
-            assert_eq!(guest_impl(method).map(|(w, _)| w), Some(wit));
-        }
-        assert!(guest_impl("on_everything").is_none());
-    }
-
-    #[test]
-    fn the_wit_directory_exists() {
-        assert!(Path::new(&wit_dir()).join("worlds.wit").is_file());
-    }
 
     #[test]
     fn wrong_items_are_refused() {
@@ -274,5 +182,22 @@ mod tests {
         assert!(expand(&not_a_hook).is_err());
         let inherent: ItemImpl = syn::parse_quote!(impl X { fn init() {} });
         assert!(expand(&inherent).is_err());
+        let twice: ItemImpl = syn::parse_quote!(impl Plugin for X {
+            fn auth_on_publish_any() {}
+            fn auth_on_publish_m5() {}
+        });
+        let e = expand(&twice).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("both implement auth-on-publish-m5")));
+    }
+
+    #[test]
+    fn any_hooks_export_both_forms() {
+        let wits: Vec<_> = hooks::served_by("on_deliver_any")
+            .iter()
+            .map(|h| h.wit)
+            .collect();
+        assert_eq!(wits, ["on-deliver", "on-deliver-m5"]);
+        assert!(hooks::served_by("on_auth_m5_any").is_empty());
+        assert!(hooks::served_by("init").is_empty());
     }
 }
