@@ -175,6 +175,8 @@ fn run(root: &Path, args: &[String]) -> Result<()> {
 }
 
 fn test(root: &Path) -> Result<()> {
+    // The plugin SDK builds from its own copy of the WIT: it must be wit/.
+    sync_wit::run(root, &["--check".to_owned()])?;
     install_mosquitto_clients()?;
     install_nats_server()?;
     let python = python_with_paho(root)?;

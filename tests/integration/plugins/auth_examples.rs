@@ -28,7 +28,7 @@ const DEFAULT_ITERATIONS: u32 = 2_000;
 const DEFAULT_MAX_ITERATIONS: u32 = 3_500;
 
 /// A 5.0 CONNECT with a username and password.
-fn connect_v5_login(
+pub(super) fn connect_v5_login(
     client: &str,
     clean: bool,
     user: &str,

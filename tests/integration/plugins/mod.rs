@@ -16,6 +16,7 @@ mod pubsub;
 mod reload;
 mod sandbox;
 mod sdk;
+mod sdk_outside;
 
 use std::time::{Duration, Instant};
 

@@ -7,42 +7,25 @@
 //! those (the broker never calls the others).
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
-use sluice_plugin_sdk::{
-    ConnectProperties, Connection, Denial, M5Denial, Plugin, RegisterVerdict, RegisterVerdictM5,
-    SubscriberId, config, log,
-};
+use sluice_plugin_sdk::{FromConfig, M5Denial, Plugin, RegisterRequest, RegisterVerdictM5};
+use sluice_plugin_sdk::{Settings, info, reason};
 
-/// `users`, parsed once per instance.
-static USERS: OnceLock<HashMap<String, String>> = OnceLock::new();
+/// The configuration, read by the SDK once per instance: an error refuses
+/// the plugin at load.
+struct Users(HashMap<String, String>);
 
-fn parse_users(text: &str) -> Result<HashMap<String, String>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            entry
-                .split_once(':')
-                .map(|(name, password)| (name.to_owned(), password.to_owned()))
-                .ok_or_else(|| format!("users: {entry:?} is not name:password"))
-        })
-        .collect()
-}
-
-/// What to answer for these credentials.
-enum Check {
-    Accept,
-    WrongPassword,
-    Unknown,
-}
-
-fn check(username: Option<&str>, password: Option<&[u8]>) -> Check {
-    let users = USERS.get_or_init(HashMap::new);
-    match username.and_then(|name| users.get(name)) {
-        None => Check::Unknown,
-        Some(expected) if password == Some(expected.as_bytes()) => Check::Accept,
-        Some(_) => Check::WrongPassword,
+impl FromConfig for Users {
+    fn from_config(s: &Settings) -> Result<Self, String> {
+        let users = s
+            .list("users")
+            .map(|entry| match entry.split_once(':') {
+                Some((name, password)) => Ok((name.to_owned(), password.to_owned())),
+                None => Err(format!("users: {entry:?} is not name:password")),
+            })
+            .collect::<Result<_, _>>()?;
+        s.finish()?;
+        Ok(Users(users))
     }
 }
 
@@ -50,41 +33,23 @@ struct {{Name}};
 
 #[sluice_plugin_sdk::plugin]
 impl Plugin for {{Name}} {
-    fn init() -> Result<(), String> {
-        let users = parse_users(&config::get("users").unwrap_or_default())?;
-        log::info(&format!("{} users configured", users.len()));
-        let _ = USERS.set(users);
+    type Config = Users;
+
+    fn init(users: &Users) -> Result<(), String> {
+        info!("{} users configured", users.0.len());
         Ok(())
     }
 
-    fn auth_on_register(
-        _conn: Connection,
-        _subscriber_id: SubscriberId,
-        username: Option<String>,
-        password: Option<Vec<u8>>,
-        _clean_session: bool,
-    ) -> RegisterVerdict {
-        match check(username.as_deref(), password.as_deref()) {
-            Check::Accept => RegisterVerdict::Ok(None),
-            Check::WrongPassword => {
-                RegisterVerdict::Error(Denial::InvalidCredentials("wrong password".into()))
-            }
-            Check::Unknown => RegisterVerdict::Next,
-        }
-    }
-
-    fn auth_on_register_m5(
-        _conn: Connection,
-        _subscriber_id: SubscriberId,
-        username: Option<String>,
-        password: Option<Vec<u8>>,
-        _clean_start: bool,
-        _properties: ConnectProperties,
-    ) -> RegisterVerdictM5 {
-        match check(username.as_deref(), password.as_deref()) {
-            Check::Accept => RegisterVerdictM5::Ok(None),
-            Check::WrongPassword => RegisterVerdictM5::Error(M5Denial::new(0x86)),
-            Check::Unknown => RegisterVerdictM5::Next,
+    /// One hook for MQTT 3.x and 5 clients: a refusal with 0x86 is
+    /// CONNACK 4 for MQTT 3.x clients.
+    fn auth_on_register_any(users: &Users, req: RegisterRequest) -> RegisterVerdictM5 {
+        let Some(expected) = req.username.as_ref().and_then(|u| users.0.get(u)) else {
+            return RegisterVerdictM5::Next;
+        };
+        if req.password.as_deref() == Some(expected.as_bytes()) {
+            RegisterVerdictM5::Ok(None)
+        } else {
+            RegisterVerdictM5::Error(M5Denial::new(reason::BAD_USER_NAME_OR_PASSWORD))
         }
     }
 }
@@ -95,8 +60,8 @@ mod tests {
 
     #[test]
     fn users_parse() {
-        let users = parse_users("alice:secret, bob:hunter2").unwrap();
-        assert_eq!(users.get("bob").map(String::as_str), Some("hunter2"));
-        assert!(parse_users("nocolon").is_err());
+        let users = Users::from_config(&Settings::new([("users", "alice:secret, bob:hunter2")]));
+        assert_eq!(users.map(|u| u.0.len()), Ok(2));
+        assert!(Users::from_config(&Settings::new([("users", "nocolon")])).is_err());
     }
 }
