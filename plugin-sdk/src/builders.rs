@@ -269,7 +269,7 @@ impl M5Denial {
     /// ```
     /// use sluice_plugin_sdk::{M5Denial, RegisterVerdictM5};
     ///
-    /// let verdict = RegisterVerdictM5::Error(M5Denial::new(0x9C).server_reference("other.example:1883"));
+    /// let verdict = RegisterVerdictM5::Error(M5Denial::new(sluice_plugin_sdk::reason::USE_ANOTHER_SERVER).server_reference("other.example:1883"));
     /// ```
     pub const fn new(reason_code: u8) -> Self {
         M5Denial {
@@ -281,13 +281,13 @@ impl M5Denial {
 }
 
 impl M5Error {
-    /// A refusal with this reason code (0x80 or above), without reason
+    /// A refusal with this reason code (0x80 or above, see [`reason`](crate::reason)), without reason
     /// string.
     ///
     /// ```
     /// use sluice_plugin_sdk::{M5Error, PublishVerdictM5};
     ///
-    /// let verdict = PublishVerdictM5::Error(M5Error::new(0x87).reason_string("read-only topic"));
+    /// let verdict = PublishVerdictM5::Error(M5Error::new(sluice_plugin_sdk::reason::NOT_AUTHORIZED).reason_string("read-only topic"));
     /// ```
     pub const fn new(reason_code: u8) -> Self {
         M5Error {
@@ -301,7 +301,7 @@ impl M5Denial {
     /// Sets the Reason String.
     ///
     /// ```
-    /// let d = sluice_plugin_sdk::M5Denial::new(0x87).reason_string("not today");
+    /// let d = sluice_plugin_sdk::M5Denial::new(sluice_plugin_sdk::reason::NOT_AUTHORIZED).reason_string("not today");
     /// assert_eq!(d.reason_string.as_deref(), Some("not today"));
     /// ```
     #[must_use]
@@ -314,7 +314,7 @@ impl M5Denial {
     /// "server moved").
     ///
     /// ```
-    /// let d = sluice_plugin_sdk::M5Denial::new(0x9D).server_reference("other.example:1883");
+    /// let d = sluice_plugin_sdk::M5Denial::new(sluice_plugin_sdk::reason::SERVER_MOVED).server_reference("other.example:1883");
     /// assert!(d.server_reference.is_some());
     /// ```
     #[must_use]
@@ -329,7 +329,7 @@ impl M5Error {
     /// information).
     ///
     /// ```
-    /// let e = sluice_plugin_sdk::M5Error::new(0x87).reason_string("not today");
+    /// let e = sluice_plugin_sdk::M5Error::new(sluice_plugin_sdk::reason::NOT_AUTHORIZED).reason_string("not today");
     /// assert_eq!(e.reason_string.as_deref(), Some("not today"));
     /// ```
     #[must_use]
