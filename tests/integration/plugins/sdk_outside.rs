@@ -34,15 +34,28 @@ fn build_outside(dir: &Path) -> Vec<u8> {
     std::fs::write(dir.join("Cargo.toml"), manifest.replace("@SDK@", &sdk)).expect("write");
     // The examples' lock file pins the same dependency versions, so the
     // build needs no registry (cargo drops what the project does not use).
-    std::fs::copy(repo.join("example-plugins/Cargo.lock"), dir.join("Cargo.lock")).expect("lock");
+    std::fs::copy(
+        repo.join("example-plugins/Cargo.lock"),
+        dir.join("Cargo.lock"),
+    )
+    .expect("lock");
     let target = repo.join("target/sdk-outside");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--offline", "--release", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--offline",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", &target)
         .status()
         .expect("run cargo");
-    assert!(status.success(), "the project outside the repository does not build");
+    assert!(
+        status.success(),
+        "the project outside the repository does not build"
+    );
     std::fs::read(target.join("wasm32-wasip2/release/outside.wasm")).expect("outside.wasm")
 }
 
@@ -75,8 +88,14 @@ async fn a_plugin_outside_the_repository_builds_against_the_sdk_and_loads() {
     };
     assert_eq!(code(&connect_v4_login("o1", true, "alice", "pw")).await, 0);
     assert_eq!(code(&connect_v4_login("o2", true, "alice", "no")).await, 4);
-    assert_eq!(code(&connect_v5_login("o3", true, "alice", "pw", |_| {})).await, 0);
-    assert_eq!(code(&connect_v5_login("o4", true, "bob", "pw", |_| {})).await, 0x86);
+    assert_eq!(
+        code(&connect_v5_login("o3", true, "alice", "pw", |_| {})).await,
+        0
+    );
+    assert_eq!(
+        code(&connect_v5_login("o4", true, "bob", "pw", |_| {})).await,
+        0x86
+    );
     // The typed configuration refuses a missing key at load.
     let e = TestBroker::try_with(|c| {
         dir.configure(c);
@@ -84,5 +103,8 @@ async fn a_plugin_outside_the_repository_builds_against_the_sdk_and_loads() {
     })
     .err()
     .expect("refused");
-    assert!(e.contains("invalid outside configuration: password is missing"), "{e}");
+    assert!(
+        e.contains("invalid outside configuration: password is missing"),
+        "{e}"
+    );
 }
