@@ -47,8 +47,8 @@
 //! `cargo build --release --target wasm32-wasip2` then gives the `.wasm` to
 //! put in the broker's plugin directory. One crate holds one plugin.
 //!
-//! What the broker offers every plugin is in [`log`], [`config`] and
-//! [`kv`]; the hooks' arguments and answers are the types at the root of
+//! What the broker offers every plugin is in [`log`], [`config`],
+//! [`kv`] and [`publish`]; the hooks' arguments and answers are the types at the root of
 //! this crate, with constructors for the records of optional fields
 //! ([`RegisterModifiers::new`], [`PublishModifiers::new`],
 //! [`DeliverModifiers::new`], [`MessageProperties::new`]).
@@ -62,6 +62,7 @@ pub mod config;
 pub mod kv;
 pub mod log;
 mod plugin;
+pub mod publish;
 
 pub use plugin::Plugin;
 /// Registers a [`Plugin`] implementation as the component's exports.

@@ -199,6 +199,14 @@ impl Config {
             if p.fuel == Some(0) {
                 return invalid(plugin.then(["fuel"]), at_least_one);
             }
+            if let Some(m) = &p.mountpoint {
+                if m.len() > 256 || m.contains(['\0', '+', '#']) {
+                    return invalid(
+                        plugin.then(["mountpoint"]),
+                        "must be at most 256 bytes, without NUL, '+' or '#'",
+                    );
+                }
+            }
         }
         Ok(())
     }

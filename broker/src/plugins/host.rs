@@ -1,5 +1,5 @@
 //! What the broker provides inside a plugin's sandbox: the `host` interface
-//! (logging, configuration, key-value store), and a WASI context with no
+//! (logging, configuration, key-value store, publishing: `outbox.rs`), and a WASI context with no
 //! filesystem, network or environment whose stdout/stderr go to the log
 //! (`log.rs`); the key-value store is `kv.rs`.
 
@@ -13,6 +13,7 @@ use super::bindings::sluice::plugin::{host, publish_types, subscribe_types, type
 use super::kv::KvStore;
 use super::limiter::{InstanceLimits, MAX_HOST_RESOURCES};
 use super::log::{LogStream, PluginLog, Stream};
+use super::outbox::Publisher;
 
 /// State shared by every instance of one plugin: its identity, its
 /// configuration, and its key-value store.
@@ -24,6 +25,8 @@ pub struct PluginShared {
     pub log: Arc<PluginLog>,
     /// Shared with the plugin's next version when it is reloaded.
     pub kv: Arc<KvStore>,
+    /// Its publications (the host function `publish`).
+    pub publisher: Publisher,
 }
 
 /// The data of one instance's store.
@@ -133,5 +136,9 @@ impl host::Host for PluginState {
 
     fn kv_delete(&mut self, key: String) -> bool {
         self.shared.kv.delete(&key)
+    }
+
+    fn publish(&mut self, message: host::Publication) -> Result<(), host::PublishError> {
+        self.shared.publisher.publish(&self.shared.name, message)
     }
 }

@@ -30,6 +30,7 @@ use super::host::{PluginShared, PluginState};
 use super::kv::KvStore;
 use super::limiter::{InstanceLimits, LimitExceeded};
 use super::log::PluginLog;
+use super::outbox::Publisher;
 use super::pool::{Checkout, Pool};
 
 /// A plugin's limits and policies, resolved from the configuration.
@@ -52,6 +53,10 @@ pub struct Settings {
     pub kv_max_bytes: u64,
     /// `kv_cluster`: the key-value store is the cluster's.
     pub kv_cluster: bool,
+    /// `publish_per_sec`: the plugin's publishing rate (0: none).
+    pub publish_per_sec: u32,
+    /// `mountpoint`: where the plugin's publications go.
+    pub mountpoint: Arc<str>,
     /// `required`, when set (see [`Plugin::is_required`]).
     pub required: Option<bool>,
     /// `[plugin.NAME.config]`.
@@ -398,6 +403,11 @@ impl Plugin {
                 config: settings.config.clone(),
                 log: Arc::new(PluginLog::new(name.clone())),
                 kv,
+                publisher: Publisher::new(
+                    parts.runtime.outbox.clone(),
+                    settings.mountpoint.clone(),
+                    settings.publish_per_sec,
+                ),
             }),
             name,
             file: path.to_owned(),

@@ -82,6 +82,14 @@ pub struct PluginStatus {
     pub invalid: u64,
     pub fuel_used: u64,
     pub instances: usize,
+    /// Messages the plugin published (host function `publish`) that were
+    /// queued.
+    pub published: u64,
+    /// `publish` calls refused at once (rate, limits, queue full).
+    pub publish_refused: u64,
+    /// Queued publications the other plugins refused (or the broker
+    /// dropped).
+    pub publications_denied: u64,
     pub last_reload: Option<LastReload>,
 }
 
@@ -491,6 +499,9 @@ impl Reloader {
                     invalid: s.invalid.load(Ordering::Relaxed),
                     fuel_used: s.fuel_used.load(Ordering::Relaxed),
                     instances: p.instances(),
+                    published: p.shared.publisher.published.load(Ordering::Relaxed),
+                    publish_refused: p.shared.publisher.refused.load(Ordering::Relaxed),
+                    publications_denied: p.shared.publisher.denied.load(Ordering::Relaxed),
                     last_reload: results.get(&*p.name).and_then(|r| match &r.last {
                         Last::Reload { last, .. } => Some(last.clone()),
                         Last::Ignored { .. } => None,
@@ -636,6 +647,8 @@ fn settings(config: &Config, own: Option<&PluginConfig>) -> Settings {
         )),
         kv_max_bytes: own.kv_max_bytes.unwrap_or(d.kv_max_bytes),
         kv_cluster: own.kv_cluster.unwrap_or(false),
+        publish_per_sec: own.publish_per_sec.unwrap_or(d.publish_per_sec),
+        mountpoint: own.mountpoint.as_deref().unwrap_or_default().into(),
         required: own.required,
         config: own
             .config

@@ -12,6 +12,7 @@ mod languages;
 mod m5_only;
 mod modifiers;
 mod overload;
+mod publishing;
 mod pubsub;
 mod reload;
 mod sandbox;
