@@ -153,6 +153,16 @@ pub struct PluginConfig {
     /// `mountpoint`: the mountpoint of the messages the plugin publishes.
     /// Default: none (the default mountpoint).
     pub mountpoint: Option<String>,
+    /// `http_allow`: the URLs the plugin may request with `wasi:http`
+    /// (`scheme://host[:port]/path`, a final `*` for a path prefix).
+    /// Default: none (no outbound HTTP).
+    pub http_allow: Vec<String>,
+    /// `http_timeout_ms`: the longest wait to connect, for the response
+    /// and between bytes of one request. Default 1000.
+    pub http_timeout_ms: Option<u32>,
+    /// `http_max_response_bytes`: the largest response body. Default
+    /// 1048576.
+    pub http_max_response_bytes: Option<u64>,
     /// `required`: whether clients may go unchecked without this plugin.
     /// When a required plugin that was loaded disappears (removed, renamed,
     /// disabled) or fails to load with no version to keep, the

@@ -104,6 +104,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let cache = ArtifactCache::new(&engine, Some(resolve_dir(cache_dir, plugin_dir)));

@@ -77,6 +77,7 @@ mod engine;
 mod events;
 mod hooks;
 mod host;
+mod http;
 pub mod kv;
 mod limiter;
 mod log;
@@ -108,6 +109,7 @@ pub use self::deliver::Withheld;
 use self::engine::Runtime;
 pub use self::events::{DropReason, Event};
 pub use self::hooks::HookSet;
+pub use self::http::UrlPattern;
 pub use self::outbox::Publication;
 pub use self::plugin::{CallFailure, Hook, LoadError, Plugin, Settings};
 pub use self::publish::{

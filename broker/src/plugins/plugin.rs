@@ -27,6 +27,7 @@ use super::engine::{Runtime, Wasm};
 pub use super::hooks::Hook;
 use super::hooks::{Guests, HookSet, Hooks};
 use super::host::{PluginShared, PluginState};
+use super::http::HttpPolicy;
 use super::kv::KvStore;
 use super::limiter::{InstanceLimits, LimitExceeded};
 use super::log::PluginLog;
@@ -57,6 +58,12 @@ pub struct Settings {
     pub publish_per_sec: u32,
     /// `mountpoint`: where the plugin's publications go.
     pub mountpoint: Arc<str>,
+    /// `http_allow`: the URL patterns the plugin may request.
+    pub http_allow: Vec<String>,
+    /// `http_timeout_ms`.
+    pub http_timeout: Duration,
+    /// `http_max_response_bytes`.
+    pub http_max_response: u64,
     /// `required`, when set (see [`Plugin::is_required`]).
     pub required: Option<bool>,
     /// `[plugin.NAME.config]`.
@@ -397,11 +404,18 @@ impl Plugin {
             None => Arc::new(KvStore::new(settings.kv_max_bytes)),
         };
         let name: Arc<str> = Arc::from(name);
+        let log = Arc::new(PluginLog::new(name.clone()));
         let plugin = Plugin {
             shared: Arc::new(PluginShared {
                 name: name.clone(),
                 config: settings.config.clone(),
-                log: Arc::new(PluginLog::new(name.clone())),
+                http: Arc::new(HttpPolicy::new(
+                    &settings.http_allow,
+                    settings.http_timeout,
+                    settings.http_max_response,
+                    log.clone(),
+                )),
+                log,
                 kv,
                 publisher: Publisher::new(
                     parts.runtime.outbox.clone(),

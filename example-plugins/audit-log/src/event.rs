@@ -29,11 +29,14 @@ impl Event<'_> {
 
     /// The message body.
     pub fn json(&self) -> String {
-        let id = |id: &SubscriberId| -> (Value, Value) {
-            (json!(id.client_id), json!(id.mountpoint))
-        };
+        let id =
+            |id: &SubscriberId| -> (Value, Value) { (json!(id.client_id), json!(id.mountpoint)) };
         let body = match self {
-            Event::Connected { id: i, username, peer } => {
+            Event::Connected {
+                id: i,
+                username,
+                peer,
+            } => {
                 let (client_id, mountpoint) = id(i);
                 json!({
                     "event": self.kind(),
@@ -43,7 +46,10 @@ impl Event<'_> {
                     "peer": format!("{}:{}", peer.addr, peer.port),
                 })
             }
-            Event::Disconnected { id: i, session_kept } => {
+            Event::Disconnected {
+                id: i,
+                session_kept,
+            } => {
                 let (client_id, mountpoint) = id(i);
                 json!({
                     "event": self.kind(),

@@ -29,7 +29,9 @@ fn settings() -> Result<&'static Settings, &'static str> {
         .get_or_init(|| {
             let prefix = config::get("prefix").unwrap_or_else(|| "audit".to_owned());
             if prefix.is_empty() || prefix.contains(['+', '#']) || prefix.starts_with('$') {
-                return Err(format!("prefix {prefix:?} is not a topic name for publishing"));
+                return Err(format!(
+                    "prefix {prefix:?} is not a topic name for publishing"
+                ));
             }
             let qos = match config::parse::<u8>("qos").map_err(|e| e.to_string())? {
                 None | Some(1) => Qos::AtLeastOnce,

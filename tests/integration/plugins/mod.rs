@@ -17,6 +17,7 @@ mod pubsub;
 mod reload;
 mod sandbox;
 mod sdk;
+mod webhook;
 
 use std::time::{Duration, Instant};
 

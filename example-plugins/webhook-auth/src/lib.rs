@@ -1,0 +1,183 @@
+//! Example plugin: authentication and publish authorization by an HTTP
+//! service the operator already runs (EMQX's HTTP auth protocol, VerneMQ's
+//! webhooks). Each CONNECT (and, with `publish_url`, each PUBLISH) is POSTed
+//! as JSON; the answer allows, denies or passes to the next plugin.
+//!
+//! The broker grants the URLs (`http_allow` in `[plugin.webhook-auth]`),
+//! caps every request's timeouts and response size, and suspends the hook
+//! while the request is in flight: a slow service never blocks the broker,
+//! and the hook's deadline (`deadline_ms`) still ends the call. Accepted
+//! logins are cached in the key-value store and accepted publishes through
+//! `cache-secs`, both for `cache_secs`.
+//!
+//! Settings (`[plugin.webhook-auth.config]`): `url` (required), `publish_url`,
+//! `timeout_ms` (default 1000), `on_error` (`deny` or `next`, default
+//! `deny`), `cache_secs` (default 0).
+
+mod client;
+mod decision;
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use decision::{Decision, OnError};
+use sha2::{Digest, Sha256};
+use sluice_plugin_sdk::{
+    Connection, Denial, Payload, Plugin, PublishModifiers, PublishVerdict, Qos, RegisterVerdict,
+    SubscriberId, config, kv, log,
+};
+
+struct Settings {
+    url: String,
+    publish_url: Option<String>,
+    timeout: Duration,
+    on_error: OnError,
+    cache_secs: u32,
+}
+
+static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
+
+fn settings() -> Result<&'static Settings, &'static str> {
+    SETTINGS
+        .get_or_init(|| {
+            let url = config::get("url").ok_or("url is missing")?;
+            let number = |key| config::parse::<u32>(key).map_err(|e| e.to_string());
+            Ok(Settings {
+                url,
+                publish_url: config::get("publish_url"),
+                timeout: Duration::from_millis(u64::from(number("timeout_ms")?.unwrap_or(1000))),
+                on_error: OnError::parse(config::get("on_error").as_deref())?,
+                cache_secs: number("cache_secs")?.unwrap_or(0),
+            })
+        })
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+/// Asks the service at `url` about `body`.
+fn ask(s: &Settings, url: &str, body: &str) -> Decision {
+    match client::post_json(url, body.as_bytes(), s.timeout) {
+        Ok(r) => decision::decide(r.status, &r.body, s.on_error),
+        Err(why) => {
+            log::warn(&format!("{url}: {why}"));
+            s.on_error
+                .decide(format!("HTTP service unavailable: {why}"))
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The key-value key of an accepted login (the password only as a hash).
+fn login_key(id: &SubscriberId, username: Option<&str>, password: Option<&[u8]>) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        id.mountpoint.as_bytes(),
+        id.client_id.as_bytes(),
+        username.unwrap_or_default().as_bytes(),
+        password.unwrap_or_default(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("login/{hex}")
+}
+
+fn cached_login(key: &str) -> bool {
+    kv::get(key)
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .is_some_and(|until| u64::from_be_bytes(until) > now())
+}
+
+struct WebhookAuth;
+
+#[sluice_plugin_sdk::plugin]
+impl Plugin for WebhookAuth {
+    fn init() -> Result<(), String> {
+        let s = settings().map_err(|e| format!("invalid webhook-auth configuration: {e}"))?;
+        log::debug(&format!("webhook-auth asking {}", s.url));
+        Ok(())
+    }
+
+    fn auth_on_register(
+        conn: Connection,
+        subscriber_id: SubscriberId,
+        username: Option<String>,
+        password: Option<Vec<u8>>,
+        _clean_session: bool,
+    ) -> RegisterVerdict {
+        let s = match settings() {
+            Ok(s) => s,
+            Err(e) => return RegisterVerdict::Error(Denial::NotAuthorized(e.into())),
+        };
+        let key = login_key(&subscriber_id, username.as_deref(), password.as_deref());
+        if s.cache_secs > 0 && cached_login(&key) {
+            return RegisterVerdict::Ok(None);
+        }
+        let peer = format!("{}:{}", conn.peer.addr, conn.peer.port);
+        let body = decision::register_body(
+            &subscriber_id.client_id,
+            &subscriber_id.mountpoint,
+            username.as_deref(),
+            password.as_deref(),
+            &peer,
+        );
+        match ask(s, &s.url, &body) {
+            Decision::Allow => {
+                if s.cache_secs > 0 {
+                    let until = now() + u64::from(s.cache_secs);
+                    let _ = kv::set(&key, &until.to_be_bytes());
+                }
+                RegisterVerdict::Ok(None)
+            }
+            Decision::Deny(why) => RegisterVerdict::Error(Denial::InvalidCredentials(why)),
+            Decision::Ignore => RegisterVerdict::Next,
+        }
+    }
+
+    fn auth_on_publish(
+        username: Option<String>,
+        subscriber_id: SubscriberId,
+        qos: Qos,
+        topic: String,
+        _payload: &Payload,
+        retain: bool,
+        _is_will: bool,
+    ) -> PublishVerdict {
+        let s = match settings() {
+            Ok(s) => s,
+            Err(e) => return PublishVerdict::Error(e.into()),
+        };
+        let Some(url) = &s.publish_url else {
+            return PublishVerdict::Next;
+        };
+        let qos = match qos {
+            Qos::AtMostOnce => 0,
+            Qos::AtLeastOnce => 1,
+            Qos::ExactlyOnce => 2,
+        };
+        let body = decision::publish_body(
+            &subscriber_id.client_id,
+            &subscriber_id.mountpoint,
+            username.as_deref(),
+            &topic,
+            qos,
+            retain,
+        );
+        match ask(s, url, &body) {
+            Decision::Allow if s.cache_secs > 0 => PublishVerdict::Ok(Some(PublishModifiers {
+                cache_secs: Some(s.cache_secs),
+                ..PublishModifiers::new()
+            })),
+            Decision::Allow => PublishVerdict::Ok(None),
+            Decision::Deny(why) => PublishVerdict::Error(why),
+            Decision::Ignore => PublishVerdict::Next,
+        }
+    }
+}
