@@ -160,6 +160,7 @@ fn publish_hook(c: &mut Criterion) {
             properties: &props,
             expiry: None,
             is_will: false,
+            from_plugin: None,
             limits: &limits,
         };
         group.bench_function(name, |b| {

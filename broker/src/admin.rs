@@ -668,7 +668,7 @@ fn cluster_metrics(out: &mut Exposition, cluster: &crate::cluster::Cluster) {
 /// One per-plugin metric family: name, type, help, and its value.
 type PluginFamily = (&'static str, Kind, &'static str, fn(&PluginStatus) -> u64);
 
-const PLUGIN_FAMILIES: [PluginFamily; 10] = [
+const PLUGIN_FAMILIES: [PluginFamily; 13] = [
     (
         "sluice_plugin_calls_total",
         Kind::Counter,
@@ -728,6 +728,24 @@ const PLUGIN_FAMILIES: [PluginFamily; 10] = [
         Kind::Gauge,
         "Live instances of the plugin.",
         |p| count(p.instances),
+    ),
+    (
+        "sluice_plugin_published_total",
+        Kind::Counter,
+        "Messages the plugin published (host function publish) that were queued.",
+        |p| p.published,
+    ),
+    (
+        "sluice_plugin_publish_refused_total",
+        Kind::Counter,
+        "Publish calls refused at once: publishing off, rate, topic, size or queue full.",
+        |p| p.publish_refused,
+    ),
+    (
+        "sluice_plugin_publications_denied_total",
+        Kind::Counter,
+        "Queued publications of the plugin that other plugins or the broker's limits refused.",
+        |p| p.publications_denied,
     ),
 ];
 

@@ -35,6 +35,7 @@ pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod plugins;
+mod publications;
 pub mod reason;
 pub mod registry;
 pub mod retain;

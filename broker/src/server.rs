@@ -174,6 +174,11 @@ impl Server {
         let sweeper = tokio::spawn(self.ctx.sweeper.clone().run());
         let registry = self.ctx.registry.clone();
         let timers = tokio::spawn(async move { registry.run_timers().await });
+        let publications = self
+            .ctx
+            .plugins
+            .take_publications()
+            .map(|queue| tokio::spawn(crate::publications::run(self.ctx.clone(), queue)));
         drop(alive_tx);
 
         shutdown.await;
@@ -190,6 +195,9 @@ impl Server {
         let grace = Duration::from_secs(u64::from(self.ctx.config.server.shutdown_timeout_secs));
         if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
             tracing::warn!("connections still open after {grace:?}; exiting anyway");
+        }
+        if let Some(p) = publications {
+            p.abort();
         }
         if let Some(cluster) = self.ctx.router.cluster() {
             cluster.stop().await;

@@ -39,7 +39,7 @@
 //!   5 one, converted for MQTT 3.x clients.
 //! - [`reason`] names the MQTT 5 reason codes; [`info!`], [`debug!`] and
 //!   the other logging macros write to the broker's log; [`kv`] is the
-//!   plugin's key-value store.
+//!   plugin's key-value store; [`publish`] publishes messages.
 //!
 //! The plugin's crate is a `cdylib` built for `wasm32-wasip2`:
 //!
@@ -64,6 +64,7 @@ mod convert;
 pub mod kv;
 pub mod log;
 mod plugin;
+pub mod publish;
 pub mod reason;
 mod requests;
 mod runtime;

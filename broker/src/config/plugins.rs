@@ -46,6 +46,10 @@ pub struct PluginsConfig {
     /// `kv_max_bytes`: size of each plugin's key-value store. Default
     /// 1048576.
     pub kv_max_bytes: u64,
+    /// `publish_per_sec`: messages a plugin may publish per second with
+    /// the host function `publish` (bursts of as many); 0 = none. Default
+    /// 100.
+    pub publish_per_sec: u32,
     /// `publish_refusal_v3`: what a PUBLISH that `auth-on-publish` refuses
     /// does to an MQTT 3.x client, which has no way to be told:
     /// `"disconnect"` (close the connection, as MQTT 3.1.1 §5.4.2 suggests)
@@ -79,6 +83,7 @@ impl Default for PluginsConfig {
             breaker_failures: 5,
             breaker_backoff_secs: 10,
             kv_max_bytes: 1 << 20,
+            publish_per_sec: 100,
             publish_refusal_v3: PublishRefusal::Disconnect,
             watch: WatchMode::Auto,
             watch_debounce_ms: 100,
@@ -142,6 +147,22 @@ pub struct PluginConfig {
     /// node's instances reading and writing the same entries) rather than
     /// each node's own. Default false; ignored without `[cluster]`.
     pub kv_cluster: Option<bool>,
+    /// `publish_per_sec`: as `plugins.publish_per_sec`. Default:
+    /// `plugins.publish_per_sec`.
+    pub publish_per_sec: Option<u32>,
+    /// `mountpoint`: the mountpoint of the messages the plugin publishes.
+    /// Default: none (the default mountpoint).
+    pub mountpoint: Option<String>,
+    /// `http_allow`: the URLs the plugin may request with `wasi:http`
+    /// (`scheme://host[:port]/path`, a final `*` for a path prefix).
+    /// Default: none (no outbound HTTP).
+    pub http_allow: Vec<String>,
+    /// `http_timeout_ms`: the longest wait to connect, for the response
+    /// and between bytes of one request. Default 1000.
+    pub http_timeout_ms: Option<u32>,
+    /// `http_max_response_bytes`: the largest response body. Default
+    /// 1048576.
+    pub http_max_response_bytes: Option<u64>,
     /// `required`: whether clients may go unchecked without this plugin.
     /// When a required plugin that was loaded disappears (removed, renamed,
     /// disabled) or fails to load with no version to keep, the

@@ -199,6 +199,22 @@ impl Config {
             if p.fuel == Some(0) {
                 return invalid(plugin.then(["fuel"]), at_least_one);
             }
+            for pattern in &p.http_allow {
+                if let Err(e) = crate::plugins::UrlPattern::parse(pattern) {
+                    return invalid(plugin.then(["http_allow"]), e);
+                }
+            }
+            if p.http_timeout_ms == Some(0) {
+                return invalid(plugin.then(["http_timeout_ms"]), at_least_one);
+            }
+            if let Some(m) = &p.mountpoint {
+                if m.len() > 256 || m.contains(['\0', '+', '#']) {
+                    return invalid(
+                        plugin.then(["mountpoint"]),
+                        "must be at most 256 bytes, without NUL, '+' or '#'",
+                    );
+                }
+            }
         }
         Ok(())
     }

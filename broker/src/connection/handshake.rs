@@ -451,6 +451,7 @@ impl Handshake<'_> {
             properties: &m.properties,
             expiry: will.expiry_interval,
             is_will: true,
+            from_plugin: None,
             limits: &self.ctx.limits,
         };
         match self.ctx.plugins.authorize_publish(&request).await {

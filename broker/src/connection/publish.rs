@@ -79,6 +79,7 @@ impl Connection {
             properties: &incoming.properties,
             expiry: incoming.expiry,
             is_will: false,
+            from_plugin: None,
             limits: &self.ctx.limits,
         };
         match self.ctx.plugins.authorize_publish(&request).await {
@@ -301,6 +302,7 @@ impl Connection {
                 id: self.session.id().clone(),
                 message,
                 v5: self.neg.version.is_v5(),
+                from_plugin: None,
             });
         }
         // In a cluster other nodes' subscribers are not known here.

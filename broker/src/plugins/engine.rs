@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine};
 use super::bindings::Plugin;
 use super::cache::{ArtifactCache, resolve_dir, sha256_hex};
 use super::host::PluginState;
+use super::outbox::Outbox;
 
 /// How often the epoch advances: how often a running plugin is looked at
 /// (interrupted past its deadline, else made to yield to the runtime's
@@ -61,10 +62,13 @@ impl Wasm {
     }
 }
 
-/// Engine, linker and cache, shared by all plugins.
+/// Engine, linker and cache, shared by all plugins, and the outbox of
+/// their publications.
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Linker<PluginState>,
+    /// Where the plugins' `publish` calls go (none: publishing is off).
+    pub outbox: Option<Arc<Outbox>>,
     cache: ArtifactCache,
     /// Components compiled by Cranelift (not found in the cache).
     compiles: AtomicU64,
@@ -86,7 +90,11 @@ impl Runtime {
     /// cannot be used is logged and the broker runs without a cache.
     ///
     /// [`cache::default_dir`]: super::cache::default_dir
-    pub fn new(cache_dir: Option<PathBuf>, plugin_dir: &Path) -> Result<Arc<Self>, RuntimeError> {
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        plugin_dir: &Path,
+        outbox: Option<Arc<Outbox>>,
+    ) -> Result<Arc<Self>, RuntimeError> {
         let mut config = Config::new();
         config
             .consume_fuel(true)
@@ -96,6 +104,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let cache = ArtifactCache::new(&engine, Some(resolve_dir(cache_dir, plugin_dir)));
@@ -103,6 +113,7 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             engine,
             linker,
+            outbox,
             cache,
             compiles: AtomicU64::new(0),
         }))

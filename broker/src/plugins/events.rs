@@ -61,6 +61,9 @@ pub enum Event {
         message: Arc<Message>,
         /// From an MQTT 5 client.
         v5: bool,
+        /// Published by this plugin (host function `publish`), whose own
+        /// `on-publish(-m5)` is not told.
+        from_plugin: Option<Arc<str>>,
     },
     /// A message was queued for a disconnected session.
     OfflineMessage {
@@ -300,11 +303,13 @@ async fn deliver(p: &Plugin, event: &Event) {
                 .await;
             }
         }
+        Event::Published { from_plugin, .. } if from_plugin.as_deref() == Some(&*p.name) => {}
         Event::Published {
             username,
             id,
             message,
             v5,
+            ..
         } => {
             let id = &convert::subscriber_id(id);
             let username = username.as_deref();

@@ -1,5 +1,6 @@
 //! What the broker provides inside a plugin's sandbox: the `host` interface
-//! (logging, configuration, key-value store), and a WASI context with no
+//! (logging, configuration, key-value store, publishing: `outbox.rs`),
+//! `wasi:http` as its `http_allow` grants (`http.rs`), and a WASI context with no
 //! filesystem, network or environment whose stdout/stderr go to the log
 //! (`log.rs`); the key-value store is `kv.rs`.
 
@@ -8,11 +9,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::sluice::plugin::{host, publish_types, subscribe_types, types};
+use super::http::{HttpHooks, HttpPolicy};
 use super::kv::KvStore;
 use super::limiter::{InstanceLimits, MAX_HOST_RESOURCES};
 use super::log::{LogStream, PluginLog, Stream};
+use super::outbox::Publisher;
 
 /// State shared by every instance of one plugin: its identity, its
 /// configuration, and its key-value store.
@@ -24,6 +28,10 @@ pub struct PluginShared {
     pub log: Arc<PluginLog>,
     /// Shared with the plugin's next version when it is reloaded.
     pub kv: Arc<KvStore>,
+    /// Its publications (the host function `publish`).
+    pub publisher: Publisher,
+    /// What it may reach over HTTP (`wasi:http`, `http.rs`).
+    pub http: Arc<HttpPolicy>,
 }
 
 /// The data of one instance's store.
@@ -34,6 +42,8 @@ pub struct PluginState {
     /// epoch callback interrupts the guest once it has passed.
     pub call_ends: Option<tokio::time::Instant>,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: HttpHooks,
     table: ResourceTable,
 }
 
@@ -48,10 +58,12 @@ impl PluginState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
         PluginState {
+            http_hooks: HttpHooks(shared.http.clone()),
             shared,
             limits,
             call_ends: None,
             wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
             table: {
                 let mut table = ResourceTable::new();
                 table.set_max_capacity(MAX_HOST_RESOURCES);
@@ -66,6 +78,16 @@ impl WasiView for PluginState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }
@@ -133,5 +155,9 @@ impl host::Host for PluginState {
 
     fn kv_delete(&mut self, key: String) -> bool {
         self.shared.kv.delete(&key)
+    }
+
+    fn publish(&mut self, message: host::Publication) -> Result<(), host::PublishError> {
+        self.shared.publisher.publish(&self.shared.name, message)
     }
 }

@@ -77,10 +77,12 @@ mod engine;
 mod events;
 mod hooks;
 mod host;
+mod http;
 pub mod kv;
 mod limiter;
 mod log;
 mod messages;
+mod outbox;
 mod plugin;
 mod pool;
 mod publish;
@@ -107,6 +109,8 @@ pub use self::deliver::Withheld;
 use self::engine::Runtime;
 pub use self::events::{DropReason, Event};
 pub use self::hooks::HookSet;
+pub use self::http::UrlPattern;
+pub use self::outbox::Publication;
 pub use self::plugin::{CallFailure, Hook, LoadError, Plugin, Settings};
 pub use self::publish::{
     DeliverRequest, Delivered, DeliveryChanges, PublishChanges, PublishOutcome, PublishRequest,
@@ -175,6 +179,8 @@ pub struct Plugins {
     /// In a cluster: where the stores of plugins with `kv_cluster` are
     /// replicated.
     kv_replicas: std::sync::Mutex<Option<Arc<dyn KvReplicas>>>,
+    /// The plugins' publications, for the broker to route.
+    outbox: Option<Arc<outbox::Outbox>>,
 }
 
 /// What makes a plugin's key-value store the cluster's (the cluster, see
@@ -208,7 +214,8 @@ impl Plugins {
         let Some(dir) = &config.plugins.dir else {
             return Ok(Arc::new(Plugins::none()));
         };
-        let runtime = Runtime::new(config.plugins.cache_dir.clone(), dir)?;
+        let outbox = outbox::Outbox::new(crate::limits::MessageLimits::from_config(config));
+        let runtime = Runtime::new(config.plugins.cache_dir.clone(), dir, Some(outbox.clone()))?;
         let reloader = Reloader::new(runtime, dir.clone(), config.clone());
         let set = reloader.initial(config).await?;
         tracing::info!("plugin chain: {}", set.order());
@@ -231,6 +238,7 @@ impl Plugins {
             watcher: std::sync::Mutex::new(None),
             kv_backing: std::sync::Mutex::new(None),
             kv_replicas: std::sync::Mutex::new(None),
+            outbox: Some(outbox),
         });
         if let Some(w) = watch::Watcher::start(&plugins, dir, &config.plugins) {
             *plugins.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
@@ -298,6 +306,20 @@ impl Plugins {
                 let entries = b.entries.remove(&*p.name).unwrap_or_default();
                 kv.bind(&b.store, &p.name, entries);
             }
+        }
+    }
+
+    /// The messages plugins publish, once: for the broker's task that
+    /// routes them (`crate::publications`).
+    pub fn take_publications(&self) -> Option<mpsc::Receiver<Publication>> {
+        self.outbox.as_ref()?.take()
+    }
+
+    /// Counts a publication of plugin `name` that the other plugins
+    /// refused.
+    pub fn publication_denied(&self, name: &str) {
+        if let Some(p) = self.get(name) {
+            p.shared.publisher.denied.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -27,9 +27,11 @@ use super::engine::{Runtime, Wasm};
 pub use super::hooks::Hook;
 use super::hooks::{Guests, HookSet, Hooks};
 use super::host::{PluginShared, PluginState};
+use super::http::HttpPolicy;
 use super::kv::KvStore;
 use super::limiter::{InstanceLimits, LimitExceeded};
 use super::log::PluginLog;
+use super::outbox::Publisher;
 use super::pool::{Checkout, Pool};
 
 /// A plugin's limits and policies, resolved from the configuration.
@@ -52,6 +54,16 @@ pub struct Settings {
     pub kv_max_bytes: u64,
     /// `kv_cluster`: the key-value store is the cluster's.
     pub kv_cluster: bool,
+    /// `publish_per_sec`: the plugin's publishing rate (0: none).
+    pub publish_per_sec: u32,
+    /// `mountpoint`: where the plugin's publications go.
+    pub mountpoint: Arc<str>,
+    /// `http_allow`: the URL patterns the plugin may request.
+    pub http_allow: Vec<String>,
+    /// `http_timeout_ms`.
+    pub http_timeout: Duration,
+    /// `http_max_response_bytes`.
+    pub http_max_response: u64,
     /// `required`, when set (see [`Plugin::is_required`]).
     pub required: Option<bool>,
     /// `[plugin.NAME.config]`.
@@ -392,12 +404,24 @@ impl Plugin {
             None => Arc::new(KvStore::new(settings.kv_max_bytes)),
         };
         let name: Arc<str> = Arc::from(name);
+        let log = Arc::new(PluginLog::new(name.clone()));
         let plugin = Plugin {
             shared: Arc::new(PluginShared {
                 name: name.clone(),
                 config: settings.config.clone(),
-                log: Arc::new(PluginLog::new(name.clone())),
+                http: Arc::new(HttpPolicy::new(
+                    &settings.http_allow,
+                    settings.http_timeout,
+                    settings.http_max_response,
+                    log.clone(),
+                )),
+                log,
                 kv,
+                publisher: Publisher::new(
+                    parts.runtime.outbox.clone(),
+                    settings.mountpoint.clone(),
+                    settings.publish_per_sec,
+                ),
             }),
             name,
             file: path.to_owned(),

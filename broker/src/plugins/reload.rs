@@ -82,6 +82,14 @@ pub struct PluginStatus {
     pub invalid: u64,
     pub fuel_used: u64,
     pub instances: usize,
+    /// Messages the plugin published (host function `publish`) that were
+    /// queued.
+    pub published: u64,
+    /// `publish` calls refused at once (rate, limits, queue full).
+    pub publish_refused: u64,
+    /// Queued publications the other plugins refused (or the broker
+    /// dropped).
+    pub publications_denied: u64,
     pub last_reload: Option<LastReload>,
 }
 
@@ -160,7 +168,7 @@ enum Last {
         /// For a failure: the file's hash and the settings it failed with,
         /// so the same failure is not compiled and logged again at every
         /// reload.
-        failed: Option<(String, Settings)>,
+        failed: Option<Box<(String, Settings)>>,
     },
     /// Not tried, for this reason, since `at`.
     Ignored { reason: String, at: u64 },
@@ -393,7 +401,7 @@ impl Reloader {
             file: path.to_owned(),
             last: Last::Reload {
                 last: LastReload { outcome, at: now() },
-                failed,
+                failed: failed.map(Box::new),
             },
         };
         self.results().insert(name.to_owned(), record);
@@ -457,7 +465,7 @@ impl Reloader {
     /// Whether these bytes and settings of `name` already failed to load.
     fn failed_before(&self, name: &str, hash: &str, settings: &Settings) -> bool {
         self.results().get(name).is_some_and(|r| {
-            matches!(&r.last, Last::Reload { failed: Some((h, s)), .. } if h == hash && s == settings)
+            matches!(&r.last, Last::Reload { failed: Some(f), .. } if f.0 == hash && f.1 == *settings)
         })
     }
 
@@ -491,6 +499,9 @@ impl Reloader {
                     invalid: s.invalid.load(Ordering::Relaxed),
                     fuel_used: s.fuel_used.load(Ordering::Relaxed),
                     instances: p.instances(),
+                    published: p.shared.publisher.published.load(Ordering::Relaxed),
+                    publish_refused: p.shared.publisher.refused.load(Ordering::Relaxed),
+                    publications_denied: p.shared.publisher.denied.load(Ordering::Relaxed),
                     last_reload: results.get(&*p.name).and_then(|r| match &r.last {
                         Last::Reload { last, .. } => Some(last.clone()),
                         Last::Ignored { .. } => None,
@@ -636,6 +647,11 @@ fn settings(config: &Config, own: Option<&PluginConfig>) -> Settings {
         )),
         kv_max_bytes: own.kv_max_bytes.unwrap_or(d.kv_max_bytes),
         kv_cluster: own.kv_cluster.unwrap_or(false),
+        publish_per_sec: own.publish_per_sec.unwrap_or(d.publish_per_sec),
+        mountpoint: own.mountpoint.as_deref().unwrap_or_default().into(),
+        http_allow: own.http_allow.clone(),
+        http_timeout: Duration::from_millis(u64::from(own.http_timeout_ms.unwrap_or(1000))),
+        http_max_response: own.http_max_response_bytes.unwrap_or(1 << 20),
         required: own.required,
         config: own
             .config

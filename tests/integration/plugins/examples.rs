@@ -407,6 +407,7 @@ async fn payload_handles_do_not_accumulate() {
         properties: &properties,
         expiry: None,
         is_will: false,
+        from_plugin: None,
         limits: &broker.ctx.limits,
     };
     for n in 0..120_000 {

@@ -12,11 +12,13 @@ mod languages;
 mod m5_only;
 mod modifiers;
 mod overload;
+mod publishing;
 mod pubsub;
 mod reload;
 mod sandbox;
 mod sdk;
 mod sdk_outside;
+mod webhook;
 
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test module uses a different subset")]
 
 pub mod hostile;
+pub mod http;
 pub mod nats;
 pub mod packets;
 pub mod process;

@@ -33,8 +33,8 @@ use exports::sluice::plugin::auth_on_subscribe_m5::{
 use exports::sluice::plugin::on_deliver_m5::{self, DeliverVerdictM5};
 use sluice::plugin::host;
 use sluice::plugin::types::{
-    ConnectProperties, Connection, DeliverModifiers, M5Denial, M5Error, MessageProperties,
-    Payload, Qos, SubscribeProperties, SubscriberId, TopicSubscription,
+    ConnectProperties, Connection, DeliverModifiers, M5Denial, M5Error, MessageProperties, Payload,
+    Qos, SubscribeProperties, SubscriberId, TopicSubscription,
 };
 
 struct M5Only;
