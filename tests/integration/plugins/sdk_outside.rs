@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use sluice_broker::plugins::Hook;
+
 use super::auth_examples::connect_v5_login;
 use super::*;
 use crate::support::TempDir;
@@ -69,17 +71,13 @@ async fn a_plugin_outside_the_repository_builds_against_the_sdk_and_loads() {
         .expect("build");
     let dir = PluginDir::new();
     dir.write("outside", &wasm);
-    let broker = crate::support::TestBroker::with(|c| {
-        dir.configure(c);
+    let broker = broker_with(&dir, |c| {
         plugin_config(c, "outside", &[("user", "alice"), ("password", "pw")]);
     });
     let plugin = broker.ctx.plugins.get("outside").expect("loaded");
     assert_eq!(
         plugin.hooks().iter().collect::<Vec<_>>(),
-        [
-            sluice_broker::plugins::Hook::AuthOnRegister,
-            sluice_broker::plugins::Hook::AuthOnRegisterM5
-        ]
+        [Hook::AuthOnRegister, Hook::AuthOnRegisterM5]
     );
     let code = |c: &[u8]| {
         let c = c.to_vec();
