@@ -35,9 +35,10 @@
 //! - `cargo xtask passwd [--iterations N] FILE USER [PASSWORD]`: adds or
 //!   updates USER's line in the password file FILE of the `password-file`
 //!   example plugin (password from standard input when not given).
-//! - `cargo xtask new-plugin NAME [--lang rust|python|js|c]`: a
+//! - `cargo xtask new-plugin NAME [--lang rust|python|js|c] [--dir DIR]`: a
 //!   ready-to-build plugin in `example-plugins/NAME/` from the templates in
-//!   `xtask/templates/`.
+//!   `xtask/templates/`, or with `--dir` a standalone project in DIR with
+//!   its own `build.sh`.
 //! - `cargo xtask sync-wit [--check]`: copies `wit/` into the plugin SDK's
 //!   crates (`plugin-sdk/wit/`, `plugin-sdk/macros/wit/`), which build from
 //!   their own copy; `--check` fails on a difference instead.
@@ -67,7 +68,7 @@ mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, install_nats_server, python_with_paho};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only | --cluster-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c] | sync-wit [--check]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only | --cluster-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c] [--dir DIR] | sync-wit [--check]>";
 
 fn main() -> ExitCode {
     match try_main() {
@@ -96,7 +97,7 @@ fn try_main() -> Result<()> {
         Some("build-plugins") => build_plugins(&root),
         Some("bench") => bench::run(&root, &args.collect::<Vec<_>>()),
         Some("passwd") => passwd::run(&invoked_in, &args.collect::<Vec<_>>()),
-        Some("new-plugin") => new_plugin::run(&root, &args.collect::<Vec<_>>()),
+        Some("new-plugin") => new_plugin::run(&root, &invoked_in, &args.collect::<Vec<_>>()),
         Some("sync-wit") => sync_wit::run(&root, &args.collect::<Vec<_>>()),
         _ => bail!("{USAGE}"),
     }
@@ -190,9 +191,14 @@ fn test(root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // SLUICE_XTASK: the integration tests run `new-plugin` with this binary.
     sh(cargo()
         .args(["test", "--workspace"])
-        .env("SLUICE_PYTHON", &python))?;
+        .env("SLUICE_PYTHON", &python)
+        .env(
+            "SLUICE_XTASK",
+            env::current_exe().context("cannot find the xtask binary")?,
+        ))?;
     // The example plugins' pure logic, unit-tested on the host.
     sh(cargo()
         .arg("test")

@@ -1,25 +1,41 @@
-//! `cargo xtask new-plugin NAME [--lang rust|python|js|c]`: a ready-to-build
-//! plugin in `example-plugins/NAME/`, from the templates in
-//! `xtask/templates/LANG/`. A Rust plugin joins the `example-plugins`
-//! workspace; every language's plugin is then built by
-//! `cargo xtask build-plugins` into `target/plugins/NAME.wasm`.
+//! `cargo xtask new-plugin NAME [--lang rust|python|js|c] [--dir DIR]`: a
+//! ready-to-build plugin from the templates in `xtask/templates/LANG/`.
+//!
+//! - Without `--dir`, an example plugin in `example-plugins/NAME/`: a Rust
+//!   plugin joins the `example-plugins` workspace, and every language's
+//!   plugin is built by `cargo xtask build-plugins` into
+//!   `target/plugins/NAME.wasm`.
+//! - With `--dir DIR`, a standalone project anywhere, for a plugin kept in
+//!   its own repository: the template plus `xtask/templates/standalone/LANG/`
+//!   (a `build.sh` that needs only the language's public tools, a README),
+//!   and what the build needs from this checkout: the broker's WIT package
+//!   (`wit/deps/sluice-plugin/`, beside the plugin's `wit/world.wit`), the
+//!   SDK's path for Rust, the WASI reactor adapter for C.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
 
-const USAGE: &str = "usage: cargo xtask new-plugin NAME [--lang rust|python|js|c]";
+const USAGE: &str = "usage: cargo xtask new-plugin NAME [--lang rust|python|js|c] [--dir DIR]";
 
 /// The languages with a template.
 const LANGS: &[&str] = &["rust", "python", "js", "c"];
 
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
+/// The file name a C project's build script expects the adapter under.
+const ADAPTER_FILE: &str = "wasi_snapshot_preview1.reactor.wasm";
+
+/// `invoked_in`: where `cargo xtask` was run, which a relative `--dir` is
+/// resolved from.
+pub fn run(root: &Path, invoked_in: &Path, args: &[String]) -> Result<()> {
     let mut name = None;
     let mut lang = "rust".to_owned();
+    let mut dir = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--lang" => lang = it.next().context(USAGE)?.clone(),
+            "--dir" => dir = Some(invoked_in.join(it.next().context(USAGE)?)),
             other if other.starts_with('-') => bail!("unknown option {other}\n{USAGE}"),
             other if name.is_none() => name = Some(other.to_owned()),
             _ => bail!("{USAGE}"),
@@ -33,22 +49,85 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             LANGS.join(", ")
         );
     }
-    let template = root.join("xtask/templates").join(&lang);
+    match dir {
+        Some(dir) => {
+            standalone(root, &lang, &name, &dir)?;
+            eprintln!(
+                "xtask: created {} ({lang}); `./build.sh` there builds {name}.wasm",
+                dir.display()
+            );
+        }
+        None => {
+            let dest = root.join("example-plugins").join(&name);
+            if dest.exists() {
+                bail!("{} already exists", dest.display());
+            }
+            copy_template(&template(root, &lang)?, &dest, &Fill::new(&name))?;
+            if lang == "rust" {
+                join_workspace(&root.join("example-plugins/Cargo.toml"), &name)?;
+            }
+            eprintln!(
+                "xtask: created {} ({lang}); `cargo xtask build-plugins` builds it into target/plugins/{name}.wasm",
+                dest.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `xtask/templates/LANG/`.
+fn template(root: &Path, lang: &str) -> Result<PathBuf> {
+    let template = root.join("xtask/templates").join(lang);
     if !template.is_dir() {
         bail!("the {lang} template is missing ({})", template.display());
     }
-    let dest = root.join("example-plugins").join(&name);
-    if dest.exists() {
-        bail!("{} already exists", dest.display());
+    Ok(template)
+}
+
+/// A standalone project in `dir` (which must not exist, or be empty).
+pub fn standalone(root: &Path, lang: &str, name: &str, dir: &Path) -> Result<()> {
+    let occupied = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied {
+        bail!("{} already exists and is not empty", dir.display());
     }
-    copy_template(&template, &dest, &name)?;
+    let sdk = root
+        .join("plugin-sdk")
+        .canonicalize()
+        .context("cannot find plugin-sdk/ in this checkout")?;
+    let fill = Fill {
+        sdk: sdk.to_string_lossy().replace('\\', "/"),
+        ..Fill::new(name)
+    };
+    copy_template(&template(root, lang)?, dir, &fill)?;
+    copy_template(
+        &root.join("xtask/templates/standalone").join(lang),
+        dir,
+        &fill,
+    )?;
     if lang == "rust" {
-        join_workspace(&root.join("example-plugins/Cargo.toml"), &name)?;
+        return Ok(());
     }
-    eprintln!(
-        "xtask: created {} ({lang}); `cargo xtask build-plugins` builds it into target/plugins/{name}.wasm",
-        dest.display()
-    );
+    // wit/: the plugin's world, and the broker's package as a dependency,
+    // the layout every component tool reads as one WIT directory.
+    let deps = dir.join("wit/deps/sluice-plugin");
+    std::fs::create_dir_all(&deps).with_context(|| format!("cannot create {}", deps.display()))?;
+    std::fs::rename(dir.join("world.wit"), dir.join("wit/world.wit"))
+        .context("cannot move world.wit into wit/")?;
+    let package = root.join("wit");
+    for entry in
+        std::fs::read_dir(&package).with_context(|| format!("cannot read {}", package.display()))?
+    {
+        let path = entry?.path();
+        if let Some(file) = path.file_name().filter(|_| path.is_file()) {
+            std::fs::copy(&path, deps.join(file))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
+    if lang == "c" {
+        let adapter = dir.join(ADAPTER_FILE);
+        std::fs::write(&adapter, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
+            .with_context(|| format!("cannot write {}", adapter.display()))?;
+    }
     Ok(())
 }
 
@@ -88,27 +167,49 @@ fn snake(name: &str) -> String {
     name.replace('-', "_")
 }
 
-fn fill(text: &str, name: &str) -> String {
-    text.replace("{{name}}", name)
-        .replace("{{Name}}", &camel(name))
-        .replace("{{name_snake}}", &snake(name))
+/// The placeholders of the templates.
+struct Fill {
+    /// `{{name}}`, and its `{{Name}}` and `{{name_snake}}` forms.
+    name: String,
+    /// `{{sdk}}`: the SDK's directory (standalone Rust projects).
+    sdk: String,
 }
 
-fn copy_template(from: &Path, to: &Path, name: &str) -> Result<()> {
+impl Fill {
+    fn new(name: &str) -> Fill {
+        Fill {
+            name: name.to_owned(),
+            sdk: String::new(),
+        }
+    }
+
+    fn apply(&self, text: &str) -> String {
+        text.replace("{{name}}", &self.name)
+            .replace("{{Name}}", &camel(&self.name))
+            .replace("{{name_snake}}", &snake(&self.name))
+            .replace("{{sdk}}", &self.sdk)
+    }
+}
+
+/// Copies `from` into `to`, filling in names and contents; files keep
+/// their permissions (the build scripts are executable).
+fn copy_template(from: &Path, to: &Path, fill: &Fill) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     for entry in
         std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
     {
         let entry = entry?;
         let path = entry.path();
-        let target = to.join(fill(&entry.file_name().to_string_lossy(), name));
+        let target = to.join(fill.apply(&entry.file_name().to_string_lossy()));
         if entry.file_type()?.is_dir() {
-            copy_template(&path, &target, name)?;
+            copy_template(&path, &target, fill)?;
         } else {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            std::fs::write(&target, fill(&text, name))
+            std::fs::write(&target, fill.apply(&text))
                 .with_context(|| format!("cannot write {}", target.display()))?;
+            std::fs::set_permissions(&target, entry.metadata()?.permissions())
+                .with_context(|| format!("cannot set the permissions of {}", target.display()))?;
         }
     }
     Ok(())
@@ -151,7 +252,7 @@ mod tests {
         }
         assert_eq!(camel("my-acl"), "MyAcl");
         assert_eq!(
-            fill("{{Name}} {{name}} {{name_snake}}", "x-y"),
+            Fill::new("x-y").apply("{{Name}} {{name}} {{name_snake}}"),
             "XY x-y x_y"
         );
     }
@@ -179,36 +280,64 @@ mod tests {
 
 #[cfg(test)]
 mod template_tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
-    /// Every template fills in completely, and the non-Rust ones name a
-    /// world the build can find.
+    /// The text files under `dir`, with their contents.
+    fn texts(dir: &Path) -> Vec<(PathBuf, String)> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_none_or(|e| e != "wasm") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    found.push((path, text));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every template fills in completely, as an example plugin and as a
+    /// standalone project; the non-Rust ones name a world the build can
+    /// find, and the standalone ones have an executable build script.
     #[test]
     fn templates_fill_in() {
         let root = crate::project_root();
         for lang in LANGS {
-            let template = root.join("xtask/templates").join(lang);
-            let dest =
+            let base =
                 std::env::temp_dir().join(format!("xtask-template-{lang}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dest);
-            copy_template(&template, &dest, "my-plugin").unwrap();
-            let mut stack = vec![dest.clone()];
-            while let Some(dir) = stack.pop() {
-                for entry in std::fs::read_dir(&dir).unwrap() {
-                    let path = entry.unwrap().path();
-                    if path.is_dir() {
-                        stack.push(path);
-                    } else {
-                        let text = std::fs::read_to_string(&path).unwrap();
-                        assert!(!text.contains("{{"), "{}", path.display());
-                    }
+            let _ = std::fs::remove_dir_all(&base);
+            let example = base.join("example");
+            copy_template(
+                &template(&root, lang).unwrap(),
+                &example,
+                &Fill::new("my-plugin"),
+            )
+            .unwrap();
+            let project = base.join("standalone");
+            standalone(&root, lang, "my-plugin", &project).unwrap();
+            for (path, text) in texts(&example).into_iter().chain(texts(&project)) {
+                assert!(!text.contains("{{"), "{}", path.display());
+            }
+            let script = std::fs::metadata(project.join("build.sh")).unwrap();
+            assert_ne!(script.permissions().mode() & 0o111, 0, "{lang}");
+            if *lang == "rust" {
+                let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+                assert!(manifest.contains("plugin-sdk\" }"), "{manifest}");
+            } else {
+                for world in [example.join("world.wit"), project.join("wit/world.wit")] {
+                    let world = std::fs::read_to_string(world).unwrap();
+                    assert!(world.contains("package sluice-user:my-plugin;"), "{lang}");
                 }
+                assert!(project.join("wit/deps/sluice-plugin/types.wit").is_file());
             }
-            if *lang != "rust" {
-                let world = std::fs::read_to_string(dest.join("world.wit")).unwrap();
-                assert!(world.contains("package sluice-user:my-plugin;"), "{lang}");
-            }
-            let _ = std::fs::remove_dir_all(&dest);
+            assert!(standalone(&root, lang, "my-plugin", &project).is_err());
+            let _ = std::fs::remove_dir_all(&base);
         }
     }
 }

@@ -11,13 +11,13 @@ mod lang_c;
 mod languages;
 mod m5_only;
 mod modifiers;
+mod new_plugin;
 mod overload;
 mod publishing;
 mod pubsub;
 mod reload;
 mod sandbox;
 mod sdk;
-mod sdk_outside;
 mod webhook;
 
 use std::time::{Duration, Instant};
