@@ -82,9 +82,18 @@ impl PluginLog {
         false
     }
 
-    /// Logs a `host.log` record.
+    /// Logs a `host.log` record. A record at a level the broker does not
+    /// log costs nothing of the plugin's rate (a plugin logging at debug
+    /// under an `info` broker is not reported as dropping records).
     pub fn record(&self, level: LogLevel, message: &str) {
-        if !self.admit() {
+        let enabled = match level {
+            LogLevel::Trace => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
+            LogLevel::Debug => tracing::enabled!(target: "plugin", tracing::Level::DEBUG),
+            LogLevel::Info => tracing::enabled!(target: "plugin", tracing::Level::INFO),
+            LogLevel::Warn => tracing::enabled!(target: "plugin", tracing::Level::WARN),
+            LogLevel::Error => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
+        };
+        if !enabled || !self.admit() {
             return;
         }
         let message = Cut(message.as_bytes());
@@ -232,5 +241,27 @@ mod tests {
         assert_eq!(admitted, RATE as usize);
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(log.admit(), "a new second, a new allowance");
+    }
+
+    #[test]
+    fn records_below_the_broker_level_cost_no_rate() {
+        let log = PluginLog::new(Arc::from("p"));
+        let info = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(io::sink)
+            .finish();
+        tracing::subscriber::with_default(info, || {
+            for _ in 0..RATE * 3 {
+                log.record(LogLevel::Debug, "not logged");
+            }
+            let w = log.window.lock().expect("window");
+            assert_eq!((w.written, w.dropped), (0, 0));
+            drop(w);
+            for _ in 0..RATE + 1 {
+                log.record(LogLevel::Info, "logged");
+            }
+            let w = log.window.lock().expect("window");
+            assert_eq!((w.written, w.dropped), (RATE, 1));
+        });
     }
 }

@@ -78,6 +78,7 @@ mod events;
 mod hooks;
 mod host;
 mod http;
+mod http_link;
 pub mod kv;
 mod limiter;
 mod log;

@@ -173,3 +173,29 @@ async fn publishes_are_authorized_and_decisions_cached() {
     assert_eq!(count(&server, "publish"), 2, "{:?}", server.requests());
     watch.no_publish_within(Duration::from_millis(300)).await;
 }
+
+/// Many requests from one instance: each leaves nothing behind in the
+/// instance's resource table (wasmtime-wasi-http 48 kept every request's
+/// options there, so that after 4,096 requests every call trapped; see
+/// `plugins/http_link.rs`).
+#[tokio::test]
+async fn thousands_of_requests_from_one_instance_leave_nothing_behind() {
+    const N: u16 = 4_500;
+    let server = HttpServer::start(service).await;
+    let dir = PluginDir::new();
+    let (url, publish_url) = (server.url("/auth"), server.url("/acl"));
+    let broker = webhook_broker(
+        &dir,
+        vec![server.url("/*")],
+        &[("url", &url), ("publish_url", &publish_url)],
+    );
+    // One publisher, one message at a time: one instance answers them all.
+    let mut raw = Raw::handshake(broker.addr, &connect_v5_user("many", "ann", |_| {})).await;
+    for pkid in 1..=N {
+        raw.send(&publish_v5("ok/many", 1, pkid, b"x", None)).await;
+        assert_eq!(raw.recv_kind(4).await.ack_reason(), 0x10, "message {pkid}");
+    }
+    assert_eq!(count(&server, "publish"), usize::from(N));
+    // And the instance still serves the next login.
+    assert_eq!(login(&broker, "after", "ann").await, 0);
+}

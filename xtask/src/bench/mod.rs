@@ -15,7 +15,9 @@
 //! `--cluster-only` run only the soak, the stuck plugin, durability or the
 //! cluster and replace only its section. `--acl-deliver-only` measures the
 //! delivery-time ACL (`acl.rs`: fan-out with topic-acl's read check) and
-//! replaces only its section; the full run leaves that section as it is.
+//! `--webhook-only` the webhook-auth plugin's decisions (`webhook.rs`:
+//! fan-in and reconnects against a local HTTP service), each replacing only
+//! its section; the full run leaves those sections as they are.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
 //! the machine has two or more CPUs); in the cluster runs both nodes and
@@ -28,6 +30,7 @@ mod persist;
 mod report;
 mod soak;
 mod stuck;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -58,6 +61,11 @@ pub enum Broker {
     /// `config/sluice.toml`: its `auth-on-deliver` read check runs for
     /// every delivery.
     SluiceAclRead,
+    /// With the webhook-auth example plugin asking an HTTP service, its
+    /// answers cached (`cache_secs`).
+    SluiceWebhook,
+    /// The same, every CONNECT and PUBLISH an HTTP request.
+    SluiceWebhookUncached,
 }
 
 impl Broker {
@@ -70,6 +78,8 @@ impl Broker {
             Broker::SluiceAclUncached => "sluice + topic-acl (every message)",
             Broker::SluiceSpinner => "sluice + spinner",
             Broker::SluiceAclRead => "sluice + topic-acl (shipped rules)",
+            Broker::SluiceWebhook => "sluice + webhook-auth (cached)",
+            Broker::SluiceWebhookUncached => "sluice + webhook-auth (every decision)",
         }
     }
 
@@ -82,6 +92,8 @@ impl Broker {
             Broker::SluiceAclUncached => 18_905,
             Broker::SluiceSpinner => 18_906,
             Broker::SluiceAclRead => 18_907,
+            Broker::SluiceWebhook => 18_908,
+            Broker::SluiceWebhookUncached => 18_909,
         }
     }
 }
@@ -209,6 +221,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let persist_only = args.iter().any(|a| a == "--persist-only");
     let cluster_only = args.iter().any(|a| a == "--cluster-only");
     let acl_only = args.iter().any(|a| a == "--acl-deliver-only");
+    let webhook_only = args.iter().any(|a| a == "--webhook-only");
     if let Some(unknown) = args.iter().find(|a| {
         !matches!(
             a.as_str(),
@@ -219,6 +232,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 | "--persist-only"
                 | "--cluster-only"
                 | "--acl-deliver-only"
+                | "--webhook-only"
         )
     }) {
         bail!("unknown bench option {unknown}");
@@ -230,11 +244,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         ("--persist-only", persist_only),
         ("--cluster-only", cluster_only),
         ("--acl-deliver-only", acl_only),
+        ("--webhook-only", webhook_only),
     ];
     if onlys.iter().filter(|(_, o)| *o).count() > 1 {
         bail!(
-            "--micro-only, --soak-only, --stuck-only, --persist-only, --cluster-only and \
-             --acl-deliver-only exclude each other"
+            "--micro-only, --soak-only, --stuck-only, --persist-only, --cluster-only, \
+             --acl-deliver-only and --webhook-only exclude each other"
         );
     }
     // Only one of the scenarios besides the main table.
@@ -252,12 +267,34 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "--bin",
             "loadgen",
         ]))?;
-        if !stuck_only && !cluster_only && !acl_only {
+        if !stuck_only && !cluster_only && !acl_only && !webhook_only {
             install_mosquitto()?;
         }
         if !soak_only && !persist_only && !cluster_only {
             build_plugins(root)?;
         }
+    }
+    if webhook_only {
+        let machine = report::Machine::probe();
+        let outcome = webhook::run(root, quick, machine.cpus >= 2)?;
+        let command = format!(
+            "cargo xtask bench --webhook-only{}",
+            if quick { " --quick" } else { "" }
+        );
+        let section = webhook::section(
+            &outcome,
+            &machine.date,
+            &command,
+            &report::revision(root),
+            quick,
+        );
+        println!("{section}");
+        let path = root.join("BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, report::splice(&old, webhook::HEADING, &section))
+            .context("cannot write BENCHMARKS.md")?;
+        eprintln!("xtask: updated the webhook section of BENCHMARKS.md");
+        return Ok(());
     }
     if acl_only {
         let machine = report::Machine::probe();
@@ -471,7 +508,9 @@ fn start(
         | Broker::SluiceAcl
         | Broker::SluiceAclUncached
         | Broker::SluiceSpinner
-        | Broker::SluiceAclRead => {
+        | Broker::SluiceAclRead
+        | Broker::SluiceWebhook
+        | Broker::SluiceWebhookUncached => {
             let config = dir.join(format!("sluice-{port}.toml"));
             let mut text = format!(
                 "[server]\nbind = [\"127.0.0.1:{port}\"]\nallow_anonymous = {}\n\
@@ -523,6 +562,9 @@ fn start(
                     plugins.display(),
                     dir.join("plugin-cache").display()
                 ));
+            }
+            if let Broker::SluiceWebhook | Broker::SluiceWebhookUncached = broker {
+                text.push_str(&webhook::config(root, dir, broker)?);
             }
             if broker == Broker::SluiceSpinner {
                 let plugins = dir.join(format!("spinner-{port}"));

@@ -6,7 +6,8 @@
 //!   fanout   --subs N --msgs N --size B --qos Q [--filter F] [--sub-addr ADDR]
 //!   pairs    --pairs N --msgs N --size B --qos Q [--sub-addr ADDR]
 //!   shared   --pubs N --subs N --msgs N --size B --qos Q
-//!   connect  --workers N --secs S
+//!   connect  --workers N --secs S [--ids fresh|reused] (reused: each
+//!            worker reconnects with one client id, as a device does)
 //!   latency  --rate R --secs S --size B [--sub-addr ADDR]
 //!   idle     --pid PID --conns N
 //!   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS
@@ -41,7 +42,7 @@ const USAGE: &str = "usage: loadgen SCENARIO --addr ADDR [options]
   fanout   --subs N --msgs N --size B --qos Q [--filter F] [--sub-addr ADDR]
   pairs    --pairs N --msgs N --size B --qos Q [--sub-addr ADDR]
   shared   --pubs N --subs N --msgs N --size B --qos Q
-  connect  --workers N --secs S
+  connect  --workers N --secs S [--ids fresh|reused]
   latency  --rate R --secs S --size B [--sub-addr ADDR]
   idle     --pid PID --conns N
   soak     --secs S --pairs N --rate R --size B --hostile 0|1|KINDS --pid PID --rss-limit-mb M
@@ -112,7 +113,12 @@ fn main() -> Result<()> {
             }
             "connect" => {
                 let secs: f64 = get("secs", "5").parse().context("--secs")?;
-                scenarios::connects(addr, num("workers", "8")?, secs).await
+                let reuse = match get("ids", "fresh").as_str() {
+                    "fresh" => false,
+                    "reused" => true,
+                    other => bail!("--ids is fresh or reused, not {other}"),
+                };
+                scenarios::connects(addr, num("workers", "8")?, secs, reuse).await
             }
             "latency" => {
                 let secs: f64 = get("secs", "5").parse().context("--secs")?;

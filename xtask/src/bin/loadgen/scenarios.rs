@@ -440,8 +440,9 @@ async fn flow_shared(
 }
 
 /// CONNECT → CONNACK → DISCONNECT in a loop from `workers` clients for
-/// `secs` seconds.
-pub async fn connects(addr: SocketAddr, workers: usize, secs: f64) -> Result<Outcome> {
+/// `secs` seconds; each CONNECT with a new client id, or with `reuse` the
+/// worker's own one every time.
+pub async fn connects(addr: SocketAddr, workers: usize, secs: f64, reuse: bool) -> Result<Outcome> {
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let mut tasks = JoinSet::new();
@@ -449,7 +450,12 @@ pub async fn connects(addr: SocketAddr, workers: usize, secs: f64) -> Result<Out
         tasks.spawn(async move {
             let mut n = 0u64;
             while Instant::now() < until {
-                let mut c = Conn::open(addr, &format!("lgc-{w}-{n}")).await?;
+                let id = if reuse {
+                    format!("lgc-{w}")
+                } else {
+                    format!("lgc-{w}-{n}")
+                };
+                let mut c = Conn::open(addr, &id).await?;
                 c.stream.write_all(&wire::DISCONNECT).await?;
                 n += 1;
             }
