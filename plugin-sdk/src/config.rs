@@ -269,6 +269,11 @@ impl Settings {
     ///
     /// Types of their own deserialize from these as usual (a
     /// `#[serde(try_from = "String")]` type from the text, for example).
+    /// What serde buffers before it knows the type (`#[serde(flatten)]`
+    /// fields, untagged enums) gets every value as text, and takes every
+    /// key it sees as read: read such parts with separate calls instead
+    /// (`deserialize` for the top-level keys, [`value`](Settings::value)
+    /// for a group), as the `limits` example plugin does.
     /// An error names the key and its value (`KEY = "VALUE": WHY`; for a
     /// list item, `KEY: "ITEM": WHY`), or the missing key
     /// (`KEY is missing`).
