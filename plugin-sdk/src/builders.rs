@@ -191,6 +191,33 @@ setters!(DeliverModifiers {
     properties: plain MessageProperties = MessageProperties::new();
 });
 
+/// `changes()` for the modifier records: `None` for no change, the
+/// answer a hook gives when it changes nothing.
+macro_rules! changes {
+    ($($ty:ident: $example:expr;)*) => {$(
+        impl $ty {
+            /// `Some(self)` if it changes anything, `None` if every field is
+            /// `None`: what `Ok` takes when the changes are computed.
+            ///
+            /// ```
+            #[doc = concat!("use sluice_plugin_sdk::", stringify!($ty), ";")]
+            ///
+            #[doc = concat!("assert_eq!(", stringify!($ty), "::new().changes(), None);")]
+            #[doc = concat!("assert!(", stringify!($ty), "::new().", stringify!($example), ".changes().is_some());")]
+            /// ```
+            pub fn changes(self) -> Option<Self> {
+                (self != Self::new()).then_some(self)
+            }
+        }
+    )*};
+}
+
+changes! {
+    RegisterModifiers: allow_publish(false);
+    PublishModifiers: cache_secs(60);
+    DeliverModifiers: topic("public/out");
+}
+
 impl MessageProperties {
     /// No properties.
     ///

@@ -2,13 +2,14 @@
 //! for an MQTT 3.x client: what the client cannot receive is left out
 //! (properties, `receive-maximum`, `topic-alias-maximum`), and a refusal
 //! becomes its MQTT 3 form, its reason string (or the code's name) the
-//! logged text. The `_any` hooks answer through these.
+//! logged text. The `_any` hooks answer through these. And a QoS as its
+//! number.
 
 use crate::{
-    DeliverVerdict, DeliverVerdictM5, Denial, PublishVerdict, PublishVerdictM5, RegisterModifiers,
-    RegisterVerdict, RegisterVerdictM5, RetainHandling, SubscribeVerdict, SubscribeVerdictM5,
-    SubscriptionOptions, TopicRequest, TopicResult, TopicResultM5, TopicSubscription,
-    UnsubscribeVerdict, UnsubscribeVerdictM5, reason,
+    DeliverVerdict, DeliverVerdictM5, Denial, PublishVerdict, PublishVerdictM5, Qos,
+    RegisterModifiers, RegisterVerdict, RegisterVerdictM5, RetainHandling, SubscribeVerdict,
+    SubscribeVerdictM5, SubscriptionOptions, TopicRequest, TopicResult, TopicResultM5,
+    TopicSubscription, UnsubscribeVerdict, UnsubscribeVerdictM5, reason,
 };
 
 impl From<RegisterVerdictM5> for RegisterVerdict {
@@ -133,6 +134,57 @@ impl From<TopicRequest> for TopicSubscription {
     }
 }
 
+impl From<Qos> for u8 {
+    /// 0, 1 or 2.
+    ///
+    /// ```
+    /// assert_eq!(u8::from(sluice_plugin_sdk::Qos::ExactlyOnce), 2);
+    /// ```
+    fn from(qos: Qos) -> u8 {
+        match qos {
+            Qos::AtMostOnce => 0,
+            Qos::AtLeastOnce => 1,
+            Qos::ExactlyOnce => 2,
+        }
+    }
+}
+
+impl TryFrom<u8> for Qos {
+    type Error = String;
+
+    /// The QoS of number 0, 1 or 2.
+    ///
+    /// ```
+    /// use sluice_plugin_sdk::Qos;
+    ///
+    /// assert_eq!(Qos::try_from(1), Ok(Qos::AtLeastOnce));
+    /// assert!(Qos::try_from(3).is_err());
+    /// ```
+    fn try_from(n: u8) -> Result<Qos, String> {
+        match n {
+            0 => Ok(Qos::AtMostOnce),
+            1 => Ok(Qos::AtLeastOnce),
+            2 => Ok(Qos::ExactlyOnce),
+            _ => Err("expected a QoS: 0, 1 or 2".into()),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Qos {
+    /// A setting `qos = 1` (0, 1 or 2: see [`config`](crate::config)).
+    ///
+    /// ```
+    /// use sluice_plugin_sdk::{Qos, Settings};
+    ///
+    /// let s = Settings::new([("qos", "2"), ("bad", "3")]);
+    /// assert_eq!(s.value::<Qos>("qos"), Ok(Some(Qos::ExactlyOnce)));
+    /// assert_eq!(s.value::<Qos>("bad").err().as_deref(), Some(r#"bad = "3": expected a QoS: 0, 1 or 2"#));
+    /// ```
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Qos::try_from(u8::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +216,7 @@ mod tests {
         assert_eq!((m.receive_maximum, m.max_message_rate), (None, Some(10)));
         let granted = TopicSubscription::from(TopicRequest {
             filter: "a".into(),
-            qos: crate::Qos::AtMostOnce,
+            qos: Qos::AtMostOnce,
         });
         let v = SubscribeVerdict::from(SubscribeVerdictM5::Ok(Some(SubscribeChanges {
             topics: Some(vec![

@@ -40,6 +40,9 @@
 //! - [`reason`] names the MQTT 5 reason codes; [`info!`], [`debug!`] and
 //!   the other logging macros write to the broker's log; [`kv`] is the
 //!   plugin's key-value store; [`publish`] publishes messages.
+//! - The configuration can be any type that derives `serde::Deserialize`
+//!   ([`config`]); [`topic`] matches topics and filters as the broker
+//!   does; [`template`] reads text with `%c`-style placeholders.
 //!
 //! The plugin's crate is a `cdylib` built for `wasm32-wasip2`:
 //!
@@ -49,6 +52,8 @@
 //!
 //! [dependencies]
 //! sluice-plugin-sdk = { path = "../sluice/plugin-sdk" }  # or { git = "..." }
+//! # For a configuration that derives `Deserialize` (see `config`):
+//! serde = { version = "1", default-features = false, features = ["std", "derive"] }
 //! ```
 //!
 //! `cargo build --release --target wasm32-wasip2` then gives the `.wasm` to
@@ -68,6 +73,8 @@ pub mod publish;
 pub mod reason;
 mod requests;
 mod runtime;
+pub mod template;
+pub mod topic;
 
 pub use config::{FromConfig, Settings};
 pub use plugin::Plugin;
@@ -120,6 +127,20 @@ pub use types::{
     RegisterVerdictM5, RetainHandling, SubscribeProperties, SubscriberId, SubscriptionOptions,
     TopicSubscription, UserProperties,
 };
+
+/// Seconds since 1970-01-01 UTC by the broker host's clock (0 if the clock
+/// is set before 1970): for expiry times, such as a token's `exp` or a
+/// cache entry's.
+///
+/// ```
+/// let now = sluice_plugin_sdk::unix_time();
+/// assert!(now > 1_600_000_000);
+/// ```
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// What the `#[plugin]` expansion uses. Not a public API.
 #[doc(hidden)]

@@ -13,7 +13,7 @@ mod event;
 
 use event::Event;
 use sluice_plugin_sdk::{FromConfig, Plugin, Qos, RegisteredEvent, SubscriberId, debug, warn};
-use sluice_plugin_sdk::{Settings as Values, config::invalid, publish};
+use sluice_plugin_sdk::{Settings as Values, publish};
 
 /// Where and how the events are published.
 struct Settings {
@@ -29,12 +29,7 @@ impl FromConfig for Settings {
                 "prefix {prefix:?} is not a topic name for publishing"
             ));
         }
-        let qos = match c.parse::<u8>("qos")? {
-            None | Some(1) => Qos::AtLeastOnce,
-            Some(0) => Qos::AtMostOnce,
-            Some(2) => Qos::ExactlyOnce,
-            Some(n) => return Err(invalid("qos", &n.to_string(), "use 0, 1 or 2")),
-        };
+        let qos = c.value("qos")?.unwrap_or(Qos::AtLeastOnce);
         Ok(Settings { prefix, qos })
     }
 }

@@ -7,8 +7,6 @@
 
 mod token;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sluice_plugin_sdk::{M5Denial, Plugin, RegisterModifiers, RegisterRequest, RegisterVerdictM5};
 use sluice_plugin_sdk::{SubscriberId, debug, reason, warn};
 use token::{Grant, Outcome, Settings};
@@ -17,20 +15,18 @@ use token::{Grant, Outcome, Settings};
 /// nothing special). A client id moves the client within its mountpoint
 /// unless the token names a mountpoint too.
 fn modifiers(id: SubscriberId, grant: Grant) -> Option<RegisterModifiers> {
-    if grant.is_empty() {
-        return None;
-    }
     let subscriber_id =
         (grant.client_id.is_some() || grant.mountpoint.is_some()).then(|| SubscriberId {
             mountpoint: grant.mountpoint.unwrap_or(id.mountpoint),
             client_id: grant.client_id.unwrap_or(id.client_id),
         });
-    Some(RegisterModifiers {
+    let m = RegisterModifiers {
         subscriber_id,
         allow_publish: grant.can_publish,
         allow_subscribe: grant.can_subscribe,
         ..RegisterModifiers::new()
-    })
+    };
+    m.changes()
 }
 
 struct JwtAuth;
@@ -55,10 +51,7 @@ impl Plugin for JwtAuth {
         let Some(password) = req.password else {
             return RegisterVerdictM5::Next;
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        match s.check(&password, now) {
+        match s.check(&password, sluice_plugin_sdk::unix_time()) {
             Outcome::Valid(grant) => RegisterVerdictM5::Ok(modifiers(req.subscriber_id, grant)),
             Outcome::Next => RegisterVerdictM5::Next,
             Outcome::Refused(why) => {

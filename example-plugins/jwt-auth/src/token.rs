@@ -5,55 +5,44 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac as _};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
-use sluice_plugin_sdk::{FromConfig, Settings as Values};
+use sluice_plugin_sdk::config::{Otherwise, Secret};
 
-/// The parsed configuration.
-#[derive(Clone)]
+/// The parsed configuration: the keys of the fields' names.
+#[derive(Clone, Debug, Deserialize)]
 pub struct Settings {
-    secret: Vec<u8>,
+    /// The HS256 key.
+    secret: Secret,
+    #[serde(default = "thirty")]
     pub leeway_secs: u64,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    #[serde(default = "yes")]
     pub require_exp: bool,
-    /// What to do with a password that is not shaped like a JWT.
-    pub other_passwords: OtherPasswords,
+    /// What to do with a password that is not shaped like a JWT (default:
+    /// leave the client to the next plugin).
+    #[serde(default)]
+    pub other_passwords: Otherwise,
 }
 
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("leeway_secs", &self.leeway_secs)
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("require_exp", &self.require_exp)
-            .field("other_passwords", &self.other_passwords)
-            .finish_non_exhaustive()
-    }
+fn thirty() -> u64 {
+    30
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtherPasswords {
-    /// Leave the client to the next plugin (default).
-    Next,
-    /// Refuse it.
-    Deny,
+fn yes() -> bool {
+    true
 }
 
-/// What a valid token grants, from its claims.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What a valid token grants: its claims of the fields' names (absent or
+/// null: `None`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 pub struct Grant {
     pub client_id: Option<String>,
     pub mountpoint: Option<String>,
     pub can_publish: Option<bool>,
     pub can_subscribe: Option<bool>,
-}
-
-impl Grant {
-    pub fn is_empty(&self) -> bool {
-        *self == Grant::default()
-    }
 }
 
 /// Why a token is refused.
@@ -105,43 +94,18 @@ pub enum Outcome {
     Refused(Rejection),
 }
 
-impl FromConfig for Settings {
-    fn from_config(c: &Values) -> Result<Self, String> {
-        let settings = Settings {
-            secret: c.get("secret").unwrap_or_default().as_bytes().to_vec(),
-            leeway_secs: c.parse("leeway_secs")?.unwrap_or(30),
-            issuer: c.get("issuer").map(str::to_owned),
-            audience: c.get("audience").map(str::to_owned),
-            require_exp: c.choice("require_exp", true, &[("true", true), ("false", false)])?,
-            other_passwords: c.choice(
-                "other_passwords",
-                OtherPasswords::Next,
-                &[
-                    ("next", OtherPasswords::Next),
-                    ("deny", OtherPasswords::Deny),
-                ],
-            )?,
-        };
-        c.finish()?;
-        if settings.secret.is_empty() {
-            return Err("`secret` is required (the HS256 key)".to_owned());
-        }
-        Ok(settings)
-    }
-}
-
 impl Settings {
     /// Whether the secret is shorter than RFC 7518 §3.2 asks (32 bytes).
     pub fn weak_secret(&self) -> bool {
-        self.secret.len() < 32
+        self.secret.expose().len() < 32
     }
 
     /// Checks `password` as a token at `now` (seconds since the epoch).
     pub fn check(&self, password: &[u8], now: u64) -> Outcome {
         let Some(parts) = split(password) else {
             return match self.other_passwords {
-                OtherPasswords::Next => Outcome::Next,
-                OtherPasswords::Deny => Outcome::Refused(Rejection::NotAToken),
+                Otherwise::Next => Outcome::Next,
+                Otherwise::Deny => Outcome::Refused(Rejection::NotAToken),
             };
         };
         match self.verify(parts, now) {
@@ -164,7 +128,7 @@ impl Settings {
         let signature = URL_SAFE_NO_PAD
             .decode(parts.signature)
             .map_err(|_| malformed("signature is not base64url"))?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret)
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.expose())
             .map_err(|_| malformed("unusable secret"))?;
         mac.update(parts.signed);
         // Constant-time comparison.
@@ -215,26 +179,8 @@ impl Settings {
                 return Err(Rejection::WrongAudience);
             }
         }
-        let text = |name: &str| -> Result<Option<String>, Rejection> {
-            match claims.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(Rejection::Malformed(format!("{name} is not a string"))),
-            }
-        };
-        let flag = |name: &str| -> Result<Option<bool>, Rejection> {
-            match claims.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Bool(b)) => Ok(Some(*b)),
-                Some(_) => Err(Rejection::Malformed(format!("{name} is not a boolean"))),
-            }
-        };
-        Ok(Grant {
-            client_id: text("client_id")?,
-            mountpoint: text("mountpoint")?,
-            can_publish: flag("can_publish")?,
-            can_subscribe: flag("can_subscribe")?,
-        })
+        // A grant's claim of the wrong type refuses the token.
+        Grant::deserialize(&claims).map_err(|e| Rejection::Malformed(format!("grant: {e}")))
     }
 }
 
@@ -273,6 +219,7 @@ fn split(password: &[u8]) -> Option<Parts<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_plugin_sdk::{FromConfig, Settings as Values};
 
     const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
     const NOW: u64 = 1_700_000_000;
@@ -311,7 +258,7 @@ mod tests {
             eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.\
             dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let s = Settings {
-            secret: key,
+            secret: key.into(),
             ..settings(&[])
         };
         assert_eq!(

@@ -2,54 +2,26 @@
 //! per-user limits from the configuration, and the limits for one client.
 
 use std::collections::HashMap;
-use std::fmt::Display;
-use std::str::FromStr;
 
-use sluice_plugin_sdk::{FromConfig, RegisterModifiers, Settings, config::invalid};
+use serde::Deserialize;
+use sluice_plugin_sdk::config::AtLeast;
+use sluice_plugin_sdk::{FromConfig, RegisterModifiers, Settings};
 
-/// One set of limits; `None` leaves the broker's value.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// One set of limits, from the keys of the fields' names; `None` leaves
+/// the broker's value.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct Limits {
-    pub max_message_rate: Option<u32>,
-    pub max_inflight: Option<u16>,
-    pub max_packet_size: Option<u32>,
+    pub max_message_rate: Option<AtLeast<1, u32>>,
+    pub max_inflight: Option<AtLeast<1, u16>>,
+    pub max_packet_size: Option<AtLeast<64, u32>>,
     pub session_expiry_cap: Option<u32>,
     /// MQTT 5 only.
-    pub receive_maximum: Option<u16>,
+    pub receive_maximum: Option<AtLeast<1, u16>>,
     /// MQTT 5 only.
     pub topic_alias_maximum: Option<u16>,
 }
 
 impl Limits {
-    /// The limits `s` sets.
-    fn parse(s: &Settings) -> Result<Limits, String> {
-        fn num<T>(s: &Settings, key: &str, min: T) -> Result<Option<T>, String>
-        where
-            T: FromStr + PartialOrd + Display,
-            T::Err: Display,
-        {
-            match s.parse::<T>(key) {
-                Ok(n) if n.as_ref().is_none_or(|n| *n >= min) => Ok(n),
-                _ => {
-                    let value = s.get(key).unwrap_or_default();
-                    Err(invalid(
-                        key,
-                        value,
-                        format!("expected a whole number, at least {min}"),
-                    ))
-                }
-            }
-        }
-        Ok(Limits {
-            max_message_rate: num(s, "max_message_rate", 1)?,
-            max_inflight: num(s, "max_inflight", 1)?,
-            max_packet_size: num(s, "max_packet_size", 64)?,
-            session_expiry_cap: num(s, "session_expiry_cap", 0)?,
-            receive_maximum: num(s, "receive_maximum", 1)?,
-            topic_alias_maximum: num(s, "topic_alias_maximum", 0)?,
-        })
-    }
-
     /// `self`, with what `over` sets replacing it.
     fn overridden_by(self, over: &Limits) -> Limits {
         Limits {
@@ -83,17 +55,14 @@ pub struct Request<'a> {
 }
 
 impl FromConfig for Config {
+    /// The defaults at the top, a user's limits under `user.NAME.`.
     fn from_config(s: &Settings) -> Result<Self, String> {
-        let mut users = HashMap::new();
-        for (name, limits) in s.scoped("user") {
-            users.insert(name.clone(), Limits::parse(&limits)?);
-            limits
-                .finish()
-                .map_err(|e| format!("{e} for user {name:?}"))?;
-        }
-        let defaults = Limits::parse(s)?;
+        let config = Config {
+            users: s.value("user")?.unwrap_or_default(),
+            defaults: s.deserialize()?,
+        };
         s.finish()?;
-        Ok(Config { defaults, users })
+        Ok(config)
     }
 }
 
@@ -120,11 +89,11 @@ impl Config {
             (requested > cap).then_some(cap)
         });
         let m = RegisterModifiers {
-            max_message_rate: l.max_message_rate,
-            max_inflight_messages: l.max_inflight,
-            max_packet_size: l.max_packet_size,
+            max_message_rate: l.max_message_rate.map(AtLeast::get),
+            max_inflight_messages: l.max_inflight.map(AtLeast::get),
+            max_packet_size: l.max_packet_size.map(AtLeast::get),
             session_expiry_interval,
-            receive_maximum: l.receive_maximum.filter(|_| req.v5),
+            receive_maximum: l.receive_maximum.map(AtLeast::get).filter(|_| req.v5),
             topic_alias_maximum: l.topic_alias_maximum.filter(|_| req.v5),
             ..RegisterModifiers::new()
         };

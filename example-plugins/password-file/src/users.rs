@@ -3,23 +3,18 @@
 
 use std::collections::HashMap;
 
-use sluice_plugin_sdk::{FromConfig, Settings, config::invalid};
+use serde::Deserialize;
+use sluice_plugin_sdk::config::{AtLeast, Otherwise};
+use sluice_plugin_sdk::{FromConfig, Settings};
 
 use crate::hash::PasswordHash;
 
-/// What to do with a username that is not in the list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unknown {
-    /// Leave the client to the next plugin (default).
-    Next,
-    /// Refuse it (bad user name or password).
-    Deny,
-}
-
 /// What to answer for a correct password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnSuccess {
     /// Accept: the chain ends here (default).
+    #[default]
     Ok,
     /// Pass the authenticated client on, so that a later plugin (such as
     /// `limits`) accepts it with its modifiers.
@@ -34,7 +29,10 @@ pub const DEFAULT_MAX_ITERATIONS: u32 = 3_500;
 #[derive(Debug)]
 pub struct Users {
     users: HashMap<String, PasswordHash>,
-    pub unknown: Unknown,
+    /// What to do with a username that is not in the list: leave the
+    /// client to the next plugin (default), or refuse it (bad user name or
+    /// password).
+    pub unknown: Otherwise,
     pub on_success: OnSuccess,
 }
 
@@ -67,40 +65,19 @@ impl Refusal {
 }
 
 impl FromConfig for Users {
-    fn from_config(s: &Settings) -> Result<Self, String> {
-        Users::parse(s)
-    }
-}
-
-impl Users {
     /// The users' hashes and the answers' settings.
-    fn parse(s: &Settings) -> Result<Self, String> {
-        let unknown = s.choice(
-            "unknown",
-            Unknown::Next,
-            &[("next", Unknown::Next), ("deny", Unknown::Deny)],
-        )?;
-        let on_success = s.choice(
-            "on_success",
-            OnSuccess::Ok,
-            &[("ok", OnSuccess::Ok), ("next", OnSuccess::Next)],
-        )?;
-        let max_iterations = match s.parse::<u32>("max_iterations") {
-            Ok(n) if n != Some(0) => n.unwrap_or(DEFAULT_MAX_ITERATIONS),
-            _ => {
-                return Err(invalid(
-                    "max_iterations",
-                    s.get("max_iterations").unwrap_or_default(),
-                    "expected a positive integer",
-                ));
-            }
+    fn from_config(s: &Settings) -> Result<Self, String> {
+        let max_iterations = s.value::<AtLeast<1, u32>>("max_iterations")?;
+        let max_iterations = max_iterations.map_or(DEFAULT_MAX_ITERATIONS, AtLeast::get);
+        let mut users = Users {
+            users: HashMap::new(),
+            unknown: s.value("unknown")?.unwrap_or_default(),
+            on_success: s.value("on_success")?.unwrap_or_default(),
         };
         let sources = [("users", s.get("users")), ("file", s.get("file"))];
         s.finish()?;
-        let mut users = HashMap::new();
         for (source, text) in sources {
-            let Some(text) = text else { continue };
-            for (n, entry) in entries(text).enumerate() {
+            for (n, entry) in entries(text.unwrap_or_default()).enumerate() {
                 let at = || format!("{source}, entry {}", n + 1);
                 let (name, hash) = entry
                     .split_once(':')
@@ -119,18 +96,16 @@ impl Users {
                         hash.iterations
                     ));
                 }
-                if users.insert(name.to_owned(), hash).is_some() {
+                if users.users.insert(name.to_owned(), hash).is_some() {
                     return Err(format!("{}: user {name:?} is listed twice", at()));
                 }
             }
         }
-        Ok(Users {
-            users,
-            unknown,
-            on_success,
-        })
+        Ok(users)
     }
+}
 
+impl Users {
     pub fn len(&self) -> usize {
         self.users.len()
     }
@@ -146,8 +121,8 @@ impl Users {
         };
         let Some(hash) = self.users.get(username) else {
             return match self.unknown {
-                Unknown::Next => Decision::Next,
-                Unknown::Deny => Decision::Refuse(Refusal::UnknownUser),
+                Otherwise::Next => Decision::Next,
+                Otherwise::Deny => Decision::Refuse(Refusal::UnknownUser),
             };
         };
         let Some(password) = password else {
@@ -192,7 +167,7 @@ mod tests {
 
     #[test]
     fn xtask_line_verifies() {
-        let users = Users::parse(&cfg(&[("file", XTASK_LINE)])).expect("valid");
+        let users = Users::from_config(&cfg(&[("file", XTASK_LINE)])).expect("valid");
         assert_eq!(
             users.check(Some("alice"), Some(b"secret")),
             Decision::Accept
@@ -238,7 +213,7 @@ mod tests {
             line("a", "pa", 2),
             line("b", "pb", 2)
         );
-        let users = Users::parse(&cfg(&[
+        let users = Users::from_config(&cfg(&[
             ("file", &file),
             (
                 "users",
@@ -258,7 +233,7 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let users = Users::parse(&cfg(&[("users", &line("a", "pa", 2))])).expect("valid");
+        let users = Users::from_config(&cfg(&[("users", &line("a", "pa", 2))])).expect("valid");
         assert_eq!(users.check(None, Some(b"pa")), Decision::Next);
         assert_eq!(users.check(Some("zz"), Some(b"pa")), Decision::Next);
         assert_eq!(
@@ -269,14 +244,14 @@ mod tests {
             users.check(Some("a"), Some(b"")),
             Decision::Refuse(Refusal::WrongPassword)
         );
-        let deny = Users::parse(&cfg(&[("users", &line("a", "pa", 2)), ("unknown", "deny")]))
+        let deny = Users::from_config(&cfg(&[("users", &line("a", "pa", 2)), ("unknown", "deny")]))
             .expect("valid");
         assert_eq!(
             deny.check(Some("zz"), Some(b"pa")),
             Decision::Refuse(Refusal::UnknownUser)
         );
         assert_eq!(deny.check(None, None), Decision::Next);
-        let pass_on = Users::parse(&cfg(&[
+        let pass_on = Users::from_config(&cfg(&[
             ("users", &line("a", "pa", 2)),
             ("on_success", "next"),
         ]))
@@ -317,14 +292,14 @@ mod tests {
             (vec![("colour", "red")], "colour"),
         ] {
             let pairs: Vec<_> = pairs.into_iter().collect();
-            let e = Users::parse(&cfg(&pairs)).expect_err(needle);
+            let e = Users::from_config(&cfg(&pairs)).expect_err(needle);
             assert!(e.contains(needle), "{e} should mention {needle}");
         }
         let twice = format!("{},{}", line("a", "1", 1), line("a", "2", 1));
-        let e = Users::parse(&cfg(&[("users", &twice)])).expect_err("duplicate");
+        let e = Users::from_config(&cfg(&[("users", &twice)])).expect_err("duplicate");
         assert!(e.contains("twice"), "{e}");
         let heavy = line("a", "1", 3);
-        let e = Users::parse(&cfg(&[("users", &heavy), ("max_iterations", "2")]))
+        let e = Users::from_config(&cfg(&[("users", &heavy), ("max_iterations", "2")]))
             .expect_err("too many iterations");
         assert!(e.contains("max_iterations"), "{e}");
     }

@@ -3,6 +3,7 @@
 //! JSON payload.
 
 use serde_json::{Map, Value};
+use sluice_plugin_sdk::template::Template;
 use sluice_plugin_sdk::{FromConfig, Settings, config::invalid};
 
 /// Who receives the message: the values the placeholders stand for.
@@ -14,27 +15,15 @@ pub struct Delivery<'a> {
     pub topic: &'a str,
 }
 
-/// Part of the configured value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Piece {
-    Text(String),
-    /// `%c`
-    ClientId,
-    /// `%u`
-    Username,
-    /// `%m`
-    Mountpoint,
-    /// `%t`
-    Topic,
-}
-
 /// The whole configuration.
 #[derive(Debug)]
 pub struct Stamp {
     /// Only messages whose topic starts with this are stamped.
     pub prefix: String,
     field: String,
-    value: Vec<Piece>,
+    /// `%c`, `%u`, `%m` and `%t` stand for the subscriber's client id,
+    /// username and mountpoint and the topic.
+    value: Template,
 }
 
 impl FromConfig for Stamp {
@@ -60,7 +49,8 @@ impl FromConfig for Stamp {
         let stamp = Stamp {
             prefix: prefix.to_owned(),
             field: field.to_owned(),
-            value: pieces(value)?,
+            value: Template::parse(value, &['c', 'u', 'm', 't'])
+                .map_err(|e| invalid("value", value, e))?,
         };
         s.finish()
             .map_err(|e| format!("{e} (keys: prefix, field, value)"))?;
@@ -78,17 +68,15 @@ impl Stamp {
     /// The value for this delivery, placeholders substituted (`%u` is empty
     /// for a client without username, `%m` in the default tree).
     pub fn value_for(&self, d: &Delivery<'_>) -> String {
-        let mut out = String::new();
-        for piece in &self.value {
-            out.push_str(match piece {
-                Piece::Text(t) => t,
-                Piece::ClientId => d.client_id,
-                Piece::Username => d.username.unwrap_or_default(),
-                Piece::Mountpoint => d.mountpoint,
-                Piece::Topic => d.topic,
-            });
-        }
-        out
+        let value = self.value.render(|letter| {
+            Some(match letter {
+                'c' => d.client_id,
+                'u' => d.username.unwrap_or_default(),
+                'm' => d.mountpoint,
+                _ => d.topic,
+            })
+        });
+        value.unwrap_or_default().into_owned()
     }
 
     /// The stamped payload, or `None` when the payload is not a JSON
@@ -103,43 +91,6 @@ impl Stamp {
         object.insert(self.field.clone(), Value::String(self.value_for(d)));
         serde_json::to_vec(&object).ok()
     }
-}
-
-/// Splits the configured value into text and placeholders.
-fn pieces(value: &str) -> Result<Vec<Piece>, String> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            text.push(c);
-            continue;
-        }
-        let placeholder = match chars.next() {
-            Some('%') => {
-                text.push('%');
-                continue;
-            }
-            Some('c') => Piece::ClientId,
-            Some('u') => Piece::Username,
-            Some('m') => Piece::Mountpoint,
-            Some('t') => Piece::Topic,
-            Some(other) => {
-                return Err(format!(
-                    "value = {value:?}: unknown placeholder %{other} (use %c, %u, %m, %t or %%)"
-                ));
-            }
-            None => return Err(format!("value = {value:?}: '%' at the end (use %%)")),
-        };
-        if !text.is_empty() {
-            out.push(Piece::Text(std::mem::take(&mut text)));
-        }
-        out.push(placeholder);
-    }
-    if !text.is_empty() {
-        out.push(Piece::Text(text));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

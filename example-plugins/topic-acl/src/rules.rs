@@ -1,12 +1,15 @@
 //! The ACL itself, independent of the plugin interface (so that it is unit
-//! tested on the host): the configuration, topic patterns with placeholders,
-//! and the three questions an ACL asks of MQTT topic filters: does a
-//! pattern match a topic, does it cover a filter, does it intersect one.
+//! tested on the host): the configuration, and topic patterns with
+//! placeholders, of which an ACL asks three questions about MQTT topic
+//! filters (the SDK's `topic` functions answer them): does a pattern match
+//! a topic, does it cover a filter, does it intersect one.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use sluice_plugin_sdk::{FromConfig, Settings, config::invalid, reason};
+use serde::Deserialize;
+use sluice_plugin_sdk::template::Template;
+use sluice_plugin_sdk::{FromConfig, Settings, config::invalid, reason, topic};
 
 /// The client a decision is about: the values the placeholders stand for.
 #[derive(Clone, Copy, Debug)]
@@ -16,269 +19,67 @@ pub struct Client<'a> {
     pub mountpoint: &'a str,
 }
 
-/// Part of a pattern level that is not a wildcard.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Piece {
-    Text(String),
-    /// `%u`
-    Username,
-    /// `%c`
-    ClientId,
-    /// `%m`
-    Mountpoint,
-}
-
-/// One level of a pattern as configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Level {
-    /// `#`
-    Multi,
-    /// `+`
-    Single,
-    /// Text, possibly with placeholders.
-    Text(Vec<Piece>),
-}
-
-/// One level of a pattern once the placeholders are substituted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Resolved<'a> {
-    Multi,
-    Single,
-    Text(Cow<'a, str>),
-    /// A placeholder's value held `/`, `+` or `#`: values are literal text
-    /// within one level, never wildcards, so no topic level equals it.
-    Never,
-}
-
-impl Resolved<'_> {
-    fn is_wildcard(&self) -> bool {
-        matches!(self, Resolved::Multi | Resolved::Single)
-    }
-
-    fn is_dollar(&self) -> bool {
-        matches!(self, Resolved::Text(t) if t.starts_with('$'))
-    }
-}
-
 /// An MQTT topic filter in which `%u`, `%c` and `%m` stand for the
 /// client's username, client id and mountpoint (`%%` is a literal `%`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pattern {
-    levels: Vec<Level>,
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Pattern(Template);
+
+impl TryFrom<String> for Pattern {
+    type Error = String;
+
+    fn try_from(source: String) -> Result<Pattern, String> {
+        Pattern::parse(&source)
+    }
 }
 
 impl Pattern {
     /// Parses a pattern, explaining what is wrong with an invalid one.
     pub fn parse(source: &str) -> Result<Pattern, String> {
-        if source.is_empty() {
-            return Err("empty pattern".into());
-        }
-        let count = source.split('/').count();
-        let mut levels = Vec::with_capacity(count);
-        for (i, level) in source.split('/').enumerate() {
-            levels.push(match level {
-                "#" if i + 1 == count => Level::Multi,
-                "#" => return Err(format!("{source:?}: '#' must be the last level")),
-                "+" => Level::Single,
-                _ if level.contains(['+', '#']) => {
-                    return Err(format!(
-                        "{source:?}: a wildcard ('+' or '#') must be a whole level"
-                    ));
-                }
-                _ => Level::Text(pieces(source, level)?),
-            });
-        }
-        Ok(Pattern { levels })
+        topic::check_filter(source)?;
+        Template::parse(source, &['u', 'c', 'm']).map(Pattern)
     }
 
-    /// The pattern for this client, or `None` when it names a value the
-    /// client does not have (`%u` without a username, `%m` in the default
-    /// tree): such a pattern does not apply to the client at all.
-    fn resolve<'p>(&'p self, client: &Client<'_>) -> Option<Vec<Resolved<'p>>> {
-        self.levels
-            .iter()
-            .map(|level| match level {
-                Level::Multi => Some(Resolved::Multi),
-                Level::Single => Some(Resolved::Single),
-                Level::Text(pieces) => resolve_text(pieces, client),
-            })
-            .collect()
+    /// The filter for this client, or `None` when the pattern does not
+    /// apply to the client at all: it names a value the client does not
+    /// have (`%u` without a username, `%m` in the default tree), or one
+    /// holding `/`, `+` or `#` (values are literal text within one level,
+    /// never wildcards, so no topic level equals such a value).
+    fn resolve(&self, client: &Client<'_>) -> Option<Cow<'_, str>> {
+        self.0.render(|letter| {
+            let value = match letter {
+                'u' => client.username.unwrap_or_default(),
+                'c' => client.client_id,
+                _ => client.mountpoint,
+            };
+            (!value.is_empty() && !value.contains(['/', '+', '#'])).then_some(value)
+        })
     }
 
     /// Whether the topic `topic` (no wildcards) matches the pattern.
     pub fn matches(&self, client: &Client<'_>, topic: &str) -> bool {
-        self.resolve(client).is_some_and(|p| matches(&p, topic))
+        self.resolve(client)
+            .is_some_and(|p| topic::matches(&p, topic))
     }
 
     /// Whether every topic that `filter` matches, the pattern matches too.
     pub fn covers(&self, client: &Client<'_>, filter: &str) -> bool {
-        self.resolve(client).is_some_and(|p| covers(&p, filter))
+        self.resolve(client)
+            .is_some_and(|p| topic::covers(&p, filter))
     }
 
     /// Whether some topic matches both the pattern and `filter`.
     pub fn intersects(&self, client: &Client<'_>, filter: &str) -> bool {
-        self.resolve(client).is_some_and(|p| intersects(&p, filter))
+        self.resolve(client)
+            .is_some_and(|p| topic::intersects(&p, filter))
     }
 }
 
-/// Splits a text level into literal text and placeholders.
-fn pieces(source: &str, level: &str) -> Result<Vec<Piece>, String> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut chars = level.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            text.push(c);
-            continue;
-        }
-        let placeholder = match chars.next() {
-            Some('%') => {
-                text.push('%');
-                continue;
-            }
-            Some('u') => Piece::Username,
-            Some('c') => Piece::ClientId,
-            Some('m') => Piece::Mountpoint,
-            Some(other) => {
-                return Err(format!(
-                    "{source:?}: unknown placeholder %{other} (use %u, %c, %m or %%)"
-                ));
-            }
-            None => return Err(format!("{source:?}: '%' at the end (use %% for a '%')")),
-        };
-        if !text.is_empty() {
-            out.push(Piece::Text(std::mem::take(&mut text)));
-        }
-        out.push(placeholder);
-    }
-    if !text.is_empty() || out.is_empty() {
-        out.push(Piece::Text(text));
-    }
-    Ok(out)
-}
-
-fn resolve_text<'p>(pieces: &'p [Piece], client: &Client<'_>) -> Option<Resolved<'p>> {
-    if let [Piece::Text(t)] = pieces {
-        return Some(Resolved::Text(Cow::Borrowed(t)));
-    }
-    let mut out = String::new();
-    for piece in pieces {
-        let value = match piece {
-            Piece::Text(t) => {
-                out.push_str(t);
-                continue;
-            }
-            Piece::Username => client.username.unwrap_or_default(),
-            Piece::ClientId => client.client_id,
-            Piece::Mountpoint => client.mountpoint,
-        };
-        if value.is_empty() {
-            return None;
-        }
-        if value.contains(['/', '+', '#']) {
-            return Some(Resolved::Never);
-        }
-        out.push_str(value);
-    }
-    Some(Resolved::Text(Cow::Owned(out)))
-}
-
-/// Topic matching (MQTT 5 §4.7): `+` is one level, a trailing `#` any
-/// number of levels including none (`a/#` matches `a`), and a wildcard in
-/// the first level never matches a topic starting with `$`.
-fn matches(p: &[Resolved<'_>], topic: &str) -> bool {
-    if topic.starts_with('$') && p.first().is_some_and(Resolved::is_wildcard) {
-        return false;
-    }
-    let mut t = topic.split('/');
-    for level in p {
-        match level {
-            Resolved::Multi => return true,
-            Resolved::Single => {
-                if t.next().is_none() {
-                    return false;
-                }
-            }
-            Resolved::Text(s) => {
-                if t.next() != Some(s.as_ref()) {
-                    return false;
-                }
-            }
-            Resolved::Never => return false,
-        }
-    }
-    t.next().is_none()
-}
-
-/// Whether the pattern matches every topic `filter` matches.
-fn covers(p: &[Resolved<'_>], filter: &str) -> bool {
-    let f: Vec<&str> = filter.split('/').collect();
-    if f[0].starts_with('$') && p.first().is_some_and(Resolved::is_wildcard) {
-        return false;
-    }
-    for (i, level) in p.iter().enumerate() {
-        if *level == Resolved::Multi {
-            return true;
-        }
-        let Some(&fl) = f.get(i) else {
-            // The filter matches topics with fewer levels than the
-            // pattern requires.
-            return false;
-        };
-        let covered = match level {
-            // Only `#` covers the filter's `#` (handled above).
-            _ if fl == "#" => false,
-            Resolved::Single => true,
-            Resolved::Text(s) => fl != "+" && fl == s.as_ref(),
-            Resolved::Multi | Resolved::Never => false,
-        };
-        if !covered {
-            return false;
-        }
-    }
-    f.len() == p.len()
-}
-
-/// Whether some topic matches both the pattern and `filter`.
-fn intersects(p: &[Resolved<'_>], filter: &str) -> bool {
-    let f: Vec<&str> = filter.split('/').collect();
-    // First-level wildcards never match `$` topics.
-    let f_wild = f[0] == "+" || f[0] == "#";
-    if (f[0].starts_with('$') && p.first().is_some_and(Resolved::is_wildcard))
-        || (f_wild && p.first().is_some_and(Resolved::is_dollar))
-    {
-        return false;
-    }
-    let mut i = 0;
-    loop {
-        match (p.get(i), f.get(i).copied()) {
-            (Some(Resolved::Never), _) => return false,
-            (None, None) | (Some(Resolved::Multi), _) => return true,
-            // The rest of the pattern is plain levels: some topic has them.
-            (_, Some("#")) => return !p[i..].contains(&Resolved::Never),
-            (None, Some(_)) | (Some(_), None) => return false,
-            (Some(Resolved::Single), Some(_)) => {}
-            (Some(Resolved::Text(s)), Some(fl)) => {
-                if fl != "+" && fl != s.as_ref() {
-                    return false;
-                }
-            }
-        }
-        i += 1;
-    }
-}
-
-/// The topic filter proper of a subscription: a shared subscription's
-/// `$share/GROUP/` prefix removed.
-pub fn real_filter(filter: &str) -> &str {
-    filter
-        .strip_prefix("$share/")
-        .and_then(|rest| rest.split_once('/'))
-        .map_or(filter, |(_group, f)| f)
-}
-
-/// The patterns of one scope (everyone, a user, a client).
-#[derive(Debug, Default)]
+/// The patterns of one scope (everyone, a user, a client): the keys
+/// `publish`, `deny_publish`, `subscribe` and `deny_subscribe`, each a
+/// list of patterns.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct Rules {
     publish: Vec<Pattern>,
     deny_publish: Vec<Pattern>,
@@ -286,38 +87,9 @@ pub struct Rules {
     deny_subscribe: Vec<Pattern>,
 }
 
-impl Rules {
-    /// The patterns of one scope's settings.
-    fn parse(s: &Settings) -> Result<Rules, String> {
-        let patterns = |key: &str| -> Result<Vec<Pattern>, String> {
-            s.list(key)
-                .map(|p| Pattern::parse(p).map_err(|e| format!("{key}: {e}")))
-                .collect()
-        };
-        Ok(Rules {
-            publish: patterns("publish")?,
-            deny_publish: patterns("deny_publish")?,
-            subscribe: patterns("subscribe")?,
-            deny_subscribe: patterns("deny_subscribe")?,
-        })
-    }
-
-    /// The rules of each scope under `prefix` (`user.NAME.KIND`...).
-    fn scoped(s: &Settings, prefix: &str) -> Result<HashMap<String, Rules>, String> {
-        let mut scopes = HashMap::new();
-        for (name, settings) in s.scoped(prefix) {
-            let rules = Rules::parse(&settings)?;
-            settings
-                .finish()
-                .map_err(|e| format!("{e} in {prefix}.{name}"))?;
-            scopes.insert(name, rules);
-        }
-        Ok(scopes)
-    }
-}
-
 /// What to do with what no rule mentions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Unmatched {
     Deny,
     Next,
@@ -366,26 +138,20 @@ const SUBACK_REFUSALS: [u8; 9] = [
     reason::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED,
 ];
 
-/// A number written in decimal or as `0x` hex.
-fn number<T: TryFrom<u64>>(s: &Settings, key: &str) -> Result<Option<T>, String> {
-    let Some(value) = s.get(key) else {
-        return Ok(None);
-    };
-    let v = value.trim();
-    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => v.parse(),
-    };
-    let n = parsed.ok().and_then(|n| T::try_from(n).ok());
-    n.map(Some)
-        .ok_or_else(|| invalid(key, value, "not a number in range"))
-}
-
 impl FromConfig for Acl {
     /// An error names the key and what is wrong with it.
     fn from_config(s: &Settings) -> Result<Acl, String> {
-        let code = number(s, "subscribe_refusal_code")?.unwrap_or(reason::NOT_AUTHORIZED);
-        if !SUBACK_REFUSALS.contains(&code) {
+        let acl = Acl {
+            everyone: s.deserialize()?,
+            users: s.value("user")?.unwrap_or_default(),
+            clients: s.value("client")?.unwrap_or_default(),
+            unmatched: s.value("unmatched")?.unwrap_or(Unmatched::Deny),
+            cache_secs: s.value("cache_secs")?.unwrap_or(60),
+            subscribe_refusal_code: s
+                .value("subscribe_refusal_code")?
+                .unwrap_or(reason::NOT_AUTHORIZED),
+        };
+        if !SUBACK_REFUSALS.contains(&acl.subscribe_refusal_code) {
             let why = "not a SUBACK refusal code (0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1 or 0xA2)";
             return Err(invalid(
                 "subscribe_refusal_code",
@@ -393,15 +159,6 @@ impl FromConfig for Acl {
                 why,
             ));
         }
-        let unmatched = [("deny", Unmatched::Deny), ("next", Unmatched::Next)];
-        let acl = Acl {
-            everyone: Rules::parse(s)?,
-            users: Rules::scoped(s, "user")?,
-            clients: Rules::scoped(s, "client")?,
-            unmatched: s.choice("unmatched", Unmatched::Deny, &unmatched)?,
-            cache_secs: number(s, "cache_secs")?.unwrap_or(60),
-            subscribe_refusal_code: code,
-        };
         s.finish().map_err(|e| {
             format!("{e} (per-user and per-client keys are user.NAME.KIND and client.ID.KIND)")
         })?;
@@ -455,7 +212,7 @@ impl Acl {
     /// intersects (`#` with `private/#` denied) is allowed: what it
     /// receives is checked per message by [`Acl::read`].
     pub fn subscribe(&self, client: &Client<'_>, filter: &str) -> Decision {
-        let filter = real_filter(filter);
+        let filter = topic::strip_shared(filter);
         self.decide(
             client,
             |r| &r.deny_subscribe,
@@ -480,7 +237,7 @@ impl Acl {
     /// are denied (a deny pattern intersects it without covering it), so
     /// what it receives is checked per message.
     pub fn partly_denied(&self, client: &Client<'_>, filter: &str) -> bool {
-        let filter = real_filter(filter);
+        let filter = topic::strip_shared(filter);
         self.scopes(client)
             .flat_map(|r| &r.deny_subscribe)
             .any(|p| p.intersects(client, filter))
@@ -700,13 +457,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn shared_subscriptions_are_checked_on_their_filter() {
-        assert_eq!(real_filter("$share/g/sensors/#"), "sensors/#");
-        assert_eq!(real_filter("sensors/#"), "sensors/#");
-        assert_eq!(real_filter("$share/g"), "$share/g");
-    }
-
     fn parse(pairs: &[(&str, &str)]) -> Result<Acl, String> {
         Acl::from_config(&Settings::new(pairs.iter().copied()))
     }
@@ -769,7 +519,11 @@ mod tests {
                 "0x10",
                 "not a SUBACK refusal code",
             ),
-            ("subscribe_refusal_code", "0x187", "not a number in range"),
+            (
+                "subscribe_refusal_code",
+                "0x187",
+                "expected a whole number from 0 to 255",
+            ),
         ] {
             match parse(&[(key, value)]) {
                 Ok(_) => panic!("{key} = {value:?} accepted"),

@@ -17,13 +17,13 @@
 mod client;
 mod decision;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use decision::{Decision, OnError};
 use sha2::{Digest, Sha256};
 use sluice_plugin_sdk::{Denial, FromConfig, Plugin, PublishModifiers, PublishRequest};
-use sluice_plugin_sdk::{PublishVerdict, Qos, RegisterRequest, RegisterVerdict, SubscriberId};
-use sluice_plugin_sdk::{Settings as Values, debug, kv, warn};
+use sluice_plugin_sdk::{PublishVerdict, RegisterRequest, RegisterVerdict, SubscriberId};
+use sluice_plugin_sdk::{Settings as Values, debug, kv, unix_time, warn};
 
 struct Settings {
     url: String,
@@ -57,12 +57,6 @@ fn ask(s: &Settings, url: &str, body: &str) -> Decision {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The key-value key of an accepted login (the password only as a hash).
 fn login_key(id: &SubscriberId, username: Option<&str>, password: Option<&[u8]>) -> String {
     let mut h = Sha256::new();
@@ -83,7 +77,7 @@ fn login_key(id: &SubscriberId, username: Option<&str>, password: Option<&[u8]>)
 fn cached_login(key: &str) -> bool {
     kv::get(key)
         .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-        .is_some_and(|until| u64::from_be_bytes(until) > now())
+        .is_some_and(|until| u64::from_be_bytes(until) > unix_time())
 }
 
 struct WebhookAuth;
@@ -110,7 +104,7 @@ impl Plugin for WebhookAuth {
         match ask(s, &s.url, &body) {
             Decision::Allow => {
                 if s.cache_secs > 0 {
-                    let until = now() + u64::from(s.cache_secs);
+                    let until = unix_time() + u64::from(s.cache_secs);
                     let _ = kv::set(&key, &until.to_be_bytes());
                 }
                 RegisterVerdict::Ok(None)
@@ -124,18 +118,13 @@ impl Plugin for WebhookAuth {
         let Some(url) = &s.publish_url else {
             return PublishVerdict::Next;
         };
-        let qos = match req.qos {
-            Qos::AtMostOnce => 0,
-            Qos::AtLeastOnce => 1,
-            Qos::ExactlyOnce => 2,
-        };
         let id = &req.subscriber_id;
         let body = decision::publish_body(
             &id.client_id,
             &id.mountpoint,
             req.username.as_deref(),
             &req.topic,
-            qos,
+            u8::from(req.qos),
             req.retain,
         );
         match ask(s, url, &body) {
