@@ -89,6 +89,35 @@ impl Message {
     }
 }
 
+/// A message as a client or a plugin published it, before routing: the
+/// fields a publish hook sees and may change
+/// ([`PublishChanges::apply`](crate::plugins::PublishChanges::apply)).
+#[derive(Clone, Debug)]
+pub(crate) struct Draft {
+    pub topic: TopicName,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: MessageProperties,
+    /// Message Expiry Interval, seconds.
+    pub expiry: Option<u32>,
+}
+
+impl Draft {
+    /// The message to route: owning its payload if small (see
+    /// [`Message::own_payload`]), its expiry counted from now.
+    pub(crate) fn into_message(self) -> Message {
+        Message {
+            topic: self.topic,
+            payload: Message::own_payload(self.payload),
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties,
+            expires_at: Message::expiry_from_interval(self.expiry),
+        }
+    }
+}
+
 /// A Will message, held until its connection ends abnormally.
 #[derive(Clone, Debug)]
 pub struct Will {

@@ -17,7 +17,7 @@ use crate::codec::{ProtocolVersion, QoS};
 use crate::context::Context;
 use crate::limits::Limit;
 use crate::memory::Pressure;
-use crate::message::Message;
+use crate::message::Draft;
 use crate::plugins::{Event, Hook, Publication, PublishOutcome, PublishRequest};
 use crate::session::SubscriberId;
 use crate::topic::ClientId;
@@ -76,29 +76,20 @@ async fn route(ctx: &Context, p: Publication) {
             }
         }
     }
-    let mut topic = p.topic.clone();
-    let mut payload = p.payload.clone();
-    let (mut qos, mut retain) = (p.qos, p.retain);
-    let (mut properties, mut expiry) = (p.properties.clone(), p.expiry);
+    let mut message = Draft {
+        topic: p.topic.clone(),
+        payload: p.payload.clone(),
+        qos: p.qos,
+        retain: p.retain,
+        properties: p.properties.clone(),
+        expiry: p.expiry,
+    };
     let mut mountpoint = p.mountpoint.clone();
     if let Some(c) = changes {
-        topic = c.topic.unwrap_or(topic);
-        payload = c.payload.unwrap_or(payload);
-        qos = c.qos.unwrap_or(qos);
-        retain = c.retain.unwrap_or(retain);
-        if let Some((p, e)) = c.properties {
-            (properties, expiry) = (p, e);
-        }
+        c.apply(&mut message);
         mountpoint = c.mountpoint.unwrap_or(mountpoint);
     }
-    let message = Arc::new(Message {
-        topic,
-        payload,
-        qos,
-        retain,
-        properties,
-        expires_at: Message::expiry_from_interval(expiry),
-    });
+    let message = Arc::new(message.into_message());
     if message.retain {
         if let Err(limit) = ctx.router.retain(&mountpoint, &message) {
             ctx.metrics

@@ -8,16 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Close, Connection};
 use crate::cluster::Cluster;
-use crate::codec::{self, Ack, AckKind, MessageProperties, Publish, QoS};
+use crate::codec::{self, Ack, AckKind, Publish, QoS};
 use crate::config::PublishRefusal;
 use crate::limits::Limit;
 use crate::memory::Pressure;
-use crate::message::Message;
+use crate::message::Draft;
 use crate::plugins::{Event, Hook, PublishChanges, PublishOutcome, PublishRequest};
 use crate::reason::ReasonCode;
 use crate::store::Store;
@@ -25,13 +24,8 @@ use crate::topic::{PacketId, TopicName};
 
 /// A PUBLISH admitted past the broker's own checks.
 pub(super) struct Incoming {
-    topic: TopicName,
+    message: Draft,
     packet_id: Option<PacketId>,
-    qos: QoS,
-    retain: bool,
-    payload: Bytes,
-    properties: MessageProperties,
-    expiry: Option<u32>,
 }
 
 impl Connection {
@@ -46,13 +40,10 @@ impl Connection {
         if self.ctx.plugins.checks_publish() {
             let generation = self.ctx.plugins.generation();
             let cached = self.acceptances.as_ref().is_some_and(|cache| {
-                cache.publish.allows(
-                    generation,
-                    &incoming.topic,
-                    incoming.qos,
-                    incoming.retain,
-                    Instant::now(),
-                )
+                let m = &incoming.message;
+                cache
+                    .publish
+                    .allows(generation, &m.topic, m.qos, m.retain, Instant::now())
             });
             if !cached {
                 return Ok(Some(incoming));
@@ -68,16 +59,17 @@ impl Connection {
         // The set that answers: a reload during the call must not make its
         // acceptance reusable under the new set.
         let generation = self.ctx.plugins.generation();
+        let m = &incoming.message;
         let request = PublishRequest {
             id: self.session.id(),
             username: self.neg.username.as_deref(),
             version: self.neg.version,
-            topic: &incoming.topic,
-            payload: &incoming.payload,
-            qos: incoming.qos,
-            retain: incoming.retain,
-            properties: &incoming.properties,
-            expiry: incoming.expiry,
+            topic: &m.topic,
+            payload: &m.payload,
+            qos: m.qos,
+            retain: m.retain,
+            properties: &m.properties,
+            expiry: m.expiry,
             is_will: false,
             from_plugin: None,
             limits: &self.ctx.limits,
@@ -91,13 +83,7 @@ impl Connection {
                     self.acceptances
                         .get_or_insert_with(Box::default)
                         .publish
-                        .insert(
-                            generation,
-                            incoming.topic.clone(),
-                            incoming.qos,
-                            incoming.retain,
-                            now + ttl,
-                        );
+                        .insert(generation, m.topic.clone(), m.qos, m.retain, now + ttl);
                 }
                 self.route(incoming, changes.as_deref())
             }
@@ -108,14 +94,8 @@ impl Connection {
                 overrun,
             } => {
                 self.plugin_overrun(overrun);
-                let cause = format!("{cause} (topic {})", incoming.topic);
-                self.refuse_with(
-                    incoming.qos,
-                    incoming.packet_id,
-                    code,
-                    reason_string,
-                    &cause,
-                )
+                let cause = format!("{cause} (topic {})", m.topic);
+                self.refuse_with(m.qos, incoming.packet_id, code, reason_string, &cause)
             }
         }
     }
@@ -221,46 +201,19 @@ impl Connection {
     /// acknowledges it.
     fn route(&mut self, incoming: Incoming, changes: Option<&PublishChanges>) -> Result<(), Close> {
         let Incoming {
-            mut topic,
+            mut message,
             packet_id,
-            qos: sent_qos,
-            mut retain,
-            mut payload,
-            mut properties,
-            mut expiry,
         } = incoming;
-        let mut qos = sent_qos;
+        let sent_qos = message.qos;
         let mut elsewhere = None;
         if let Some(c) = changes {
-            if let Some(t) = &c.topic {
-                topic = t.clone();
-            }
-            if let Some(p) = &c.payload {
-                payload = p.clone();
-            }
-            if let Some(q) = c.qos {
-                qos = q;
-            }
-            if let Some(r) = c.retain {
-                retain = r;
-            }
-            if let Some((p, e)) = &c.properties {
-                properties = p.clone();
-                expiry = *e;
-            }
+            c.apply(&mut message);
             elsewhere = c.mountpoint.clone();
             if let Some(d) = c.throttle {
                 self.pause_reading(d);
             }
         }
-        let mut message = Arc::new(Message {
-            topic,
-            payload: Message::own_payload(payload),
-            qos,
-            retain,
-            properties,
-            expires_at: Message::expiry_from_interval(expiry),
-        });
+        let mut message = Arc::new(message.into_message());
         let mountpoint = elsewhere.as_ref().unwrap_or(&self.session.id().mountpoint);
         // What routing stores (retained, queued for persistent sessions)
         // is collected as this packet's ticket.
@@ -440,13 +393,15 @@ impl Connection {
 impl Incoming {
     fn new(topic: TopicName, p: Publish) -> Self {
         Incoming {
-            topic,
+            message: Draft {
+                topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                properties: p.properties,
+                expiry: p.message_expiry_interval,
+            },
             packet_id: p.packet_id,
-            qos: p.qos,
-            retain: p.retain,
-            payload: p.payload,
-            properties: p.properties,
-            expiry: p.message_expiry_interval,
         }
     }
 }

@@ -22,7 +22,7 @@ use super::deliver::Withheld;
 use super::{CallFailure, Hook, Plugins, clip, messages, walk};
 use crate::codec::{MessageProperties, ProtocolVersion, QoS};
 use crate::limits::MessageLimits;
-use crate::message::Message;
+use crate::message::{Draft, Message};
 use crate::reason::ReasonCode;
 use crate::session::SubscriberId;
 use crate::topic::TopicName;
@@ -64,6 +64,30 @@ pub struct PublishChanges {
     pub throttle: Option<Duration>,
     /// New properties and Message Expiry Interval.
     pub properties: Option<(MessageProperties, Option<u32>)>,
+}
+
+impl PublishChanges {
+    /// Applies the changes to a message's fields (topic, payload, QoS,
+    /// RETAIN, properties with the expiry); the mountpoint and the
+    /// throttle are the caller's to apply.
+    pub(crate) fn apply(&self, d: &mut Draft) {
+        if let Some(t) = &self.topic {
+            d.topic = t.clone();
+        }
+        if let Some(p) = &self.payload {
+            d.payload = p.clone();
+        }
+        if let Some(q) = self.qos {
+            d.qos = q;
+        }
+        if let Some(r) = self.retain {
+            d.retain = r;
+        }
+        if let Some((p, e)) = &self.properties {
+            d.properties = p.clone();
+            d.expiry = *e;
+        }
+    }
 }
 
 /// What the publish chain decided.
