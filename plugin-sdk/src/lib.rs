@@ -68,6 +68,8 @@ pub mod config;
 mod convert;
 pub mod kv;
 pub mod log;
+#[cfg(feature = "password")]
+pub mod password;
 mod plugin;
 pub mod publish;
 pub mod reason;

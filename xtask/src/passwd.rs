@@ -1,19 +1,15 @@
 //! `cargo xtask passwd [--iterations N] FILE USER [PASSWORD]`: adds USER to
 //! the password file FILE of the `password-file` example plugin, or
 //! replaces its line. The password is read from standard input (its first
-//! line) when not given. The hash format is the plugin's own
-//! (`example-plugins/password-file/src/hash.rs`, included here).
+//! line) when not given. The hash format is the SDK's
+//! (`sluice_plugin_sdk::password`), which the plugin verifies.
 
 use std::io::BufRead as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-#[path = "../../example-plugins/password-file/src/hash.rs"]
-#[allow(dead_code, reason = "shared with the plugin, which uses all of it")]
-mod hash;
-
-use hash::{DEFAULT_ITERATIONS, PasswordHash, SALT_LEN};
+use sluice_plugin_sdk::password::{DEFAULT_ITERATIONS, PasswordHash, SALT_LEN};
 
 pub const USAGE: &str = "cargo xtask passwd [--iterations N] FILE USER [PASSWORD]";
 

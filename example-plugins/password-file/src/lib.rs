@@ -5,10 +5,9 @@
 //! The users come from the plugin's `[plugin.NAME.config]` (`users` and/or
 //! `file`, one `NAME:$pbkdf2-sha256$...` entry per line or comma); lines
 //! are made by `cargo xtask passwd`. See README.md for the configuration.
-//! The logic is in `users` and `hash`.
+//! The logic is in `users`; the hash format is the SDK's
+//! (`sluice_plugin_sdk::password`, feature `password`).
 
-#[allow(dead_code, reason = "shared with `cargo xtask passwd`, which hashes")]
-mod hash;
 mod users;
 
 use sluice_plugin_sdk::{M5Denial, Plugin, RegisterRequest, RegisterVerdictM5, debug, info};

@@ -22,7 +22,8 @@ const V5_BAD_CREDENTIALS: u8 = 0x86;
 /// same line is checked by the plugin's and the xtask's unit tests).
 const XTASK_LINE: &str = "alice:$pbkdf2-sha256$1000$VHMb3/XsuTvs5N41mdv/LA==$tKbsn9iCHoO3z+a6wrJcLC+590sy6S6LTxmdDR34W5k=";
 
-/// `cargo xtask passwd`'s default iteration count (hash.rs).
+/// `cargo xtask passwd`'s default iteration count
+/// (`sluice_plugin_sdk::password::DEFAULT_ITERATIONS`).
 const DEFAULT_ITERATIONS: u32 = 2_000;
 /// The plugin's default `max_iterations` (users.rs).
 const DEFAULT_MAX_ITERATIONS: u32 = 3_500;

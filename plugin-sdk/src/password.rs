@@ -1,13 +1,23 @@
-//! The password hash format, shared by the `password-file` plugin and
-//! `cargo xtask passwd` (which includes this file with `#[path]`):
+//! Password hashes for authentication plugins (feature `password`): the
+//! `password-file` example plugin verifies them and `cargo xtask passwd`
+//! writes them. The format:
 //!
 //! ```text
 //! $pbkdf2-sha256$ITERATIONS$SALT$HASH
 //! ```
 //!
 //! PBKDF2-HMAC-SHA256 (RFC 8018) with ITERATIONS rounds; SALT and HASH in
-//! standard base64 (padding optional). This file depends on `pbkdf2`,
-//! `sha2`, `subtle` and `base64` only, so both crates can build it.
+//! standard base64 (padding optional); verification compares in constant
+//! time.
+//!
+//! ```
+//! use sluice_plugin_sdk::password::PasswordHash;
+//!
+//! let stored = PasswordHash::new(b"secret", b"some salt", 1_000).to_string();
+//! let hash = PasswordHash::parse(&stored)?;
+//! assert!(hash.verify(b"secret") && !hash.verify(b"Secret"));
+//! # Ok::<(), String>(())
+//! ```
 
 use std::fmt;
 
@@ -19,15 +29,16 @@ use subtle::ConstantTimeEq as _;
 /// The scheme name between the first two `$`.
 pub const SCHEME: &str = "pbkdf2-sha256";
 
-/// Iterations `cargo xtask passwd` uses unless told otherwise. Chosen so
+/// Iterations to hash with unless told otherwise (`cargo xtask passwd`). Chosen so
 /// that one verification fits a plugin call's default fuel (50,000,000) and
-/// deadline (100 ms) with room to spare; see the plugin's README.
+/// deadline (100 ms) with room to spare; see the password-file plugin's
+/// README.
 pub const DEFAULT_ITERATIONS: u32 = 2_000;
 
-/// Bytes of salt `cargo xtask passwd` generates.
+/// Bytes of salt to generate (`cargo xtask passwd`).
 pub const SALT_LEN: usize = 16;
 
-/// Bytes of derived key `cargo xtask passwd` stores (one SHA-256 block).
+/// Bytes of derived key [`PasswordHash::new`] stores (one SHA-256 block).
 pub const HASH_LEN: usize = 32;
 
 /// Standard base64; writes padding, reads it or its absence.
@@ -135,4 +146,53 @@ impl fmt::Display for PasswordHash {
 
 fn derive(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_round_trips_through_text() {
+        let h = PasswordHash::new(b"pw", b"saltsaltsalt", 3);
+        let parsed = PasswordHash::parse(&h.to_string()).expect("parses");
+        assert_eq!(parsed, h);
+        assert!(parsed.verify(b"pw"));
+        assert!(!parsed.verify(b"pw2"));
+        // Padding is optional.
+        let unpadded = h.to_string().replace('=', "");
+        assert_eq!(PasswordHash::parse(&unpadded).expect("parses"), h);
+    }
+
+    #[test]
+    fn rfc_7914_pbkdf2_sha256_vector() {
+        // RFC 7914 §11: PBKDF2-HMAC-SHA256("passwd", "salt", 1), 64 bytes.
+        let expected = "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc\
+                        49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783";
+        let mut out = [0u8; 64];
+        derive(b"passwd", b"salt", 1, &mut out);
+        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+        // The same through the text format (64-byte hashes are accepted).
+        let mut h = PasswordHash::new(b"passwd", b"saltsalt", 1);
+        h.salt = b"salt".to_vec();
+        h.hash = out.to_vec();
+        assert!(h.verify(b"passwd"));
+    }
+
+    #[test]
+    fn malformed_strings_say_what_is_wrong() {
+        let bad = [
+            ("pbkdf2-sha256$1$c2FsdHNhbHQ$aGFzaA", "fields"),
+            ("$bcrypt$1$c2FsdHNhbHQ$aGFzaA", "unsupported"),
+            ("$pbkdf2-sha256$0$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "iteration"),
+            ("$pbkdf2-sha256$1$!!$aGFzaGhhc2hoYXNoaGFzaA", "salt"),
+            ("$pbkdf2-sha256$1$c2Fs$aGFzaGhhc2hoYXNoaGFzaA", "salt too short"),
+            ("$pbkdf2-sha256$1$c2FsdHNhbHQ$aGFzaA", "hash of"),
+        ];
+        for (text, why) in bad {
+            let e = PasswordHash::parse(text).expect_err(text);
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
 }
