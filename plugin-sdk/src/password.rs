@@ -185,9 +185,15 @@ mod tests {
         let bad = [
             ("pbkdf2-sha256$1$c2FsdHNhbHQ$aGFzaA", "fields"),
             ("$bcrypt$1$c2FsdHNhbHQ$aGFzaA", "unsupported"),
-            ("$pbkdf2-sha256$0$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "iteration"),
+            (
+                "$pbkdf2-sha256$0$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "iteration",
+            ),
             ("$pbkdf2-sha256$1$!!$aGFzaGhhc2hoYXNoaGFzaA", "salt"),
-            ("$pbkdf2-sha256$1$c2Fs$aGFzaGhhc2hoYXNoaGFzaA", "salt too short"),
+            (
+                "$pbkdf2-sha256$1$c2Fs$aGFzaGhhc2hoYXNoaGFzaA",
+                "salt too short",
+            ),
             ("$pbkdf2-sha256$1$c2FsdHNhbHQ$aGFzaA", "hash of"),
         ];
         for (text, why) in bad {

@@ -163,6 +163,9 @@ pub struct PluginConfig {
     /// `http_max_response_bytes`: the largest response body. Default
     /// 1048576.
     pub http_max_response_bytes: Option<u64>,
+    /// `http_ca_file`: PEM certificates trusted for `https` besides the
+    /// Mozilla roots (a private CA). Default: none.
+    pub http_ca_file: Option<PathBuf>,
     /// `required`: whether clients may go unchecked without this plugin.
     /// When a required plugin that was loaded disappears (removed, renamed,
     /// disabled) or fails to load with no version to keep, the

@@ -204,6 +204,11 @@ impl Config {
                     return invalid(plugin.then(["http_allow"]), e);
                 }
             }
+            if let Some(file) = &p.http_ca_file {
+                if let Err(e) = crate::plugins::check_ca_file(file) {
+                    return invalid(plugin.then(["http_ca_file"]), e);
+                }
+            }
             if p.http_timeout_ms == Some(0) {
                 return invalid(plugin.then(["http_timeout_ms"]), at_least_one);
             }

@@ -5,7 +5,8 @@
 //! between bytes, whatever the plugin asks for), its response body by
 //! `http_max_response_bytes`, and a plugin has at most [`MAX_IN_FLIGHT`]
 //! requests waiting for their response at once. TLS is rustls with the
-//! Mozilla roots (webpki-roots).
+//! Mozilla roots (webpki-roots) and the certificates of the plugin's
+//! `http_ca_file` (a private CA); `http_send.rs` sends the request.
 //!
 //! The request runs on the broker's runtime while the hook's wasm call is
 //! suspended (the call is async), so a slow server never blocks a worker
@@ -24,6 +25,7 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::bindings::sluice::plugin::host::LogLevel;
+use super::http_send::{self, Timeouts};
 use super::log::PluginLog;
 
 /// Requests of one plugin waiting for their response at once.
@@ -112,6 +114,9 @@ pub struct HttpPolicy {
     timeout: Duration,
     max_response: u64,
     in_flight: Arc<AtomicUsize>,
+    /// The TLS settings, or why `http_ca_file` could not be read (then
+    /// every `https` request is refused, and says why in the log).
+    tls: Result<Arc<rustls::ClientConfig>, String>,
     log: Arc<PluginLog>,
 }
 
@@ -122,9 +127,19 @@ impl HttpPolicy {
         allow: &[String],
         timeout: Duration,
         max_response: u64,
+        ca_file: Option<&std::path::Path>,
         log: Arc<PluginLog>,
     ) -> HttpPolicy {
+        let tls = if allow.is_empty() {
+            Err("no URL is granted (http_allow)".to_owned())
+        } else {
+            http_send::client_config(ca_file).map(Arc::new)
+        };
+        if let (Err(why), Some(_)) = (&tls, ca_file) {
+            log.record(LogLevel::Error, &format!("http_ca_file: {why}"));
+        }
         HttpPolicy {
+            tls,
             allow: allow
                 .iter()
                 .filter_map(|p| UrlPattern::parse(p).ok())
@@ -147,15 +162,16 @@ impl HttpPolicy {
         (taken < MAX_IN_FLIGHT).then_some(place)
     }
 
-    /// The plugin's timeouts, at most `http_timeout_ms` each.
-    fn options(&self, asked: Option<RequestOptions>) -> RequestOptions {
+    /// The plugin's timeouts (connect, first byte, between bytes), at
+    /// most `http_timeout_ms` each.
+    fn timeouts(&self, asked: Option<RequestOptions>) -> (Timeouts, Duration) {
         let asked = asked.unwrap_or_default();
-        let cap = |d: Option<Duration>| Some(d.map_or(self.timeout, |d| d.min(self.timeout)));
-        RequestOptions {
-            connect_timeout: cap(asked.connect_timeout),
-            first_byte_timeout: cap(asked.first_byte_timeout),
-            between_bytes_timeout: cap(asked.between_bytes_timeout),
-        }
+        let cap = |d: Option<Duration>| d.map_or(self.timeout, |d| d.min(self.timeout));
+        let timeouts = Timeouts {
+            connect: cap(asked.connect_timeout),
+            first_byte: cap(asked.first_byte_timeout),
+        };
+        (timeouts, cap(asked.between_bytes_timeout))
     }
 }
 
@@ -198,9 +214,18 @@ impl WasiHttpHooks for HttpHooks {
                 );
                 return Err(Error::ConnectionLimitReached);
             };
-            let options = policy.options(options);
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (timeouts, between_bytes) = policy.timeouts(options);
+            let tls = match &policy.tls {
+                Ok(tls) => tls,
+                Err(why) => {
+                    policy.log.record(
+                        LogLevel::Warn,
+                        &format!("HTTP request to {uri} refused: {why}"),
+                    );
+                    return Err(Error::TlsCertificateError);
+                }
+            };
+            let (response, connection) = http_send::send(request, timeouts, tls).await?;
             drop(place);
             let max = policy.max_response;
             let declared = response
@@ -211,26 +236,35 @@ impl WasiHttpHooks for HttpHooks {
                 return Err(Error::HttpResponseBodySize(declared));
             }
             let response = response.map(|body| {
-                Capped {
-                    inner: body.boxed_unsync(),
+                Limited {
+                    inner: body,
                     left: max,
                     max,
+                    between_bytes,
+                    idle: Box::pin(tokio::time::sleep(between_bytes)),
+                    _connection: connection,
                 }
                 .boxed_unsync()
             });
+            // The connection's task is the body's: nothing else to drive.
+            let io = async { Ok(()) };
             Ok((response, Box::new(io) as IoFuture))
         })
     }
 }
 
-/// A response body cut (with an error) past `max` bytes.
-struct Capped {
-    inner: WasiBody,
+/// A response body cut (with an error) past `max` bytes or after
+/// `between_bytes` without data; it holds the connection's task.
+struct Limited {
+    inner: hyper::body::Incoming,
     left: u64,
     max: u64,
+    between_bytes: Duration,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    _connection: http_send::Connection,
 }
 
-impl Body for Capped {
+impl Body for Limited {
     type Data = Bytes;
     type Error = Error;
 
@@ -239,7 +273,15 @@ impl Body for Capped {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame.map(|f| f.map_err(Error::from)),
+            Poll::Pending => {
+                ready!(this.idle.as_mut().poll(cx));
+                return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
+            }
+        };
+        let next = tokio::time::Instant::now() + this.between_bytes;
+        this.idle.as_mut().reset(next);
         if let Some(Ok(f)) = &frame {
             if let Some(data) = f.data_ref() {
                 let n = data.len() as u64;
@@ -308,21 +350,21 @@ mod tests {
     #[test]
     fn timeouts_are_capped() {
         let log = Arc::new(PluginLog::new("p".into()));
-        let policy = HttpPolicy::new(&[], Duration::from_secs(2), 10, log);
-        let o = policy.options(Some(RequestOptions {
+        let policy = HttpPolicy::new(&[], Duration::from_secs(2), 10, None, log);
+        let (o, between_bytes) = policy.timeouts(Some(RequestOptions {
             connect_timeout: Some(Duration::from_secs(60)),
             first_byte_timeout: Some(Duration::from_millis(100)),
             between_bytes_timeout: None,
         }));
-        assert_eq!(o.connect_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(o.first_byte_timeout, Some(Duration::from_millis(100)));
-        assert_eq!(o.between_bytes_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.connect, Duration::from_secs(2));
+        assert_eq!(o.first_byte, Duration::from_millis(100));
+        assert_eq!(between_bytes, Duration::from_secs(2));
     }
 
     #[test]
     fn places_are_bounded_and_given_back() {
         let log = Arc::new(PluginLog::new("p".into()));
-        let policy = HttpPolicy::new(&[], Duration::from_secs(1), 10, log);
+        let policy = HttpPolicy::new(&[], Duration::from_secs(1), 10, None, log);
         let held: Vec<_> = (0..MAX_IN_FLIGHT).map(|_| policy.place()).collect();
         assert!(held.iter().all(Option::is_some));
         assert!(policy.place().is_none());

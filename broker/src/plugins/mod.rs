@@ -79,6 +79,7 @@ mod hooks;
 mod host;
 mod http;
 mod http_link;
+mod http_send;
 pub mod kv;
 mod limiter;
 mod log;
@@ -111,6 +112,12 @@ use self::engine::Runtime;
 pub use self::events::{DropReason, Event};
 pub use self::hooks::HookSet;
 pub use self::http::UrlPattern;
+
+/// Checks an `http_ca_file` (readable PEM with at least one certificate);
+/// the error says what is wrong with it.
+pub fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
+    http_send::client_config(Some(path)).map(drop)
+}
 pub use self::outbox::Publication;
 pub use self::plugin::{CallFailure, Hook, LoadError, Plugin, Settings};
 pub use self::publish::{

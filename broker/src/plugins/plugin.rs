@@ -64,6 +64,8 @@ pub struct Settings {
     pub http_timeout: Duration,
     /// `http_max_response_bytes`.
     pub http_max_response: u64,
+    /// `http_ca_file`.
+    pub http_ca_file: Option<PathBuf>,
     /// `required`, when set (see [`Plugin::is_required`]).
     pub required: Option<bool>,
     /// `[plugin.NAME.config]`.
@@ -413,6 +415,7 @@ impl Plugin {
                     &settings.http_allow,
                     settings.http_timeout,
                     settings.http_max_response,
+                    settings.http_ca_file.as_deref(),
                     log.clone(),
                 )),
                 log,

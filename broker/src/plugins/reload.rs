@@ -652,6 +652,7 @@ fn settings(config: &Config, own: Option<&PluginConfig>) -> Settings {
         http_allow: own.http_allow.clone(),
         http_timeout: Duration::from_millis(u64::from(own.http_timeout_ms.unwrap_or(1000))),
         http_max_response: own.http_max_response_bytes.unwrap_or(1 << 20),
+        http_ca_file: own.http_ca_file.clone(),
         required: own.required,
         config: own
             .config

@@ -199,3 +199,49 @@ async fn thousands_of_requests_from_one_instance_leave_nothing_behind() {
     // And the instance still serves the next login.
     assert_eq!(login(&broker, "after", "ann").await, 0);
 }
+
+/// An HTTPS service whose certificate a private CA signed: trusted with
+/// `http_ca_file`, refused (fail closed) without it; a CA file that is not
+/// one is a configuration error naming the key.
+#[tokio::test]
+async fn https_services_are_trusted_through_http_ca_file() {
+    let pki = crate::tls::Pki::new("webhook CA");
+    let cert = pki.server("service");
+    let server = HttpServer::start_tls(&cert.cert, &cert.key, service).await;
+    let url = server.url("/mqtt/auth");
+    assert!(url.starts_with("https://"), "{url}");
+    let with_ca = |ca: Option<std::path::PathBuf>| {
+        let dir = PluginDir::new();
+        dir.add("webhook-auth", "webhook-auth");
+        let url = url.clone();
+        let allow = vec![server.url("/mqtt/*")];
+        let broker = broker_with(&dir, move |c| {
+            let section = c.plugin.entry("webhook-auth".into()).or_default();
+            section.http_allow = allow;
+            section.http_ca_file = ca;
+            section.deadline_ms = Some(5_000);
+            plugin_config(c, "webhook-auth", &[("url", &url)]);
+        });
+        (broker, dir)
+    };
+    let (trusting, _dir) = with_ca(Some(pki.ca_file.clone()));
+    assert_eq!(login(&trusting, "tls-ann", "ann").await, 0);
+    assert_eq!(login(&trusting, "tls-bob", "bob").await, 4, "denied");
+    assert_eq!(count(&server, "connect"), 2);
+    // Without the CA the service's certificate is unknown: no request
+    // reaches it, and the login is refused.
+    let (strict, _dir2) = with_ca(None);
+    assert_eq!(login(&strict, "tls-ann2", "ann").await, 4);
+    assert_eq!(count(&server, "connect"), 2);
+    // A file that holds no certificate.
+    let err = Config::parse(&format!(
+        "[plugin.webhook-auth]\nhttp_ca_file = \"{}\"\n",
+        cert.key.display()
+    ))
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        err.contains("http_ca_file") && err.contains("no certificate"),
+        "{err}"
+    );
+}

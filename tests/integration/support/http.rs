@@ -1,13 +1,18 @@
-//! A real HTTP/1.1 server on 127.0.0.1 (an ephemeral port) for the plugins
-//! that call out over HTTP: each request's JSON body goes to a handler
-//! that chooses the reply, and every request is recorded.
+//! A real HTTP/1.1 server on 127.0.0.1 (an ephemeral port), plain or over
+//! TLS, for the plugins that call out over HTTP: each request's JSON body
+//! goes to a handler that chooses the reply, and every request is recorded.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::path::Path;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// A request the server received.
 #[derive(Clone, Debug)]
@@ -40,6 +45,7 @@ type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
 /// The server; it stops when dropped.
 pub struct HttpServer {
     pub addr: SocketAddr,
+    scheme: &'static str,
     requests: Arc<Mutex<Vec<Request>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -47,26 +53,68 @@ pub struct HttpServer {
 impl HttpServer {
     /// Serves `handler` until dropped.
     pub async fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> HttpServer {
+        Self::start_with(None, Arc::new(handler)).await
+    }
+
+    /// Serves `handler` over TLS with the certificate and key in the PEM
+    /// files `cert` and `key` until dropped.
+    pub async fn start_tls(
+        cert: &Path,
+        key: &Path,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> HttpServer {
+        let certs = CertificateDer::pem_file_iter(cert)
+            .expect("certificate file")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificates");
+        let key = PrivateKeyDer::from_pem_file(key).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server certificate");
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        Self::start_with(Some(acceptor), Arc::new(handler)).await
+    }
+
+    async fn start_with(tls: Option<TlsAcceptor>, handler: Arc<Handler>) -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
         let seen = requests.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, handler.clone(), seen.clone()));
+                let (handler, seen) = (handler.clone(), seen.clone());
+                match &tls {
+                    None => drop(tokio::spawn(serve(stream, handler, seen))),
+                    Some(acceptor) => {
+                        let accepting = acceptor.accept(stream);
+                        tokio::spawn(async move {
+                            // A client that refuses the certificate ends
+                            // the handshake: nothing to serve.
+                            if let Ok(stream) = accepting.await {
+                                serve(stream, handler, seen).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         HttpServer {
             addr,
+            scheme,
             requests,
             task,
         }
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}` (`https` over TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// The requests received so far.
@@ -83,7 +131,11 @@ impl Drop for HttpServer {
 
 /// Reads one request (head and `Content-Length` body), answers it and
 /// closes the connection.
-async fn serve(mut stream: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec<Request>>>) {
+async fn serve(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    handler: Arc<Handler>,
+    seen: Arc<Mutex<Vec<Request>>>,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
