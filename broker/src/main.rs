@@ -90,9 +90,14 @@ struct PluginsArgs {
     /// 127.0.0.1:8888.
     #[arg(long, value_name = "ADDR:PORT")]
     admin: Option<String>,
-    /// The broker's configuration file, to read `admin.bind` from.
+    /// The broker's configuration file, to read `admin.bind` and
+    /// `admin.token_file` from.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A file holding the endpoint's bearer token. Default:
+    /// `admin.token_file` from --config.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Print the JSON the endpoint serves instead of a table.
     #[arg(long)]
     json: bool,
@@ -286,7 +291,8 @@ const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
 /// `sluice plugins`: fetches `/plugins` and prints it.
 fn plugins_command(args: &PluginsArgs) -> anyhow::Result<()> {
     let addr = admin_address(args)?;
-    let body = fetch(&addr, "/plugins")?;
+    let token = admin_token(args)?;
+    let body = fetch(&addr, "/plugins", token.as_deref())?;
     let mut out = std::io::stdout().lock();
     if args.json {
         // Checked, then printed as served (which keeps the field order).
@@ -323,12 +329,31 @@ fn admin_address(args: &PluginsArgs) -> anyhow::Result<String> {
     Ok(addr.to_string())
 }
 
-/// `GET path` from the admin endpoint at `addr`: the body of a 200 answer.
-fn fetch(addr: &str, path: &str) -> anyhow::Result<String> {
+/// The bearer token: from --token-file, else `admin.token_file` of
+/// --config; none without either.
+fn admin_token(args: &PluginsArgs) -> anyhow::Result<Option<String>> {
+    let file = match (&args.token_file, &args.config) {
+        (Some(file), _) => Some(file.clone()),
+        (None, Some(config)) => Config::load(config)?.admin.token_file,
+        (None, None) => None,
+    };
+    file.map(|f| {
+        std::fs::read_to_string(&f)
+            .map(|t| t.trim().to_owned())
+            .with_context(|| format!("cannot read the admin token file {}", f.display()))
+    })
+    .transpose()
+}
+
+/// `GET path` from the admin endpoint at `addr` (with a bearer `token`):
+/// the body of a 200 answer.
+fn fetch(addr: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
     let mut stream = connect(addr)?;
     stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Connection: close\r\n\r\n");
     let mut raw = Vec::new();
     stream
         .write_all(request.as_bytes())
@@ -598,6 +623,7 @@ mod tests {
         let args = PluginsArgs {
             admin: None,
             config: None,
+            token_file: None,
             json: false,
         };
         assert_eq!(admin_address(&args).unwrap(), "127.0.0.1:8888");

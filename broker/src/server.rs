@@ -39,6 +39,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the admin endpoint: {0}")]
+    AdminAccess(#[from] crate::admin::AccessError),
 }
 
 /// A broker with its listeners bound.
@@ -47,8 +49,9 @@ pub struct Server {
     ctx: Arc<Context>,
     /// In [`Config::listeners`] order.
     listeners: Vec<Bound>,
-    /// The admin endpoint's listener, when `admin.bind` is set.
-    admin: Option<TcpListener>,
+    /// The admin endpoint's listener and access rules, when `admin.bind`
+    /// is set.
+    admin: Option<(TcpListener, crate::admin::Access)>,
 }
 
 impl Server {
@@ -93,11 +96,13 @@ impl Server {
         }
         let listeners = listener::bind_all(&config)?;
         let admin = match config.admin.bind {
-            Some(addr) => Some(
-                crate::admin::bind(addr)
+            Some(addr) => {
+                let access = crate::admin::Access::from_config(&config.admin)?;
+                let listener = crate::admin::bind(addr)
                     .await
-                    .map_err(|source| ServerError::AdminBind { addr, source })?,
-            ),
+                    .map_err(|source| ServerError::AdminBind { addr, source })?;
+                Some((listener, access))
+            }
             None => None,
         };
         let cluster = if config.cluster.enabled() {
@@ -148,7 +153,7 @@ impl Server {
     /// The address the admin endpoint is bound to (with its real port for
     /// port 0), if `admin.bind` is set.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The broker state, for inspection.
@@ -169,7 +174,7 @@ impl Server {
             .collect();
         let admin = self
             .admin
-            .map(|listener| crate::admin::spawn(listener, self.ctx.clone()));
+            .map(|(listener, access)| crate::admin::spawn(listener, self.ctx.clone(), access));
         let sys = tokio::spawn(crate::sys::run(self.ctx.clone()));
         let sweeper = tokio::spawn(self.ctx.sweeper.clone().run());
         let registry = self.ctx.registry.clone();

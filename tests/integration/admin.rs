@@ -1,5 +1,6 @@
 //! The admin endpoint: `GET /plugins` (JSON), `GET /metrics` (Prometheus
-//! text), and what it does with requests it does not serve.
+//! text), what it does with requests it does not serve, its bearer token
+//! and its `Host` check.
 
 use std::net::SocketAddr;
 
@@ -51,7 +52,7 @@ async fn request(addr: SocketAddr, raw: &[u8]) -> Answer {
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Answer {
-    let raw = format!("GET {path} HTTP/1.1\r\nHost: sluice\r\nAccept: */*\r\n\r\n");
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
     request(addr, raw.as_bytes()).await
 }
 
@@ -358,4 +359,77 @@ async fn the_store_is_in_the_metrics() {
         m.body
             .contains("# TYPE sluice_store_commit_microseconds_total counter")
     );
+}
+
+/// `GET path` with `Host: host` and, if given, a bearer `token`.
+async fn get_as(addr: SocketAddr, path: &str, host: &str, token: Option<&str>) -> Answer {
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{authorization}\r\n");
+    request(addr, raw.as_bytes()).await
+}
+
+#[tokio::test]
+async fn with_a_token_file_every_request_needs_the_token() {
+    let scratch = crate::support::TempDir::new("admin-token");
+    let file = scratch.file("token");
+    std::fs::write(&file, "s3cret-token-0123456789\n").expect("write token");
+    let (_broker, admin) = admin_broker(|c| c.admin.token_file = Some(file.clone()));
+    let host = admin.to_string();
+    for path in ["/plugins", "/metrics", "/nowhere"] {
+        let a = get_as(admin, path, &host, None).await;
+        assert_eq!(a.status, 401, "{path}: {}", a.body);
+        assert!(a.head.contains("WWW-Authenticate: Bearer"), "{}", a.head);
+        assert!(!a.body.contains("sluice_"), "nothing leaks: {}", a.body);
+        let wrong = get_as(admin, path, &host, Some("s3cret-token-012345678")).await;
+        assert_eq!(wrong.status, 401, "{path}");
+    }
+    let ok = get_as(admin, "/metrics", &host, Some("s3cret-token-0123456789")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(
+        ok.body.contains("sluice_connections_accepted_total"),
+        "{}",
+        ok.body
+    );
+    let ok = get_as(admin, "/plugins", &host, Some("s3cret-token-0123456789")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}
+
+#[test]
+fn a_token_file_that_is_missing_or_too_short_refuses_to_start() {
+    let scratch = crate::support::TempDir::new("admin-token-bad");
+    let short = scratch.file("short");
+    std::fs::write(&short, "abc\n").expect("write token");
+    for (file, why) in [
+        (scratch.file("missing"), "cannot read the admin token file"),
+        (short, "a token needs at least 16"),
+    ] {
+        let e = TestBroker::try_with(|c| {
+            c.admin.bind = Some("127.0.0.1:0".parse().expect("address"));
+            c.admin.token_file = Some(file.clone());
+        })
+        .err()
+        .expect("the broker must not start");
+        assert!(e.contains(why), "{e}");
+    }
+}
+
+/// DNS rebinding: a page served from a name the attacker controls, which
+/// resolves to the broker, sends that name as `Host`.
+#[tokio::test]
+async fn requests_for_unknown_host_names_are_refused() {
+    let (_broker, admin) = admin_broker(|c| c.admin.hosts = vec!["broker.example".into()]);
+    let port = admin.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("broker.example:{port}"),
+    ] {
+        let a = get_as(admin, "/metrics", &host, None).await;
+        assert_eq!(a.status, 200, "{host}: {}", a.body);
+    }
+    for host in [format!("rebind.attacker.example:{port}"), "evil".to_owned()] {
+        let a = get_as(admin, "/plugins", &host, None).await;
+        assert_eq!(a.status, 403, "{host}: {}", a.body);
+        assert!(a.body.contains("[admin] hosts"), "{}", a.body);
+    }
 }

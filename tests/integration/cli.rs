@@ -209,6 +209,39 @@ fn sluice_plugins(args: &[&str]) -> std::process::Output {
         .expect("run sluice plugins")
 }
 
+/// `sluice plugins --config` sends the token of the configuration's
+/// `admin.token_file`; without it the endpoint refuses.
+#[test]
+fn plugins_subcommand_sends_the_configured_token() {
+    let scratch = Scratch::new("plugins-token");
+    let token = scratch.file("admin-token");
+    std::fs::write(&token, "0123456789abcdef-token\n").expect("write token");
+    let config = scratch.file("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = [\"127.0.0.1:0\"]\n[admin]\nbind = \"127.0.0.1:0\"\ntoken_file = {:?}\n",
+            token.to_str().expect("utf-8 path")
+        ),
+    )
+    .expect("write config");
+    let mut sluice = Sluice::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let admin = sluice.admin_addr().to_string();
+    let config = config.to_str().expect("utf-8 path");
+    let out = sluice_plugins(&["--admin", &admin, "--config", config, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(status["plugins"].is_array(), "{status}");
+    let out = sluice_plugins(&["--admin", &admin]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+}
+
 #[test]
 fn plugins_subcommand_prints_the_chain_as_a_table_and_as_json() {
     let plugins = crate::support::PluginDir::new();

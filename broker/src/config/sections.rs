@@ -159,8 +159,7 @@ impl Default for LogConfig {
 }
 
 /// `[admin]`: the HTTP admin endpoint (`GET /plugins`, `GET /metrics`;
-/// see `crate::admin`). It has no authentication: keep it on a loopback
-/// or otherwise private address.
+/// see `crate::admin`), with an optional bearer token and a `Host` check.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
@@ -168,6 +167,15 @@ pub struct AdminConfig {
     /// must differ from every `server.bind` address. Default: none (no
     /// admin endpoint).
     pub bind: Option<SocketAddr>,
+    /// `token_file`: a file holding the bearer token every request must
+    /// carry (`Authorization: Bearer TOKEN`), at least 16 bytes. Default:
+    /// none (no authentication: keep the endpoint on a loopback or private
+    /// address).
+    pub token_file: Option<PathBuf>,
+    /// `hosts`: host names accepted in a request's `Host` besides IP
+    /// addresses and `localhost` (the name the endpoint is reached by
+    /// through a proxy or DNS). Default: none.
+    pub hosts: Vec<String>,
 }
 
 /// `[persistence]`: the on-disk store of sessions, queues, in-flight QoS
