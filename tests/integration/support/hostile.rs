@@ -254,7 +254,7 @@ pub async fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
     let text = within("GET /metrics", async {
         let mut stream = TcpStream::connect(admin).await.expect("connect to admin");
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: sluice\r\n\r\n")
+            .write_all(format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\n\r\n").as_bytes())
             .await
             .expect("send request");
         let mut bytes = Vec::new();

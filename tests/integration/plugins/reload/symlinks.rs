@@ -82,7 +82,7 @@ fn sha256_of(plugin: &str) -> String {
 fn admin_get(addr: SocketAddr, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: sluice\r\n\r\n").expect("send request");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send request");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read answer");
     let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
