@@ -364,7 +364,7 @@ mod tests {
                 authorization: None,
             }
         );
-        let r = parse(b"GET / HTTP/1.1\r\nauthorization:  Bearer x \r\n").unwrap();
+        let r = parse(b"GET / HTTP/1.1\r\nauthorization:  Bearer x ").unwrap();
         assert_eq!(r.authorization, Some("Bearer x"));
         assert_eq!(parse(b"POST /plugins HTTP/1.0").unwrap().method, "POST");
     }
