@@ -275,48 +275,20 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         }
     }
     if webhook_only {
-        let machine = report::Machine::probe();
-        let outcome = webhook::run(root, quick, machine.cpus >= 2)?;
-        let command = format!(
-            "cargo xtask bench --webhook-only{}",
-            if quick { " --quick" } else { "" }
-        );
-        let section = webhook::section(
-            &outcome,
-            &machine.date,
-            &command,
-            &report::revision(root),
-            quick,
-        );
-        println!("{section}");
-        let path = root.join("BENCHMARKS.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, report::splice(&old, webhook::HEADING, &section))
-            .context("cannot write BENCHMARKS.md")?;
-        eprintln!("xtask: updated the webhook section of BENCHMARKS.md");
-        return Ok(());
+        return section_only(root, quick, "--webhook-only", webhook::HEADING, |machine| {
+            let outcome = webhook::run(root, quick, machine.cpus >= 2)?;
+            Ok(Box::new(move |date, command, revision| {
+                webhook::section(&outcome, date, command, revision, quick)
+            }))
+        });
     }
     if acl_only {
-        let machine = report::Machine::probe();
-        let outcome = acl::run(root, quick, machine.cpus >= 2)?;
-        let command = format!(
-            "cargo xtask bench --acl-deliver-only{}",
-            if quick { " --quick" } else { "" }
-        );
-        let section = acl::section(
-            &outcome,
-            &machine.date,
-            &command,
-            &report::revision(root),
-            quick,
-        );
-        println!("{section}");
-        let path = root.join("BENCHMARKS.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, report::splice(&old, acl::HEADING, &section))
-            .context("cannot write BENCHMARKS.md")?;
-        eprintln!("xtask: updated the delivery-time ACL section of BENCHMARKS.md");
-        return Ok(());
+        return section_only(root, quick, "--acl-deliver-only", acl::HEADING, |machine| {
+            let outcome = acl::run(root, quick, machine.cpus >= 2)?;
+            Ok(Box::new(move |date, command, revision| {
+                acl::section(&outcome, date, command, revision, quick)
+            }))
+        });
     }
     // Measurement time, after the builds.
     let started = Instant::now();
@@ -487,6 +459,34 @@ fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)
         }
     }
     Ok((results, losses))
+}
+
+/// What writes a section from the date, the command line and the revision.
+type Writer = Box<dyn FnOnce(&str, &str, &str) -> String>;
+
+/// Measures and writes one section of `BENCHMARKS.md` by itself (`flag`
+/// run alone): `measure` runs the benchmark and returns its [`Writer`].
+fn section_only(
+    root: &Path,
+    quick: bool,
+    flag: &str,
+    heading: &str,
+    measure: impl FnOnce(&report::Machine) -> Result<Writer>,
+) -> Result<()> {
+    let machine = report::Machine::probe();
+    let write = measure(&machine)?;
+    let command = format!(
+        "cargo xtask bench {flag}{}",
+        if quick { " --quick" } else { "" }
+    );
+    let section = write(&machine.date, &command, &report::revision(root));
+    println!("{section}");
+    let path = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, report::splice(&old, heading, &section))
+        .context("cannot write BENCHMARKS.md")?;
+    eprintln!("xtask: updated the section {heading:?} of BENCHMARKS.md");
+    Ok(())
 }
 
 /// Starts `broker` on its port and waits until it accepts connections.
