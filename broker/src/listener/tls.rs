@@ -210,8 +210,25 @@ fn client_verifier(
             "required"
         }));
     };
+    let roots = ca_roots(path)?;
     let bad = |detail: String| TlsError::BadCa {
         path: path.clone(),
+        detail,
+    };
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder.build().map_err(|e| bad(e.to_string()))
+}
+
+/// The CA certificates of a PEM file (`client_ca`, a plugin's
+/// `http_ca_file`): at least one, each a usable trust anchor.
+pub(crate) fn ca_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let bad = |detail: String| TlsError::BadCa {
+        path: path.to_owned(),
         detail,
     };
     let mut roots = RootCertStore::empty();
@@ -223,13 +240,7 @@ fn client_verifier(
     if roots.is_empty() {
         return Err(bad("no certificate in it".into()));
     }
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    let builder = if optional {
-        builder.allow_unauthenticated()
-    } else {
-        builder
-    };
-    builder.build().map_err(|e| bad(e.to_string()))
+    Ok(roots)
 }
 
 #[cfg(test)]

@@ -93,11 +93,8 @@ pub(crate) fn client_config(ca_file: Option<&std::path::Path>) -> Result<ClientC
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = ca_file {
-        for cert in read_pem(path)? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
+        let extra = crate::listener::tls::ca_roots(path).map_err(|e| e.to_string())?;
+        roots.roots.extend(extra.roots);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(ClientConfig::builder_with_provider(provider)
@@ -105,19 +102,4 @@ pub(crate) fn client_config(ca_file: Option<&std::path::Path>) -> Result<ClientC
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// The certificates of a PEM file: at least one.
-pub(crate) fn read_pem(
-    path: &std::path::Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject as _;
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not PEM certificates ({e})", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
-    }
-    Ok(certs)
 }

@@ -41,6 +41,16 @@ fn service(r: &Request) -> Reply {
 /// A broker with webhook-auth asking `server` (granted `allow`), with
 /// `pairs` as its configuration.
 fn webhook_broker(dir: &PluginDir, allow: Vec<String>, pairs: &[(&str, &str)]) -> TestBroker {
+    webhook_broker_with(dir, allow, pairs, |_| {})
+}
+
+/// [`webhook_broker`], with `tweak` applied to the plugin's section.
+fn webhook_broker_with(
+    dir: &PluginDir,
+    allow: Vec<String>,
+    pairs: &[(&str, &str)],
+    tweak: impl FnOnce(&mut sluice_broker::config::PluginConfig),
+) -> TestBroker {
     dir.add("webhook-auth", "webhook-auth");
     broker_with(dir, |c| {
         let section = c.plugin.entry("webhook-auth".into()).or_default();
@@ -50,6 +60,7 @@ fn webhook_broker(dir: &PluginDir, allow: Vec<String>, pairs: &[(&str, &str)]) -
         // Room for a real request in a debug build; the slow service is cut
         // by http_timeout_ms long before.
         section.deadline_ms = Some(5_000);
+        tweak(section);
         plugin_config(c, "webhook-auth", pairs);
     })
 }
@@ -212,16 +223,10 @@ async fn https_services_are_trusted_through_http_ca_file() {
     assert!(url.starts_with("https://"), "{url}");
     let with_ca = |ca: Option<std::path::PathBuf>| {
         let dir = PluginDir::new();
-        dir.add("webhook-auth", "webhook-auth");
-        let url = url.clone();
-        let allow = vec![server.url("/mqtt/*")];
-        let broker = broker_with(&dir, move |c| {
-            let section = c.plugin.entry("webhook-auth".into()).or_default();
-            section.http_allow = allow;
-            section.http_ca_file = ca;
-            section.deadline_ms = Some(5_000);
-            plugin_config(c, "webhook-auth", &[("url", &url)]);
-        });
+        let broker =
+            webhook_broker_with(&dir, vec![server.url("/mqtt/*")], &[("url", &url)], |s| {
+                s.http_ca_file = ca;
+            });
         (broker, dir)
     };
     let (trusting, _dir) = with_ca(Some(pki.ca_file.clone()));
