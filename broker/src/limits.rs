@@ -60,6 +60,7 @@ limits! {
     Memory => "memory", "limits.max_memory_mb";
     QueuedMessages => "queued_messages", "session.max_queued_messages";
     QueuedBytes => "queued_bytes", "session.max_queued_bytes";
+    OverloadWait => "overload_wait", "session.overload_wait_ms";
     SysPublish => "sys_publish", "($SYS is the broker's own)";
     ClientMaxPacket => "client_max_packet", "(the client's Maximum Packet Size)";
 }

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub messages_received: AtomicU64,
     pub messages_sent: AtomicU64,
     pub messages_dropped: AtomicU64,
+    /// Times the broker stopped reading from a publisher until the queues
+    /// its messages went to drained (`session.overload`).
+    pub publishers_held: AtomicU64,
     pub bytes_received: AtomicU64,
     pub bytes_sent: AtomicU64,
     /// Hits of each client limit.

@@ -27,6 +27,8 @@ mod hostile;
 mod listeners;
 /// MQTT 5 features.
 mod mqtt5;
+/// Overload: publishers held while their subscribers catch up.
+mod overload;
 /// The durable store: sessions, queues, QoS state, retained messages,
 /// Wills and plugin data across restarts and crashes; damaged stores.
 mod persistence;

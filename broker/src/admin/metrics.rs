@@ -143,6 +143,12 @@ fn broker_metrics(out: &mut Exposition, ctx: &Context) {
             get(&m.messages_dropped),
         ),
         (
+            "sluice_publishers_held_total",
+            Counter,
+            "Times the broker stopped reading from a publisher until the queues its messages went to drained (session.overload).",
+            get(&m.publishers_held),
+        ),
+        (
             "sluice_bytes_received_total",
             Counter,
             "Bytes received from clients.",

@@ -29,7 +29,7 @@ pub use self::listener::{ClientAuth, ListenerConfig, ListenerKind, ProtocolLevel
 pub use self::plugins::{ConfigValue, PluginConfig, PluginsConfig, PublishRefusal, WatchMode};
 pub use self::sections::{
     AdminConfig, ClusterConfig, Durability, LogConfig, MQTT_MAX_PACKET_SIZE, MqttConfig,
-    OverflowPolicy, PersistenceConfig, ServerConfig, SessionConfig,
+    OverflowPolicy, OverloadPolicy, PersistenceConfig, ServerConfig, SessionConfig,
 };
 pub use crate::plugins::FailurePolicy;
 

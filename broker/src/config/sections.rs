@@ -117,6 +117,17 @@ pub struct SessionConfig {
     /// arriving message) or `"drop_oldest"` (the head of the queue).
     /// Default `"drop_newest"`.
     pub overflow: OverflowPolicy,
+    /// `overload`: what happens when a connected client's queue fills
+    /// faster than it reads: `"backpressure"` (the broker stops reading
+    /// from the clients publishing to it once its queue is half full,
+    /// until it drains, for at most `overload_wait_ms` per episode) or
+    /// `"drop"` (publishers are never held; a full queue drops as
+    /// `overflow` says). Default `"backpressure"`.
+    pub overload: OverloadPolicy,
+    /// `overload_wait_ms`: how long publishers wait for one congested
+    /// client before the broker gives up on it and drops for it alone
+    /// until its queue has emptied. Default 1000.
+    pub overload_wait_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -128,8 +139,21 @@ impl Default for SessionConfig {
             max_queued_bytes: 16 << 20,
             queue_qos0_offline: false,
             overflow: OverflowPolicy::DropNewest,
+            overload: OverloadPolicy::Backpressure,
+            overload_wait_ms: 1000,
         }
     }
+}
+
+/// What a connected client's filling queue does to its publishers.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OverloadPolicy {
+    /// Stop reading from the publishers until the queue drains (bounded
+    /// by `overload_wait_ms`).
+    Backpressure,
+    /// Never hold publishers: a full queue drops.
+    Drop,
 }
 
 /// What a full queue drops.

@@ -73,6 +73,12 @@ impl Config {
         if self.session.max_queued_messages == 0 {
             return invalid(Key::of(["session", "max_queued_messages"]), at_least_one);
         }
+        if !(1..=60_000).contains(&self.session.overload_wait_ms) {
+            return invalid(
+                Key::of(["session", "overload_wait_ms"]),
+                "must be between 1 and 60000",
+            );
+        }
         if self.persistence.sync_interval_ms == 0 {
             return invalid(Key::of(["persistence", "sync_interval_ms"]), at_least_one);
         }

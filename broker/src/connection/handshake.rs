@@ -815,6 +815,7 @@ async fn establish<T: Transport>(
         ticket: 0,
         forwarded: 0,
         held: None,
+        overload: None,
     });
     // Counted until the connection drops.
     crate::metrics::Metrics::add(&ctx.metrics.clients_connected, 1);

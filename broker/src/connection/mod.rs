@@ -11,6 +11,7 @@
 //! registry.
 
 mod acceptance;
+mod backpressure;
 mod durable;
 mod goodbye;
 mod handshake;
@@ -191,6 +192,9 @@ pub(crate) struct Connection {
     forwarded: u64,
     /// Responses waiting for the store (see `durable`).
     held: Option<Box<durable::Held>>,
+    /// Reading waits for congested subscribers to drain (see
+    /// `backpressure`).
+    overload: Option<Box<backpressure::Hold>>,
 }
 
 /// What woke the connection.
@@ -198,7 +202,8 @@ enum Event {
     Writable,
     Readable,
     Queued,
-    /// A rate-limit pause is over.
+    /// A rate-limit pause is over, or the subscribers a hold waited for
+    /// drained.
     Resume,
     /// The store committed what held responses wait for.
     /// (The error boxed: the event lives in the connection's task.)
@@ -348,7 +353,7 @@ impl Connection {
                 self.out = BytesMut::new();
             }
             let has_output = !self.out.is_empty() || stream.has_pending_output();
-            let can_read = self.output_len() < OUT_HIGH_WATER && self.pause.is_none();
+            let can_read = self.output_len() < OUT_HIGH_WATER && self.reading();
             // One hand-written poll over every source, in priority order:
             // no future is stored per source, so the task stays small.
             // (Keep alive and lifetime are the sweeper's; it kicks through
@@ -357,6 +362,7 @@ impl Connection {
             // reaches a connection whose client stopped reading.
             let session = &self.session;
             let pause = &mut self.pause;
+            let overload = &mut self.overload;
             let held = &mut self.held;
             let event = std::future::poll_fn(|cx| {
                 if let Some(h) = held {
@@ -379,6 +385,13 @@ impl Connection {
                 }
                 if let Some(sleep) = pause {
                     if sleep.as_mut().poll(cx).is_ready() {
+                        *pause = None;
+                        return Poll::Ready(Ok(Event::Resume));
+                    }
+                }
+                if let Some(hold) = overload {
+                    if hold.poll(cx).is_ready() {
+                        *overload = None;
                         return Poll::Ready(Ok(Event::Resume));
                     }
                 }
@@ -399,10 +412,7 @@ impl Connection {
                     Ok(n) => n > 0,
                     Err(close) => return close,
                 },
-                Ok(Event::Resume) => {
-                    self.pause = None;
-                    true
-                }
+                Ok(Event::Resume) => self.reading(),
                 Ok(Event::Committed(r)) => {
                     if let Err(close) = self.release_responses(r) {
                         return close;
@@ -478,11 +488,17 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether input is read and handled: neither a rate-limit pause nor
+    /// a hold for congested subscribers is running.
+    fn reading(&self) -> bool {
+        self.pause.is_none() && self.overload.is_none()
+    }
+
     /// Decodes and handles every whole packet in the read buffer (up to a
-    /// rate-limit pause).
+    /// rate-limit pause or a hold).
     async fn process_input(&mut self) -> Result<(), Close> {
         let mut any = false;
-        while self.pause.is_none() {
+        while self.reading() {
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(packet)) => {
                     any = true;

@@ -19,6 +19,7 @@ use crate::memory::Pressure;
 use crate::message::Draft;
 use crate::plugins::{Event, Hook, PublishChanges, PublishOutcome, PublishRequest};
 use crate::reason::ReasonCode;
+use crate::router::Router;
 use crate::store::Store;
 use crate::topic::{PacketId, TopicName};
 
@@ -219,6 +220,7 @@ impl Connection {
         // is collected as this packet's ticket.
         Store::begin();
         Cluster::begin();
+        Router::collect_congestion();
         if message.retain {
             // A retained message outlives the read buffer its payload may
             // point into: route and store a copy that owns it.
@@ -245,6 +247,7 @@ impl Connection {
                 .publish_everywhere(mountpoint, Some(self.session.key()), &message);
         self.ticket = self.ticket.max(Store::touched());
         self.forwarded = self.forwarded.max(Cluster::touched());
+        self.hold_for(Router::congested());
         if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {
             self.qos2_arrived(id);
         }

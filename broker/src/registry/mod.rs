@@ -318,11 +318,12 @@ impl Registry {
             will,
             expiry_interval,
         } = departure;
-        let (generation, dropped_qos0) = {
+        let (generation, dropped_qos0, released) = {
             let mut state = session.lock();
             state.connected = false;
             state.kicked = None;
             session.set_online(false);
+            let released = state.end_congestion();
             state.inflight = Some(Box::new(inflight));
             state.expiry_interval = expiry_interval;
             let dropped = if state.limits.qos0_offline {
@@ -330,8 +331,9 @@ impl Registry {
             } else {
                 state.queue.drop_qos0()
             };
-            (state.generation, dropped)
+            (state.generation, dropped, released)
         };
+        crate::session::congestion::wake_all(released);
         Metrics::add(&self.metrics.messages_dropped, dropped_qos0 as u64);
         self.plugins.notify(if expiry_interval == 0 {
             Event::Gone(session.id().clone())

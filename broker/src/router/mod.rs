@@ -8,6 +8,7 @@
 //! group, preferring connected members. The retained messages live in
 //! [`retained`].
 
+mod pressure;
 mod remote;
 mod retained;
 
@@ -24,11 +25,12 @@ use crate::memory::{Budget, Pressure};
 use crate::message::{Delivery, Message, SharedOrigin};
 use crate::metrics::Metrics;
 use crate::plugins::{DropReason, Event, Hook, Plugins};
-use crate::session::Session;
+use crate::session::{Overload, Session};
 use crate::store::Store;
 use crate::subscriptions::{ClientKey, NodeMatch, SubscriptionTree};
 use crate::topic::{Subscription, TopicFilter};
 
+pub(crate) use self::pressure::Congested;
 use self::retained::{RetainedLimits, RetainedStore};
 
 /// A subscription as the tree stores it.
@@ -244,7 +246,18 @@ impl Router {
         }
         let offline = (self.plugins.implements(Hook::OnOfflineMessage) && !session.is_online())
             .then(|| (d.message.clone(), d.qos, d.retain));
-        let dropped = session.enqueue(d);
+        let (dropped, pressure) = session.enqueue(d);
+        match pressure {
+            Overload::None => {}
+            Overload::WaitUntil(until) => Self::note_congested(session, until),
+            Overload::GaveUp => {
+                self.metrics.limits.hit(
+                    Limit::OverloadWait,
+                    session.id(),
+                    &"publishers stopped waiting for a client that does not read fast enough",
+                );
+            }
+        }
         let n = dropped.deliveries.len() as u64;
         Metrics::add(&self.metrics.messages_dropped, n);
         if let Some(limit) = dropped.limit {

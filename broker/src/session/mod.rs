@@ -6,6 +6,7 @@
 //! connection needs per packet (QoS state, aliases) is owned by the
 //! connection and parked here only while the session is offline.
 
+pub mod congestion;
 pub mod inflight;
 pub mod queue;
 
@@ -24,6 +25,7 @@ use crate::store::Persisted;
 use crate::subscriptions::ClientKey;
 use crate::topic::{ClientId, Subscription};
 
+pub use congestion::{Congestion, Overload};
 pub use inflight::{Inflight, OutEntry, OutState};
 pub use queue::{Dropped, MessageQueue, QueueLimits};
 
@@ -98,6 +100,8 @@ pub struct SessionState {
     pub queue: MessageQueue,
     /// Limits of `queue` (from the config, or a plugin's modifiers).
     pub limits: Arc<QueueLimits>,
+    /// Set while the queue is congested and publishers wait for it.
+    pub congestion: Option<Box<Congestion>>,
     /// Subscriptions held, to remove them when the session ends.
     pub subscriptions: HashMap<Subscription, HeldSubscription>,
     /// QoS state, parked here while no connection owns the session.
@@ -122,6 +126,15 @@ pub struct SessionState {
     /// When the last connection ended, ms since the epoch (for the
     /// store's record).
     pub disconnected_at: u64,
+}
+
+impl SessionState {
+    /// Ends a congestion episode (the session goes offline): publishers
+    /// waiting for it go on once the returned wakers are woken (outside
+    /// the lock, with [`congestion::wake_all`]).
+    pub(crate) fn end_congestion(&mut self) -> Option<Vec<std::task::Waker>> {
+        Congestion::end(&mut self.congestion)
+    }
 }
 
 /// A session.
@@ -164,6 +177,7 @@ impl Session {
             state: Mutex::new(SessionState {
                 queue: MessageQueue::default(),
                 limits,
+                congestion: None,
                 subscriptions: HashMap::new(),
                 inflight: None,
                 connected: false,
@@ -233,15 +247,17 @@ impl Session {
     }
 
     /// Queues a delivery and wakes the owning connection. Returns the
-    /// deliveries the queue dropped to make room (or the new one).
-    pub fn enqueue(&self, mut delivery: Delivery) -> Dropped {
-        let dropped = {
+    /// deliveries the queue dropped to make room (or the new one), and
+    /// whether the publisher should wait for this session.
+    pub fn enqueue(&self, mut delivery: Delivery) -> (Dropped, Overload) {
+        let (dropped, pressure) = {
             let mut state = self.lock();
             if state.ended {
-                return Dropped {
+                let dropped = Dropped {
                     deliveries: vec![delivery],
                     limit: None,
                 };
+                return (dropped, Overload::None);
             }
             let limits = state.limits.clone();
             // Stored under the lock, so that the store sees a delivery's
@@ -250,16 +266,30 @@ impl Session {
             if let Some(p) = persisted {
                 delivery.stored = Some(p.queue(&delivery));
             }
-            let dropped = state.queue.push(delivery, self.is_online(), &limits);
+            let online = self.is_online();
+            let dropped = state.queue.push(delivery, online, &limits);
             if let Some(p) = persisted {
                 for d in &dropped.deliveries {
                     p.done(d);
                 }
             }
-            dropped
+            let state = &mut *state;
+            let pressure = if online {
+                Congestion::after_push(&mut state.congestion, &state.queue, &limits)
+            } else {
+                Overload::None
+            };
+            (dropped, pressure)
         };
         self.wake();
-        dropped
+        (dropped, pressure)
+    }
+
+    /// Whether a publisher must still wait for this session's congestion
+    /// to end; if so, `waker` is woken when it does.
+    pub fn must_wait(&self, waker: &std::task::Waker) -> bool {
+        let mut state = self.lock();
+        state.connected && Congestion::wait(&mut state.congestion, waker)
     }
 
     /// Moves up to `max` deliveries from the front of the queue into `out`,
@@ -279,6 +309,7 @@ impl Session {
         if let Some(kick) = state.kicked {
             return Some(kick);
         }
+        let before = out.len();
         while out.len() < max {
             match state.queue.front() {
                 Some(d) if d.qos == QoS::AtMostOnce || room > 0 => {
@@ -297,6 +328,14 @@ impl Session {
                 out.push(d);
             }
         }
+        let woken = if out.len() > before && state.congestion.is_some() {
+            let s = &mut *state;
+            Congestion::after_take(&mut s.congestion, &s.queue, &s.limits)
+        } else {
+            None
+        };
+        drop(state);
+        congestion::wake_all(woken);
         None
     }
 

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::codec::QoS;
-use crate::config::{OverflowPolicy, SessionConfig};
+use crate::config::{OverflowPolicy, OverloadPolicy, SessionConfig};
 use crate::limits::Limit;
 use crate::message::Delivery;
 
@@ -16,6 +16,9 @@ pub struct QueueLimits {
     pub max_bytes: u64,
     pub qos0_offline: bool,
     pub overflow: OverflowPolicy,
+    /// How long publishers wait for this session while it is congested
+    /// (`None`: they never do; see `super::congestion`).
+    pub overload_wait: Option<std::time::Duration>,
 }
 
 impl QueueLimits {
@@ -27,6 +30,8 @@ impl QueueLimits {
             max_bytes: c.max_queued_bytes,
             qos0_offline: c.queue_qos0_offline,
             overflow: c.overflow,
+            overload_wait: (c.overload == OverloadPolicy::Backpressure)
+                .then(|| std::time::Duration::from_millis(c.overload_wait_ms)),
         }
     }
 }
@@ -71,6 +76,11 @@ impl MessageQueue {
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Bytes of queued deliveries, as `max_bytes` counts them.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Queues `delivery` within `limits`, dropping what the policy says
@@ -223,6 +233,7 @@ mod tests {
             max_bytes: 0,
             qos0_offline: false,
             overflow,
+            overload_wait: None,
         }
     }
 

@@ -1,0 +1,161 @@
+//! Overload (`[session] overload`, issue 19): with backpressure a burst
+//! to a subscriber that falls behind is delivered in full, its publishers
+//! held meanwhile; with `drop` the same burst loses messages (the test can
+//! fail); a subscriber that never reads holds publishers only for its
+//! wait.
+
+use std::net::SocketAddr;
+
+use sluice_broker::config::OverloadPolicy;
+use sluice_broker::limits::Limit;
+use sluice_broker::metrics::Metrics;
+use tokio::net::TcpSocket;
+
+use crate::support::packets::*;
+use crate::support::{Raw, TestBroker, eventually, within};
+
+const PUBLISHERS: usize = 2;
+const PER_PUBLISHER: usize = 4_000;
+const PAYLOAD: usize = 1024;
+
+/// A connected MQTT 3.1.1 client with a small receive buffer, subscribed
+/// to `filter` at QoS 0, that reads nothing more until told to.
+async fn subscriber(broker: &TestBroker, id: &str, filter: &str) -> Raw {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(broker.addr).await.expect("connect");
+    let mut raw = Raw::from_stream(stream);
+    raw.send(&connect_v4(id, true, 0)).await;
+    assert_eq!(raw.recv().await.connack(), (false, 0));
+    raw.send(&subscribe_v4(1, filter, 0)).await;
+    raw.recv_kind(9).await;
+    raw
+}
+
+/// Message `seq` of publisher `p`: its numbers, then padding.
+fn payload(p: usize, seq: usize) -> Vec<u8> {
+    let mut v = vec![b'.'; PAYLOAD];
+    v[0] = p as u8;
+    v[1..5].copy_from_slice(&(seq as u32).to_be_bytes());
+    v
+}
+
+/// Publishes `PER_PUBLISHER` QoS 0 messages to `topic` as fast as the
+/// broker reads them, then a PINGREQ; returns once the PINGRESP came
+/// (everything before it was read and routed).
+async fn publish_burst(addr: SocketAddr, p: usize, topic: &str) {
+    let mut raw = Raw::handshake(addr, &connect_v4(&format!("pub{p}"), true, 0)).await;
+    for chunk in (0..PER_PUBLISHER).collect::<Vec<_>>().chunks(50) {
+        let bytes: Vec<u8> = chunk
+            .iter()
+            .flat_map(|&seq| publish_v4(topic, 0, 0, &payload(p, seq), false))
+            .collect();
+        raw.send(&bytes).await;
+    }
+    raw.send(&[0xC0, 0x00]).await;
+    raw.recv_kind(13).await;
+}
+
+/// Reads publishes until `done(received)`, checking each publisher's
+/// messages come in order; returns how many came.
+async fn read_in_order(sub: &mut Raw, mut done: impl FnMut(usize) -> bool) -> usize {
+    let mut next = [0u32; PUBLISHERS];
+    let mut received = 0;
+    while !done(received) {
+        let p = sub.recv_kind(3).await.publish_v4();
+        let (who, seq) = (
+            p.payload[0] as usize,
+            u32::from_be_bytes(p.payload[1..5].try_into().expect("4 bytes")),
+        );
+        assert!(
+            seq >= next[who],
+            "publisher {who}: {seq} after {}",
+            next[who]
+        );
+        next[who] = seq + 1;
+        received += 1;
+    }
+    received
+}
+
+fn spawn_publishers(broker: &TestBroker, topic: &'static str) -> tokio::task::JoinSet<()> {
+    let mut publishers = tokio::task::JoinSet::new();
+    for p in 0..PUBLISHERS {
+        let addr = broker.addr;
+        publishers.spawn(publish_burst(addr, p, topic));
+    }
+    publishers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_to_a_subscriber_that_falls_behind_is_delivered_in_full() {
+    let broker = TestBroker::with(|c| c.session.overload_wait_ms = 60_000);
+    let m = &broker.ctx.metrics;
+    let mut sub = subscriber(&broker, "behind", "burst").await;
+    let publishers = spawn_publishers(&broker, "burst");
+    // The subscriber reads nothing until the broker holds a publisher:
+    // by then its queue is past half of its 1,000 messages.
+    eventually("a publisher is held", || {
+        Metrics::get(&m.publishers_held) > 0
+    })
+    .await;
+    let total = PUBLISHERS * PER_PUBLISHER;
+    let received = within(
+        "the burst delivered",
+        read_in_order(&mut sub, |n| n == total),
+    )
+    .await;
+    assert_eq!(received, total);
+    within("publishers done", publishers.join_all()).await;
+    assert_eq!(Metrics::get(&m.messages_dropped), 0, "nothing dropped");
+    assert_eq!(broker.ctx.metrics.limits.count(Limit::OverloadWait), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_overload_drop_the_same_burst_loses_messages() {
+    let broker = TestBroker::with(|c| c.session.overload = OverloadPolicy::Drop);
+    let m = &broker.ctx.metrics;
+    let mut sub = subscriber(&broker, "behind", "burst").await;
+    let publishers = spawn_publishers(&broker, "burst");
+    within("publishers done", publishers.join_all()).await;
+    assert_eq!(Metrics::get(&m.publishers_held), 0, "nobody held");
+    // Every message is either delivered or counted as dropped.
+    let total = PUBLISHERS * PER_PUBLISHER;
+    let dropped = Metrics::get(&m.messages_dropped) as usize;
+    assert!(dropped > 0, "the subscriber's queue overflowed");
+    let received = within(
+        "what was not dropped delivered",
+        read_in_order(&mut sub, |n| n + dropped == total),
+    )
+    .await;
+    assert!(received < total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_holds_publishers_only_for_its_wait() {
+    let broker = TestBroker::with(|c| c.session.overload_wait_ms = 300);
+    let m = &broker.ctx.metrics;
+    let stuck = subscriber(&broker, "stuck", "fan").await;
+    let mut healthy = Raw::handshake(broker.addr, &connect_v4("healthy", true, 0)).await;
+    healthy.send(&subscribe_v4(1, "fan", 0)).await;
+    healthy.recv_kind(9).await;
+    let publisher = async {
+        publish_burst(broker.addr, 0, "fan").await;
+    };
+    let total = PER_PUBLISHER;
+    let (_, received) = within("the burst delivered to the healthy subscriber", async {
+        tokio::join!(publisher, read_in_order(&mut healthy, |n| n == total))
+    })
+    .await;
+    assert_eq!(received, total, "the healthy subscriber lost nothing");
+    assert!(
+        Metrics::get(&m.publishers_held) > 0,
+        "the stuck one held it"
+    );
+    assert!(
+        m.limits.count(Limit::OverloadWait) > 0,
+        "then the broker gave up on it"
+    );
+    assert!(Metrics::get(&m.messages_dropped) > 0, "and dropped for it");
+    drop(stuck);
+}
