@@ -68,7 +68,7 @@ mod tools;
 
 use tools::{build_plugins, install_mosquitto_clients, install_nats_server, python_with_paho};
 
-const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only | --cluster-only | --acl-deliver-only | --webhook-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c] [--dir DIR] | sync-wit [--check]>";
+const USAGE: &str = "usage: cargo xtask <run [-- ARGS...] | cluster [N] | test | fuzz [TARGET] [--secs N] | build-plugins | bench [--quick] [--micro-only | --soak-only | --stuck-only | --persist-only | --cluster-only | --acl-deliver-only | --webhook-only | --burst-only] | passwd [--iterations N] FILE USER [PASSWORD] | new-plugin NAME [--lang rust|python|js|c] [--dir DIR] | sync-wit [--check]>";
 
 fn main() -> ExitCode {
     match try_main() {

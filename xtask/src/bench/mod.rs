@@ -17,7 +17,9 @@
 //! delivery-time ACL (`acl.rs`: fan-out with topic-acl's read check) and
 //! `--webhook-only` the webhook-auth plugin's decisions (`webhook.rs`:
 //! fan-in and reconnects against a local HTTP service), each replacing only
-//! its section; the full run leaves those sections as they are.
+//! its section; the full run leaves those sections as they are. The burst
+//! (`burst.rs`: a QoS 0 fan-in burst with every broker's default settings,
+//! counting loss) runs in the full run and alone with `--burst-only`.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
 //! the machine has two or more CPUs); in the cluster runs both nodes and
@@ -25,6 +27,7 @@
 //! and the idle-memory scenario runs first on a fresh broker.
 
 mod acl;
+mod burst;
 mod cluster;
 mod persist;
 mod report;
@@ -66,6 +69,8 @@ pub enum Broker {
     SluiceWebhook,
     /// The same, every CONNECT and PUBLISH an HTTP request.
     SluiceWebhookUncached,
+    /// With `[session] overload = "drop"` (the burst).
+    SluiceDrop,
 }
 
 impl Broker {
@@ -80,6 +85,7 @@ impl Broker {
             Broker::SluiceAclRead => "sluice + topic-acl (shipped rules)",
             Broker::SluiceWebhook => "sluice + webhook-auth (cached)",
             Broker::SluiceWebhookUncached => "sluice + webhook-auth (every decision)",
+            Broker::SluiceDrop => "sluice, overload = \"drop\"",
         }
     }
 
@@ -94,6 +100,7 @@ impl Broker {
             Broker::SluiceAclRead => 18_907,
             Broker::SluiceWebhook => 18_908,
             Broker::SluiceWebhookUncached => 18_909,
+            Broker::SluiceDrop => 18_910,
         }
     }
 }
@@ -222,6 +229,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let cluster_only = args.iter().any(|a| a == "--cluster-only");
     let acl_only = args.iter().any(|a| a == "--acl-deliver-only");
     let webhook_only = args.iter().any(|a| a == "--webhook-only");
+    let burst_only = args.iter().any(|a| a == "--burst-only");
     if let Some(unknown) = args.iter().find(|a| {
         !matches!(
             a.as_str(),
@@ -233,6 +241,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 | "--cluster-only"
                 | "--acl-deliver-only"
                 | "--webhook-only"
+                | "--burst-only"
         )
     }) {
         bail!("unknown bench option {unknown}");
@@ -245,11 +254,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         ("--cluster-only", cluster_only),
         ("--acl-deliver-only", acl_only),
         ("--webhook-only", webhook_only),
+        ("--burst-only", burst_only),
     ];
     if onlys.iter().filter(|(_, o)| *o).count() > 1 {
         bail!(
             "--micro-only, --soak-only, --stuck-only, --persist-only, --cluster-only, \
-             --acl-deliver-only and --webhook-only exclude each other"
+             --acl-deliver-only, --webhook-only and --burst-only exclude each other"
         );
     }
     // Only one of the scenarios besides the main table.
@@ -270,7 +280,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         if !stuck_only && !cluster_only && !acl_only && !webhook_only {
             install_mosquitto()?;
         }
-        if !soak_only && !persist_only && !cluster_only {
+        if !soak_only && !persist_only && !cluster_only && !burst_only {
             build_plugins(root)?;
         }
     }
@@ -279,6 +289,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             let outcome = webhook::run(root, quick, machine.cpus >= 2)?;
             Ok(Box::new(move |date, command, revision| {
                 webhook::section(&outcome, date, command, revision, quick)
+            }))
+        });
+    }
+    if burst_only {
+        return section_only(root, quick, "--burst-only", burst::HEADING, |machine| {
+            let outcome = burst::run(root, machine.cpus >= 2)?;
+            Ok(Box::new(move |date, command, revision| {
+                burst::section(&outcome, date, command, revision)
             }))
         });
     }
@@ -309,6 +327,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         if quick { " --quick" } else { "" }
     );
     let command = command.as_str();
+    let burst = if micro_only || one_only {
+        None
+    } else {
+        let outcome = burst::run(root, pin)?;
+        Some(burst::section(
+            &outcome,
+            &machine.date,
+            command,
+            &report::revision(root),
+        ))
+    };
     let soak = if micro_only || stuck_only || persist_only || cluster_only {
         None
     } else {
@@ -402,6 +431,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         Some(section) => report::splice(&text, cluster::HEADING, section),
         None => text,
     };
+    let text = match &burst {
+        Some(section) => report::splice(&text, burst::HEADING, section),
+        None => text,
+    };
     println!("{text}");
     if !micro_only {
         std::fs::write(&path, &text).context("cannot write BENCHMARKS.md")?;
@@ -490,18 +523,13 @@ fn section_only(
 }
 
 /// Starts `broker` on its port and waits until it accepts connections.
-/// With `soak_log`, the broker keeps its default queue limits (the other
-/// scenarios raise them to 1,000,000 messages) and logs into that file.
-fn start(
-    root: &Path,
-    dir: &Path,
-    broker: Broker,
-    pin: bool,
-    soak_log: Option<&Path>,
-) -> Result<Child> {
+/// With `log`, the broker keeps its default queue limits (the other
+/// scenarios raise them to 1,000,000 messages) and logs into that file
+/// (the soak, the stuck plugin, the burst).
+fn start(root: &Path, dir: &Path, broker: Broker, pin: bool, log: Option<&Path>) -> Result<Child> {
     let port = broker.port();
     let mut cmd = launcher(pin.then_some(1));
-    let queue = soak_log.is_none();
+    let queue = log.is_none();
     match broker {
         Broker::Sluice
         | Broker::SluiceChain
@@ -510,7 +538,8 @@ fn start(
         | Broker::SluiceSpinner
         | Broker::SluiceAclRead
         | Broker::SluiceWebhook
-        | Broker::SluiceWebhookUncached => {
+        | Broker::SluiceWebhookUncached
+        | Broker::SluiceDrop => {
             let config = dir.join(format!("sluice-{port}.toml"));
             let mut text = format!(
                 "[server]\nbind = [\"127.0.0.1:{port}\"]\nallow_anonymous = {}\n\
@@ -529,6 +558,14 @@ fn start(
                 // than the default 16 MiB: no byte limit, only the count
                 // (as for mosquitto), so that the run loses nothing.
                 text = text.replace("[session]\n", "[session]\nmax_queued_bytes = 0\n");
+            }
+            if broker == Broker::SluiceDrop {
+                let drop = "[session]\noverload = \"drop\"\n";
+                text = if text.contains("[session]\n") {
+                    text.replace("[session]\n", drop)
+                } else {
+                    text + drop
+                };
             }
             if let Broker::SluiceAcl | Broker::SluiceAclUncached = broker {
                 let plugins = dir.join(format!("acl-{port}"));
@@ -631,7 +668,7 @@ fn start(
             cmd.arg(bin).arg("-c").arg(&config);
         }
     }
-    let stderr = match soak_log {
+    let stderr = match log {
         Some(log) => Stdio::from(
             std::fs::File::create(log)
                 .with_context(|| format!("cannot create {}", log.display()))?,
@@ -767,6 +804,16 @@ fn loadgen_on(
         bail!("loadgen {name} against {label} failed");
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A memory figure of process `pid` from `/proc/PID/status` (`VmRSS`,
+/// `VmHWM`: the peak), KiB.
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// A number from a flat JSON object.

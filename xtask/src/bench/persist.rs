@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 
 use super::report::{human, median, median_range, thousands};
 use super::soak::{count, micros};
-use super::{field, launcher, loadgen_on, wait_listening};
+use super::{field, launcher, loadgen_on, status_kib, wait_listening};
 
 /// The section's heading, which `report::splice` looks for.
 pub const HEADING: &str = "## Durability";
@@ -336,7 +336,7 @@ fn recovery_steps(root: &Path, dir: &Path, pin: bool, r: &mut Recovery) -> Resul
     if let Ok(line) = &r.fill {
         eprintln!("xtask:   fill         {line}");
     }
-    r.rss_filled = rss_kib(child.id());
+    r.rss_filled = status_kib(child.id(), "VmRSS");
     if let Ok(Some(status)) = child.try_wait() {
         bail!("the broker exited while the sessions were filled ({status})");
     }
@@ -391,9 +391,9 @@ fn recovery_steps(root: &Path, dir: &Path, pin: bool, r: &mut Recovery) -> Resul
             );
         }
     }
-    let at_listen = rss_kib(child.id());
+    let at_listen = status_kib(child.id(), "VmRSS");
     std::thread::sleep(Duration::from_secs(2));
-    let settled = rss_kib(child.id());
+    let settled = status_kib(child.id(), "VmRSS");
     if let (Some(a), Some(b)) = (at_listen, settled) {
         r.rss_recovered = Some((a, b));
     }
@@ -506,15 +506,6 @@ fn disk_usage(path: &Path) -> (u64, u64, u64) {
         }
     }
     total
-}
-
-/// Resident memory of process `pid`, KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// The filesystem `path` is on: "ext4 on /dev/vda".
