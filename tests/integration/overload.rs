@@ -1,8 +1,8 @@
 //! Overload (`[session] overload`, issue 19): with backpressure a burst
-//! to a subscriber that falls behind is delivered in full, its publishers
-//! held meanwhile; with `drop` the same burst loses messages (the test can
-//! fail); a subscriber that never reads holds publishers only for its
-//! wait.
+//! to a subscriber that pauses is delivered in full, its publishers held
+//! meanwhile; with `drop` the same burst loses messages (the test can
+//! fail); a subscriber that stops reading holds publishers only for its
+//! stall time, and one that reads too slowly only for its wait.
 
 use std::net::SocketAddr;
 
@@ -88,8 +88,13 @@ fn spawn_publishers(broker: &TestBroker, topic: &'static str) -> tokio::task::Jo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_to_a_subscriber_that_falls_behind_is_delivered_in_full() {
-    let broker = TestBroker::with(|c| c.session.overload_wait_ms = 60_000);
+async fn a_burst_to_a_subscriber_that_pauses_is_delivered_in_full() {
+    // Waits long enough for a paused reader (the defaults give up on a
+    // client that takes nothing for 100 ms).
+    let broker = TestBroker::with(|c| {
+        c.session.overload_wait_ms = 60_000;
+        c.session.overload_stall_ms = 60_000;
+    });
     let m = &broker.ctx.metrics;
     let mut sub = subscriber(&broker, "behind", "burst").await;
     let publishers = spawn_publishers(&broker, "burst");
@@ -131,11 +136,25 @@ async fn with_overload_drop_the_same_burst_loses_messages() {
     assert!(received < total);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_that_never_reads_holds_publishers_only_for_its_wait() {
-    let broker = TestBroker::with(|c| c.session.overload_wait_ms = 300);
+/// A publisher to "fan" with a lagging and a healthy subscriber: the
+/// healthy one gets the whole burst, and the broker gives up on the
+/// lagging one (an `overload_wait` hit) and drops for it. The lagging one
+/// reads nothing, or (`trickle`) one message every 2 ms.
+async fn lagging_and_healthy(broker: &TestBroker, trickle: bool) {
     let m = &broker.ctx.metrics;
-    let stuck = subscriber(&broker, "stuck", "fan").await;
+    let mut lagging = subscriber(broker, "lagging", "fan").await;
+    // The trickling reader owns the connection; a stuck one stays here.
+    let (trickling, _stuck) = if trickle {
+        let reader = tokio::spawn(async move {
+            loop {
+                lagging.recv_kind(3).await;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        });
+        (Some(reader), None)
+    } else {
+        (None, Some(lagging))
+    };
     let mut healthy = Raw::handshake(broker.addr, &connect_v4("healthy", true, 0)).await;
     healthy.send(&subscribe_v4(1, "fan", 0)).await;
     healthy.recv_kind(9).await;
@@ -148,14 +167,41 @@ async fn a_subscriber_that_never_reads_holds_publishers_only_for_its_wait() {
     })
     .await;
     assert_eq!(received, total, "the healthy subscriber lost nothing");
-    assert!(
-        Metrics::get(&m.publishers_held) > 0,
-        "the stuck one held it"
-    );
+    if trickle {
+        // (One that stopped reading may be given up on before a hold:
+        // when its queue passes half, its last take can be older than
+        // its stall time already.)
+        assert!(
+            Metrics::get(&m.publishers_held) > 0,
+            "the lagging one held it"
+        );
+    }
     assert!(
         m.limits.count(Limit::OverloadWait) > 0,
-        "then the broker gave up on it"
+        "then the broker gave up on it (held {}, dropped {})",
+        Metrics::get(&m.publishers_held),
+        Metrics::get(&m.messages_dropped)
     );
     assert!(Metrics::get(&m.messages_dropped) > 0, "and dropped for it");
-    drop(stuck);
+    if let Some(t) = trickling {
+        t.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_reads_too_slowly_holds_publishers_only_for_its_wait() {
+    // It keeps taking from its queue, so only the wait lets go of it.
+    let broker = TestBroker::with(|c| {
+        c.session.overload_wait_ms = 300;
+        c.session.overload_stall_ms = 300;
+    });
+    lagging_and_healthy(&broker, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stopped_reading_is_given_up_on_after_its_stall_time() {
+    // A wait longer than `within` allows: only the stall (100 ms by
+    // default) lets the burst through in time.
+    let broker = TestBroker::with(|c| c.session.overload_wait_ms = 60_000);
+    lagging_and_healthy(&broker, false).await;
 }

@@ -128,6 +128,11 @@ pub struct SessionConfig {
     /// client before the broker gives up on it and drops for it alone
     /// until its queue has emptied. Default 1000.
     pub overload_wait_ms: u64,
+    /// `overload_stall_ms`: a congested client that takes nothing from
+    /// its queue for this long is given up on at once (a client that
+    /// stopped reading holds publishers for no more than this). Default
+    /// 100; at most `overload_wait_ms`.
+    pub overload_stall_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -141,6 +146,7 @@ impl Default for SessionConfig {
             overflow: OverflowPolicy::DropNewest,
             overload: OverloadPolicy::Backpressure,
             overload_wait_ms: 1000,
+            overload_stall_ms: 100,
         }
     }
 }

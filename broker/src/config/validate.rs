@@ -79,6 +79,12 @@ impl Config {
                 "must be between 1 and 60000",
             );
         }
+        if !(1..=self.session.overload_wait_ms).contains(&self.session.overload_stall_ms) {
+            return invalid(
+                Key::of(["session", "overload_stall_ms"]),
+                "must be between 1 and overload_wait_ms",
+            );
+        }
         if self.persistence.sync_interval_ms == 0 {
             return invalid(Key::of(["persistence", "sync_interval_ms"]), at_least_one);
         }
@@ -272,6 +278,22 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn overload_times_are_bounded_and_the_stall_within_the_wait() {
+        let c = Config::parse("[session]\noverload = \"drop\"\n").unwrap();
+        assert_eq!(c.session.overload, super::super::OverloadPolicy::Drop);
+        for bad in [
+            "overload_wait_ms = 0",
+            "overload_wait_ms = 60001",
+            "overload_stall_ms = 0",
+            "overload_wait_ms = 50",
+            "overload = \"sometimes\"",
+        ] {
+            let e = error_of(&format!("[session]\n{bad}\n"));
+            assert!(e.contains("session.overload"), "{bad}: {e}");
+        }
     }
 
     #[test]

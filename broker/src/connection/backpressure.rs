@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::Connection;
 use crate::metrics::Metrics;
@@ -29,14 +29,35 @@ pub(super) struct Hold {
 }
 
 impl Hold {
-    /// Ready once no session holds the publisher any more, or at the
-    /// deadline.
+    /// Ready once no session holds the publisher any more: each drained,
+    /// went offline or was given up on. The timer runs to the earliest
+    /// deadline, which moves on while the sessions keep taking from their
+    /// queues.
     pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.sessions.retain(|s| s.must_wait(cx.waker()));
-        if self.sessions.is_empty() || self.deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
+        // A few rounds at most: a deadline the timer reached has passed, so
+        // its session lets go (should the clock disagree, stop holding).
+        for _ in 0..4 {
+            let mut earliest = None;
+            self.sessions.retain(|s| match s.must_wait(cx.waker()) {
+                Some(until) => {
+                    earliest = Some(earliest.map_or(until, |e: Instant| e.min(until)));
+                    true
+                }
+                None => false,
+            });
+            let Some(earliest) = earliest else {
+                return Poll::Ready(());
+            };
+            if earliest != self.deadline.deadline() {
+                self.deadline.as_mut().reset(earliest);
+            }
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The timer is due: ask the sessions again (a deadline still
+            // ahead re-arms it; a passed one lets go of its session).
         }
-        Poll::Pending
+        Poll::Ready(())
     }
 }
 

@@ -25,7 +25,7 @@ use crate::store::Persisted;
 use crate::subscriptions::ClientKey;
 use crate::topic::{ClientId, Subscription};
 
-pub use congestion::{Congestion, Overload};
+pub use congestion::{Backpressure, Congestion, Overload};
 pub use inflight::{Inflight, OutEntry, OutState};
 pub use queue::{Dropped, MessageQueue, QueueLimits};
 
@@ -102,6 +102,9 @@ pub struct SessionState {
     pub limits: Arc<QueueLimits>,
     /// Set while the queue is congested and publishers wait for it.
     pub congestion: Option<Box<Congestion>>,
+    /// The queue's last progress: the last take, or the last time it
+    /// turned non-empty (kept only with backpressure; see `congestion`).
+    pub progress: tokio::time::Instant,
     /// Subscriptions held, to remove them when the session ends.
     pub subscriptions: HashMap<Subscription, HeldSubscription>,
     /// QoS state, parked here while no connection owns the session.
@@ -178,6 +181,7 @@ impl Session {
                 queue: MessageQueue::default(),
                 limits,
                 congestion: None,
+                progress: tokio::time::Instant::now(),
                 subscriptions: HashMap::new(),
                 inflight: None,
                 connected: false,
@@ -267,6 +271,9 @@ impl Session {
                 delivery.stored = Some(p.queue(&delivery));
             }
             let online = self.is_online();
+            if online && limits.backpressure.is_some() && state.queue.is_empty() {
+                state.progress = tokio::time::Instant::now();
+            }
             let dropped = state.queue.push(delivery, online, &limits);
             if let Some(p) = persisted {
                 for d in &dropped.deliveries {
@@ -275,7 +282,7 @@ impl Session {
             }
             let state = &mut *state;
             let pressure = if online {
-                Congestion::after_push(&mut state.congestion, &state.queue, &limits)
+                Congestion::after_push(&mut state.congestion, &state.queue, &limits, state.progress)
             } else {
                 Overload::None
             };
@@ -285,11 +292,16 @@ impl Session {
         (dropped, pressure)
     }
 
-    /// Whether a publisher must still wait for this session's congestion
-    /// to end; if so, `waker` is woken when it does.
-    pub fn must_wait(&self, waker: &std::task::Waker) -> bool {
+    /// Until when a publisher must still wait for this session's
+    /// congestion to end (`None`: no longer); while it must, `waker` is
+    /// woken when it does.
+    pub fn must_wait(&self, waker: &std::task::Waker) -> Option<tokio::time::Instant> {
         let mut state = self.lock();
-        state.connected && Congestion::wait(&mut state.congestion, waker)
+        if !state.connected {
+            return None;
+        }
+        let s = &mut *state;
+        Congestion::wait(&mut s.congestion, &s.limits, s.progress, waker)
     }
 
     /// Moves up to `max` deliveries from the front of the queue into `out`,
@@ -328,7 +340,11 @@ impl Session {
                 out.push(d);
             }
         }
-        let woken = if out.len() > before && state.congestion.is_some() {
+        let took = out.len() > before;
+        if took && state.limits.backpressure.is_some() {
+            state.progress = tokio::time::Instant::now();
+        }
+        let woken = if took && state.congestion.is_some() {
             let s = &mut *state;
             Congestion::after_take(&mut s.congestion, &s.queue, &s.limits)
         } else {

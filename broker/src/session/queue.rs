@@ -2,11 +2,14 @@
 //! drop policy.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use crate::codec::QoS;
 use crate::config::{OverflowPolicy, OverloadPolicy, SessionConfig};
 use crate::limits::Limit;
 use crate::message::Delivery;
+
+use super::congestion::Backpressure;
 
 /// Limits on one session's queue, from `[session]` in the config.
 #[derive(Clone, Copy, Debug)]
@@ -18,7 +21,7 @@ pub struct QueueLimits {
     pub overflow: OverflowPolicy,
     /// How long publishers wait for this session while it is congested
     /// (`None`: they never do; see `super::congestion`).
-    pub overload_wait: Option<std::time::Duration>,
+    pub backpressure: Option<Backpressure>,
 }
 
 impl QueueLimits {
@@ -30,8 +33,10 @@ impl QueueLimits {
             max_bytes: c.max_queued_bytes,
             qos0_offline: c.queue_qos0_offline,
             overflow: c.overflow,
-            overload_wait: (c.overload == OverloadPolicy::Backpressure)
-                .then(|| std::time::Duration::from_millis(c.overload_wait_ms)),
+            backpressure: (c.overload == OverloadPolicy::Backpressure).then(|| Backpressure {
+                wait: Duration::from_millis(c.overload_wait_ms),
+                stall: Duration::from_millis(c.overload_stall_ms),
+            }),
         }
     }
 }
@@ -233,7 +238,7 @@ mod tests {
             max_bytes: 0,
             qos0_offline: false,
             overflow,
-            overload_wait: None,
+            backpressure: None,
         }
     }
 
