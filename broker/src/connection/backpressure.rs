@@ -70,12 +70,13 @@ impl Connection {
         let Some((first, until)) = congested.next() else {
             return;
         };
-        let hold = self.overload.get_or_insert_with(|| {
+        let stopped = self.stopped.get_or_insert_default();
+        let hold = stopped.hold.get_or_insert_with(|| {
             Metrics::add(&self.ctx.metrics.publishers_held, 1);
-            Box::new(Hold {
+            Hold {
                 sessions: Vec::new(),
                 deadline: Box::pin(tokio::time::sleep_until(until)),
-            })
+            }
         });
         for (session, until) in std::iter::once((first, until)).chain(congested) {
             if until < hold.deadline.deadline() {

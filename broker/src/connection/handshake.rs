@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
+use super::stopped::Stopped;
 use super::throttle::RateLimit;
 use super::{
     ClientCertificate, Connection, Listener, Negotiated, Reauth, Stats, Transport,
@@ -807,7 +808,7 @@ async fn establish<T: Transport>(
         aliases: None,
         rate: m.max_message_rate.map(|r| Box::new(RateLimit::new(r))),
         acceptances: None,
-        pause: throttle.map(|d| Box::pin(tokio::time::sleep(d))),
+        stopped: throttle.map(Stopped::paused_for),
         reauth_rounds: 0,
         finished: false,
         overruns: 0,
@@ -815,7 +816,6 @@ async fn establish<T: Transport>(
         ticket: 0,
         forwarded: 0,
         held: None,
-        overload: None,
     });
     // Counted until the connection drops.
     crate::metrics::Metrics::add(&ctx.metrics.clients_connected, 1);

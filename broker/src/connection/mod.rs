@@ -5,7 +5,8 @@
 //! read readiness (bytes are decoded and handled in [`inbound`]), the
 //! session's signal that deliveries were queued (encoded in [`outbound`])
 //! or that the connection was kicked (takeover, shutdown, keep alive,
-//! lifetime), and a rate-limit pause if one is running. No buffer, timer
+//! lifetime), and what stopped reading if anything did (a pause, a hold
+//! for congested subscribers: [`stopped`]). No buffer, timer
 //! or future is held while idle beyond what that needs. Nothing it does
 //! can affect another connection except through the router and the
 //! registry.
@@ -18,6 +19,7 @@ mod handshake;
 mod inbound;
 mod outbound;
 mod publish;
+mod stopped;
 mod subscribe;
 mod throttle;
 mod transport;
@@ -25,16 +27,13 @@ mod transport;
 use self::goodbye::{FLUSH_TIMEOUT, close_gracefully, encode_within, write_all};
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::sync::watch;
-use tokio::time::Sleep;
 
 use crate::codec::{self, Decoder, Disconnect, ProtocolVersion};
 use crate::context::Context;
@@ -172,9 +171,9 @@ pub(crate) struct Connection {
     /// Acceptances `auth-on-publish` and `auth-on-deliver` let the broker
     /// reuse (created on first use).
     acceptances: Option<Box<acceptance::Caches>>,
-    /// Reading is paused until this fires (rate limit); a timer exists
-    /// only while paused.
-    pause: Option<Pin<Box<Sleep>>>,
+    /// Why reading is stopped (a pause, a hold for congested
+    /// subscribers), only while it is.
+    stopped: Option<Box<stopped::Stopped>>,
     /// AUTH packets of the re-authentication in progress, its AUTH 0x19
     /// included (0: none in progress; otherwise the client owes an AUTH
     /// 0x18).
@@ -192,9 +191,6 @@ pub(crate) struct Connection {
     forwarded: u64,
     /// Responses waiting for the store (see `durable`).
     held: Option<Box<durable::Held>>,
-    /// Reading waits for congested subscribers to drain (see
-    /// `backpressure`).
-    overload: Option<Box<backpressure::Hold>>,
 }
 
 /// What woke the connection.
@@ -361,8 +357,7 @@ impl Connection {
             // polled even when the output buffer is full, so that a kick
             // reaches a connection whose client stopped reading.
             let session = &self.session;
-            let pause = &mut self.pause;
-            let overload = &mut self.overload;
+            let stopped = &mut self.stopped;
             let held = &mut self.held;
             let event = std::future::poll_fn(|cx| {
                 if let Some(h) = held {
@@ -383,15 +378,9 @@ impl Connection {
                 if session.poll_signal(cx).is_ready() {
                     return Poll::Ready(Ok(Event::Queued));
                 }
-                if let Some(sleep) = pause {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        *pause = None;
-                        return Poll::Ready(Ok(Event::Resume));
-                    }
-                }
-                if let Some(hold) = overload {
-                    if hold.poll(cx).is_ready() {
-                        *overload = None;
+                if let Some(s) = stopped {
+                    if s.poll(cx).is_ready() {
+                        *stopped = None;
                         return Poll::Ready(Ok(Event::Resume));
                     }
                 }
@@ -486,12 +475,6 @@ impl Connection {
             }
         }
         Ok(())
-    }
-
-    /// Whether input is read and handled: neither a rate-limit pause nor
-    /// a hold for congested subscribers is running.
-    fn reading(&self) -> bool {
-        self.pause.is_none() && self.overload.is_none()
     }
 
     /// Decodes and handles every whole packet in the read buffer (up to a

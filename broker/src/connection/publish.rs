@@ -6,7 +6,6 @@
 //! synchronous and does nothing more than it did before the hook existed.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -348,17 +347,6 @@ impl Connection {
             if stripped {
                 self.over_client_max(kind.name());
             }
-        }
-    }
-
-    /// Stops reading from the client for `d` (a later pause already running
-    /// is kept).
-    pub(super) fn pause_reading(&mut self, d: Duration) {
-        let until = Instant::now() + d;
-        match &mut self.pause {
-            Some(sleep) if sleep.deadline() >= until => {}
-            Some(sleep) => sleep.as_mut().reset(until),
-            None => self.pause = Some(Box::pin(tokio::time::sleep_until(until))),
         }
     }
 
