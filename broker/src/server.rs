@@ -108,7 +108,9 @@ impl Server {
         let cluster = if config.cluster.enabled() {
             let port = listeners.first().map_or(0, |l| l.local_addr().port());
             let node = crate::cluster::node_name(&config.cluster, port);
-            Some(crate::cluster::Cluster::connect(&config.cluster, node).await?)
+            let backpressure =
+                crate::session::QueueLimits::from_config(&config.session).backpressure;
+            Some(crate::cluster::Cluster::connect(&config.cluster, node, backpressure).await?)
         } else {
             None
         };

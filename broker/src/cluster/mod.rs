@@ -38,6 +38,7 @@
 //!   a node that dies ([`liveness`]) are taken over by the survivors.
 
 mod image;
+pub(crate) mod link;
 mod liveness;
 mod nats;
 pub(crate) mod order;
@@ -177,6 +178,8 @@ pub struct Cluster {
     /// The stream QoS 1/2 messages cross nodes in.
     messages: async_nats::jetstream::stream::Stream,
     out: mpsc::Sender<Outgoing>,
+    /// `out` as a backlog publishers are held for.
+    link: Arc<link::Link>,
     commands: mpsc::UnboundedSender<Command>,
     /// Local subscriptions per NATS subscription.
     interest: Mutex<HashMap<Interest, usize>>,
@@ -229,9 +232,12 @@ pub fn session_owner(value: &[u8]) -> Option<String> {
 impl Cluster {
     /// Connects to NATS (the first connection must succeed; later losses
     /// are reconnected by the client).
+    /// `backpressure`: how long publishers wait for a congested queue to
+    /// NATS (`[session] overload`; `None`: they never do).
     pub(crate) async fn connect(
         config: &ClusterConfig,
         node: String,
+        backpressure: Option<crate::session::Backpressure>,
     ) -> Result<Arc<Self>, ClusterError> {
         let servers = config.nats.join(", ");
         let stats = Arc::new(ClusterStats::default());
@@ -272,6 +278,7 @@ impl Cluster {
             js,
             messages,
             out: out_tx,
+            link: Arc::new(link::Link::new(OUT_QUEUE, backpressure)),
             commands: cmd_tx,
             interest: Mutex::new(HashMap::new()),
             // Numbers from the wall clock in microseconds: a node that
@@ -502,10 +509,16 @@ impl Cluster {
         }
     }
 
-    /// Sends a message published on this node to the other nodes.
-    pub(crate) fn forward(&self, mountpoint: &str, message: &Arc<Message>) {
+    /// Sends a message published on this node to the other nodes. Returns
+    /// the link and until when the publisher is to wait for it, if the
+    /// queue to NATS is congested (see [`link`]).
+    pub(crate) fn forward(
+        &self,
+        mountpoint: &str,
+        message: &Arc<Message>,
+    ) -> Option<(&Arc<link::Link>, tokio::time::Instant)> {
         if message.topic.as_str().starts_with("$SYS") {
-            return;
+            return None;
         }
         let subject = subject::topic_subject(mountpoint, message.topic.as_str());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -529,7 +542,12 @@ impl Cluster {
                 );
                 self.tickets.complete(ticket);
             }
+            return None;
         }
+        let queued = OUT_QUEUE - self.out.capacity();
+        self.link
+            .after_push(queued)
+            .map(|until| (&self.link, until))
     }
 
     /// A local subscription to `filter` (with the shared group, if any)

@@ -90,6 +90,7 @@ pub(super) async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<Outgoing
         tokio::select! {
             next = out.recv(), if acks.len() < reliable::IN_FLIGHT => {
                 let Some(Outgoing { subject, message, id, ticket }) = next else { break };
+                cluster.link.after_take(out.len());
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert(ORIGIN, &*cluster.node);
                 headers.insert(ID, id.to_string().as_str());

@@ -30,7 +30,7 @@ use crate::store::Store;
 use crate::subscriptions::{ClientKey, NodeMatch, SubscriptionTree};
 use crate::topic::{Subscription, TopicFilter};
 
-pub(crate) use self::pressure::Congested;
+pub(crate) use self::pressure::{Backlog, Congested, same as same_backlog};
 use self::retained::{RetainedLimits, RetainedStore};
 
 /// A subscription as the tree stores it.

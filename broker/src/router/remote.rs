@@ -56,7 +56,9 @@ impl Router {
         // through their NATS queue subscriptions: one member in the whole
         // cluster.
         let n = self.publish_reaching(mountpoint, publisher, message, false);
-        cluster.forward(mountpoint, message);
+        if let Some((link, until)) = cluster.forward(mountpoint, message) {
+            Self::note_congested(link, until);
+        }
         n
     }
 

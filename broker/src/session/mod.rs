@@ -388,3 +388,9 @@ impl Session {
         Poll::Pending
     }
 }
+
+impl crate::router::Backlog for Session {
+    fn must_wait(&self, waker: &std::task::Waker) -> Option<tokio::time::Instant> {
+        Session::must_wait(self, waker)
+    }
+}

@@ -4,6 +4,7 @@
 //! subscriptions. Sessions moving between nodes are in [`sessions`].
 
 mod failover;
+mod overload;
 mod plugins;
 mod sessions;
 

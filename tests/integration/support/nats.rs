@@ -52,8 +52,22 @@ impl NatsServer {
     }
 }
 
+impl NatsServer {
+    /// Stops (`false`) or continues (`true`) the server's process, as a
+    /// server that hangs or is cut off and comes back.
+    pub fn set_running(&self, running: bool) {
+        let signal = if running { "-CONT" } else { "-STOP" };
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} nats-server");
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
+        // A stopped server takes SIGKILL too.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
