@@ -11,7 +11,7 @@
 //!   node of the group, which gives it to one of its local members.
 //! - **Publishing.** A message a client (or a Will) publishes is routed
 //!   locally as on one node, then sent to NATS once, on its topic's
-//!   subject, with the origin node in a header; NATS takes it only to
+//!   subject, with the origin node in its envelope ([`envelope`]); NATS takes it only to
 //!   nodes that subscribed to a matching subject.
 //! - **Receiving.** A node gives another node's message to its plain
 //!   subscriptions once however many of its NATS subscriptions matched
@@ -37,6 +37,7 @@
 //!   the bucket keeps each persistent session's card, so the sessions of
 //!   a node that dies ([`liveness`]) are taken over by the survivors.
 
+mod envelope;
 mod image;
 pub(crate) mod link;
 mod liveness;

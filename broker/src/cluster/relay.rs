@@ -3,7 +3,7 @@
 //! its router, once per message however many of its subscriptions
 //! matched.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,16 +12,11 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
-use super::{Cluster, Outgoing, Shared, reliable, subject};
+use super::{Cluster, Outgoing, Shared, envelope, reliable, subject};
 use crate::codec::QoS;
 use crate::router::Router;
 use crate::store::{Store, records};
 use async_nats::jetstream::message::Acker;
-
-/// The header naming the node a message was published on.
-const ORIGIN: &str = "Sluice-Node";
-/// The header with the origin's number for the message.
-const ID: &str = "Sluice-Id";
 /// How long a QoS 1/2 message is sent to JetStream again before it is
 /// given up (its publisher's acknowledgement waits as long).
 const RETRY_FOR: Duration = Duration::from_secs(30);
@@ -32,15 +27,27 @@ const RECENT: usize = 8192;
 /// Message ids seen lately, per origin node.
 #[derive(Default)]
 struct Recent {
-    seen: HashSet<(Arc<str>, u64)>,
-    order: VecDeque<(Arc<str>, u64)>,
+    /// Origin names, each kept for the node's life, so that the address
+    /// of its text names it below.
+    origins: HashSet<Box<str>>,
+    seen: HashSet<(usize, u64)>,
+    order: VecDeque<(usize, u64)>,
 }
 
 impl Recent {
     /// Whether `(origin, id)` is new; remembers it.
-    fn first(&mut self, origin: &Arc<str>, id: u64) -> bool {
-        let key = (origin.clone(), id);
-        if !self.seen.insert(key.clone()) {
+    fn first(&mut self, origin: &str, id: u64) -> bool {
+        let name = match self.origins.get(origin) {
+            Some(n) => n.as_ptr(),
+            None => {
+                let n: Box<str> = origin.into();
+                let p = n.as_ptr();
+                self.origins.insert(n);
+                p
+            }
+        };
+        let key = (name as usize, id);
+        if !self.seen.insert(key) {
             return false;
         }
         self.order.push_back(key);
@@ -91,12 +98,9 @@ pub(super) async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<Outgoing
             next = out.recv(), if acks.len() < reliable::IN_FLIGHT => {
                 let Some(Outgoing { subject, message, id, ticket }) = next else { break };
                 cluster.link.after_take(out.len());
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(ORIGIN, &*cluster.node);
-                headers.insert(ID, id.to_string().as_str());
-                let payload = records::encode_message(&message).into();
+                let payload = envelope::wrap(&cluster.node, id, &message);
                 if message.qos == QoS::AtMostOnce {
-                    match cluster.client.publish_with_headers(subject, headers, payload).await {
+                    match cluster.client.publish(subject, payload).await {
                         Ok(()) => stats.forwarded.fetch_add(1, Ordering::Relaxed),
                         Err(_) => stats.dropped.fetch_add(1, Ordering::Relaxed),
                     };
@@ -104,6 +108,7 @@ pub(super) async fn send(cluster: Arc<Cluster>, mut out: mpsc::Receiver<Outgoing
                 }
                 // JetStream drops a second copy with the same id: a
                 // message sent again after a failure is stored once.
+                let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", format!("{}-{id}", cluster.node).as_str());
                 let subject = reliable::reliable_subject(&subject);
                 let js = cluster.js.clone();
@@ -176,10 +181,9 @@ pub(super) async fn deliver(
     let (acks, mut to_ack) = mpsc::unbounded_channel::<(u64, Acker)>();
     let routing = async {
         let mut recent = Recent::default();
-        let mut origins: HashMap<String, Arc<str>> = HashMap::new();
         while let Some(Received { shared, msg, ack }) = from.recv().await {
             Store::begin();
-            handle(&cluster, &router, &mut recent, &mut origins, shared, &msg);
+            handle(&cluster, &router, &mut recent, shared, &msg);
             if let Some(ack) = ack {
                 let _ = acks.send((Store::touched(), ack));
             }
@@ -215,40 +219,25 @@ fn handle(
     cluster: &Cluster,
     router: &Router,
     recent: &mut Recent,
-    origins: &mut HashMap<String, Arc<str>>,
     shared: Shared,
     msg: &async_nats::Message,
 ) {
-    let header = |name: &str| {
-        msg.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-    };
-    let Some(origin) = header(ORIGIN) else {
+    let Some(envelope) = envelope::open(&msg.payload) else {
+        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(subject = %msg.subject, "a cluster message not understood; dropped");
         return;
     };
     // Plain subscribers here already have this node's own messages;
     // shared groups get them only from NATS (one member cluster-wide).
-    if shared.is_none() && origin == *cluster.node {
+    if shared.is_none() && envelope.origin == &*cluster.node {
         return;
     }
-    let Some(id) = header(ID).and_then(|v| v.parse::<u64>().ok()) else {
-        cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    if shared.is_none() && !recent.first(envelope.origin, envelope.id) {
         return;
-    };
-    if shared.is_none() {
-        let origin = origins
-            .entry(origin)
-            .or_insert_with_key(|o| Arc::from(o.as_str()))
-            .clone();
-        if !recent.first(&origin, id) {
-            return;
-        }
     }
     let (Some((mountpoint, topic)), Ok(message)) = (
         subject::decode_topic(&reliable::plain_subject(&msg.subject)),
-        records::decode_message(&msg.payload),
+        records::decode_message(envelope.record),
     ) else {
         cluster.stats.dropped.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(subject = %msg.subject, "a cluster message not understood; dropped");

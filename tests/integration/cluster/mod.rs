@@ -351,21 +351,25 @@ async fn what_no_node_sent_is_dropped_and_the_node_keeps_serving() {
             .dropped
             .load(Ordering::Relaxed)
     };
-    let headers = |id: &str| {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Sluice-Node", "intruder");
-        h.insert("Sluice-Id", id);
-        h
+    // A's envelope (version, name length, "a", number), then the record;
+    // the intruder's own (docs/cluster.md, "The message on the wire").
+    let record = &real.payload[1 + 2 + 1 + 8..];
+    let envelope = |id: u64, record: &[u8]| {
+        let mut v = vec![1u8, 0, 8];
+        v.extend_from_slice(b"intruder");
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(record);
+        bytes::Bytes::from(v)
     };
     // Not a message record; a record whose topic is not its subject's; no
-    // number.
-    nc.publish_with_headers("sluice.t.%00.h.x", headers("1"), "garbage".into())
+    // number (the envelope cut short).
+    nc.publish("sluice.t.%00.h.x", envelope(1, b"garbage"))
         .await
         .expect("publish");
-    nc.publish_with_headers("sluice.t.%00.h.other", headers("2"), real.payload.clone())
+    nc.publish("sluice.t.%00.h.other", envelope(2, record))
         .await
         .expect("publish");
-    nc.publish_with_headers("sluice.t.%00.h.x", headers("x"), real.payload.clone())
+    nc.publish("sluice.t.%00.h.x", envelope(3, record).slice(..12))
         .await
         .expect("publish");
     nc.flush().await.expect("flush");
