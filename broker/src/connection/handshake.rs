@@ -1,7 +1,7 @@
 //! The start of a connection: read CONNECT within the connect timeout, apply
 //! the CONNECT rules (protocol, client id, keep alive), run enhanced
-//! authentication and the authentication chain, apply the plugins'
-//! modifiers, attach the session and answer CONNACK.
+//! authentication (`enhanced_auth`) and the authentication chain, check
+//! the Will, then hand over to `establish` (session, CONNACK).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,41 +10,32 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
-use super::stopped::Stopped;
-use super::throttle::RateLimit;
-use super::{
-    ClientCertificate, Connection, Listener, Negotiated, Reauth, Stats, Transport,
-    close_gracefully, write_all,
-};
+use super::{ClientCertificate, Connection, Listener, Transport, close_gracefully, write_all};
 use crate::codec::{
-    self, AckKind, Auth, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder,
-    OutgoingPublish, Packet, ProtocolVersion,
+    self, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder, Packet, ProtocolVersion,
 };
 use crate::context::Context;
 use crate::limits::Limit;
 use crate::memory::Pressure;
 use crate::message::{Message, Will};
 use crate::plugins::{
-    AuthOutcome, AuthRequest, AuthStep, ConnectionInfo, Event, Modifiers, PublishOutcome,
-    PublishRequest, RegisterOutcome, RegisterRequest,
+    ConnectionInfo, Modifiers, PublishOutcome, PublishRequest, RegisterOutcome, RegisterRequest,
 };
 use crate::reason::ReasonCode;
-use crate::registry::{AttachError, Departure, Profile};
-use crate::session::{OutState, SubscriberId};
-use crate::store::SessionRecord;
+use crate::session::SubscriberId;
 use crate::topic::{ClientId, TopicName};
 
 /// MQTT 3.1 limits client ids to 23 characters.
 const V3_1_MAX_CLIENT_ID: usize = 23;
 
 /// The next packet during the handshake.
-enum Incoming {
+pub(super) enum Incoming {
     Packet(Packet),
     Refused(DecodeError),
     Gone,
 }
 
-async fn read_packet<T: Transport>(
+pub(super) async fn read_packet<T: Transport>(
     ctx: &Context,
     stream: &T,
     buf: &mut BytesMut,
@@ -89,7 +80,7 @@ pub(super) struct Refusal {
 }
 
 impl Refusal {
-    fn new(reason: ReasonCode, why: impl Into<String>) -> Self {
+    pub(super) fn new(reason: ReasonCode, why: impl Into<String>) -> Self {
         let why = why.into();
         Refusal {
             reason,
@@ -113,7 +104,7 @@ impl From<crate::plugins::Refusal> for Refusal {
 
 /// Answers a refused CONNECT (CONNACK in the client's version's format, if
 /// it can be answered) and closes.
-async fn refuse<T: Transport>(
+pub(super) async fn refuse<T: Transport>(
     stream: &mut T,
     version: Option<ProtocolVersion>,
     refusal: Refusal,
@@ -237,35 +228,35 @@ pub(super) async fn accept<T: Transport>(
             return None;
         }
     };
-    establish(
+    super::establish::establish(
         ctx, stream, connect, conn_info, &listener, admitted, decoder, rbuf,
     )
     .await
 }
 
 /// The state of the CONNECT exchange before the session is attached.
-struct Handshake<'a> {
-    ctx: &'a Arc<Context>,
-    listener: &'a Listener,
-    connect: &'a Connect,
-    conn_info: &'a ConnectionInfo,
-    decoder: &'a mut Decoder,
-    rbuf: &'a mut BytesMut,
+pub(super) struct Handshake<'a> {
+    pub(super) ctx: &'a Arc<Context>,
+    pub(super) listener: &'a Listener,
+    pub(super) connect: &'a Connect,
+    pub(super) conn_info: &'a ConnectionInfo,
+    pub(super) decoder: &'a mut Decoder,
+    pub(super) rbuf: &'a mut BytesMut,
 }
 
 /// What a CONNECT gets once every rule and plugin has had its say.
-struct Admitted {
-    id: SubscriberId,
+pub(super) struct Admitted {
+    pub(super) id: SubscriberId,
     /// CONNACK properties decided so far (MQTT 5).
-    props: ConnAckProperties,
-    keep_alive: u16,
-    clean_start: bool,
-    session_expiry: u32,
-    will: Option<Will>,
+    pub(super) props: ConnAckProperties,
+    pub(super) keep_alive: u16,
+    pub(super) clean_start: bool,
+    pub(super) session_expiry: u32,
+    pub(super) will: Option<Will>,
     /// A throttle `auth-on-publish` set while checking the Will: reading
     /// starts after it.
-    throttle: Option<Duration>,
-    modifiers: Modifiers,
+    pub(super) throttle: Option<Duration>,
+    pub(super) modifiers: Modifiers,
 }
 
 impl Handshake<'_> {
@@ -503,356 +494,6 @@ impl Handshake<'_> {
             }
         }
     }
-
-    /// Runs an enhanced-authentication exchange (AUTH packets) to its end;
-    /// returns the data for CONNACK.
-    async fn enhanced_auth<T: Transport>(
-        &mut self,
-        stream: &T,
-        id: &SubscriberId,
-        method: &str,
-    ) -> Result<Option<Vec<u8>>, Refusal> {
-        let timeout = Duration::from_secs(u64::from(self.ctx.config.server.connect_timeout_secs));
-        let mut step = AuthStep::Connect;
-        let mut data = self.connect.properties.authentication_data.clone();
-        let max_rounds = self.ctx.config.limits.max_auth_rounds;
-        let mut rounds = 0;
-        loop {
-            let request = AuthRequest {
-                conn: self.conn_info,
-                id,
-                username: self.connect.username.as_deref(),
-                step,
-                method,
-                data: data.as_deref(),
-            };
-            match self.ctx.plugins.enhanced_auth(&request, false).await {
-                AuthOutcome::Success(d) => return Ok(d),
-                AuthOutcome::Continue(d) => {
-                    let mut buf = BytesMut::new();
-                    codec::encode_auth(
-                        &mut buf,
-                        &Auth {
-                            reason: ReasonCode::CONTINUE_AUTHENTICATION,
-                            method: Some(method.to_owned()),
-                            data: d.map(Bytes::from),
-                            ..Auth::default()
-                        },
-                    );
-                    write_all(stream, &buf)
-                        .await
-                        .map_err(|e| Refusal::new(ReasonCode::UNSPECIFIED_ERROR, e.to_string()))?;
-                    let next = tokio::time::timeout(
-                        timeout,
-                        read_packet(self.ctx, stream, self.rbuf, self.decoder),
-                    )
-                    .await;
-                    let auth = match next {
-                        Ok(Incoming::Packet(Packet::Auth(a))) => a,
-                        Ok(Incoming::Packet(Packet::Disconnect(_))) | Ok(Incoming::Gone) => {
-                            return Err(Refusal::new(
-                                ReasonCode::UNSPECIFIED_ERROR,
-                                "client left during enhanced authentication",
-                            ));
-                        }
-                        Ok(Incoming::Packet(other)) => {
-                            return Err(Refusal::new(
-                                ReasonCode::PROTOCOL_ERROR,
-                                format!("{} during enhanced authentication", other.name()),
-                            ));
-                        }
-                        Ok(Incoming::Refused(e)) => {
-                            return Err(Refusal::new(e.reason_code(), e.to_string()));
-                        }
-                        Err(_) => {
-                            return Err(Refusal::new(
-                                ReasonCode::NOT_AUTHORIZED,
-                                "enhanced authentication timed out",
-                            ));
-                        }
-                    };
-                    if auth.reason != ReasonCode::CONTINUE_AUTHENTICATION
-                        || auth.method.as_deref() != Some(method)
-                    {
-                        return Err(Refusal::new(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "AUTH must continue authentication with the same method",
-                        ));
-                    }
-                    rounds += 1;
-                    if rounds > max_rounds {
-                        self.ctx.metrics.limits.hit(
-                            Limit::AuthRounds,
-                            id,
-                            &format_args!("{rounds} AUTH packets at CONNECT"),
-                        );
-                        return Err(Refusal::new(
-                            ReasonCode::QUOTA_EXCEEDED,
-                            format!("more than {max_rounds} AUTH rounds (limits.max_auth_rounds)"),
-                        ));
-                    }
-                    step = AuthStep::Continue;
-                    data = auth.data;
-                }
-                AuthOutcome::Refused(r) => {
-                    return Err(r.into());
-                }
-                AuthOutcome::Unhandled => {
-                    return Err(Refusal::new(
-                        ReasonCode::BAD_AUTHENTICATION_METHOD,
-                        format!("no plugin handles authentication method {method:?}"),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// Attaches the session, answers CONNACK and builds the connection.
-#[allow(clippy::too_many_arguments, reason = "the pieces of one handshake")]
-async fn establish<T: Transport>(
-    ctx: &Arc<Context>,
-    stream: &mut T,
-    connect: Box<Connect>,
-    conn_info: ConnectionInfo,
-    listener: &Listener,
-    admitted: Admitted,
-    mut decoder: Decoder,
-    rbuf: BytesMut,
-) -> Option<Box<Connection>> {
-    let config = &ctx.config;
-    let version = connect.version;
-    let v5 = version.is_v5();
-    let peer = conn_info.peer;
-    let Admitted {
-        id,
-        mut props,
-        keep_alive,
-        clean_start,
-        session_expiry,
-        will,
-        throttle,
-        modifiers: m,
-    } = admitted;
-
-    let limits = if m.max_online_messages.is_none() && m.max_offline_messages.is_none() {
-        ctx.default_limits.clone()
-    } else {
-        let mut limits = *ctx.default_limits;
-        if let Some(n) = m.max_online_messages {
-            limits.max_online = n.get() as usize;
-        }
-        if let Some(n) = m.max_offline_messages {
-            limits.max_offline = n as usize;
-        }
-        Arc::new(limits)
-    };
-    let profile = Profile {
-        limits,
-        upgrade_qos: m.upgrade_qos.unwrap_or(false),
-        persistent: session_expiry > 0,
-    };
-    if let Some(cluster) = ctx.router.cluster() {
-        // The client id is the cluster's, not this node's: take it (and
-        // the other node's client off it) first.
-        match cluster.claim(&id).await {
-            // The session another node had comes along (a clean start
-            // ends it here, as on one node).
-            Ok(Some(image)) => cluster.take_in(image).await,
-            Ok(None) => {}
-            Err(e) if profile.persistent || !clean_start => {
-                // A session that outlives its connection needs the
-                // registry: on a node cut off from it (a minority
-                // partition), persistent sessions are refused.
-                refuse(
-                    stream,
-                    Some(version),
-                    Refusal::new(ReasonCode::SERVER_UNAVAILABLE, e.to_string()),
-                    peer,
-                    connect.properties.maximum_packet_size,
-                )
-                .await;
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(client = %id, "{e}; a clean session is served on this node alone");
-            }
-        }
-    }
-    let attached = match ctx.registry.attach(id.clone(), clean_start, profile).await {
-        Ok(a) => a,
-        Err(e) => {
-            let reason = match e {
-                AttachError::TooManySessions(_) => ReasonCode::QUOTA_EXCEEDED,
-                AttachError::TakeoverTimedOut(_) => ReasonCode::SERVER_BUSY,
-            };
-            refuse(
-                stream,
-                Some(version),
-                Refusal::new(reason, e.to_string()),
-                peer,
-                connect.properties.maximum_packet_size,
-            )
-            .await;
-            return None;
-        }
-    };
-
-    {
-        let mut state = attached.session.lock();
-        state.level = version.level();
-        state.expiry_interval = session_expiry;
-    }
-    if let Some(cluster) = ctx
-        .router
-        .cluster()
-        .filter(|_| session_expiry > 0 || will.is_some())
-    {
-        // The cluster keeps the session's card (with the Will, sent by
-        // another node if this one dies) before CONNACK.
-        cluster.set_will(&id, will.as_ref());
-        cluster.save(&id).await;
-    }
-    if let Some(p) = attached.session.persisted() {
-        // The session (and the Will, published at restart if the broker
-        // stops without this connection ending) is on disk before CONNACK.
-        let ticket = {
-            p.put_session(&SessionRecord {
-                level: version.level(),
-                expiry_interval: session_expiry,
-                disconnected_at: 0,
-                will: will.clone(),
-                will_due: 0,
-            })
-        };
-        if let Some(t) = p.store().must_wait(ticket) {
-            if let Err(e) = p.store().wait(t).await {
-                refuse(
-                    stream,
-                    Some(version),
-                    Refusal::new(ReasonCode::SERVER_UNAVAILABLE, e.to_string()),
-                    peer,
-                    connect.properties.maximum_packet_size,
-                )
-                .await;
-                ctx.registry.detach(
-                    &attached.session,
-                    Departure {
-                        inflight: attached.inflight,
-                        will: None,
-                        expiry_interval: session_expiry,
-                    },
-                );
-                ctx.registry.release(&attached.session);
-                return None;
-            }
-        }
-    }
-    let max_packet_size = m.max_packet_size.unwrap_or(listener.max_packet_size);
-    decoder.set_max_packet_size(max_packet_size);
-    let receive_maximum = m
-        .receive_maximum
-        .map_or(config.mqtt.receive_maximum, |n| n.get());
-    let topic_alias_maximum = m
-        .topic_alias_maximum
-        .unwrap_or(config.mqtt.topic_alias_maximum);
-    if v5 {
-        props.receive_maximum = Some(receive_maximum);
-        props.maximum_packet_size = Some(max_packet_size);
-        if topic_alias_maximum > 0 {
-            props.topic_alias_maximum = Some(topic_alias_maximum);
-        }
-    }
-    let cp = &connect.properties;
-    let mut send_window = usize::from(cp.receive_maximum.unwrap_or(u16::MAX))
-        .min(usize::from(config.mqtt.max_inflight));
-    if let Some(n) = m.max_inflight_messages {
-        send_window = send_window.min(usize::from(n.get()));
-    }
-    let neg = Negotiated {
-        version,
-        send_window,
-        client_max_packet: cp.maximum_packet_size.unwrap_or(u32::MAX),
-        client_alias_max: cp.topic_alias_maximum.unwrap_or(0),
-        receive_maximum,
-        topic_alias_maximum,
-        session_expiry,
-        generation: attached.generation,
-        will: will.map(Box::new),
-        allow_publish: m.allow_publish.unwrap_or(true),
-        allow_subscribe: m.allow_subscribe.unwrap_or(true),
-        allow_unsubscribe: m.allow_unsubscribe.unwrap_or(true),
-        username: m
-            .username
-            .clone()
-            .or_else(|| connect.username.clone())
-            .map(String::into_boxed_str),
-        reauth: cp.authentication_method.clone().map(|method| {
-            Arc::new(Reauth {
-                method,
-                conn: conn_info,
-            })
-        }),
-        problem_info: cp.request_problem_information.unwrap_or(true),
-    };
-    let mut conn = Box::new(Connection {
-        ctx: ctx.clone(),
-        peer,
-        session: attached.session,
-        decoder,
-        neg,
-        inflight: attached.inflight,
-        rbuf,
-        out: BytesMut::new(),
-        batch: Vec::new(),
-        aliases: None,
-        rate: m.max_message_rate.map(|r| Box::new(RateLimit::new(r))),
-        acceptances: None,
-        stopped: throttle.map(Stopped::paused_for),
-        reauth_rounds: 0,
-        finished: false,
-        overruns: 0,
-        stats: Stats::default(),
-        ticket: 0,
-        forwarded: 0,
-        held: None,
-    });
-    // Counted until the connection drops.
-    crate::metrics::Metrics::add(&ctx.metrics.clients_connected, 1);
-    codec::encode_connack(
-        &mut conn.out,
-        version,
-        &ConnAck {
-            session_present: attached.session_present,
-            reason: ReasonCode::SUCCESS,
-            properties: props,
-        },
-    );
-    ctx.sweeper.watch(
-        &conn.session,
-        attached.generation,
-        Duration::from_secs(u64::from(keep_alive)),
-        m.max_connection_lifetime
-            .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
-    );
-    let sid = conn.session.id().clone();
-    ctx.plugins.notify(Event::Wakeup(sid.clone()));
-    ctx.plugins.notify(Event::Register {
-        peer,
-        id: sid,
-        username: conn.neg.username.as_deref().map(String::from),
-        properties: v5.then(|| connect.properties.clone()),
-    });
-    if attached.session_present {
-        conn.resend_inflight();
-    }
-    // Packets that arrived right behind CONNECT wait in the read buffer for
-    // the main loop; process them now so nothing waits for more input.
-    if let Err(close) = conn.process_input().await {
-        conn.finish(stream, close).await;
-        return None;
-    }
-    Some(conn)
 }
 
 /// Applies the client-id rules of the client's version. Returns the id and
@@ -881,45 +522,4 @@ fn client_id(ctx: &Context, connect: &Connect) -> Result<(ClientId, bool), Strin
     ClientId::new(raw)
         .map(|id| (id, false))
         .map_err(|e| format!("invalid client id: {e}"))
-}
-
-impl Connection {
-    /// After resuming a session: resend every unacknowledged PUBLISH (DUP
-    /// set) and PUBREL, in their original order and with their original
-    /// packet ids.
-    fn resend_inflight(&mut self) {
-        let version = self.neg.version;
-        let now = Instant::now();
-        for entry in self.inflight.outgoing() {
-            match entry.state {
-                OutState::AwaitingPubComp => codec::encode_ack(
-                    &mut self.out,
-                    version,
-                    AckKind::PubRel,
-                    &codec::Ack::new(entry.packet_id),
-                ),
-                OutState::AwaitingPubAck | OutState::AwaitingPubRec => {
-                    let d = &entry.delivery;
-                    let m = &d.message;
-                    codec::encode_publish(
-                        &mut self.out,
-                        version,
-                        &OutgoingPublish {
-                            topic: m.topic.as_str(),
-                            qos: d.qos,
-                            retain: d.retain,
-                            dup: true,
-                            packet_id: Some(entry.packet_id),
-                            payload: &m.payload,
-                            properties: Some(&m.properties),
-                            message_expiry_interval: m.remaining_expiry(now),
-                            topic_alias: None,
-                            subscription_identifiers: &d.subscription_ids,
-                        },
-                    );
-                    self.stats.messages_out += 1;
-                }
-            }
-        }
-    }
 }

@@ -14,6 +14,8 @@
 mod acceptance;
 mod backpressure;
 mod durable;
+mod enhanced_auth;
+mod establish;
 mod goodbye;
 mod handshake;
 mod inbound;
