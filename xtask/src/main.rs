@@ -19,7 +19,8 @@
 //!   found. `--seeds` rewrites the seed corpus.
 //!
 //! - `cargo xtask bench [--quick]`: Sluice side by side with mosquitto
-//!   under the `loadgen` scenarios, the soak (normal clients without and
+//!   and rumqttd under the `loadgen` scenarios (and the default-settings
+//!   burst), the soak (normal clients without and
 //!   with hostile ones), the stuck plugin, then the criterion
 //!   micro-benchmarks; writes
 //!   `BENCHMARKS.md`. `--quick` runs short scenarios and skips criterion

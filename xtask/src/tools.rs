@@ -1,10 +1,11 @@
 //! Tools the other commands need, installed on demand: the wasm target,
-//! Debian packages, a Python virtualenv; and the plugin build.
+//! Debian packages, a Python virtualenv, rumqttd (built with cargo into
+//! `target/tools`); and the plugin build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::{cargo, sh, succeeds};
 
@@ -133,6 +134,106 @@ pub fn install_mosquitto() -> Result<()> {
         return Ok(());
     }
     apt_install(&["mosquitto"])
+}
+
+/// The rumqttd release (bytebeamio/rumqtt) the benchmarks run beside Sluice.
+pub const RUMQTTD: &str = "0.20.0";
+
+/// rumqttd's own `Cargo.lock` pins metrics 0.22.1, which current Rust
+/// refuses (E0521, a raw-pointer cast that extended a lifetime,
+/// rust-lang/rust#141402); this patch release of the same line builds.
+/// The only change made to that lock: `cargo update --precise` moves
+/// metrics, and the ahash and zerocopy it needs (0.8.12 and 0.8.27 when
+/// this was written); every other version stays as rumqttd locked it.
+const RUMQTTD_METRICS: &str = "0.22.4";
+
+/// rumqttd [`RUMQTTD`] in `target/tools/bin` (unless it is there already):
+/// its crate source, its own `Cargo.lock` with metrics at
+/// [`RUMQTTD_METRICS`], `cargo install --locked` with its default
+/// features. Returns the binary.
+pub fn install_rumqttd(root: &Path) -> Result<PathBuf> {
+    let tools = root.join("target/tools");
+    let bin = rumqttd_bin(root);
+    let installed = Command::new(&bin).arg("--version").output();
+    if installed
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == format!("rumqttd {RUMQTTD}"))
+    {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: installing rumqttd {RUMQTTD} into {}",
+        tools.display()
+    );
+    let source = rumqttd_source(&tools)?;
+    let manifest = source.join("Cargo.toml");
+    sh(cargo()
+        .args([
+            "update",
+            "--package",
+            "metrics",
+            "--precise",
+            RUMQTTD_METRICS,
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest))?;
+    sh(cargo()
+        .args(["install", "--locked", "--path"])
+        .arg(&source)
+        .arg("--root")
+        .arg(&tools)
+        .arg("--target-dir")
+        .arg(tools.join("build")))
+    .with_context(|| format!("cannot build rumqttd {RUMQTTD}"))?;
+    Ok(bin)
+}
+
+/// Where [`install_rumqttd`] puts rumqttd.
+pub fn rumqttd_bin(root: &Path) -> PathBuf {
+    root.join("target/tools/bin/rumqttd")
+}
+
+/// A copy of rumqttd's published crate (with its `Cargo.lock`) in
+/// `target/tools/src`: cargo downloads it as the dependency of a
+/// throwaway manifest, and `cargo metadata` says where it put it. The copy
+/// is made a workspace of its own, so that the project's workspace around
+/// it does not claim it.
+fn rumqttd_source(tools: &Path) -> Result<PathBuf> {
+    let fetch = tools.join("rumqttd-fetch");
+    std::fs::create_dir_all(fetch.join("src")).context("cannot create target/tools")?;
+    std::fs::write(
+        fetch.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"rumqttd-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\nrumqttd = \"={RUMQTTD}\"\n\n[workspace]\n"
+        ),
+    )?;
+    std::fs::write(fetch.join("src/lib.rs"), "")?;
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(fetch.join("Cargo.toml"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata could not fetch rumqttd {RUMQTTD}");
+    }
+    let json = String::from_utf8_lossy(&out.stdout);
+    let wanted = format!("/rumqttd-{RUMQTTD}/Cargo.toml");
+    let manifest = json
+        .split("\"manifest_path\":\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|path| path.ends_with(&wanted))
+        .with_context(|| format!("cargo metadata does not list rumqttd {RUMQTTD}"))?;
+    let from = Path::new(manifest).parent().context("no crate directory")?;
+    let to = tools.join(format!("src/rumqttd-{RUMQTTD}"));
+    let _ = std::fs::remove_dir_all(&to);
+    std::fs::create_dir_all(tools.join("src"))?;
+    sh(Command::new("cp").arg("-R").arg(from).arg(&to))?;
+    let mut text = std::fs::read_to_string(to.join("Cargo.toml"))?;
+    text.push_str("\n[workspace]\n");
+    std::fs::write(to.join("Cargo.toml"), text)?;
+    Ok(to)
 }
 
 /// nats-server (Debian's), for the cluster tests.

@@ -1,9 +1,10 @@
 //! The burst of `cargo xtask bench` (and `--burst-only`): 4 publishers
 //! send 50,000 QoS 0 messages of 64 bytes each as fast as the socket takes
 //! them to one subscriber, every broker with its default settings (queues
-//! of 1,000 messages): Sluice with its default overload policy
-//! (backpressure), Sluice with `overload = "drop"`, and mosquitto. Counts
-//! what the subscriber received, the rate and the broker's peak RSS.
+//! of 1,000 messages; rumqttd has none, see `rumqttd.rs`): Sluice with its
+//! default overload policy (backpressure), Sluice with `overload = "drop"`,
+//! mosquitto and rumqttd. Counts what the subscriber received, the rate and
+//! the broker's peak RSS.
 //! Writes the "Burst with default settings" section of `BENCHMARKS.md`.
 
 use std::fmt::Write as _;
@@ -12,7 +13,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::report::{human, median_range, thousands};
-use super::{Broker, field, loadgen, start, status_kib, stop};
+use super::{Broker, field, loadgen, rumqttd, start, status_kib, stop};
 
 /// The section's heading, which `report::splice` looks for.
 pub const HEADING: &str = "## Burst with default settings";
@@ -23,7 +24,12 @@ const PUBS: usize = 4;
 /// Messages per publisher.
 const MSGS: usize = 50_000;
 
-const BROKERS: [Broker; 3] = [Broker::Sluice, Broker::SluiceDrop, Broker::Mosquitto];
+const BROKERS: [Broker; 4] = [
+    Broker::Sluice,
+    Broker::SluiceDrop,
+    Broker::Mosquitto,
+    Broker::Rumqttd,
+];
 
 /// One broker's rounds.
 #[derive(Default)]
@@ -74,13 +80,17 @@ pub fn section(outcome: &Outcome, date: &str, command: &str, revision: &str) -> 
          100 messages per write, with a PINGREQ round trip every 2,000), {ROUNDS} \
          interleaved rounds (median, min–max), a fresh broker for each, pinned as \
          above. Every broker keeps its default settings: queues of 1,000 messages \
-         per client for all three; Sluice's default `overload = \"backpressure\"` \
-         stops reading from the publishers while the subscriber's queue is above \
-         half of it (docs/config.md, \"Overload\"); with `overload = \"drop\"` the \
-         queue drops what does not fit, as VerneMQ does; mosquitto drops QoS 0 \
-         messages past its queue limit too, but its single thread reads the \
-         publishers no faster than it writes to the subscriber.\n",
-        thousands(MSGS as u64)
+         per client for Sluice and mosquitto; Sluice's default `overload = \
+         \"backpressure\"` stops reading from the publishers while the \
+         subscriber's queue is above half of it (docs/config.md, \"Overload\"); \
+         with `overload = \"drop\"` the queue drops what does not fit, as VerneMQ \
+         does; mosquitto drops QoS 0 messages past its queue limit too, but its \
+         single thread reads the publishers no faster than it writes to the \
+         subscriber. rumqttd {} runs the settings it ships (as in the main \
+         table, its clients' keep alive 60 s): {}\n",
+        thousands(MSGS as u64),
+        crate::tools::RUMQTTD,
+        rumqttd::OVERLOAD
     );
     let _ = writeln!(
         s,

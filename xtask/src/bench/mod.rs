@@ -1,7 +1,10 @@
 //! `cargo xtask bench`: Sluice (without plugins, with a 3-plugin wasm
 //! authentication chain, and with the topic-acl plugin on every publish)
-//! side by side with mosquitto, under the same
-//! `loadgen` scenarios, interleaved over several rounds; then the criterion
+//! side by side with two peers, mosquitto (Debian's) and rumqttd (the
+//! release pinned in `tools.rs`, built into `target/tools`; its settings
+//! and overload policy in `rumqttd.rs`), under the same `loadgen`
+//! scenarios, interleaved over several rounds, counting each broker's
+//! lost messages; then the criterion
 //! micro-benchmarks, among them the hot-reload time (a new plugin file
 //! written → the new version active); the soak (`soak.rs`): normal
 //! clients without and with hostile ones beside them; and the stuck plugin
@@ -19,7 +22,8 @@
 //! fan-in and reconnects against a local HTTP service), each replacing only
 //! its section; the full run leaves those sections as they are. The burst
 //! (`burst.rs`: a QoS 0 fan-in burst with every broker's default settings,
-//! counting loss) runs in the full run and alone with `--burst-only`.
+//! counting loss, with Sluice, mosquitto and rumqttd) runs in the full run
+//! and alone with `--burst-only`.
 //!
 //! Each broker runs pinned to CPU 1 and the load generator to CPU 0 (when
 //! the machine has two or more CPUs); in the cluster runs both nodes and
@@ -31,6 +35,7 @@ mod burst;
 mod cluster;
 mod persist;
 mod report;
+mod rumqttd;
 mod soak;
 mod stuck;
 mod webhook;
@@ -43,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::tools::{build_plugins, install_mosquitto};
+use crate::tools::{build_plugins, install_mosquitto, install_rumqttd, rumqttd_bin};
 use crate::{cargo, sh};
 
 /// The brokers compared.
@@ -52,6 +57,8 @@ pub enum Broker {
     Sluice,
     SluiceChain,
     Mosquitto,
+    /// rumqttd with its shipped settings (`rumqttd.rs`).
+    Rumqttd,
     /// With the topic-acl example plugin on `auth-on-publish`, its
     /// acceptances cached per connection.
     SluiceAcl,
@@ -79,6 +86,7 @@ impl Broker {
             Broker::Sluice => "sluice",
             Broker::SluiceChain => "sluice + 3-plugin chain",
             Broker::Mosquitto => "mosquitto",
+            Broker::Rumqttd => "rumqttd",
             Broker::SluiceAcl => "sluice + topic-acl (cached)",
             Broker::SluiceAclUncached => "sluice + topic-acl (every message)",
             Broker::SluiceSpinner => "sluice + spinner",
@@ -101,9 +109,21 @@ impl Broker {
             Broker::SluiceWebhook => 18_908,
             Broker::SluiceWebhookUncached => 18_909,
             Broker::SluiceDrop => 18_910,
+            Broker::Rumqttd => 18_911,
+        }
+    }
+
+    /// The keep alive loadgen's clients ask this broker for (0: none).
+    fn keep_alive(self) -> u16 {
+        match self {
+            Broker::Rumqttd => rumqttd::KEEP_ALIVE,
+            _ => 0,
         }
     }
 }
+
+/// The brokers compared in every scenario of the main table.
+pub const COMPARED: [Broker; 3] = [Broker::Sluice, Broker::Mosquitto, Broker::Rumqttd];
 
 /// One load scenario.
 pub struct Scenario {
@@ -112,7 +132,7 @@ pub struct Scenario {
     args: (&'static str, &'static str),
     /// Figures reported: (key in the loadgen output, label, higher is better).
     pub figures: &'static [(&'static str, &'static str, bool)],
-    /// Which brokers besides Sluice and mosquitto run it.
+    /// Which brokers besides the [`COMPARED`] ones run it.
     also: &'static [Broker],
 }
 
@@ -218,7 +238,15 @@ pub const SCENARIOS: &[Scenario] = &[
 pub type Results = BTreeMap<(Broker, &'static str, &'static str), Vec<f64>>;
 
 /// Loss seen per (broker, scenario), summed over rounds.
-pub type Losses = BTreeMap<(Broker, &'static str), f64>;
+pub type Losses = BTreeMap<(Broker, &'static str), Loss>;
+
+/// Messages of one broker and scenario not delivered, and delivered beyond
+/// what was sent (a shared subscription's duplicates, loadgen's `extra`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Loss {
+    pub lost: f64,
+    pub extra: f64,
+}
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -279,6 +307,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         ]))?;
         if !stuck_only && !cluster_only && !acl_only && !webhook_only {
             install_mosquitto()?;
+        }
+        // The main table and the burst.
+        if !one_only && !acl_only && !webhook_only {
+            install_rumqttd(root)?;
         }
         if !soak_only && !persist_only && !cluster_only && !burst_only {
             build_plugins(root)?;
@@ -454,6 +486,7 @@ fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)
         for broker in [
             Broker::Sluice,
             Broker::Mosquitto,
+            Broker::Rumqttd,
             Broker::SluiceChain,
             Broker::SluiceAcl,
             Broker::SluiceAclUncached,
@@ -462,8 +495,7 @@ fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)
             let mut running = start(root, &dir, broker, pin, None)?;
             let outcome = (|| -> Result<()> {
                 for s in SCENARIOS {
-                    let base = matches!(broker, Broker::Sluice | Broker::Mosquitto);
-                    if !base && !s.also.contains(&broker) {
+                    if !COMPARED.contains(&broker) && !s.also.contains(&broker) {
                         continue;
                     }
                     let args = if quick { s.args.0 } else { s.args.1 };
@@ -481,8 +513,10 @@ fn side_by_side(root: &Path, quick: bool, pin: bool) -> Result<(Results, Losses)
                             .or_default()
                             .push(value);
                     }
-                    if let Ok(loss) = field(&out, "loss") {
-                        *losses.entry((broker, s.name)).or_default() += loss;
+                    if let Ok(lost) = field(&out, "loss") {
+                        let loss = losses.entry((broker, s.name)).or_default();
+                        loss.lost += lost;
+                        loss.extra += field(&out, "extra").unwrap_or(0.0);
                     }
                 }
                 Ok(())
@@ -667,16 +701,26 @@ fn start(root: &Path, dir: &Path, broker: Broker, pin: bool, log: Option<&Path>)
             };
             cmd.arg(bin).arg("-c").arg(&config);
         }
+        Broker::Rumqttd => {
+            let config = dir.join(format!("rumqttd-{port}.toml"));
+            std::fs::write(&config, rumqttd::config(port))?;
+            cmd.arg(rumqttd_bin(root))
+                .arg("--quiet")
+                .arg("--config")
+                .arg(&config);
+        }
     }
-    let stderr = match log {
-        Some(log) => Stdio::from(
-            std::fs::File::create(log)
-                .with_context(|| format!("cannot create {}", log.display()))?,
-        ),
-        None => Stdio::inherit(),
+    // rumqttd logs to standard output, the others to standard error.
+    let (stdout, stderr) = match log {
+        Some(log) => {
+            let file = std::fs::File::create(log)
+                .with_context(|| format!("cannot create {}", log.display()))?;
+            (Stdio::from(file.try_clone()?), Stdio::from(file))
+        }
+        None => (Stdio::null(), Stdio::inherit()),
     };
     let mut child = cmd
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(stderr)
         .spawn()
         .with_context(|| format!("cannot start {}", broker.label()))?;
@@ -775,6 +819,9 @@ fn loadgen(
     let mut args = args.to_owned();
     if name == "idle" || name == "soak" {
         args.push_str(&format!(" --pid {pid}"));
+    }
+    if broker.keep_alive() > 0 {
+        args.push_str(&format!(" --keep-alive {}", broker.keep_alive()));
     }
     let line = loadgen_on(root, name, broker.port(), broker.label(), &args, pin)?;
     eprintln!("xtask:   {scenario:<12} {line}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Broker, Losses, Results, SCENARIOS};
+use super::{Broker, COMPARED, Losses, Results, SCENARIOS, rumqttd};
 use crate::{cargo, sh};
 
 /// What the numbers were measured on.
@@ -141,25 +141,30 @@ pub fn markdown(
             s,
             "Each broker runs alone, pinned to CPU 1; the load generator \
              (`xtask/src/bin/loadgen`) is pinned to CPU 0. Brokers restart every \
-             round and the rounds interleave (Sluice, mosquitto, Sluice with a \
-             3-plugin wasm authentication chain, Sluice with the topic-acl plugin \
-             on every publish, cached and uncached); cells are the median of 3 \
-             rounds with (min–max). Both brokers queue up to 1,000,000 messages \
-             per client; mosquitto 2 from Debian runs with persistence off. \
-             Messages are 64 bytes, QoS 0 unless stated.\n"
+             round and the rounds interleave (Sluice, mosquitto, rumqttd, Sluice \
+             with a 3-plugin wasm authentication chain, Sluice with the topic-acl \
+             plugin on every publish, cached and uncached); cells are the median \
+             of 3 rounds with (min–max). Sluice and mosquitto queue up to \
+             1,000,000 messages per client; mosquitto 2 from Debian runs with \
+             persistence off; rumqttd {} from crates.io (built by the harness \
+             into `target/tools`): {} Messages are 64 bytes, QoS 0 unless \
+             stated.\n",
+            crate::tools::RUMQTTD,
+            rumqttd::SETTINGS
         );
         let _ = writeln!(
             s,
-            "| scenario | figure | sluice | sluice + chain | mosquitto | sluice / mosquitto |"
+            "| scenario | figure | sluice | sluice + chain | mosquitto | rumqttd \
+             | sluice / mosquitto | sluice / rumqttd |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
         for sc in SCENARIOS {
             for (key, label, higher) in sc.figures {
                 let get = |b: Broker| results.get(&(b, sc.name, *key));
                 if get(Broker::Sluice).is_none() {
                     continue;
                 }
-                let ratio = match (get(Broker::Sluice), get(Broker::Mosquitto)) {
+                let ratio = |peer: Broker| match (get(Broker::Sluice), get(peer)) {
                     (Some(a), Some(b)) if median(b) > 0.0 => {
                         let r = median(a) / median(b);
                         format!("{r:.2}×{}", if *higher { "" } else { " (lower is better)" })
@@ -168,28 +173,32 @@ pub fn markdown(
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {label} | {} | {} | {} | {ratio} |",
+                    "| {} | {label} | {} | {} | {} | {} | {} | {} |",
                     sc.name,
                     cell(get(Broker::Sluice)),
                     cell(get(Broker::SluiceChain)),
                     cell(get(Broker::Mosquitto)),
+                    cell(get(Broker::Rumqttd)),
+                    ratio(Broker::Mosquitto),
+                    ratio(Broker::Rumqttd),
                 );
             }
         }
         hook_cost(&mut s, results);
-        let lossy: Vec<String> = losses
-            .iter()
-            .filter(|(_, l)| **l > 0.0)
-            .map(|((b, sc), l)| format!("{} {sc}: {l:.0}", b.label()))
-            .collect();
+        let _ = writeln!(s, "\n{}\n", lost(losses));
         let _ = writeln!(
             s,
-            "\nMessages lost over all rounds: {}.\n",
-            if lossy.is_empty() {
-                "none".to_owned()
-            } else {
-                lossy.join(", ")
-            }
+            "What each broker does with a subscriber slower than its publishers \
+             (with the limits above no scenario should reach a drop; the loss \
+             line says whether one did): \
+             Sluice with its default `overload = \"backpressure\"` stops reading \
+             from the publishers while the subscriber's queue is above half of \
+             its limit, for at most `overload_wait_ms` per episode, then drops \
+             for that subscriber alone (docs/config.md, \"Overload\"); mosquitto \
+             drops QoS 0 messages past `max_queued_messages`, and its single \
+             thread reads the publishers no faster than it writes to the \
+             subscribers. {}\n",
+            rumqttd::OVERLOAD
         );
         let _ = writeln!(
             s,
@@ -216,6 +225,51 @@ pub fn markdown(
     if let Some(m) = micro {
         let _ = writeln!(s, "## Micro-benchmarks (criterion)\n\n{}", m.table);
         let _ = writeln!(s, "## Hot reload: write → active\n\n{}", m.reload);
+    }
+    s
+}
+
+/// "Messages lost over all rounds": each compared broker's losses by
+/// scenario, or none, then those of any other broker that lost some; and
+/// the messages delivered more than once.
+fn lost(losses: &Losses) -> String {
+    let mut brokers = COMPARED.to_vec();
+    for &(b, _) in losses.keys() {
+        if !brokers.contains(&b) {
+            brokers.push(b);
+        }
+    }
+    let parts: Vec<String> = brokers
+        .into_iter()
+        .filter_map(|b| {
+            let lost: Vec<String> = losses
+                .iter()
+                .filter(|((x, _), l)| *x == b && (l.lost > 0.0 || l.extra > 0.0))
+                .map(|((_, sc), l)| {
+                    let mut s = format!("{sc} {}", thousands(l.lost as u64));
+                    if l.extra > 0.0 {
+                        let extra = thousands(l.extra as u64);
+                        s.push_str(&format!(" ({extra} delivered more than once)"));
+                    }
+                    s
+                })
+                .collect();
+            if !lost.is_empty() {
+                Some(format!("{}: {}", b.label(), lost.join(", ")))
+            } else {
+                COMPARED
+                    .contains(&b)
+                    .then(|| format!("{}: none", b.label()))
+            }
+        })
+        .collect();
+    let mut s = format!("Messages lost over all rounds: {}.", parts.join("; "));
+    if losses.values().any(|l| l.extra > 0.0) {
+        s.push_str(
+            " The members of a shared subscription count what they receive \
+             together, and the payloads do not tell messages apart: a message \
+             delivered more than once hides a lost one.",
+        );
     }
     s
 }
@@ -538,7 +592,33 @@ pub fn median_range(values: &[f64], show: fn(f64) -> String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{duration, json_numbers, megabytes, splice};
+    use super::super::Loss;
+    use super::{Broker, Losses, duration, json_numbers, lost, megabytes, splice};
+
+    #[test]
+    fn losses_are_stated_for_every_compared_broker() {
+        let mut losses = Losses::new();
+        assert_eq!(
+            lost(&losses),
+            "Messages lost over all rounds: sluice: none; mosquitto: none; rumqttd: none."
+        );
+        let loss = |lost, extra| Loss { lost, extra };
+        losses.insert((Broker::Sluice, "fanin"), loss(0.0, 0.0));
+        losses.insert((Broker::Rumqttd, "fanout"), loss(12_345.0, 0.0));
+        losses.insert((Broker::Rumqttd, "latency"), loss(3.0, 0.0));
+        losses.insert((Broker::SluiceAcl, "fanin"), loss(7.0, 0.0));
+        losses.insert((Broker::SluiceChain, "fanin"), loss(0.0, 0.0));
+        assert_eq!(
+            lost(&losses),
+            "Messages lost over all rounds: sluice: none; mosquitto: none; \
+             rumqttd: fanout 12,345, latency 3; sluice + topic-acl (cached): fanin 7."
+        );
+        losses.insert((Broker::Rumqttd, "shared"), loss(0.0, 26.0));
+        assert!(lost(&losses).contains(
+            "rumqttd: fanout 12,345, latency 3, shared 0 (26 delivered more than once); "
+        ));
+        assert!(lost(&losses).ends_with("a message delivered more than once hides a lost one."));
+    }
 
     #[test]
     fn criterion_samples_parse() {

@@ -2,6 +2,7 @@
 //! handed to a callback without copying.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -12,6 +13,19 @@ use crate::wire::{self, Frame};
 
 /// Read buffer size.
 const BUF: usize = 256 * 1024;
+
+/// The keep alive of every MQTT 3.1.1 CONNECT, in seconds (`--keep-alive`;
+/// 0, none, unless given).
+static KEEP_ALIVE: AtomicU16 = AtomicU16::new(0);
+
+/// Sets the keep alive [`Conn::open`] and [`Conn::open_session`] ask for.
+pub fn set_keep_alive(secs: u16) {
+    KEEP_ALIVE.store(secs, Ordering::Relaxed);
+}
+
+fn keep_alive() -> u16 {
+    KEEP_ALIVE.load(Ordering::Relaxed)
+}
 
 pub struct Conn {
     pub stream: TcpStream,
@@ -39,7 +53,7 @@ impl Conn {
             len: 0,
         };
         conn.stream
-            .write_all(&wire::connect(client_id, true, 0))
+            .write_all(&wire::connect(client_id, true, keep_alive()))
             .await?;
         let ack = conn.expect(2).await?;
         if ack.1 != [0, 0] {
@@ -67,7 +81,7 @@ impl Conn {
             len: 0,
         };
         conn.stream
-            .write_all(&wire::connect(client_id, clean, 0))
+            .write_all(&wire::connect(client_id, clean, keep_alive()))
             .await?;
         // Only the CONNACK: what a session present sends right after it
         // stays buffered (see `buffered`).

@@ -21,7 +21,9 @@
 //! Prints one JSON line of figures. Targets the given addresses only (the
 //! benchmarks use 127.0.0.1), and every scenario is bounded in count and
 //! time. `--sub-addr` (default: `--addr`) puts the subscribers on another
-//! node of a cluster than the publishers.
+//! node of a cluster than the publishers. `--keep-alive SECS` (any
+//! scenario; default 0, none) is the keep alive of the clients' MQTT 3.1.1
+//! CONNECTs, for a broker that refuses 0 (rumqttd).
 
 #![allow(clippy::print_stdout, reason = "the result goes to stdout")]
 
@@ -50,7 +52,8 @@ const USAGE: &str = "usage: loadgen SCENARIO --addr ADDR [options]
   stuckplugin --secs S --stuck K --clients N --rate R --late-ms L
   durable  --pubs N --secs S --msgs N --size B --window W
   recovery --phase fill --sessions N --per K --size B --conc C --pubs N --window W
-  recovery --phase verify --sessions N --per K --sample S";
+  recovery --phase verify --sessions N --per K --sample S
+any scenario: --keep-alive SECS (of the MQTT 3.1.1 CONNECTs; default 0)";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -82,6 +85,11 @@ fn main() -> Result<()> {
         Some(a) => a.parse().context("--sub-addr must be ADDR:PORT")?,
         None => addr,
     };
+    client::set_keep_alive(
+        get("keep-alive", "0")
+            .parse()
+            .context("--keep-alive must be 0 to 65535")?,
+    );
     if !addr.ip().is_loopback() || !sub_addr.ip().is_loopback() {
         bail!("the load generator only targets loopback addresses");
     }
