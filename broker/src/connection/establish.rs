@@ -2,6 +2,7 @@
 //! over), settle what was negotiated, answer CONNACK, resend what was in
 //! flight, and build the [`Connection`] the serve loop runs on.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,12 +77,12 @@ pub(super) async fn establish<T: Transport>(
                 // A session that outlives its connection needs the
                 // registry: on a node cut off from it (a minority
                 // partition), persistent sessions are refused.
-                refuse(
+                refuse_connect(
                     stream,
-                    Some(version),
-                    Refusal::new(ReasonCode::SERVER_UNAVAILABLE, e.to_string()),
+                    &connect,
                     peer,
-                    connect.properties.maximum_packet_size,
+                    ReasonCode::SERVER_UNAVAILABLE,
+                    e.to_string(),
                 )
                 .await;
                 return None;
@@ -98,14 +99,7 @@ pub(super) async fn establish<T: Transport>(
                 AttachError::TooManySessions(_) => ReasonCode::QUOTA_EXCEEDED,
                 AttachError::TakeoverTimedOut(_) => ReasonCode::SERVER_BUSY,
             };
-            refuse(
-                stream,
-                Some(version),
-                Refusal::new(reason, e.to_string()),
-                peer,
-                connect.properties.maximum_packet_size,
-            )
-            .await;
+            refuse_connect(stream, &connect, peer, reason, e.to_string()).await;
             return None;
         }
     };
@@ -139,12 +133,12 @@ pub(super) async fn establish<T: Transport>(
         };
         if let Some(t) = p.store().must_wait(ticket) {
             if let Err(e) = p.store().wait(t).await {
-                refuse(
+                refuse_connect(
                     stream,
-                    Some(version),
-                    Refusal::new(ReasonCode::SERVER_UNAVAILABLE, e.to_string()),
+                    &connect,
                     peer,
-                    connect.properties.maximum_packet_size,
+                    ReasonCode::SERVER_UNAVAILABLE,
+                    e.to_string(),
                 )
                 .await;
                 ctx.registry.detach(
@@ -306,4 +300,19 @@ impl Connection {
             }
         }
     }
+}
+
+/// Refuses `connect` while its session is being set up: CONNACK with
+/// `reason` in the client's version (within its Maximum Packet Size), then
+/// close.
+async fn refuse_connect<T: Transport>(
+    stream: &mut T,
+    connect: &Connect,
+    peer: SocketAddr,
+    reason: ReasonCode,
+    why: String,
+) {
+    let refusal = Refusal::new(reason, why);
+    let client_max = connect.properties.maximum_packet_size;
+    refuse(stream, Some(connect.version), refusal, peer, client_max).await;
 }
