@@ -23,12 +23,16 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 /// How many recent message ids a node remembers to recognise a message
 /// that came again through another of its subscriptions.
 const RECENT: usize = 8192;
+/// How many origin names a node remembers; past that (only a publisher on
+/// the cluster's subjects inventing names gets there) it forgets them all,
+/// with the ids seen, and starts over.
+const ORIGINS: usize = 1024;
 
 /// Message ids seen lately, per origin node.
 #[derive(Default)]
 struct Recent {
-    /// Origin names, each kept for the node's life, so that the address
-    /// of its text names it below.
+    /// Origin names, each kept as long as ids of it are remembered, so
+    /// that the address of its text names it below.
     origins: HashSet<Box<str>>,
     seen: HashSet<(usize, u64)>,
     order: VecDeque<(usize, u64)>,
@@ -40,6 +44,16 @@ impl Recent {
         let name = match self.origins.get(origin) {
             Some(n) => n.as_ptr(),
             None => {
+                if self.origins.len() >= ORIGINS {
+                    tracing::warn!(
+                        "more than {ORIGINS} node names on the cluster's subjects; forgetting \
+                         them and the message ids seen (a message may be delivered twice)"
+                    );
+                    // The ids name origins by address: both go together.
+                    self.seen.clear();
+                    self.order.clear();
+                    self.origins.clear();
+                }
                 let n: Box<str> = origin.into();
                 let p = n.as_ptr();
                 self.origins.insert(n);
@@ -258,5 +272,25 @@ fn handle(
         None => {
             router.deliver_from_cluster(&Arc::from(mountpoint), &message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_recognised_and_origin_names_stay_bounded() {
+        let mut r = Recent::default();
+        assert!(r.first("a", 1));
+        assert!(!r.first("a", 1), "the same message again");
+        assert!(r.first("b", 1), "another origin's number");
+        for i in 0..ORIGINS * 3 {
+            r.first(&format!("invented-{i}"), 7);
+        }
+        assert!(r.origins.len() <= ORIGINS);
+        assert!(r.seen.len() <= ORIGINS && r.order.len() == r.seen.len());
+        assert!(r.first("a", 2));
+        assert!(!r.first("a", 2));
     }
 }
