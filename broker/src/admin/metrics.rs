@@ -258,6 +258,14 @@ fn store_metrics(out: &mut Exposition, store: &crate::store::Store) {
             get(&s.ops),
         ),
         (
+            "sluice_store_writes_total",
+            Counter,
+            "Key writes (puts and deletes) that reached the engine; the rest of \
+             sluice_store_ops_total folded away in its batch (a delivery acknowledged \
+             before its batch was written is never written).",
+            get(&s.writes),
+        ),
+        (
             "sluice_store_written_bytes_total",
             Counter,
             "Key and value bytes written by committed batches.",

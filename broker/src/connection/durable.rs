@@ -34,9 +34,16 @@ use crate::store::StoreError;
 
 type Wait = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
-/// What a held response waits for: a store ticket and a cluster ticket
-/// (0: nothing).
-type Tickets = (u64, u64);
+/// What a held response waits for (0: nothing).
+#[derive(Clone, Copy, Default)]
+struct Tickets {
+    /// The store ticket to be committed…
+    store: u64,
+    /// …unless this message settles first (see `store::held`).
+    settle: u64,
+    /// The cluster ticket.
+    forwarded: u64,
+}
 
 /// Responses waiting for the store or the cluster, by the tickets they
 /// wait for.
@@ -45,6 +52,10 @@ pub(super) struct Held {
     responses: VecDeque<(Tickets, BytesMut)>,
     bytes: usize,
     wait: Option<Wait>,
+    /// The message the packet being handled stored deliveries of, and
+    /// the store ticket it had then: if the packet's ticket is still that
+    /// one, its responses may go once the message settles.
+    settle: Option<(u64, u64)>,
 }
 
 impl Held {
@@ -74,25 +85,45 @@ impl Connection {
     /// `mark` on if the store has not committed its changes yet, or
     /// JetStream does not have the QoS 1/2 message it sent to the other
     /// nodes yet (or responses are held already).
+    /// Notes that the packet being handled stored deliveries of message
+    /// `settle` and nothing else (`Store::settles`): its responses need
+    /// not wait for the commit once that message is settled.
+    pub(super) fn settle_on(&mut self, settle: u64) {
+        let ticket = self.ticket;
+        self.held.get_or_insert_with(Box::default).settle = Some((ticket, settle));
+    }
+
     pub(super) fn hold_responses(&mut self, mark: usize) {
         let ticket = std::mem::take(&mut self.ticket);
         let forwarded = std::mem::take(&mut self.forwarded);
+        let settle = match self.held.as_mut().and_then(|h| h.settle.take()) {
+            Some((t, m)) if t == ticket => m,
+            _ => 0,
+        };
         let store = self.ctx.store.as_ref().and_then(|s| s.must_wait(ticket));
         let cluster = self.ctx.router.cluster();
         let sent = cluster.and_then(|c| c.must_wait(forwarded));
         let holding = self.held.as_ref().is_some_and(|h| !h.responses.is_empty());
         if (store.is_none() && sent.is_none() && !holding) || self.out.len() <= mark {
+            if !holding && self.held.as_ref().is_some_and(|h| h.wait.is_none()) {
+                self.held = None;
+            }
             return;
         }
         let held = self.held.get_or_insert_with(Box::default);
-        let after = held.responses.back().map_or((0, 0), |(t, _)| *t);
+        let after = held
+            .responses
+            .back()
+            .map_or_else(Tickets::default, |(t, _)| *t);
         let bytes = self.out.split_off(mark);
         held.bytes += bytes.len();
+        let store = store.unwrap_or(0);
         held.responses.push_back((
-            (
-                store.unwrap_or(0).max(after.0),
-                sent.unwrap_or(0).max(after.1),
-            ),
+            Tickets {
+                store: store.max(after.store),
+                settle: if store > 0 { settle } else { 0 },
+                forwarded: sent.unwrap_or(0).max(after.forwarded),
+            },
             bytes,
         ));
         if held.wait.is_none() {
@@ -122,13 +153,17 @@ impl Connection {
             .router
             .cluster()
             .map_or(u64::MAX, |c| c.done_through());
+        let store = self.ctx.store.as_deref();
         let Some(held) = self.held.as_mut() else {
             return Ok(());
+        };
+        let stored = |t: &Tickets| {
+            t.store <= committed || (t.settle > 0 && store.is_some_and(|s| s.is_settled(t.settle)))
         };
         while held
             .responses
             .front()
-            .is_some_and(|((t, f), _)| *t <= committed && *f <= sent)
+            .is_some_and(|(t, _)| stored(t) && t.forwarded <= sent)
         {
             if let Some((_, bytes)) = held.responses.pop_front() {
                 held.bytes -= bytes.len();
@@ -147,14 +182,29 @@ impl Connection {
         Ok(())
     }
 
-    /// Waits for the store to commit ticket `t.0` and JetStream to have
-    /// the message of cluster ticket `t.1`.
-    fn wait_for(&self, (ticket, forwarded): Tickets) -> Wait {
-        let store = self.ctx.store.clone().filter(|_| ticket > 0);
-        let cluster = self.ctx.router.cluster().cloned().filter(|_| forwarded > 0);
+    /// Waits for the store to commit ticket `t.store` (or for message
+    /// `t.settle` to settle) and JetStream to have the message of cluster
+    /// ticket `t.forwarded`.
+    fn wait_for(&self, t: Tickets) -> Wait {
+        let store = self.ctx.store.clone().filter(|_| t.store > 0);
+        let cluster = self
+            .ctx
+            .router
+            .cluster()
+            .cloned()
+            .filter(|_| t.forwarded > 0);
+        let forwarded = t.forwarded;
         Box::pin(async move {
             if let Some(store) = store {
-                store.wait(ticket).await?;
+                if t.settle > 0 {
+                    tokio::select! {
+                        biased;
+                        done = store.wait(t.store) => done?,
+                        () = store.settled(t.settle) => {}
+                    }
+                } else {
+                    store.wait(t.store).await?;
+                }
             }
             if let Some(cluster) = cluster {
                 cluster.wait(forwarded).await;

@@ -245,6 +245,9 @@ impl Connection {
                 .router
                 .publish_everywhere(mountpoint, Some(self.session.key()), &message);
         self.ticket = self.ticket.max(Store::touched());
+        if let Some(message) = Store::settles() {
+            self.settle_on(message);
+        }
         self.forwarded = self.forwarded.max(Cluster::touched());
         self.hold_for(Router::congested());
         if let (QoS::ExactlyOnce, Some(id)) = (sent_qos, packet_id) {

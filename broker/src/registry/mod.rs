@@ -163,7 +163,7 @@ impl Registry {
         }
         state.queue.for_each_mut(|d| {
             if d.qos != crate::codec::QoS::AtMostOnce && d.stored.is_none() {
-                d.stored = Some(p.queue(d));
+                d.stored = Some(p.queue(d, false));
             }
         });
     }

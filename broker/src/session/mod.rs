@@ -267,10 +267,10 @@ impl Session {
             // Stored under the lock, so that the store sees a delivery's
             // entry before anything takes it from the queue.
             let persisted = self.persisted().filter(|_| delivery.qos != QoS::AtMostOnce);
-            if let Some(p) = persisted {
-                delivery.stored = Some(p.queue(&delivery));
-            }
             let online = self.is_online();
+            if let Some(p) = persisted {
+                delivery.stored = Some(p.queue(&delivery, online));
+            }
             if online && limits.backpressure.is_some() && state.queue.is_empty() {
                 state.progress = tokio::time::Instant::now();
             }

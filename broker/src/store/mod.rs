@@ -22,6 +22,7 @@
 //! (clean session, expiry 0) never touch the store.
 
 pub mod backend;
+mod held;
 pub mod inspect;
 pub(crate) mod records;
 pub mod recover;
@@ -29,7 +30,6 @@ mod salvage;
 mod writer;
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +41,7 @@ use crate::session::{OutState, SubscriberId};
 use crate::topic::{PacketId, Subscription};
 
 use self::backend::{Backend, Space};
+pub(crate) use self::held::Held;
 use self::records::{DeliveryRecord, DeliveryState};
 pub(crate) use self::records::{SessionRecord, instant_of, now_ms};
 pub use self::recover::{Recovered, RecoveredSession, RecoveryReport};
@@ -129,16 +130,15 @@ thread_local! {
     /// session it reached is collected here without threading tickets
     /// through the router.
     static TOUCHED: Cell<u64> = const { Cell::new(0) };
+    /// The one message whose deliveries are all this thread stored since
+    /// [`Store::begin`] (0: nothing stored; [`MIXED`]: other changes
+    /// too): see [`Store::settles`].
+    static ONLY: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Messages held by stored deliveries, by id, with their reference
-/// counts; and the id of each held message by address.
-#[derive(Debug, Default)]
-pub(crate) struct Held {
-    ids: HashMap<usize, u64>,
-    messages: HashMap<u64, (u32, Arc<Message>)>,
-    next_id: u64,
-}
+/// [`ONLY`] when more than one message's deliveries, or other changes,
+/// were stored.
+const MIXED: u64 = u64::MAX;
 
 /// The durable store of one broker.
 pub struct Store {
@@ -249,15 +249,39 @@ impl Store {
     }
 
     fn submit(&self, ops: impl IntoIterator<Item = Op>) -> u64 {
-        let ticket = self.writer.submit(ops);
+        ONLY.with(|o| o.set(MIXED));
+        self.submit_for(ops, true)
+    }
+
+    /// Submits changes of a delivery in flight to a connected client
+    /// (sent, or completed), which the writer may wait a moment for.
+    fn submit_delivery(&self, ops: impl IntoIterator<Item = Op>) -> u64 {
+        ONLY.with(|o| o.set(MIXED));
+        self.submit_for(ops, false)
+    }
+
+    /// Submits `ops` (the caller accounts for them in [`ONLY`]); `lasting`:
+    /// nothing will cancel them soon.
+    fn submit_for(&self, ops: impl IntoIterator<Item = Op>, lasting: bool) -> u64 {
+        let ticket = self.writer.submit(ops, lasting);
         TOUCHED.with(|t| t.set(t.get().max(ticket)));
         ticket
     }
 
     /// Starts collecting the tickets this thread submits (see
-    /// [`Store::touched`]).
+    /// [`Store::touched`], [`Store::settles`]).
     pub fn begin() {
         TOUCHED.with(|t| t.set(0));
+        ONLY.with(|o| o.set(0));
+    }
+
+    /// The message whose new stored deliveries are everything this thread
+    /// submitted since [`Store::begin`], if so: once it is settled
+    /// ([`Store::settled`]) nothing submitted since then needs the commit
+    /// any more.
+    pub fn settles() -> Option<u64> {
+        let only = ONLY.with(Cell::get);
+        (only != 0 && only != MIXED).then_some(only)
     }
 
     /// The highest ticket this thread submitted since [`Store::begin`]
@@ -311,7 +335,7 @@ impl Store {
 
     /// Messages held by stored deliveries.
     pub fn held_messages(&self) -> usize {
-        self.held().messages.len()
+        self.held().len()
     }
 
     /// Commits what is queued and fsyncs (shutdown).
@@ -365,39 +389,30 @@ impl Store {
     /// A reference to `message` from a new stored delivery: the message's
     /// id, and the op storing it if it is not stored yet.
     fn hold(&self, message: &Arc<Message>) -> (u64, Option<Op>) {
-        let mut held = self.held();
-        let ptr = Arc::as_ptr(message) as usize;
-        if let Some(&id) = held.ids.get(&ptr) {
-            if let Some(entry) = held.messages.get_mut(&id) {
-                entry.0 += 1;
-                return (id, None);
-            }
-        }
-        held.next_id += 1;
-        let id = held.next_id;
-        held.ids.insert(ptr, id);
-        held.messages.insert(id, (1, message.clone()));
+        let (id, new) = self.held().hold(message);
         // Encoded by the writer, and only if it is still there when the
         // batch is built.
-        let op = Op::PutNewMessage(id.to_be_bytes().to_vec(), message.clone());
-        (id, Some(op))
+        let op = new.then(|| Op::PutNewMessage(id.to_be_bytes().to_vec(), message.clone()));
+        (id, op)
     }
 
     /// Drops a reference to message `id`: the op deleting it, if it was
     /// the last.
     fn release(&self, id: u64) -> Option<Op> {
-        let mut held = self.held();
-        let entry = held.messages.get_mut(&id)?;
-        entry.0 = entry.0.saturating_sub(1);
-        if entry.0 > 0 {
-            return None;
-        }
-        let (_, message) = held.messages.remove(&id)?;
-        let ptr = Arc::as_ptr(&message) as usize;
-        if held.ids.get(&ptr) == Some(&id) {
-            held.ids.remove(&ptr);
-        }
-        Some(Op::Delete(Space::Messages, id.to_be_bytes().to_vec()))
+        self.held()
+            .release(id)
+            .then(|| Op::Delete(Space::Messages, id.to_be_bytes().to_vec()))
+    }
+
+    /// Whether message `id` is settled: every stored delivery of it
+    /// completed, so nothing of it has to be on disk any more.
+    pub fn is_settled(&self, id: u64) -> bool {
+        self.held().is_settled(id)
+    }
+
+    /// Completes once message `id` is settled.
+    pub async fn settled(&self, id: u64) {
+        std::future::poll_fn(|cx| self.held().poll_settled(id, cx)).await;
     }
 }
 
@@ -479,8 +494,10 @@ impl Persisted {
         })
     }
 
-    /// Stores a delivery entering the session's queue.
-    pub fn queue(&self, d: &Delivery) -> Stored {
+    /// Stores a delivery entering the session's queue; `online`: the
+    /// session's client is connected (so the delivery may well be
+    /// acknowledged before it is written).
+    pub fn queue(&self, d: &Delivery, online: bool) -> Stored {
         let (message, put) = self.store.hold(&d.message);
         let seq = self.store.next_seq.fetch_add(1, Ordering::Relaxed);
         let op = Op::PutNew(
@@ -488,14 +505,22 @@ impl Persisted {
             records::seq_key(&self.key, seq),
             Self::record(d, message, DeliveryState::Queued),
         );
-        self.store.submit(put.into_iter().chain([op]));
+        ONLY.with(|o| {
+            let only = o.get();
+            o.set(if only == 0 || only == message {
+                message
+            } else {
+                MIXED
+            });
+        });
+        self.store.submit_for(put.into_iter().chain([op]), !online);
         Stored { seq, message }
     }
 
     /// A stored delivery was sent with `pid` and now waits in `state`.
     pub fn sent(&self, d: &Delivery, pid: PacketId, state: OutState) -> u64 {
         let Some(s) = d.stored else { return 0 };
-        self.store.submit([Op::Put(
+        self.store.submit_delivery([Op::Put(
             Space::Queue,
             records::seq_key(&self.key, s.seq),
             Self::record(d, s.message, DeliveryState::Sent(pid, state)),
@@ -507,7 +532,8 @@ impl Persisted {
         let Some(s) = d.stored else { return 0 };
         let delete = Op::Delete(Space::Queue, records::seq_key(&self.key, s.seq));
         let release = self.store.release(s.message);
-        self.store.submit(std::iter::once(delete).chain(release))
+        self.store
+            .submit_delivery(std::iter::once(delete).chain(release))
     }
 
     /// Releases the message of a delivery whose entry went with

@@ -291,23 +291,19 @@ pub(crate) fn read(backend: &dyn Backend) -> Result<(Recovered, Held, u64), Stor
         }
     })?;
 
-    let mut held = Held {
-        next_id: max_id,
-        ..Held::default()
-    };
+    let mut held = Held::after(max_id);
     for (id, (refs, message)) in messages {
         if refs == 0 {
             orphans += 1;
             cleanup.push(Op::Delete(Space::Messages, id.to_be_bytes().to_vec()));
         } else {
-            held.ids.insert(Arc::as_ptr(&message) as usize, id);
-            held.messages.insert(id, (refs, message));
+            held.restore(id, refs, message);
         }
     }
 
     report.damaged = cleanup.len() - orphans;
     report.orphans = orphans;
-    report.messages = held.messages.len();
+    report.messages = held.len();
     report.retained = out.retained.len();
     report.plugin_entries = out.plugin_kv.values().map(Vec::len).sum();
     let mut list: Vec<_> = sessions.into_values().collect();

@@ -66,9 +66,9 @@ async fn a_message_is_stored_once_and_goes_with_its_last_delivery() {
     let (a, b) = (store.session(&id("a")), store.session(&id("b")));
     let m = message("t");
     let mut da = delivery(&m);
-    da.stored = Some(a.queue(&da));
+    da.stored = Some(a.queue(&da, false));
     let mut db = delivery(&m);
-    db.stored = Some(b.queue(&db));
+    db.stored = Some(b.queue(&db, false));
     settle(&store).await;
     assert_eq!(
         count(&mem, Space::Messages),
@@ -103,9 +103,9 @@ async fn reading_back_gives_sessions_queues_and_inflight_state() {
     p.subscribe(&sub, &SubscriptionOptions::v3(QoS::ExactlyOnce), Some(9));
     let (m1, m2) = (message("a/1"), message("a/2"));
     let mut d1 = delivery(&m1);
-    d1.stored = Some(p.queue(&d1));
+    d1.stored = Some(p.queue(&d1, false));
     let mut d2 = delivery(&m2);
-    d2.stored = Some(p.queue(&d2));
+    d2.stored = Some(p.queue(&d2, false));
     let pid = PacketId::new(4).unwrap();
     p.sent(&d1, pid, OutState::AwaitingPubAck);
     p.incoming_qos2(PacketId::new(7).unwrap());
@@ -113,7 +113,7 @@ async fn reading_back_gives_sessions_queues_and_inflight_state() {
     let gone = store.session(&id("gone"));
     gone.subscribe(&sub, &SubscriptionOptions::v3(QoS::AtMostOnce), None);
     let mut dg = delivery(&m2);
-    dg.stored = Some(gone.queue(&dg));
+    dg.stored = Some(gone.queue(&dg, false));
     gone.end();
     gone.forget(&dg);
     settle(&store).await;
@@ -141,7 +141,7 @@ async fn reading_back_gives_sessions_queues_and_inflight_state() {
     assert_eq!(s.queued[0].subscription_ids, [3]);
     // New entries do not reuse the recovered sequence numbers or ids.
     let mut d3 = delivery(&message("a/3"));
-    let stored = p.queue(&d3);
+    let stored = p.queue(&d3, false);
     assert!(stored.seq > s.queued[0].stored.unwrap().seq);
     d3.stored = Some(stored);
     drop(p);
@@ -176,4 +176,42 @@ fn a_newer_format_is_refused() {
     mem.apply(&batch, true).unwrap();
     let err = Store::with_backend("mem".into(), mem, &config()).unwrap_err();
     assert!(matches!(err, StoreError::NewerFormat { found, .. } if found == FORMAT + 1));
+}
+
+#[tokio::test]
+async fn a_publication_settles_when_its_deliveries_complete_before_the_commit() {
+    let mem = Arc::new(Memory::default());
+    let (store, _) = Store::with_backend("mem".into(), mem.clone(), &config()).unwrap();
+    let (a, b) = (store.session(&id("a")), store.session(&id("b")));
+    let m = message("t");
+    // Routing one PUBLISH to two connected persistent sessions.
+    Store::begin();
+    let mut da = delivery(&m);
+    da.stored = Some(a.queue(&da, true));
+    let mut db = delivery(&m);
+    db.stored = Some(b.queue(&db, true));
+    let settles = Store::settles().expect("only that message's deliveries were stored");
+    assert!(!store.is_settled(settles));
+    a.done(&da);
+    assert!(!store.is_settled(settles), "b still holds it");
+    b.done(&db);
+    assert!(store.is_settled(settles));
+    store.settled(settles).await;
+    settle(&store).await;
+    assert_eq!(count(&mem, Space::Messages), 0);
+    // Anything else stored while routing (here a retained message) must
+    // wait for the commit.
+    Store::begin();
+    let mut dc = delivery(&m);
+    dc.stored = Some(a.queue(&dc, true));
+    store.retain("", &m);
+    assert_eq!(Store::settles(), None);
+    // So must two messages' deliveries.
+    Store::begin();
+    let mut dd = delivery(&message("u"));
+    dd.stored = Some(a.queue(&dd, true));
+    let mut de = delivery(&message("v"));
+    de.stored = Some(a.queue(&de, true));
+    assert_eq!(Store::settles(), None);
+    store.close();
 }

@@ -8,13 +8,22 @@
 //! it is. Acknowledgements that promise durability wait for their ticket
 //! ([`GroupWriter::wait`]).
 //!
-//! Architecture invariant: changes to one key are applied in the order
-//! they were submitted; within a batch only the last change of a key is
+//! Submitted changes are folded at once into the batch being gathered,
+//! keyed by store key: within a batch only the last change of a key is
 //! written, and a key created and deleted within one batch (a delivery
 //! acknowledged before its batch commits, and its message) is not written
-//! at all, not even as a tombstone.
+//! at all, not even as a tombstone. Under load the writer lets a batch
+//! gather for a few milliseconds before taking it (up to [`GATHER`]), so
+//! that deliveries their subscribers acknowledge quickly never reach the
+//! disk; the publishers' acknowledgements do not wait for that, as their
+//! messages settle first (`store::held`).
+//!
+//! Architecture invariant: changes to one key are applied in the order
+//! they were submitted.
 
 use std::collections::{HashMap, hash_map};
+
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -65,9 +74,35 @@ struct Entry {
     fresh: bool,
 }
 
-#[derive(Debug, Default)]
+/// The batch being gathered: the last change of each key.
+type Changes = HashMap<(Space, Vec<u8>), Entry, RandomState>;
+
+/// How long, at most, the writer lets a batch gather while busy: only
+/// while it holds nothing but deliveries to connected clients (queued,
+/// sent, completed). A lasting change (a delivery queued for an offline
+/// session, a session, a subscription, a retained message…), which
+/// nothing will cancel soon, has its batch taken at once, so that what
+/// waits for it (a CONNACK, a SUBACK, a publisher's PUBACK) is not held
+/// longer than the write.
+const GATHER: Duration = Duration::from_millis(10);
+
+/// Changes in a batch past which the writer counts as busy (so the next
+/// batch gathers).
+const BUSY: usize = 32;
+
+/// Bytes past which a gathering batch is taken at once.
+const GATHER_BYTES: usize = 1 << 20;
+
+#[derive(Default)]
 struct Pending {
-    ops: Vec<Op>,
+    changes: Changes,
+    /// Prefixes deleted in this batch, to be expanded against what is
+    /// committed when the batch is built.
+    prefixes: Vec<(Space, Vec<u8>)>,
+    /// Changes submitted to this batch (before folding).
+    ops: usize,
+    /// Whether a change in the batch is lasting (see [`GATHER`]).
+    lasting: bool,
     bytes: usize,
     /// The last ticket handed out.
     submitted: u64,
@@ -79,6 +114,9 @@ struct Pending {
 pub struct WriterStats {
     pub batches: AtomicU64,
     pub ops: AtomicU64,
+    /// Key writes (puts and deletes) that reached the engine: `ops` less
+    /// what folded away in its batch.
+    pub writes: AtomicU64,
     pub bytes: AtomicU64,
     pub syncs: AtomicU64,
     pub failures: AtomicU64,
@@ -141,17 +179,22 @@ impl GroupWriter {
     }
 
     /// Queues changes; returns the ticket that is committed once they are.
-    pub(crate) fn submit(&self, ops: impl IntoIterator<Item = Op>) -> u64 {
+    /// `lasting`: nothing will cancel them soon (see [`GATHER`]).
+    pub(crate) fn submit(&self, ops: impl IntoIterator<Item = Op>, lasting: bool) -> u64 {
         let mut p = self.pending();
-        let was_empty = p.ops.is_empty();
+        p.lasting |= lasting;
+        let was_empty = p.ops == 0;
+        let was_small = p.bytes < GATHER_BYTES;
         for op in ops {
             p.bytes += op.bytes();
-            p.ops.push(op);
+            p.ops += 1;
+            p.fold(op);
         }
         p.submitted += 1;
         let ticket = p.submitted;
+        let grown = was_small && p.bytes >= GATHER_BYTES;
         drop(p);
-        if was_empty {
+        if was_empty || grown {
             self.shared.wake.notify_one();
         }
         ticket
@@ -216,12 +259,26 @@ fn run(shared: &Shared, backend: &dyn Backend, durability: Durability, interval:
     let sync_each = durability == Durability::Always;
     let mut dirty = false;
     let mut last_sync = Instant::now();
+    let mut last_take = Instant::now();
+    // How long the batch being gathered may wait (zero: not busy).
+    let mut gather = Duration::ZERO;
     loop {
-        let (ops, ticket) = {
+        let (taken, ticket) = {
             let mut p = lock(&shared.pending);
             loop {
-                if !p.ops.is_empty() {
-                    break;
+                if p.ops > 0 {
+                    // Busy: let the batch gather, so that what is
+                    // acknowledged meanwhile cancels out.
+                    let gathered = last_take.elapsed();
+                    if p.closing || p.lasting || gathered >= gather || p.bytes >= GATHER_BYTES {
+                        break;
+                    }
+                    p = shared
+                        .wake
+                        .wait_timeout(p, gather - gathered)
+                        .map(|(p, _)| p)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                    continue;
                 }
                 if p.closing {
                     drop(p);
@@ -249,22 +306,26 @@ fn run(shared: &Shared, backend: &dyn Backend, durability: Durability, interval:
                     p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
             }
-            p.bytes = 0;
-            (std::mem::take(&mut p.ops), p.submitted)
+            last_take = Instant::now();
+            gather = if p.ops < BUSY { Duration::ZERO } else { GATHER };
+            (p.take(), p.submitted)
         };
         let first = *shared.committed.borrow() + 1;
         let start = Instant::now();
-        let n = ops.len() as u64;
-        let result = build(backend, ops).and_then(|(batch, bytes)| {
-            backend.apply(&batch, sync_each)?;
-            Ok(bytes)
+        let n = taken.ops as u64;
+        let result = build(backend, taken).and_then(|(batch, bytes)| {
+            if !batch.is_empty() {
+                backend.apply(&batch, sync_each)?;
+            }
+            Ok((batch.len() as u64, bytes))
         });
         let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let s = &shared.stats;
         match result {
-            Ok(bytes) => {
+            Ok((writes, bytes)) => {
                 s.batches.fetch_add(1, Ordering::Relaxed);
                 s.ops.fetch_add(n, Ordering::Relaxed);
+                s.writes.fetch_add(writes, Ordering::Relaxed);
                 s.bytes.fetch_add(bytes, Ordering::Relaxed);
                 s.commit_micros.fetch_add(micros, Ordering::Relaxed);
                 s.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
@@ -304,25 +365,66 @@ fn sync(shared: &Shared, backend: &dyn Backend) {
     }
 }
 
-/// The batch of `ops`: the last change of each key, prefixes expanded
-/// against what is committed and what comes earlier in the batch; keys
-/// created and deleted in it are left out.
-fn build(backend: &dyn Backend, ops: Vec<Op>) -> Result<(Batch, u64), StoreError> {
-    type Changes = HashMap<(Space, Vec<u8>), Entry>;
-    let mut changes: Changes = HashMap::with_capacity(ops.len());
-    let put =
-        |changes: &mut Changes, key: (Space, Vec<u8>), change: Change, new: bool| match changes
-            .entry(key)
-        {
-            hash_map::Entry::Occupied(mut e) => {
-                let fresh = new || e.get().fresh;
-                e.insert(Entry { change, fresh });
+/// What the writer takes from [`Pending`].
+struct Taken {
+    changes: Changes,
+    prefixes: Vec<(Space, Vec<u8>)>,
+    ops: usize,
+}
+
+impl Pending {
+    /// Folds `op` into the batch being gathered.
+    fn fold(&mut self, op: Op) {
+        let changes = &mut self.changes;
+        match op {
+            Op::Put(s, k, v) => put(changes, (s, k), Change::Put(v), false),
+            Op::PutNew(s, k, v) => put(changes, (s, k), Change::Put(v), true),
+            Op::PutNewMessage(k, m) => {
+                put(changes, (Space::Messages, k), Change::Message(m), true);
             }
-            hash_map::Entry::Vacant(e) => {
-                e.insert(Entry { change, fresh: new });
+            Op::Delete(s, k) => delete(changes, (s, k)),
+            Op::DeletePrefix(s, p) => {
+                // Rare (a session ends): a pass over the batch is fine.
+                let earlier: Vec<_> = changes
+                    .keys()
+                    .filter(|(sp, k)| *sp == s && k.starts_with(&p))
+                    .cloned()
+                    .collect();
+                for k in earlier {
+                    delete(changes, k);
+                }
+                self.prefixes.push((s, p));
             }
-        };
-    let delete = |changes: &mut Changes, key: (Space, Vec<u8>)| match changes.entry(key) {
+        }
+    }
+
+    /// The batch gathered so far; an empty one starts.
+    fn take(&mut self) -> Taken {
+        self.bytes = 0;
+        self.lasting = false;
+        Taken {
+            changes: std::mem::take(&mut self.changes),
+            prefixes: std::mem::take(&mut self.prefixes),
+            ops: std::mem::take(&mut self.ops),
+        }
+    }
+}
+
+fn put(changes: &mut Changes, key: (Space, Vec<u8>), change: Change, new: bool) {
+    match changes.entry(key) {
+        hash_map::Entry::Occupied(mut e) => {
+            let fresh = new || e.get().fresh;
+            e.insert(Entry { change, fresh });
+        }
+        hash_map::Entry::Vacant(e) => {
+            e.insert(Entry { change, fresh: new });
+        }
+    }
+}
+
+/// Deletes `key` in the batch (cancelling its creation in it, if so).
+fn delete(changes: &mut Changes, key: (Space, Vec<u8>)) {
+    match changes.entry(key) {
         hash_map::Entry::Occupied(e) if e.get().fresh => {
             e.remove();
         }
@@ -335,31 +437,26 @@ fn build(backend: &dyn Backend, ops: Vec<Op>) -> Result<(Batch, u64), StoreError
                 fresh: false,
             });
         }
-    };
-    for op in ops {
-        match op {
-            Op::Put(s, k, v) => put(&mut changes, (s, k), Change::Put(v), false),
-            Op::PutNew(s, k, v) => put(&mut changes, (s, k), Change::Put(v), true),
-            Op::PutNewMessage(k, m) => {
-                put(&mut changes, (Space::Messages, k), Change::Message(m), true);
-            }
-            Op::Delete(s, k) => delete(&mut changes, (s, k)),
-            Op::DeletePrefix(s, p) => {
-                // Rare (a session ends): a pass over the batch is fine.
-                let earlier: Vec<_> = changes
-                    .keys()
-                    .filter(|(sp, k)| *sp == s && k.starts_with(&p))
-                    .cloned()
-                    .collect();
-                for k in earlier {
-                    delete(&mut changes, k);
-                }
-                let mut found = Vec::new();
-                backend.scan(s, &p, &mut |k, _| found.push(k.to_vec()))?;
-                for k in found {
-                    delete(&mut changes, (s, k));
-                }
-            }
+    }
+}
+
+/// The batch of what was taken: the last change of each key, and a delete
+/// of every committed key under a prefix deleted in it unless the batch
+/// changes that key again (a change folded after the prefix's delete).
+fn build(backend: &dyn Backend, taken: Taken) -> Result<(Batch, u64), StoreError> {
+    let Taken {
+        mut changes,
+        prefixes,
+        ..
+    } = taken;
+    for (s, p) in prefixes {
+        let mut found = Vec::new();
+        backend.scan(s, &p, &mut |k, _| found.push(k.to_vec()))?;
+        for k in found {
+            changes.entry((s, k)).or_insert(Entry {
+                change: Change::Delete,
+                fresh: false,
+            });
         }
     }
     let mut batch = Batch::new();
@@ -392,32 +489,82 @@ mod tests {
         let m = Arc::new(Memory::default());
         let w = GroupWriter::start(m.clone(), Durability::Always, Duration::from_secs(1)).unwrap();
         let q = Space::Queue;
-        let t = w.submit([
-            Op::Put(q, b"a1".to_vec(), b"x".to_vec()),
-            Op::Put(q, b"a2".to_vec(), b"x".to_vec()),
-            Op::Put(q, b"b1".to_vec(), b"x".to_vec()),
-        ]);
+        let t = w.submit(
+            [
+                Op::Put(q, b"a1".to_vec(), b"x".to_vec()),
+                Op::Put(q, b"a2".to_vec(), b"x".to_vec()),
+                Op::Put(q, b"b1".to_vec(), b"x".to_vec()),
+            ],
+            false,
+        );
         w.wait(t).await.unwrap();
-        let t = w.submit([
-            Op::Put(q, b"a3".to_vec(), b"x".to_vec()),
-            Op::DeletePrefix(q, b"a".to_vec()),
-            Op::Put(q, b"a4".to_vec(), b"y".to_vec()),
-            Op::Put(q, b"b2".to_vec(), b"x".to_vec()),
-            Op::Delete(q, b"b2".to_vec()),
-        ]);
+        let t = w.submit(
+            [
+                Op::Put(q, b"a3".to_vec(), b"x".to_vec()),
+                Op::DeletePrefix(q, b"a".to_vec()),
+                Op::Put(q, b"a4".to_vec(), b"y".to_vec()),
+                Op::Put(q, b"b2".to_vec(), b"x".to_vec()),
+                Op::Delete(q, b"b2".to_vec()),
+            ],
+            false,
+        );
         w.wait(t).await.unwrap();
         assert_eq!(keys(&m, q), [b"a4".to_vec(), b"b1".to_vec()]);
         // A key created and deleted in one batch leaves nothing, not even
         // a tombstone over an older value of another key.
-        let t = w.submit([
-            Op::PutNew(q, b"c1".to_vec(), b"x".to_vec()),
-            Op::Put(q, b"c1".to_vec(), b"y".to_vec()),
-            Op::Delete(q, b"c1".to_vec()),
-            Op::Delete(q, b"b1".to_vec()),
-        ]);
+        let t = w.submit(
+            [
+                Op::PutNew(q, b"c1".to_vec(), b"x".to_vec()),
+                Op::Put(q, b"c1".to_vec(), b"y".to_vec()),
+                Op::Delete(q, b"c1".to_vec()),
+                Op::Delete(q, b"b1".to_vec()),
+            ],
+            false,
+        );
         w.wait(t).await.unwrap();
         assert_eq!(keys(&m, q), [b"a4".to_vec()]);
         assert!(w.committed() >= t);
+        w.close();
+    }
+
+    #[tokio::test]
+    async fn a_busy_writer_gathers_deliveries_and_takes_lasting_changes_at_once() {
+        let m = Arc::new(Memory::default());
+        let w = GroupWriter::start(m.clone(), Durability::Always, Duration::from_secs(1)).unwrap();
+        let q = Space::Queue;
+        let busy: Vec<_> = (0..BUSY)
+            .map(|i| Op::PutNew(q, format!("b{i:02}").into_bytes(), b"x".to_vec()))
+            .collect();
+        let t = w.submit(busy, false);
+        w.wait(t).await.unwrap();
+        let written = w.stats().writes.load(Ordering::Relaxed);
+        assert_eq!(written, BUSY as u64);
+        // Busy now: a delivery acknowledged within the gathering time is
+        // never written.
+        let started = Instant::now();
+        w.submit([Op::PutNew(q, b"d".to_vec(), b"x".to_vec())], false);
+        let t = w.submit([Op::Delete(q, b"d".to_vec())], false);
+        w.wait(t).await.unwrap();
+        assert!(started.elapsed() >= GATHER, "the batch gathered");
+        assert_eq!(w.stats().writes.load(Ordering::Relaxed), written);
+        assert_eq!(keys(&m, q).len(), BUSY);
+        // A lasting change is taken at once (the gathering batch with it).
+        let busy: Vec<_> = (0..BUSY)
+            .map(|i| Op::Delete(q, format!("b{i:02}").into_bytes()))
+            .collect();
+        let t = w.submit(busy, false);
+        w.wait(t).await.unwrap();
+        let started = Instant::now();
+        let t = w.submit(
+            [Op::Put(Space::Sessions, b"s".to_vec(), b"x".to_vec())],
+            true,
+        );
+        w.wait(t).await.unwrap();
+        assert!(
+            started.elapsed() < GATHER,
+            "not held for the gathering time"
+        );
+        assert_eq!(keys(&m, Space::Sessions), [b"s".to_vec()]);
         w.close();
     }
 }
