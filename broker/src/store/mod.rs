@@ -24,6 +24,7 @@
 pub mod backend;
 mod held;
 pub mod inspect;
+mod keys;
 pub(crate) mod records;
 pub mod recover;
 mod salvage;
@@ -350,14 +351,14 @@ impl Store {
     pub fn session(self: &Arc<Self>, id: &SubscriberId) -> Persisted {
         Persisted {
             store: self.clone(),
-            key: records::id_key(id).into_boxed_slice(),
+            key: keys::id_key(id).into_boxed_slice(),
         }
     }
 
     /// Stores `message` as the retained message of its topic (or clears
     /// it, for an empty payload).
     pub fn retain(&self, mountpoint: &str, message: &Message) -> u64 {
-        let key = records::retained_key(mountpoint, message.topic.as_str());
+        let key = keys::retained_key(mountpoint, message.topic.as_str());
         self.submit([if message.payload.is_empty() {
             Op::Delete(Space::Retained, key)
         } else {
@@ -369,13 +370,13 @@ impl Store {
     pub fn unretain(&self, mountpoint: &str, topic: &str) {
         self.submit([Op::Delete(
             Space::Retained,
-            records::retained_key(mountpoint, topic),
+            keys::retained_key(mountpoint, topic),
         )]);
     }
 
     /// Sets (`Some`) or deletes a plugin's key-value entry.
     pub fn plugin_kv(&self, plugin: &str, key: &str, value: Option<&[u8]>) {
-        let k = records::kv_key(plugin, key);
+        let k = keys::kv_key(plugin, key);
         self.submit([match value {
             Some(v) => {
                 let mut w = records::Writer::new();
@@ -471,7 +472,7 @@ impl Persisted {
     ) -> u64 {
         self.store.submit([Op::Put(
             Space::Subscriptions,
-            records::sub_key(&self.key, &subscription.to_string()),
+            keys::sub_key(&self.key, &subscription.to_string()),
             records::encode_subscription(options, identifier),
         )])
     }
@@ -480,7 +481,7 @@ impl Persisted {
     pub fn unsubscribe(&self, subscription: &Subscription) -> u64 {
         self.store.submit([Op::Delete(
             Space::Subscriptions,
-            records::sub_key(&self.key, &subscription.to_string()),
+            keys::sub_key(&self.key, &subscription.to_string()),
         )])
     }
 
@@ -502,7 +503,7 @@ impl Persisted {
         let seq = self.store.next_seq.fetch_add(1, Ordering::Relaxed);
         let op = Op::PutNew(
             Space::Queue,
-            records::seq_key(&self.key, seq),
+            keys::seq_key(&self.key, seq),
             Self::record(d, message, DeliveryState::Queued),
         );
         ONLY.with(|o| {
@@ -522,7 +523,7 @@ impl Persisted {
         let Some(s) = d.stored else { return 0 };
         self.store.submit_delivery([Op::Put(
             Space::Queue,
-            records::seq_key(&self.key, s.seq),
+            keys::seq_key(&self.key, s.seq),
             Self::record(d, s.message, DeliveryState::Sent(pid, state)),
         )])
     }
@@ -530,7 +531,7 @@ impl Persisted {
     /// A stored delivery is complete (acknowledged, or dropped).
     pub fn done(&self, d: &Delivery) -> u64 {
         let Some(s) = d.stored else { return 0 };
-        let delete = Op::Delete(Space::Queue, records::seq_key(&self.key, s.seq));
+        let delete = Op::Delete(Space::Queue, keys::seq_key(&self.key, s.seq));
         let release = self.store.release(s.message);
         self.store
             .submit_delivery(std::iter::once(delete).chain(release))
@@ -551,7 +552,7 @@ impl Persisted {
     pub fn incoming_qos2(&self, pid: PacketId) -> u64 {
         self.store.submit([Op::Put(
             Space::IncomingQos2,
-            records::pid_key(&self.key, pid),
+            keys::pid_key(&self.key, pid),
             records::Writer::new().finish(),
         )])
     }
@@ -560,7 +561,7 @@ impl Persisted {
     pub fn released_qos2(&self, pid: PacketId) -> u64 {
         self.store.submit([Op::Delete(
             Space::IncomingQos2,
-            records::pid_key(&self.key, pid),
+            keys::pid_key(&self.key, pid),
         )])
     }
 }

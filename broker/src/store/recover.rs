@@ -16,6 +16,7 @@ use crate::session::{OutState, SubscriberId};
 use crate::topic::{PacketId, Subscription};
 
 use super::backend::{Backend, Batch, Space};
+use super::keys;
 use super::records::{self, DeliveryState, Malformed, Reader, SessionRecord};
 use super::writer::Op;
 use super::{FORMAT, Held, StoreError, Stored};
@@ -154,7 +155,7 @@ pub(crate) fn read(backend: &dyn Backend) -> Result<(Recovered, Held, u64), Stor
     backend.scan(
         Space::Sessions,
         b"",
-        &mut |k, v| match records::split_id(k).and_then(|(id, _, rest)| {
+        &mut |k, v| match keys::split_id(k).and_then(|(id, _, rest)| {
             if !rest.is_empty() {
                 return Err(Malformed("bad key"));
             }
@@ -179,7 +180,7 @@ pub(crate) fn read(backend: &dyn Backend) -> Result<(Recovered, Held, u64), Stor
 
     let mut orphans = 0;
     backend.scan(Space::Subscriptions, b"", &mut |k, v| {
-        let parsed = records::split_id(k).and_then(|(_, at, rest)| {
+        let parsed = keys::split_id(k).and_then(|(_, at, rest)| {
             let s = std::str::from_utf8(rest).map_err(|_| Malformed("subscription not UTF-8"))?;
             let s = Subscription::parse(s).map_err(|_| Malformed("invalid subscription"))?;
             let (o, i) = records::decode_subscription(v)?;
@@ -199,7 +200,7 @@ pub(crate) fn read(backend: &dyn Backend) -> Result<(Recovered, Held, u64), Stor
 
     let mut next_seq = 1;
     backend.scan(Space::Queue, b"", &mut |k, v| {
-        let parsed = records::split_id(k).and_then(|(_, at, rest)| {
+        let parsed = keys::split_id(k).and_then(|(_, at, rest)| {
             let seq = <[u8; 8]>::try_from(rest)
                 .map(u64::from_be_bytes)
                 .map_err(|_| Malformed("bad key"))?;
@@ -236,7 +237,7 @@ pub(crate) fn read(backend: &dyn Backend) -> Result<(Recovered, Held, u64), Stor
     })?;
 
     backend.scan(Space::IncomingQos2, b"", &mut |k, _| {
-        let parsed = records::split_id(k).and_then(|(_, at, rest)| {
+        let parsed = keys::split_id(k).and_then(|(_, at, rest)| {
             let pid = <[u8; 2]>::try_from(rest)
                 .ok()
                 .and_then(|b| PacketId::new(u16::from_be_bytes(b)))
@@ -256,7 +257,7 @@ pub(crate) fn read(backend: &dyn Backend) -> Result<(Recovered, Held, u64), Stor
     })?;
 
     backend.scan(Space::Retained, b"", &mut |k, v| {
-        let parsed = records::split_short(k)
+        let parsed = keys::split_short(k)
             .and_then(|(mountpoint, _)| Ok((mountpoint.to_owned(), records::decode_message(v)?)));
         match parsed {
             Ok((_, m)) if records::expired(&m) => {
@@ -276,7 +277,7 @@ pub(crate) fn read(backend: &dyn Backend) -> Result<(Recovered, Held, u64), Stor
     })?;
 
     backend.scan(Space::PluginKv, b"", &mut |k, v| {
-        let parsed = records::split_short(k).and_then(|(plugin, key)| {
+        let parsed = keys::split_short(k).and_then(|(plugin, key)| {
             let key = std::str::from_utf8(key).map_err(|_| Malformed("key not UTF-8"))?;
             let mut r = Reader::new(v)?;
             let value = r.bytes()?.to_vec();
