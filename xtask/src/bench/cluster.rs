@@ -474,7 +474,7 @@ fn sluice_config(port: u16, admin: u16, cluster: Option<(u16, &str)>) -> String 
 }
 
 /// A loopback port free right now.
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")
         .context("cannot find a free loopback port")?
         .local_addr()?
@@ -588,7 +588,7 @@ fn loadgen(
 
 /// The body of `GET path` from 127.0.0.1:`port` (HTTP/1.0, bounded in
 /// time).
-fn http_get(port: u16, path: &str) -> Result<String> {
+pub(super) fn http_get(port: u16, path: &str) -> Result<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -610,7 +610,7 @@ fn http_get(port: u16, path: &str) -> Result<String> {
 }
 
 /// The value of an unlabelled metric in the Prometheus text format.
-fn prometheus(text: &str, name: &str) -> Option<f64> {
+pub(super) fn prometheus(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
