@@ -199,7 +199,10 @@ impl Connection {
                 if t.settle > 0 {
                     tokio::select! {
                         biased;
-                        done = store.wait(t.store) => done?,
+                        done = store.wait(t.store) => {
+                            store.unwatch(t.settle);
+                            done?;
+                        }
                         () = store.settled(t.settle) => {}
                     }
                 } else {

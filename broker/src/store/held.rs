@@ -18,23 +18,16 @@ use foldhash::fast::RandomState;
 
 use crate::message::Message;
 
-/// A held message.
-#[derive(Debug)]
-struct Entry {
-    /// Stored deliveries referring to it.
-    refs: u32,
-    message: Arc<Message>,
-    /// The task waiting for it to settle (a publisher's connection).
-    waiter: Option<Waker>,
-}
-
-/// Messages held by stored deliveries, by id, and the id of each by the
-/// message's address (the deliveries of one PUBLISH share one
-/// `Arc<Message>`).
+/// Messages held by stored deliveries, by id, with their reference counts;
+/// the id of each by the message's address (the deliveries of one PUBLISH
+/// share one `Arc<Message>`); and the tasks waiting for some to settle
+/// (publishers' connections: as many as PUBLISHes awaiting their PUBACK,
+/// kept apart so that a million queued messages do not each carry a slot).
 #[derive(Debug, Default)]
 pub(crate) struct Held {
     ids: HashMap<usize, u64, RandomState>,
-    messages: HashMap<u64, Entry, RandomState>,
+    messages: HashMap<u64, (u32, Arc<Message>), RandomState>,
+    waiters: HashMap<u64, Waker, RandomState>,
     next_id: u64,
 }
 
@@ -51,14 +44,7 @@ impl Held {
     /// A message read back from the store with `refs` deliveries.
     pub(super) fn restore(&mut self, id: u64, refs: u32, message: Arc<Message>) {
         self.ids.insert(Arc::as_ptr(&message) as usize, id);
-        self.messages.insert(
-            id,
-            Entry {
-                refs,
-                message,
-                waiter: None,
-            },
-        );
+        self.messages.insert(id, (refs, message));
         self.next_id = self.next_id.max(id);
     }
 
@@ -73,21 +59,14 @@ impl Held {
         let ptr = Arc::as_ptr(message) as usize;
         if let Some(&id) = self.ids.get(&ptr) {
             if let Some(entry) = self.messages.get_mut(&id) {
-                entry.refs += 1;
+                entry.0 += 1;
                 return (id, false);
             }
         }
         self.next_id += 1;
         let id = self.next_id;
         self.ids.insert(ptr, id);
-        self.messages.insert(
-            id,
-            Entry {
-                refs: 1,
-                message: message.clone(),
-                waiter: None,
-            },
-        );
+        self.messages.insert(id, (1, message.clone()));
         (id, true)
     }
 
@@ -97,21 +76,26 @@ impl Held {
         let Some(entry) = self.messages.get_mut(&id) else {
             return false;
         };
-        entry.refs = entry.refs.saturating_sub(1);
-        if entry.refs > 0 {
+        entry.0 = entry.0.saturating_sub(1);
+        if entry.0 > 0 {
             return false;
         }
-        let Some(entry) = self.messages.remove(&id) else {
+        let Some((_, message)) = self.messages.remove(&id) else {
             return false;
         };
-        let ptr = Arc::as_ptr(&entry.message) as usize;
+        let ptr = Arc::as_ptr(&message) as usize;
         if self.ids.get(&ptr) == Some(&id) {
             self.ids.remove(&ptr);
         }
-        if let Some(w) = entry.waiter {
+        if let Some(w) = self.waiters.remove(&id) {
             w.wake();
         }
         true
+    }
+
+    /// Forgets the task waiting for message `id` (it stopped waiting).
+    pub(super) fn unwatch(&mut self, id: u64) {
+        self.waiters.remove(&id);
     }
 
     /// Whether message `id` is settled (no longer held).
@@ -122,16 +106,17 @@ impl Held {
     /// Ready once message `id` is settled; otherwise registers the task
     /// (one waiter per message: the connection that published it).
     pub(super) fn poll_settled(&mut self, id: u64, cx: &mut Context<'_>) -> Poll<()> {
-        match self.messages.get_mut(&id) {
-            None => Poll::Ready(()),
-            Some(entry) => {
-                match &mut entry.waiter {
-                    Some(w) => w.clone_from(cx.waker()),
-                    None => entry.waiter = Some(cx.waker().clone()),
-                }
-                Poll::Pending
+        if !self.messages.contains_key(&id) {
+            self.waiters.remove(&id);
+            return Poll::Ready(());
+        }
+        match self.waiters.get_mut(&id) {
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                self.waiters.insert(id, cx.waker().clone());
             }
         }
+        Poll::Pending
     }
 }
 

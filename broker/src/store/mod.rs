@@ -415,6 +415,12 @@ impl Store {
     pub async fn settled(&self, id: u64) {
         std::future::poll_fn(|cx| self.held().poll_settled(id, cx)).await;
     }
+
+    /// Forgets a wait for message `id` that ended otherwise (its commit
+    /// came first).
+    pub fn unwatch(&self, id: u64) {
+        self.held().unwatch(id);
+    }
 }
 
 /// `dir` renamed aside: `dir.corrupt-<ms since the epoch>`.
@@ -506,13 +512,12 @@ impl Persisted {
             keys::seq_key(&self.key, seq),
             Self::record(d, message, DeliveryState::Queued),
         );
+        // Only deliveries to connected clients can settle soon; one to an
+        // offline session has its batch written at once anyway.
         ONLY.with(|o| {
             let only = o.get();
-            o.set(if only == 0 || only == message {
-                message
-            } else {
-                MIXED
-            });
+            let one = online && (only == 0 || only == message);
+            o.set(if one { message } else { MIXED });
         });
         self.store.submit_for(put.into_iter().chain([op]), !online);
         Stored { seq, message }

@@ -206,7 +206,12 @@ async fn a_publication_settles_when_its_deliveries_complete_before_the_commit() 
     dc.stored = Some(a.queue(&dc, true));
     store.retain("", &m);
     assert_eq!(Store::settles(), None);
-    // So must two messages' deliveries.
+    // So must a delivery to an offline session (written at once anyway).
+    Store::begin();
+    let mut df = delivery(&message("w"));
+    df.stored = Some(b.queue(&df, false));
+    assert_eq!(Store::settles(), None);
+    // And two messages' deliveries.
     Store::begin();
     let mut dd = delivery(&message("u"));
     dd.stored = Some(a.queue(&dd, true));
