@@ -92,6 +92,7 @@ mod register;
 mod reload;
 mod scan;
 mod set;
+mod stats;
 mod subscribe;
 mod watch;
 
