@@ -75,6 +75,7 @@ mod convert;
 mod deliver;
 mod engine;
 mod events;
+mod failure;
 mod hooks;
 mod host;
 mod http;
