@@ -34,7 +34,7 @@ use super::limiter::InstanceLimits;
 use super::log::PluginLog;
 use super::outbox::Publisher;
 use super::pool::{Checkout, Pool};
-use super::stats::Stats;
+use super::stats::{Stats, Verdict};
 
 /// A plugin's limits and policies, resolved from the configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -322,7 +322,7 @@ impl Plugin {
             file: path.to_owned(),
             hash: parts.hash,
             cached: parts.cached,
-            stats: Stats::default(),
+            stats: Stats::new(parts.exports),
             runtime: parts.runtime,
             pre: parts.pre,
             hooks: parts.hooks,
@@ -358,12 +358,12 @@ impl Plugin {
     pub fn invalid_answer(
         &self,
         client: &dyn std::fmt::Display,
-        hook: &str,
+        hook: Hook,
         problem: &dyn std::fmt::Display,
     ) {
-        self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+        self.stats.record_invalid(hook);
         tracing::warn!(
-            plugin = %self.name, hook, client = %client,
+            plugin = %self.name, hook = hook.name(), client = %client,
             "plugin answer refused: invalid {problem}"
         );
     }
@@ -475,7 +475,7 @@ impl Plugin {
     /// Runs one hook call on an instance, under the plugin's fuel, memory
     /// and deadline. The instance goes back to the pool only if the call
     /// returned normally.
-    pub async fn call<'c, R>(
+    pub(crate) async fn call<'c, R: Verdict>(
         &self,
         hook: Hook,
         f: impl FnOnce(Box<Instance>) -> CallFuture<'c, R>,
@@ -483,6 +483,9 @@ impl Plugin {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = self.call_inner(f, started).await;
+        let ended = Instant::now();
+        self.stats
+            .record_call(hook, ended.duration_since(started), &result);
         match &result {
             Ok(_) => {
                 let mut breaker = self.breaker();
@@ -490,34 +493,23 @@ impl Plugin {
                     breaker.success();
                 }
             }
-            Err(failure) => {
-                let s = &self.stats;
-                s.failures.fetch_add(1, Ordering::Relaxed);
-                if failure.is_trap() {
-                    s.traps.fetch_add(1, Ordering::Relaxed);
-                }
-                match failure {
-                    CallFailure::Deadline(_) => s.deadlines.fetch_add(1, Ordering::Relaxed),
-                    CallFailure::OutOfFuel => s.out_of_fuel.fetch_add(1, Ordering::Relaxed),
-                    CallFailure::Busy(_) => s.busy.fetch_add(1, Ordering::Relaxed),
-                    _ => 0,
-                };
-                if failure.is_fault() {
-                    tracing::warn!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
-                    let tripped = self.breaker().failure(started, Instant::now());
-                    if let Tripped::For(backoff) = tripped {
-                        tracing::error!(
-                            plugin = %self.name,
-                            "plugin disabled for {backoff:?} after {} consecutive faults",
-                            self.settings.breaker_failures
-                        );
-                    }
-                } else if failure.is_overrun() {
-                    // The chain's caller logs it with the client, which
-                    // is slowed down.
-                    tracing::debug!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
+            Err(failure) if failure.is_fault() => {
+                tracing::warn!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
+                let tripped = self.breaker().failure(started, ended);
+                if let Tripped::For(backoff) = tripped {
+                    tracing::error!(
+                        plugin = %self.name,
+                        "plugin disabled for {backoff:?} after {} consecutive faults",
+                        self.settings.breaker_failures
+                    );
                 }
             }
+            Err(failure) if failure.is_overrun() => {
+                // The chain's caller logs it with the client, which is
+                // slowed down.
+                tracing::debug!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
+            }
+            Err(_) => {}
         }
         result
     }
