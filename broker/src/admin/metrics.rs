@@ -7,13 +7,14 @@ use std::sync::atomic::AtomicU64;
 use crate::context::Context;
 use crate::limits::Limit;
 use crate::metrics::Metrics;
-use crate::plugins::{PluginStatus, Status};
+use crate::plugins::{Latency, PluginStatus, Status};
 
 /// Prometheus metric types used here.
 #[derive(Clone, Copy)]
 enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// Prometheus text exposition (format 0.0.4) being written.
@@ -26,6 +27,7 @@ impl Exposition {
         let kind = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
@@ -49,6 +51,39 @@ impl Exposition {
             escape_label(value_of_label)
         );
     }
+
+    /// A sample with `labels` (written by [`labels`]).
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+    }
+
+    /// The samples of one histogram of family `name` (started as a
+    /// [`Kind::Histogram`]): its cumulative buckets up to `le="+Inf"`, its
+    /// sum in seconds and its count.
+    fn histogram(&mut self, name: &str, labels: &str, latency: &Latency) {
+        for (bound, count) in latency.cumulative() {
+            let le = bound.map_or_else(|| "+Inf".to_owned(), seconds);
+            let _ = writeln!(self.0, "{name}_bucket{{{labels},le=\"{le}\"}} {count}");
+        }
+        let sum = seconds(latency.sum_nanos);
+        let _ = writeln!(self.0, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(self.0, "{name}_count{{{labels}}} {}", latency.count());
+    }
+}
+
+/// `name="value"` pairs, comma-separated, the values escaped.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Nanoseconds as seconds, in the shortest decimal that reads back the
+/// same (`0.000005`, `2.5`).
+fn seconds(nanos: u64) -> String {
+    (nanos as f64 / 1e9).to_string()
 }
 
 /// A label value as the text format needs it: `\`, `"` and line feeds
@@ -468,6 +503,7 @@ fn plugin_metrics(out: &mut Exposition, status: &Status, dropped_events: u64) {
             out.plugin_sample(name, &p.name, value(p));
         }
     }
+    hook_metrics(out, status);
     let totals = [
         (
             "sluice_plugins_loaded",
@@ -523,6 +559,48 @@ fn plugin_metrics(out: &mut Exposition, status: &Status, dropped_events: u64) {
     }
 }
 
+/// Per plugin and hook it exports: the latency histogram, the calls by
+/// outcome and the invalid answers.
+fn hook_metrics(out: &mut Exposition, status: &Status) {
+    let each = || {
+        status.plugins.iter().flat_map(|p| {
+            p.per_hook
+                .iter()
+                .map(|h| (labels(&[("plugin", &p.name), ("hook", h.hook)]), h))
+        })
+    };
+    let duration = "sluice_plugin_hook_duration_seconds";
+    out.family(
+        duration,
+        Kind::Histogram,
+        "Wall time of the plugin's hook calls, waiting for a free instance included.",
+    );
+    for (labels, h) in each() {
+        out.histogram(duration, &labels, &h.latency);
+    }
+    let calls = "sluice_plugin_hook_calls_total";
+    out.family(
+        calls,
+        Kind::Counter,
+        "Hook calls by outcome: the plugin answered (ok, next, error) or the call failed (trap, memory, fuel, deadline, busy, disabled).",
+    );
+    for (labels, h) in each() {
+        for (outcome, n) in h.outcomes.iter() {
+            let outcome = outcome.label();
+            out.sample(calls, &format!("{labels},outcome=\"{outcome}\""), n);
+        }
+    }
+    let invalid = "sluice_plugin_hook_invalid_answers_total";
+    out.family(
+        invalid,
+        Kind::Counter,
+        "Answers counted as ok that the broker then refused as invalid (a modifier out of range or past the operator's limits).",
+    );
+    for (labels, h) in each() {
+        out.sample(invalid, &labels, h.invalid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,5 +609,38 @@ mod tests {
     fn label_values_are_escaped() {
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(escape_label("plain"), "plain");
+        assert_eq!(
+            labels(&[("plugin", "a\"b"), ("hook", "on-publish")]),
+            "plugin=\"a\\\"b\",hook=\"on-publish\""
+        );
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_their_sum_in_seconds() {
+        let mut latency = Latency::default();
+        latency.buckets[0] = 2;
+        latency.buckets[3] = 1;
+        latency.buckets[latency.buckets.len() - 1] = 1;
+        latency.sum_nanos = 3_000_050_000;
+        let mut out = Exposition::default();
+        out.family("h", Kind::Histogram, "A test.");
+        out.histogram("h", "plugin=\"p\"", &latency);
+        let lines: Vec<&str> = out.0.lines().collect();
+        assert_eq!(lines[1], "# TYPE h histogram");
+        assert_eq!(lines[2], "h_bucket{plugin=\"p\",le=\"0.000005\"} 2");
+        assert_eq!(lines[3], "h_bucket{plugin=\"p\",le=\"0.00001\"} 2");
+        assert_eq!(lines[5], "h_bucket{plugin=\"p\",le=\"0.00005\"} 3");
+        assert!(
+            lines.contains(&"h_bucket{plugin=\"p\",le=\"2.5\"} 3"),
+            "{}",
+            out.0
+        );
+        assert_eq!(
+            lines[lines.len() - 3],
+            "h_bucket{plugin=\"p\",le=\"+Inf\"} 4"
+        );
+        assert_eq!(lines[lines.len() - 2], "h_sum{plugin=\"p\"} 3.00005");
+        assert_eq!(lines[lines.len() - 1], "h_count{plugin=\"p\"} 4");
+        assert_eq!(lines.len(), 2 + latency.buckets.len() + 2);
     }
 }
