@@ -444,6 +444,41 @@ async fn hook_latency_and_outcomes_are_metrics() {
     assert_eq!(total, acl["calls"].as_u64().expect("calls"), "{acl}");
 }
 
+/// `docs/metrics.md` lists every family `/metrics` emits with a store and
+/// a plugin, with its type (the cluster's families need NATS and are not
+/// checked here).
+#[tokio::test]
+async fn every_metric_family_is_documented() {
+    let dir = PluginDir::new();
+    dir.add("acl", "topic-acl");
+    let store = dir.path.join("store");
+    let (_broker, admin) = admin_broker(|c| {
+        dir.configure(c);
+        c.persistence.dir = Some(store.clone());
+    });
+    let docs = include_str!("../../docs/metrics.md");
+    let m = get(admin, "/metrics").await;
+    let mut families = 0;
+    for line in m.body.lines() {
+        let Some(typed) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = typed.split_once(' ').expect("name and type");
+        let row = docs
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("| `{name}`")) || l.starts_with(&format!("| `{name}{{"))
+            })
+            .unwrap_or_else(|| panic!("{name} is not in docs/metrics.md"));
+        assert!(
+            row.contains(&format!("| {kind} |")),
+            "{name} is a {kind}: {row}"
+        );
+        families += 1;
+    }
+    assert!(families > 50, "{families} families in:\n{}", m.body);
+}
+
 /// Every limit has its `sluice_limit_hits_total` sample, and a hit shows
 /// in it; the memory gauges are there (the test binary counts its heap
 /// like `sluice` does).

@@ -430,7 +430,7 @@ const PLUGIN_FAMILIES: [PluginFamily; 13] = [
     (
         "sluice_plugin_failures_total",
         Kind::Counter,
-        "Hook calls that failed (trap, fuel, memory, deadline, disabled).",
+        "Hook calls that failed (trap, memory, fuel, deadline, busy, disabled).",
         |p| p.failures,
     ),
     (
