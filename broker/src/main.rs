@@ -425,6 +425,10 @@ struct PluginView {
     errors: u64,
     failures: u64,
     traps: u64,
+    /// The 99th percentile of its calls' wall time (none before a call,
+    /// or from a broker that does not send it).
+    #[serde(default)]
+    p99_micros: Option<f64>,
     fuel_used: u64,
     instances: u64,
     last_reload: Option<ReloadView>,
@@ -503,7 +507,7 @@ fn write_status(out: &mut impl Write, status: &StatusView) -> std::io::Result<()
 /// A column: its heading and whether it holds numbers (right-aligned).
 type Column = (&'static str, bool);
 
-const PLUGIN_COLUMNS: [Column; 11] = [
+const PLUGIN_COLUMNS: [Column; 12] = [
     ("NAME", false),
     ("FILE", false),
     ("SHA256", false),
@@ -512,6 +516,7 @@ const PLUGIN_COLUMNS: [Column; 11] = [
     ("ERRORS", true),
     ("FAILURES", true),
     ("TRAPS", true),
+    ("P99", true),
     ("FUEL USED", true),
     ("INSTANCES", true),
     ("LAST RELOAD", false),
@@ -531,12 +536,25 @@ fn plugin_row(p: &PluginView) -> Vec<String> {
         p.errors.to_string(),
         p.failures.to_string(),
         p.traps.to_string(),
+        p.p99_micros.map_or_else(|| "-".to_owned(), duration_cell),
         p.fuel_used.to_string(),
         p.instances.to_string(),
         p.last_reload
             .as_ref()
             .map_or_else(|| "-".to_owned(), ReloadView::describe),
     ]
+}
+
+/// A duration in microseconds, in the unit that suits it: `12.3µs`,
+/// `4.56ms`, `1.20s`.
+fn duration_cell(micros: f64) -> String {
+    if micros < 1_000.0 {
+        format!("{micros:.1}µs")
+    } else if micros < 1_000_000.0 {
+        format!("{:.2}ms", micros / 1_000.0)
+    } else {
+        format!("{:.2}s", micros / 1_000_000.0)
+    }
 }
 
 /// The hooks, with a hook and its MQTT 5 variant shown once:
@@ -630,6 +648,13 @@ mod tests {
     }
 
     #[test]
+    fn durations_are_shown_in_their_unit() {
+        assert_eq!(duration_cell(12.345), "12.3µs");
+        assert_eq!(duration_cell(4_560.0), "4.56ms");
+        assert_eq!(duration_cell(1_200_000.0), "1.20s");
+    }
+
+    #[test]
     fn mqtt5_variants_share_a_cell_entry() {
         let hooks: Vec<String> = [
             "auth-on-publish",
@@ -651,7 +676,7 @@ mod tests {
             r#"{"plugins":[
                 {"name":"auth","file":"/p/auth.wasm","sha256":"0123456789abcdef0123",
                  "hooks":["auth-on-register"],"calls":12,"errors":0,"failures":1,
-                 "traps":0,"fuel_used":3456,"instances":2,
+                 "traps":0,"p99_micros":12.34,"fuel_used":3456,"instances":2,
                  "last_reload":{"result":"failed","error":"bad\nwasm","at":1}},
                 {"name":"acl","file":"/p/acl.wasm","sha256":"ff","hooks":[],
                  "calls":3,"errors":0,"failures":0,"traps":0,"fuel_used":0,
@@ -678,6 +703,11 @@ mod tests {
         let calls_end = lines[0].find("CALLS").unwrap() + "CALLS".len();
         assert_eq!(&lines[1][calls_end - 2..calls_end], "12");
         assert_eq!(&lines[2][calls_end - 1..calls_end], "3");
+        // The 99th percentile in its unit, or a dash before any call.
+        let p99_end = lines[0].find("P99").unwrap() + "P99".len();
+        let chars = |line: &str| line.chars().take(p99_end).collect::<String>();
+        assert!(chars(lines[1]).ends_with(" 12.3µs"), "{text}");
+        assert!(chars(lines[2]).ends_with(" -"), "{text}");
         assert!(
             text.contains("x     /p/x.wasm  failed: not a component"),
             "{text}"

@@ -293,6 +293,192 @@ fn an_admin_address_in_use_refuses_to_start_and_names_it() {
     assert!(e.contains(&addr.to_string()), "{e}");
 }
 
+/// The value of the sample `name{labels}` in a `/metrics` body.
+fn sample(body: &str, name: &str, labels: &str) -> String {
+    let prefix = format!("{name}{{{labels}}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{body}"))
+        .to_owned()
+}
+
+/// Real MQTT traffic through the example topic ACL: each PUBLISH of an
+/// MQTT 5 client is one `auth-on-publish-m5` call (its cache off), answered
+/// before the PUBACK. `/metrics` then has that hook's latency histogram
+/// (cumulative buckets ending in `+Inf` = the count of calls, a sum) and
+/// its calls under the outcome the plugin answered; `/plugins` agrees.
+#[tokio::test]
+async fn hook_latency_and_outcomes_are_metrics() {
+    let dir = PluginDir::new();
+    dir.add("acl", "topic-acl");
+    let (broker, admin) = admin_broker(|c| {
+        dir.configure(c);
+        plugin_config(
+            c,
+            "acl",
+            &[
+                ("publish", "sensors/#"),
+                ("deny_publish", "sensors/secret/#"),
+                ("unmatched", "next"),
+                ("cache_secs", "0"),
+            ],
+        );
+    });
+    let mut client = Raw::handshake(broker.addr, &connect_v5("metered", true, 60, |_| {})).await;
+    // ok (routed, to no subscriber: 0x10), error (denied: 0x87), next (no
+    // rule; the chain is exhausted, which refuses: 0x87).
+    let plan = [
+        ("sensors/a", 5, 0x10),
+        ("sensors/secret/x", 2, 0x87),
+        ("other/x", 3, 0x87),
+    ];
+    let mut pkid = 0;
+    for (topic, times, code) in plan {
+        for _ in 0..times {
+            pkid += 1;
+            client.send(&publish_v5(topic, 1, pkid, b"x", None)).await;
+            let ack = client.recv_kind(4).await;
+            assert_eq!(ack.packet_id(), pkid, "PUBACK for {topic}");
+            assert_eq!(ack.ack_reason(), code, "{topic}");
+        }
+    }
+    let calls = u64::from(pkid);
+
+    let m = get(admin, "/metrics").await;
+    assert_eq!(m.status, 200);
+    let body = &m.body;
+    for (family, kind) in [
+        ("sluice_plugin_hook_duration_seconds", "histogram"),
+        ("sluice_plugin_hook_calls_total", "counter"),
+        ("sluice_plugin_hook_invalid_answers_total", "counter"),
+    ] {
+        assert!(
+            body.contains(&format!("\n# TYPE {family} {kind}\n")),
+            "{family}:\n{body}"
+        );
+    }
+    let hook = r#"plugin="acl",hook="auth-on-publish-m5""#;
+    let duration = "sluice_plugin_hook_duration_seconds";
+    let bucket = format!("{duration}_bucket{{{hook},le=\"");
+    let buckets: Vec<(String, u64)> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix(&bucket))
+        .map(|rest| {
+            let (le, count) = rest.split_once("\"} ").expect("a bucket sample");
+            (le.to_owned(), count.parse().expect("a count"))
+        })
+        .collect();
+    assert!(buckets.len() > 10, "{buckets:?}");
+    let (last, finite) = buckets.split_last().expect("buckets");
+    assert_eq!(*last, ("+Inf".to_owned(), calls), "{buckets:?}");
+    let bounds: Vec<f64> = finite
+        .iter()
+        .map(|(le, _)| le.parse().expect("le"))
+        .collect();
+    assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "cumulative: {buckets:?}"
+    );
+    assert_eq!(
+        sample(body, &format!("{duration}_count"), hook),
+        calls.to_string()
+    );
+    let sum: f64 = sample(body, &format!("{duration}_sum"), hook)
+        .parse()
+        .expect("sum");
+    assert!(sum > 0.0, "{sum}");
+    let outcomes = "sluice_plugin_hook_calls_total";
+    for (outcome, expected) in [
+        ("ok", 5),
+        ("error", 2),
+        ("next", 3),
+        ("trap", 0),
+        ("fuel", 0),
+        ("deadline", 0),
+        ("busy", 0),
+    ] {
+        let labels = format!("{hook},outcome=\"{outcome}\"");
+        assert_eq!(
+            sample(body, outcomes, &labels),
+            expected.to_string(),
+            "{outcome}"
+        );
+    }
+    // The other hooks it exports are there, uncalled.
+    let v3 = r#"plugin="acl",hook="auth-on-publish""#;
+    assert_eq!(sample(body, &format!("{duration}_count"), v3), "0");
+    assert_eq!(sample(body, outcomes, &format!("{v3},outcome=\"ok\"")), "0");
+    // The per-plugin families are still there and agree.
+    assert_eq!(
+        sample(body, "sluice_plugin_calls_total", r#"plugin="acl""#),
+        calls.to_string()
+    );
+    assert_eq!(
+        sample(body, "sluice_plugin_errors_total", r#"plugin="acl""#),
+        "2"
+    );
+
+    let status = plugins(admin).await;
+    let acl = &status["plugins"][0];
+    let per_hook = acl["per_hook"].as_array().expect("per_hook");
+    let m5 = per_hook
+        .iter()
+        .find(|h| h["hook"] == "auth-on-publish-m5")
+        .unwrap_or_else(|| panic!("auth-on-publish-m5 in {acl}"));
+    assert_eq!(m5["calls"], calls, "{m5}");
+    assert_eq!(m5["outcomes"]["ok"], 5, "{m5}");
+    assert_eq!(m5["outcomes"]["error"], 2, "{m5}");
+    assert_eq!(m5["outcomes"]["next"], 3, "{m5}");
+    let p50 = m5["p50_micros"].as_f64().expect("p50");
+    let p99 = m5["p99_micros"].as_f64().expect("p99");
+    assert!(0.0 < p50 && p50 <= p99, "{m5}");
+    assert_eq!(
+        acl["p99_micros"], m5["p99_micros"],
+        "one hook called: {acl}"
+    );
+    let total: u64 = per_hook
+        .iter()
+        .map(|h| h["calls"].as_u64().expect("calls"))
+        .sum();
+    assert_eq!(total, acl["calls"].as_u64().expect("calls"), "{acl}");
+}
+
+/// `docs/metrics.md` lists every family `/metrics` emits with a store and
+/// a plugin, with its type (the cluster's families need NATS and are not
+/// checked here).
+#[tokio::test]
+async fn every_metric_family_is_documented() {
+    let dir = PluginDir::new();
+    dir.add("acl", "topic-acl");
+    let store = dir.path.join("store");
+    let (_broker, admin) = admin_broker(|c| {
+        dir.configure(c);
+        c.persistence.dir = Some(store.clone());
+    });
+    let docs = include_str!("../../docs/metrics.md");
+    let m = get(admin, "/metrics").await;
+    let mut families = 0;
+    for line in m.body.lines() {
+        let Some(typed) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = typed.split_once(' ').expect("name and type");
+        let row = docs
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("| `{name}`")) || l.starts_with(&format!("| `{name}{{"))
+            })
+            .unwrap_or_else(|| panic!("{name} is not in docs/metrics.md"));
+        assert!(
+            row.contains(&format!("| {kind} |")),
+            "{name} is a {kind}: {row}"
+        );
+        families += 1;
+    }
+    assert!(families > 50, "{families} families in:\n{}", m.body);
+}
+
 /// Every limit has its `sluice_limit_hits_total` sample, and a hit shows
 /// in it; the memory gauges are there (the test binary counts its heap
 /// like `sluice` does).

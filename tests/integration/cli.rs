@@ -280,6 +280,7 @@ fn plugins_subcommand_prints_the_chain_as_a_table_and_as_json() {
             "ERRORS",
             "FAILURES",
             "TRAPS",
+            "P99",
             "FUEL",
             "USED",
             "INSTANCES",

@@ -1,70 +1,15 @@
 //! `GET /metrics`: the broker's, the store's, the cluster's and the
-//! plugins' counters in the Prometheus text format, version 0.0.4.
+//! plugins' counters, gauges and per-hook histograms, written in the
+//! Prometheus text format by `exposition.rs`. Every family is listed in
+//! `docs/metrics.md`.
 
-use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 
+use super::exposition::{Exposition, Kind, labels};
 use crate::context::Context;
 use crate::limits::Limit;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginStatus, Status};
-
-/// Prometheus metric types used here.
-#[derive(Clone, Copy)]
-enum Kind {
-    Counter,
-    Gauge,
-}
-
-/// Prometheus text exposition (format 0.0.4) being written.
-#[derive(Default)]
-struct Exposition(String);
-
-impl Exposition {
-    /// Starts a metric family: its `# HELP` and `# TYPE` lines.
-    fn family(&mut self, name: &str, kind: Kind, help: &str) {
-        let kind = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-
-    /// A family with one unlabelled sample.
-    fn single(&mut self, name: &str, kind: Kind, help: &str, value: u64) {
-        self.family(name, kind, help);
-        let _ = writeln!(self.0, "{name} {value}");
-    }
-
-    /// A sample labelled with a plugin name.
-    fn plugin_sample(&mut self, name: &str, plugin: &str, value: u64) {
-        self.labelled(name, "plugin", plugin, value);
-    }
-
-    /// A sample with one label.
-    fn labelled(&mut self, name: &str, label: &str, value_of_label: &str, value: u64) {
-        let _ = writeln!(
-            self.0,
-            "{name}{{{label}=\"{}\"}} {value}",
-            escape_label(value_of_label)
-        );
-    }
-}
-
-/// A label value as the text format needs it: `\`, `"` and line feeds
-/// escaped.
-fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// A count as a sample value.
 fn count(n: usize) -> u64 {
@@ -80,7 +25,7 @@ pub(super) fn metrics_text(ctx: &Context) -> String {
         &ctx.plugins.status(),
         ctx.plugins.dropped_events(),
     );
-    out.0
+    out.into_text()
 }
 
 fn broker_metrics(out: &mut Exposition, ctx: &Context) {
@@ -403,7 +348,7 @@ const PLUGIN_FAMILIES: [PluginFamily; 13] = [
     (
         "sluice_plugin_failures_total",
         Kind::Counter,
-        "Hook calls that failed (trap, fuel, memory, deadline, disabled).",
+        "Hook calls that failed (trap, memory, fuel, deadline, busy, disabled).",
         |p| p.failures,
     ),
     (
@@ -476,6 +421,7 @@ fn plugin_metrics(out: &mut Exposition, status: &Status, dropped_events: u64) {
             out.plugin_sample(name, &p.name, value(p));
         }
     }
+    hook_metrics(out, status);
     let totals = [
         (
             "sluice_plugins_loaded",
@@ -531,13 +477,44 @@ fn plugin_metrics(out: &mut Exposition, status: &Status, dropped_events: u64) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-        assert_eq!(escape_label("plain"), "plain");
+/// Per plugin and hook it exports: the latency histogram, the calls by
+/// outcome and the invalid answers.
+fn hook_metrics(out: &mut Exposition, status: &Status) {
+    let each = || {
+        status.plugins.iter().flat_map(|p| {
+            p.per_hook
+                .iter()
+                .map(|h| (labels(&[("plugin", &p.name), ("hook", h.hook)]), h))
+        })
+    };
+    let duration = "sluice_plugin_hook_duration_seconds";
+    out.family(
+        duration,
+        Kind::Histogram,
+        "Wall time of the plugin's hook calls, waiting for a free instance included.",
+    );
+    for (labels, h) in each() {
+        out.histogram(duration, &labels, &h.latency);
+    }
+    let calls = "sluice_plugin_hook_calls_total";
+    out.family(
+        calls,
+        Kind::Counter,
+        "Hook calls by outcome: the plugin answered (ok, next, error) or the call failed (trap, memory, fuel, deadline, busy, disabled).",
+    );
+    for (labels, h) in each() {
+        for (outcome, n) in h.outcomes.iter() {
+            let outcome = outcome.label();
+            out.sample(calls, &format!("{labels},outcome=\"{outcome}\""), n);
+        }
+    }
+    let invalid = "sluice_plugin_hook_invalid_answers_total";
+    out.family(
+        invalid,
+        Kind::Counter,
+        "Answers counted as ok that the broker then refused as invalid (a modifier out of range or past the operator's limits).",
+    );
+    for (labels, h) in each() {
+        out.sample(invalid, &labels, h.invalid);
     }
 }

@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 mod access;
+mod exposition;
 mod metrics;
 
 use crate::context::Context;

@@ -164,6 +164,12 @@ impl HookSet {
         Hook::ALL.into_iter().filter(move |h| self.contains(*h))
     }
 
+    /// How many hooks of the set come before `hook` in [`Hook::ALL`]
+    /// order: its index among the set's hooks, when the set holds it.
+    pub(super) fn rank(self, hook: Hook) -> usize {
+        (self.0 & (hook.bit() - 1)).count_ones() as usize
+    }
+
     /// The hooks in both sets.
     pub fn intersection(self, other: HookSet) -> HookSet {
         HookSet(self.0 & other.0)
@@ -217,5 +223,12 @@ mod tests {
         assert!(!set.intersects(other));
         assert!(set.union(other).contains(Hook::OnPublish));
         assert_eq!(Hook::OnDeliverM5.name(), "on-deliver-m5");
+        assert_eq!(set.rank(Hook::AuthOnRegister), 0);
+        assert_eq!(set.rank(Hook::OnMessageDrop), 1);
+        assert_eq!(
+            set.rank(Hook::OnPublish),
+            1,
+            "not in the set: where it would go"
+        );
     }
 }

@@ -75,12 +75,14 @@ mod convert;
 mod deliver;
 mod engine;
 mod events;
+mod failure;
 mod hooks;
 mod host;
 mod http;
 mod http_link;
 mod http_send;
 pub mod kv;
+mod latency;
 mod limiter;
 mod log;
 mod messages;
@@ -92,6 +94,7 @@ mod register;
 mod reload;
 mod scan;
 mod set;
+mod stats;
 mod subscribe;
 mod watch;
 
@@ -118,6 +121,7 @@ pub use self::http::UrlPattern;
 pub fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
     http_send::client_config(Some(path)).map(drop)
 }
+pub use self::latency::Latency;
 pub use self::outbox::Publication;
 pub use self::plugin::{CallFailure, Hook, LoadError, Plugin, Settings};
 pub use self::publish::{
@@ -130,6 +134,7 @@ pub use self::register::{
 use self::reload::Reloader;
 pub use self::reload::{Ignored, PluginStatus, Rejected, ReloadOutcome, Status};
 use self::set::PluginSet;
+pub use self::stats::{HookStatus, Outcome, OutcomeCounts};
 pub use self::subscribe::{
     SubscribeOutcome, SubscribeRequest, TopicDecision, UnsubscribeChanges, UnsubscribeRequest,
 };
@@ -416,19 +421,9 @@ async fn walk<'a, T, E, Fut>(
 where
     Fut: Future<Output = Result<chain::Answer<T, E>, CallFailure>>,
 {
-    let mut call = call;
     chain::walk(
         chain,
-        move |p| {
-            let answer = call(p);
-            async move {
-                let answer = answer.await;
-                if let Ok(chain::Answer::Error(_)) = &answer {
-                    p.stats.errors.fetch_add(1, Ordering::Relaxed);
-                }
-                answer
-            }
-        },
+        call,
         |p| p.settings.on_failure,
         |p, failure| {
             tracing::warn!(plugin = %p.name, hook, "call failed ({failure}); failing open to the next plugin");

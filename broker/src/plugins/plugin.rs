@@ -13,26 +13,28 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use wasmtime::component::InstancePre;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 
 use super::breaker::{Breaker, Tripped};
 use super::chain::FailurePolicy;
 use super::engine::{Runtime, Wasm};
+pub use super::failure::CallFailure;
 pub use super::hooks::Hook;
 use super::hooks::{Guests, HookSet, Hooks};
 use super::host::{PluginShared, PluginState};
 use super::http::HttpPolicy;
 use super::kv::KvStore;
-use super::limiter::{InstanceLimits, LimitExceeded};
+use super::limiter::InstanceLimits;
 use super::log::PluginLog;
 use super::outbox::Publisher;
 use super::pool::{Checkout, Pool};
+use super::stats::{Stats, Verdict};
 
 /// A plugin's limits and policies, resolved from the configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,116 +72,6 @@ pub struct Settings {
     pub required: Option<bool>,
     /// `[plugin.NAME.config]`.
     pub config: Vec<(String, String)>,
-}
-
-/// Why a hook call produced no answer.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum CallFailure {
-    #[error("disabled by its circuit breaker after repeated failures")]
-    Disabled,
-    #[error("no instance became free within the deadline of {0:?}")]
-    Busy(Duration),
-    #[error("missed its deadline of {0:?}")]
-    Deadline(Duration),
-    #[error("ran out of fuel")]
-    OutOfFuel,
-    #[error("exceeded its memory limit")]
-    Memory,
-    #[error("overflowed its stack")]
-    StackOverflow,
-    #[error("trapped: {0}")]
-    Trap(String),
-    #[error("could not be instantiated: {0}")]
-    Instantiate(String),
-    #[error("init failed: {0}")]
-    Init(String),
-}
-
-impl CallFailure {
-    /// Whether the call used up a limit its request can drive: the
-    /// deadline, fuel, memory, or no free instance. A client whose requests
-    /// do this is slowed down; it never disables the plugin for everyone.
-    pub fn is_overrun(&self) -> bool {
-        matches!(
-            self,
-            CallFailure::Busy(_)
-                | CallFailure::Deadline(_)
-                | CallFailure::OutOfFuel
-                | CallFailure::Memory
-        )
-    }
-
-    /// Whether it is the plugin's own fault (a trap, a failed
-    /// instantiation): what the circuit breaker counts.
-    pub fn is_fault(&self) -> bool {
-        matches!(
-            self,
-            CallFailure::StackOverflow
-                | CallFailure::Trap(_)
-                | CallFailure::Instantiate(_)
-                | CallFailure::Init(_)
-        )
-    }
-
-    /// Whether the instance was lost to it (a trap or a host limit).
-    pub fn is_trap(&self) -> bool {
-        matches!(
-            self,
-            CallFailure::Deadline(_)
-                | CallFailure::OutOfFuel
-                | CallFailure::Memory
-                | CallFailure::StackOverflow
-                | CallFailure::Trap(_)
-        )
-    }
-
-    /// The failure `e` is, for a call with `deadline`.
-    fn from_wasmtime(e: &wasmtime::Error, deadline: Duration) -> Self {
-        if e.downcast_ref::<LimitExceeded>().is_some() {
-            return CallFailure::Memory;
-        }
-        match e.downcast_ref::<Trap>() {
-            // Only the epoch callback interrupts: the deadline passed.
-            Some(Trap::Interrupt) => CallFailure::Deadline(deadline),
-            Some(Trap::OutOfFuel) => CallFailure::OutOfFuel,
-            Some(Trap::StackOverflow) => CallFailure::StackOverflow,
-            Some(Trap::MemoryOutOfBounds) | Some(Trap::AllocationTooLarge) => CallFailure::Memory,
-            _ => {
-                let text = format!("{e:#}");
-                // A memory whose minimum size is already past the budget
-                // fails at instantiation with a plain error.
-                if text.contains("memory minimum size") {
-                    CallFailure::Memory
-                } else {
-                    CallFailure::Trap(text)
-                }
-            }
-        }
-    }
-}
-
-/// Counters per plugin version (a reload starts them again).
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub calls: AtomicU64,
-    /// Chain calls the plugin answered with its `error` value.
-    pub errors: AtomicU64,
-    /// Calls that failed (trap, fuel, memory, deadline, busy, disabled).
-    pub failures: AtomicU64,
-    /// Failures where the instance was lost: traps, fuel, memory, stack,
-    /// deadline (a subset of `failures`).
-    pub traps: AtomicU64,
-    /// Calls cut at their deadline (a subset of `traps`).
-    pub deadlines: AtomicU64,
-    /// Calls that ran out of fuel (a subset of `traps`).
-    pub out_of_fuel: AtomicU64,
-    /// Calls that found no free instance within the deadline.
-    pub busy: AtomicU64,
-    /// Answers refused as invalid (a modifier out of range or past the
-    /// operator's limits).
-    pub invalid: AtomicU64,
-    pub fuel_used: AtomicU64,
-    pub instances_created: AtomicU64,
 }
 
 /// One instance of a plugin, with its own store.
@@ -430,7 +322,7 @@ impl Plugin {
             file: path.to_owned(),
             hash: parts.hash,
             cached: parts.cached,
-            stats: Stats::default(),
+            stats: Stats::new(parts.exports),
             runtime: parts.runtime,
             pre: parts.pre,
             hooks: parts.hooks,
@@ -466,12 +358,12 @@ impl Plugin {
     pub fn invalid_answer(
         &self,
         client: &dyn std::fmt::Display,
-        hook: &str,
+        hook: Hook,
         problem: &dyn std::fmt::Display,
     ) {
-        self.stats.invalid.fetch_add(1, Ordering::Relaxed);
+        self.stats.record_invalid(hook);
         tracing::warn!(
-            plugin = %self.name, hook, client = %client,
+            plugin = %self.name, hook = hook.name(), client = %client,
             "plugin answer refused: invalid {problem}"
         );
     }
@@ -583,7 +475,7 @@ impl Plugin {
     /// Runs one hook call on an instance, under the plugin's fuel, memory
     /// and deadline. The instance goes back to the pool only if the call
     /// returned normally.
-    pub async fn call<'c, R>(
+    pub(crate) async fn call<'c, R: Verdict>(
         &self,
         hook: Hook,
         f: impl FnOnce(Box<Instance>) -> CallFuture<'c, R>,
@@ -591,6 +483,9 @@ impl Plugin {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = self.call_inner(f, started).await;
+        let ended = Instant::now();
+        self.stats
+            .record_call(hook, ended.duration_since(started), &result);
         match &result {
             Ok(_) => {
                 let mut breaker = self.breaker();
@@ -598,34 +493,23 @@ impl Plugin {
                     breaker.success();
                 }
             }
-            Err(failure) => {
-                let s = &self.stats;
-                s.failures.fetch_add(1, Ordering::Relaxed);
-                if failure.is_trap() {
-                    s.traps.fetch_add(1, Ordering::Relaxed);
-                }
-                match failure {
-                    CallFailure::Deadline(_) => s.deadlines.fetch_add(1, Ordering::Relaxed),
-                    CallFailure::OutOfFuel => s.out_of_fuel.fetch_add(1, Ordering::Relaxed),
-                    CallFailure::Busy(_) => s.busy.fetch_add(1, Ordering::Relaxed),
-                    _ => 0,
-                };
-                if failure.is_fault() {
-                    tracing::warn!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
-                    let tripped = self.breaker().failure(started, Instant::now());
-                    if let Tripped::For(backoff) = tripped {
-                        tracing::error!(
-                            plugin = %self.name,
-                            "plugin disabled for {backoff:?} after {} consecutive faults",
-                            self.settings.breaker_failures
-                        );
-                    }
-                } else if failure.is_overrun() {
-                    // The chain's caller logs it with the client, which
-                    // is slowed down.
-                    tracing::debug!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
+            Err(failure) if failure.is_fault() => {
+                tracing::warn!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
+                let tripped = self.breaker().failure(started, ended);
+                if let Tripped::For(backoff) = tripped {
+                    tracing::error!(
+                        plugin = %self.name,
+                        "plugin disabled for {backoff:?} after {} consecutive faults",
+                        self.settings.breaker_failures
+                    );
                 }
             }
+            Err(failure) if failure.is_overrun() => {
+                // The chain's caller logs it with the client, which is
+                // slowed down.
+                tracing::debug!(plugin = %self.name, hook = hook.name(), "plugin call failed: {failure}");
+            }
+            Err(_) => {}
         }
         result
     }

@@ -274,7 +274,8 @@ impl Plugins {
                 match publish_changes(m, req.limits) {
                     Ok((changes, cache)) => PublishOutcome::Accepted { changes, cache },
                     Err(e) => {
-                        chain[index].invalid_answer(req.id, "auth-on-publish", &e);
+                        let hook = chains.hook_for(&chain[index], req.version);
+                        chain[index].invalid_answer(req.id, hook, &e);
                         refused(
                             ReasonCode::UNSPECIFIED_ERROR,
                             format!("plugin {plugin} returned an invalid {e}"),
@@ -425,7 +426,8 @@ impl Plugins {
                 match delivery_changes(value?, v5, via_m5, req.limits) {
                     Ok(changes) => Some(changes),
                     Err(e) => {
-                        chain[index].invalid_answer(req.id, "on-deliver", &e);
+                        let hook = chains.hook_for(&chain[index], req.version);
+                        chain[index].invalid_answer(req.id, hook, &e);
                         None
                     }
                 }

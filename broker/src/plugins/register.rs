@@ -136,7 +136,8 @@ impl Plugins {
                     },
                     Some(Ok(modifiers)) => RegisterOutcome::Accepted { plugin, modifiers },
                     Some(Err(e)) => {
-                        chain[index].invalid_answer(req.id, "auth-on-register", &e);
+                        let hook = chains.hook_for(&chain[index], req.version);
+                        chain[index].invalid_answer(req.id, hook, &e);
                         RegisterOutcome::Refused(Refusal {
                             code: ReasonCode::UNSPECIFIED_ERROR,
                             reason_string: None,

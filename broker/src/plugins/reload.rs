@@ -28,9 +28,11 @@ use std::time::{Duration, SystemTime};
 
 use super::engine::{Runtime, Wasm};
 use super::hooks::Hook;
+use super::latency::Latency;
 use super::plugin::{LoadError, Plugin, Settings};
 use super::scan::{Entry, Unusable, scan};
 use super::set::{Missing, PluginSet};
+use super::stats::HookStatus;
 use super::{Plugins, PluginsError};
 use crate::config::{Config, PluginConfig};
 
@@ -90,6 +92,13 @@ pub struct PluginStatus {
     /// Queued publications the other plugins refused (or the broker
     /// dropped).
     pub publications_denied: u64,
+    /// The median and the 99th percentile of all its calls' wall time,
+    /// estimated from the hooks' histograms (microseconds; none before
+    /// the first call).
+    pub p50_micros: Option<f64>,
+    pub p99_micros: Option<f64>,
+    /// Each hook it exports: calls, outcomes, latency.
+    pub per_hook: Vec<HookStatus>,
     pub last_reload: Option<LastReload>,
 }
 
@@ -484,6 +493,8 @@ impl Reloader {
             .iter()
             .map(|p| {
                 let s = &p.stats;
+                let per_hook = s.hooks();
+                let latency = Latency::merged(per_hook.iter().map(|h| &h.latency));
                 PluginStatus {
                     name: p.name.to_string(),
                     file: p.file.clone(),
@@ -502,6 +513,9 @@ impl Reloader {
                     published: p.shared.publisher.published.load(Ordering::Relaxed),
                     publish_refused: p.shared.publisher.refused.load(Ordering::Relaxed),
                     publications_denied: p.shared.publisher.denied.load(Ordering::Relaxed),
+                    p50_micros: latency.quantile_micros(0.5),
+                    p99_micros: latency.quantile_micros(0.99),
+                    per_hook,
                     last_reload: results.get(&*p.name).and_then(|r| match &r.last {
                         Last::Reload { last, .. } => Some(last.clone()),
                         Last::Ignored { .. } => None,

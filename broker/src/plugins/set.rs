@@ -61,6 +61,15 @@ impl Chain {
         plugin.implements(self.m5) && (version.is_v5() || !plugin.implements(self.v3))
     }
 
+    /// The hook `plugin` is called through for a client of `version`.
+    pub(super) fn hook_for(&self, plugin: &Plugin, version: ProtocolVersion) -> Hook {
+        if self.m5_for(plugin, version) {
+            self.m5
+        } else {
+            self.v3
+        }
+    }
+
     /// Whether a client of `version` needs the MQTT 5 form of the
     /// arguments for some plugin of the chain.
     pub(super) fn needs_m5(&self, version: ProtocolVersion) -> bool {

@@ -177,7 +177,8 @@ impl Plugins {
             Outcome::Accepted { index, value } => match accepted(value, req) {
                 Ok(outcome) => outcome,
                 Err(problem) => {
-                    chain[index].invalid_answer(req.id, "auth-on-subscribe", &problem);
+                    let hook = chains.hook_for(&chain[index], req.version);
+                    chain[index].invalid_answer(req.id, hook, &problem);
                     all(ReasonCode::UNSPECIFIED_ERROR)
                 }
             },
@@ -269,7 +270,8 @@ impl Plugins {
                 match checked_unsubscribe(changes, req) {
                     Ok(c) => c,
                     Err(problem) => {
-                        chain[index].invalid_answer(req.id, "on-unsubscribe", &problem);
+                        let hook = chains.hook_for(&chain[index], req.version);
+                        chain[index].invalid_answer(req.id, hook, &problem);
                         UnsubscribeChanges::default()
                     }
                 }
